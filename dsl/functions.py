@@ -1,0 +1,68 @@
+"""The built-in functions of the expression language: their signatures, in one table.
+
+The checker reads this table to check calls; the compiler (:mod:`dsl.runtime`) holds one
+implementation per name, and a test makes sure the two agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .types import BOOL, NUMBER, STRING, Type
+
+# What a parameter accepts:
+#   "string", "number", "temporal" (date or datetime), "sized" (string or list),
+#   "container" (string or list), "any", or a reference to a named thing, written as a
+#   string literal: "step", "group", "campaign".
+Param = str
+
+
+@dataclass(frozen=True)
+class Signature:
+    name: str
+    params: tuple[Param, ...]
+    returns: Type | Callable[[list[Type]], Type]
+    variadic: bool = False  # the last parameter may repeat (at least once)
+    doc: str = ""
+
+    @property
+    def arity(self) -> str:
+        return f"at least {len(self.params)}" if self.variadic else str(len(self.params))
+
+    def accepts_count(self, count: int) -> bool:
+        return count >= len(self.params) if self.variadic else count == len(self.params)
+
+
+def _common(types: list[Type]) -> Type:
+    """coalesce() is of the first argument's type that is not null."""
+    for t in types:
+        if t.kind not in ("null", "any"):
+            return t
+    return types[0] if types else Type("null")
+
+
+SIGNATURES: dict[str, Signature] = {
+    s.name: s
+    for s in [
+        Signature("days_since", ("temporal",), NUMBER, doc="whole days from the date (or datetime) to now"),
+        Signature("lower", ("string",), STRING, doc="the string in lower case"),
+        Signature("upper", ("string",), STRING, doc="the string in upper case"),
+        Signature("len", ("sized",), NUMBER, doc="length of a string or list"),
+        Signature("contains", ("container", "any"), BOOL, doc="substring of a string, or item of a list"),
+        Signature("starts_with", ("string", "string"), BOOL),
+        Signature("ends_with", ("string", "string"), BOOL),
+        Signature("matches", ("string", "string"), BOOL, doc="the regular expression matches somewhere in the string"),
+        Signature("coalesce", ("any",), _common, variadic=True, doc="the first argument that is not null"),
+        Signature("in_group", ("group",), BOOL, doc="the partner is in the static target group"),
+        Signature("in_campaign", ("campaign",), BOOL, doc="the partner has an active or paused enrollment"),
+        Signature("was_in_campaign", ("campaign",), BOOL, doc="the partner was ever enrolled"),
+        Signature("opened", ("step",), BOOL, doc="the partner opened the step's message"),
+        Signature("clicked", ("step",), BOOL, doc="the partner clicked in the step's message"),
+        Signature("bounced", ("step",), BOOL, doc="the step's message bounced"),
+        Signature("responded", ("step",), BOOL, doc="the partner responded to the step"),
+        Signature("response", ("step",), STRING, doc="the response key given to the step, or null"),
+    ]
+}
+
+REFERENCE_PARAMS = ("step", "group", "campaign")

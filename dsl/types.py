@@ -1,0 +1,204 @@
+"""The types of the expression language and of the partner schema in engine.yaml.
+
+A partner record is checked against its schema once, when it is read (:func:`coerce`), so the
+evaluator can rely on each field holding a value of its declared type or ``None``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any, Mapping
+
+SCALAR_KINDS = ("string", "number", "bool", "date", "datetime", "duration", "null")
+
+
+@dataclass(frozen=True)
+class Type:
+    """``kind`` is one of SCALAR_KINDS, ``list``, ``enum`` (a string with fixed values),
+    ``record`` (``partner``, ``event``; ``fields`` empty means any field is allowed) or
+    ``any`` (not known until run time, e.g. event data)."""
+
+    kind: str
+    item: "Type | None" = None
+    values: tuple[str, ...] = ()
+    fields: tuple[tuple[str, "Type"], ...] = ()
+
+    def __str__(self) -> str:
+        if self.kind == "list":
+            return f"list[{self.item}]"
+        if self.kind == "enum":
+            return "enum[" + ", ".join(self.values) + "]"
+        return self.kind
+
+    @property
+    def field_map(self) -> dict[str, "Type"]:
+        return dict(self.fields)
+
+    def is_textual(self) -> bool:
+        return self.kind in ("string", "enum")
+
+    def is_temporal(self) -> bool:
+        return self.kind in ("date", "datetime")
+
+
+STRING = Type("string")
+NUMBER = Type("number")
+BOOL = Type("bool")
+DATE = Type("date")
+DATETIME = Type("datetime")
+DURATION = Type("duration")
+NULL = Type("null")
+ANY = Type("any")
+
+
+def list_of(item: Type) -> Type:
+    return Type("list", item=item)
+
+
+def enum(values: tuple[str, ...] | list[str]) -> Type:
+    return Type("enum", values=tuple(values))
+
+
+def record(fields: Mapping[str, Type] | None = None) -> Type:
+    return Type("record", fields=tuple((fields or {}).items()))
+
+
+_NAMED = {"string": STRING, "number": NUMBER, "bool": BOOL, "date": DATE, "datetime": DATETIME}
+FIELD_TYPE_NAMES = ("string", "number", "bool", "date", "datetime", "list[string]", "list[number]", "{enum: [...]}")
+
+
+def parse_field_type(spec: Any) -> Type:
+    """The type written in engine.yaml ``partners.fields``; ValueError with a message if unknown."""
+    if isinstance(spec, str):
+        text = spec.strip()
+        if text in _NAMED:
+            return _NAMED[text]
+        match = re.fullmatch(r"list\[\s*(string|number)\s*\]", text)
+        if match:
+            return list_of(_NAMED[match.group(1)])
+        raise ValueError(f"unknown field type '{spec}'")
+    if isinstance(spec, dict) and set(spec) == {"enum"}:
+        values = spec["enum"]
+        if isinstance(values, list) and values and all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values):
+            return enum(tuple(str(v) for v in values))
+        raise ValueError("an enum needs a non-empty list of values")
+    raise ValueError(f"unknown field type {json.dumps(spec, default=str)}")
+
+
+# --- Values -----------------------------------------------------------------------------------
+
+_TRUE = {"true", "yes", "1", "y"}
+_FALSE = {"false", "no", "0", "n"}
+
+
+def coerce(type_: Type, raw: Any, tz: tzinfo) -> Any:
+    """A raw value (CSV text or JSON value) as a value of ``type_``: None when missing;
+    ValueError with a short reason when it does not fit. Datetimes come back aware (UTC)."""
+    if raw is None or raw == "":
+        return None
+    kind = type_.kind
+    if kind == "string":
+        if isinstance(raw, (dict, list, bool)):
+            raise ValueError(f"expected a string, got {_describe(raw)}")
+        return str(raw)
+    if kind == "enum":
+        text = str(raw) if not isinstance(raw, (dict, list, bool)) else None
+        if text not in type_.values:
+            raise ValueError(f"'{raw}' is not one of {', '.join(type_.values)}")
+        return text
+    if kind == "number":
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+            raise ValueError(f"expected a number, got {_describe(raw)}")
+        if isinstance(raw, str):
+            try:
+                return int(raw) if re.fullmatch(r"[-+]?\d+", raw.strip()) else float(raw)
+            except ValueError:
+                raise ValueError(f"expected a number, got '{raw}'") from None
+        return raw
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
+            return raw.strip().lower() in _TRUE
+        raise ValueError(f"expected true or false, got {_describe(raw)}")
+    if kind == "date":
+        if isinstance(raw, str):
+            try:
+                return date.fromisoformat(raw.strip())
+            except ValueError:
+                pass
+        raise ValueError(f"expected a date (YYYY-MM-DD), got {_describe(raw)}")
+    if kind == "datetime":
+        if isinstance(raw, str):
+            try:
+                return to_utc(datetime.fromisoformat(raw.strip().replace("Z", "+00:00")), tz)
+            except ValueError:
+                pass
+        raise ValueError(f"expected a datetime (ISO 8601), got {_describe(raw)}")
+    if kind == "list":
+        items = raw
+        if isinstance(raw, str):
+            text = raw.strip()
+            items = json.loads(text) if text.startswith("[") and _is_json(text) else [p.strip() for p in text.split(";") if p.strip()]
+        if not isinstance(items, list):
+            raise ValueError(f"expected a list, got {_describe(raw)}")
+        out = []
+        for item in items:
+            value = coerce(type_.item or ANY, item, tz)
+            if value is not None:
+                out.append(value)
+        return out
+    return raw
+
+
+def to_utc(value: datetime, tz: tzinfo) -> datetime:
+    """A naive datetime is local time in ``tz``; the result is aware and in UTC."""
+    from datetime import timezone
+
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz)
+    return value.astimezone(timezone.utc)
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _describe(raw: Any) -> str:
+    if isinstance(raw, str):
+        return f"'{raw}'"
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    if isinstance(raw, (dict, list)):
+        return "an object" if isinstance(raw, dict) else "a list"
+    return json.dumps(raw, default=str)
+
+
+def type_of_value(value: Any) -> Type:
+    """The run-time type of a Python value (used by the evaluator's generic paths)."""
+    if value is None:
+        return NULL
+    if isinstance(value, bool):
+        return BOOL
+    if isinstance(value, (int, float)):
+        return NUMBER
+    if isinstance(value, str):
+        return STRING
+    if isinstance(value, datetime):
+        return DATETIME
+    if isinstance(value, date):
+        return DATE
+    if isinstance(value, timedelta):
+        return DURATION
+    if isinstance(value, (list, tuple)):
+        return list_of(ANY)
+    if isinstance(value, dict):
+        return record()
+    return ANY

@@ -1,0 +1,166 @@
+"""Safe YAML loading into plain values that remember where they came from.
+
+We compose with PyYAML (libyaml when present) and build plain Python values ourselves, so that
+every key and value keeps its span, duplicate keys are errors, and scalars follow the YAML 1.2
+core schema: ``yes``, ``no``, ``on`` and ``off`` stay strings, and dates stay strings for the
+models to parse (a campaign file means what it says, not what YAML 1.1 guessed).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from .diagnostics import SourceError, error
+from .source import ScalarText, SourceText, Span
+
+try:
+    _Loader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _Loader = yaml.SafeLoader
+
+Path = tuple[Any, ...]
+
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_INT = re.compile(r"^[-+]?[0-9]+$")
+_INT_OTHER = re.compile(r"^0o[0-7]+$|^0x[0-9a-fA-F]+$")
+_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_SPECIAL_FLOAT = {".inf": float("inf"), "+.inf": float("inf"), "-.inf": float("-inf"), ".nan": float("nan")}
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where one value of the document is: its span, its key's span, its scalar text."""
+
+    span: Span
+    key_span: Span | None = None
+    scalar: ScalarText | None = None
+
+
+@dataclass
+class Document:
+    """A loaded YAML file: plain data plus the location of every value by its path."""
+
+    source: SourceText
+    data: Any
+    locations: dict[Path, Located] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return self.source.path
+
+    def _nearest(self, path: Path) -> Located:
+        path = tuple(path)
+        while path and path not in self.locations:
+            path = path[:-1]
+        return self.locations.get(path) or Located(self.source.span(0))
+
+    def span(self, path: Path = ()) -> Span:
+        """The span of the value at ``path``, or of its nearest enclosing value."""
+        return self._nearest(path).span
+
+    def key_span(self, path: Path) -> Span:
+        """The span of the mapping key that introduces ``path`` (the value's, for list items)."""
+        located = self._nearest(path)
+        return located.key_span or located.span
+
+    def scalar(self, path: Path) -> ScalarText | None:
+        located = self.locations.get(tuple(path))
+        return located.scalar if located else None
+
+
+def load_yaml(path: str, text: str) -> Document:
+    """Load one YAML document; raise :class:`SourceError` for anything that is not valid YAML."""
+    source = SourceText(path, text)
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        span = source.span(source.index(mark.line, mark.column)) if mark else source.span(0)
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise SourceError(error(span, f"invalid YAML: {problem}")) from None
+    except yaml.YAMLError as exc:
+        position = getattr(exc, "position", 0) or 0
+        raise SourceError(error(source.span(position), f"invalid YAML: {_first_line(exc)}")) from None
+    except RecursionError:
+        raise SourceError(error(source.span(0), "invalid YAML: nested too deeply")) from None
+    document = Document(source, None)
+    if root is None:
+        return document
+    try:
+        document.data = _Builder(source, document.locations).build(root, (), None)
+    except RecursionError:
+        raise SourceError(error(source.span(0), "invalid YAML: nested too deeply")) from None
+    return document
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or ["invalid YAML"])[0]
+
+
+class _Builder:
+    def __init__(self, source: SourceText, locations: dict[Path, Located]):
+        self.source = source
+        self.locations = locations
+        self.errors: list = []
+
+    def _span(self, node: yaml.Node) -> Span:
+        start = self.source.index(node.start_mark.line, node.start_mark.column)
+        end = self.source.index(node.end_mark.line, node.end_mark.column)
+        return self.source.span(start, end)
+
+    def build(self, node: yaml.Node, path: Path, key_span: Span | None) -> Any:
+        value = self._value(node, path)
+        if self.errors and not path:
+            raise SourceError(self.errors)
+        return value
+
+    def _value(self, node: yaml.Node, path: Path, key_span: Span | None = None) -> Any:
+        span = self._span(node)
+        if isinstance(node, yaml.ScalarNode):
+            start = self.source.index(node.start_mark.line, node.start_mark.column)
+            end = self.source.index(node.end_mark.line, node.end_mark.column)
+            scalar = ScalarText(self.source, node.value, node.style, start, end)
+            self.locations[path] = Located(span, key_span, scalar)
+            return _resolve(node)
+        self.locations[path] = Located(span, key_span)
+        if isinstance(node, yaml.SequenceNode):
+            return [self._value(item, path + (i,)) for i, item in enumerate(node.value)]
+        mapping: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            k_span = self._span(key_node)
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.errors.append(error(k_span, "a mapping key must be a plain value"))
+                continue
+            key = _resolve(key_node)
+            if isinstance(key, float) or key is None or isinstance(key, bool):
+                key = key_node.value
+            if key in mapping:
+                self.errors.append(error(k_span, f"duplicate key '{key}'"))
+                continue
+            mapping[key] = self._value(value_node, path + (key,), k_span)
+        return mapping
+
+
+def _resolve(node: yaml.ScalarNode) -> Any:
+    """YAML 1.2 core schema for plain scalars; quoted and block scalars are strings."""
+    text = node.value
+    if node.style:
+        return text
+    if _NULL.match(text):
+        return None
+    if text in _BOOL:
+        return _BOOL[text]
+    if _INT.match(text):
+        return int(text)
+    if _INT_OTHER.match(text):
+        return int(text, 0)
+    if _FLOAT.match(text) and any(c.isdigit() for c in text):
+        return float(text)
+    if text.lower() in _SPECIAL_FLOAT:
+        return _SPECIAL_FLOAT[text.lower()]
+    return text
