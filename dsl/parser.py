@@ -165,6 +165,17 @@ def _expected(names) -> str:
     return "; expected " + (described[0] if len(described) == 1 else "one of " + ", ".join(described))
 
 
+_DURATION = re.compile(r"([0-9]+)([mhdw])")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``15m``, ``12h``, ``3d`` or ``2w``, as in expressions; ValueError otherwise."""
+    match = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
+    if not match:
+        raise ValueError(f"'{text}' is not a duration such as 30m, 12h, 3d or 2w")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
 def inline(text: str, path: str = "<expression>") -> ScalarText:
     """A :class:`ScalarText` for an expression that does not come from a YAML file."""
     return ScalarText(SourceText(path, text), text, None, 0, len(text))

@@ -1,0 +1,560 @@
+"""The domain model: workspace settings (engine.yaml) and campaigns (campaigns/*.yaml).
+
+Pydantic models validate the shape of the files; :func:`build` turns a loaded YAML document
+into a model and every validation problem into a diagnostic at the right line and column.
+Every model remembers where it came from: ``model.span("field")``.
+
+Expressions and templates are kept as text here; :mod:`campaigns.workspace` checks them
+against the partner schema, where the names they may use are known.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from dsl.diagnostics import Diagnostic, did_you_mean, error
+from dsl.parser import parse_duration
+from dsl.source import Span
+from dsl.types import parse_field_type
+from dsl.yamlload import Document
+
+STEP_KINDS = ("email", "sms", "popup", "activity", "letter")
+ACTIVITY_KINDS = ("call", "meeting", "survey", "work_order", "task")
+MAX_RESPONSES = 5
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_CLOCK = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+
+
+class Located(BaseModel):
+    """A model that knows the document and path it was built from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    _document: Document | None = PrivateAttr(default=None)
+    _path: tuple = PrivateAttr(default=())
+
+    def span(self, field: str | None = None) -> Span:
+        """Where this model (or one of its fields, by name or alias) is written."""
+        if self._document is None:
+            return Span("<memory>", 0, 0)
+        if field is None:
+            return self._document.span(self._path)
+        info = type(self).model_fields.get(field)
+        key = info.alias if info is not None and info.alias else field
+        return self._document.span(self._path + (key,))
+
+    def key_span(self, field: str) -> Span:
+        info = type(self).model_fields.get(field)
+        key = info.alias if info is not None and info.alias else field
+        return self._document.key_span(self._path + (key,)) if self._document else Span("<memory>", 0, 0)
+
+    @property
+    def document(self) -> Document | None:
+        return self._document
+
+    @property
+    def path(self) -> tuple:
+        return self._path
+
+
+# --- Small value types -------------------------------------------------------------------------
+
+Expression = Annotated[
+    str,
+    BeforeValidator(lambda v: ("true" if v else "false") if isinstance(v, bool) else v),
+    Field(description="A condition in the campaign expression language, e.g. partner.tier == \"gold\""),
+]
+TemplateText = Annotated[str, Field(description="jinja2 text; variables: partner, campaign, step, now, today")]
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    return parse_duration(value)
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_duration),
+    WithJsonSchema({"type": "string", "pattern": "^[0-9]+[mhdw]$", "examples": ["3d", "12h", "30m", "2w"]}),
+]
+
+
+def _percentage(value: Any) -> float:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        value = value.strip()[:-1]
+    number = float(value)
+    if not 0 <= number <= 100:
+        raise ValueError("a percentage between 0% and 100%")
+    return number
+
+
+Percentage = Annotated[
+    float,
+    BeforeValidator(_percentage),
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": "^[0-9.]+%$"}, {"type": "number"}], "examples": ["90%"]}),
+]
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone '{value}' (use an IANA name such as Europe/Helsinki)") from None
+    return value
+
+
+Timezone = Annotated[str, BeforeValidator(lambda v: _timezone(v) if isinstance(v, str) else v)]
+
+
+# --- engine.yaml -------------------------------------------------------------------------------
+
+
+class PartnerSettings(Located):
+    source: str = "partners.csv"
+    id: str = "id"
+    fields: dict[str, Any] = Field(default_factory=dict, description="field name: string | number | bool | date | datetime | list[string] | list[number] | {enum: [...]}")
+
+    @field_validator("fields")
+    @classmethod
+    def _known_types(cls, fields: dict[str, Any]) -> dict[str, Any]:
+        for spec in fields.values():
+            parse_field_type(spec)
+        return fields
+
+    def types(self) -> dict:
+        """The schema as :class:`dsl.types.Type` values, the id field included as a string."""
+        from dsl.types import STRING
+
+        schema = {name: parse_field_type(spec) for name, spec in self.fields.items()}
+        schema.setdefault(self.id, STRING)
+        return schema
+
+
+class ConsentSettings(Located):
+    email: Expression | None = None
+    sms: Expression | None = None
+    terms_opt_in: list[Literal["email", "sms"]] = Field(default_factory=list)
+
+
+class Channel(Located):
+    transport: Literal["file", "smtp", "webhook"] = "file"
+    host: str | None = None
+    port: int | None = None
+    from_: str | None = Field(default=None, alias="from")
+    bcc: str | list[str] | None = None
+    starttls: bool = False
+    username_env: str | None = None
+    password_env: str | None = None
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _transport_needs(self) -> "Channel":
+        if self.transport == "smtp" and not (self.host and self.from_):
+            raise ValueError("the smtp transport needs 'host' and 'from'")
+        if self.transport == "webhook" and not self.url:
+            raise ValueError("the webhook transport needs 'url'")
+        return self
+
+
+class Channels(Located):
+    email: Channel = Field(default_factory=Channel)
+    sms: Channel = Field(default_factory=Channel)
+
+
+class User(Located):
+    roles: list[Literal["marketing", "viewer"]] = Field(default_factory=list)
+
+
+class Settings(Located):
+    """engine.yaml: the workspace's settings."""
+
+    timezone: Timezone = "UTC"
+    store: str = "sqlite:///.engine/state.db"
+    partners: PartnerSettings = Field(default_factory=PartnerSettings)
+    consent: ConsentSettings = Field(default_factory=ConsentSettings)
+    exclude: Expression | None = None
+    channels: Channels = Field(default_factory=Channels)
+    users: dict[str, User] = Field(default_factory=dict)
+
+
+# --- campaigns/*.yaml --------------------------------------------------------------------------
+
+
+class Window(Located):
+    start: date | None = None
+    end: date | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Window":
+        if self.start and self.end and self.end < self.start:
+            raise ValueError("the window ends before it starts")
+        return self
+
+
+class Audience(Located):
+    rulesets: dict[str, Expression] = Field(default_factory=dict, description="a partner matches if ANY ruleset matches")
+    groups: list[str] = Field(default_factory=list, description="static target groups (groups/NAME.csv)")
+    exclude: Expression | None = None
+    dedupe: list[Literal["email", "company"]] = Field(default_factory=list)
+    include_test: bool = True
+
+
+class Trigger(Located):
+    audience: bool | None = None
+    at: datetime | None = None
+    cron: str | None = None
+    event: str | None = None
+    when: Expression | None = None
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from croniter import croniter
+
+            if not croniter.is_valid(value):
+                raise ValueError(f"'{value}' is not a valid cron expression (e.g. \"0 9 * * MON\")")
+        return value
+
+    @field_validator("event")
+    @classmethod
+    def _event_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", value):
+            raise ValueError(f"'{value}' is not an event name such as invoice.payment_failed")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Trigger":
+        kinds = [k for k in ("audience", "at", "cron", "event") if getattr(self, k) not in (None, False)]
+        if len(kinds) > 1:
+            raise ValueError(f"a trigger has at most one kind, this one has {', '.join(kinds)}")
+        if self.when is not None and self.event is None:
+            raise ValueError("'when' is only allowed with an event trigger")
+        return self
+
+    @property
+    def kind(self) -> str | None:
+        for k in ("audience", "at", "cron", "event"):
+            if getattr(self, k) not in (None, False):
+                return k
+        return None
+
+
+class EmailVariant(Located):
+    subject: TemplateText | None = None
+    template: str | None = None
+    body: TemplateText | None = None
+
+
+class Email(Located):
+    subject: TemplateText
+    template: str | None = None
+    body: TemplateText | None = None
+    translations: dict[str, EmailVariant] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_body(self) -> "Email":
+        if (self.template is None) == (self.body is None):
+            raise ValueError("an email needs exactly one of 'template' or 'body'")
+        return self
+
+
+class SmsVariant(Located):
+    text: TemplateText
+
+
+class Sms(Located):
+    text: TemplateText
+    translations: dict[str, SmsVariant] = Field(default_factory=dict)
+
+
+class PopupVariant(Located):
+    title: TemplateText | None = None
+    body: TemplateText | None = None
+
+
+class Popup(Located):
+    pages: list[str] = Field(min_length=1)
+    title: TemplateText
+    body: TemplateText
+    translations: dict[str, PopupVariant] = Field(default_factory=dict)
+
+
+class Response(Located):
+    result: str
+    follow_up: str | None = None
+
+
+class Question(Located):
+    id: str
+    text: str
+    answers: list[str] = Field(default_factory=list)
+
+
+class Activity(Located):
+    kind: Literal["call", "meeting", "survey", "work_order", "task"]
+    assignee: TemplateText | None = None
+    subject: TemplateText | None = None
+    responses: dict[str, Response] = Field(default_factory=dict)
+    questions: list[Question] = Field(default_factory=list)
+
+    @field_validator("responses")
+    @classmethod
+    def _at_most_five(cls, responses: dict) -> dict:
+        if len(responses) > MAX_RESPONSES:
+            raise ValueError(f"at most {MAX_RESPONSES} responses per step, this one has {len(responses)}")
+        return responses
+
+
+class Letter(Located):
+    template: str
+
+
+class Step(Located):
+    """A step that does something: exactly one of email, sms, popup, activity, letter."""
+
+    id: str
+    when: Expression | None = None
+    email: Email | None = None
+    sms: Sms | None = None
+    popup: Popup | None = None
+    activity: Activity | None = None
+    letter: Letter | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError(f"'{value}' is not a step id (letters, digits, '-', '_' and '.')")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Step":
+        kinds = [k for k in STEP_KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            found = ", ".join(kinds) if kinds else "none"
+            raise ValueError(f"a step needs exactly one of {', '.join(STEP_KINDS)} (found {found})")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in STEP_KINDS if getattr(self, k) is not None)
+
+    @property
+    def action(self) -> Email | Sms | Popup | Activity | Letter:
+        return getattr(self, self.kind)
+
+
+class Until(Located):
+    until: str
+
+    @field_validator("until")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        if not _CLOCK.match(value):
+            raise ValueError(f"'{value}' is not a local time such as \"09:00\"")
+        return value
+
+
+class Wait(Located):
+    wait: Duration | Until
+
+    @field_validator("wait", mode="before")
+    @classmethod
+    def _int_minutes(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise ValueError(f"'{value}' is not a duration such as 30m, 12h, 3d or 2w (write the unit)")
+        return value
+
+
+def _step_tag(value: Any) -> str:
+    return "wait" if isinstance(value, dict) and "wait" in value else "step"
+
+
+AnyStep = Annotated[
+    Annotated[Step, Tag("step")] | Annotated[Wait, Tag("wait")],
+    Discriminator(_step_tag),
+]
+
+
+class Monitor(Located):
+    in_campaign_min: Percentage = 90.0
+    alert: list[str] = Field(default_factory=list)
+
+    @field_validator("alert", mode="before")
+    @classmethod
+    def _one_address(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class Campaign(Located):
+    """One campaign file. The file name (without .yaml) is the campaign's id."""
+
+    name: str | None = None
+    description: str | None = None
+    owner: str | None = None
+    active: bool = True
+    window: Window | None = None
+    timezone: Timezone | None = None
+    audience: Audience = Field(default_factory=Audience)
+    trigger: Trigger | None = None
+    reenroll: Literal["never", "after_exit"] | Duration = "never"
+    exclusive: bool = False
+    previously_treated: Literal["exclude", "include"] = "exclude"
+    exit_when: Expression | None = None
+    exit_on_audience_loss: bool = False
+    steps: list[AnyStep] = Field(default_factory=list)
+    monitor: Monitor = Field(default_factory=Monitor)
+
+    @field_validator("reenroll", mode="before")
+    @classmethod
+    def _reenroll(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in ("never", "after_exit"):
+            try:
+                return parse_duration(value)
+            except ValueError:
+                raise ValueError(f"reenroll is never, after_exit or a duration such as 90d, not '{value}'") from None
+        return value
+
+    @property
+    def action_steps(self) -> list[Step]:
+        return [s for s in self.steps if isinstance(s, Step)]
+
+
+# --- Building models from documents -----------------------------------------------------------
+
+M = TypeVar("M", bound=Located)
+
+
+def build(model: type[M], document: Document) -> tuple[M | None, list[Diagnostic]]:
+    """Validate a document against a model; every problem becomes a located diagnostic."""
+    data = document.data if document.data is not None else {}
+    if not isinstance(data, dict):
+        return None, [error(document.span(()), f"expected a mapping of keys, found {_kind(data)}")]
+    try:
+        instance = model.model_validate(data)
+    except ValidationError as exc:
+        return None, _diagnostics(model, document, exc.errors(include_url=False))
+    _attach(instance, document, ())
+    return instance, []
+
+
+_SHAPE_ERRORS = ("model_type", "dict_type", "model_attributes_type", "union_tag_invalid")
+
+
+def _diagnostics(model: type[Located], document: Document, errors: list[dict]) -> list[Diagnostic]:
+    """One diagnostic per problem: where a union member complains only that the value has the
+    wrong shape while another member says what is wrong with it, keep the latter."""
+    paths = [_document_path(document.data, tuple(e["loc"])) for e in errors]
+    specific = {p for p, e in zip(paths, errors) if e["type"] not in _SHAPE_ERRORS}
+    kept = [e for p, e in zip(paths, errors) if e["type"] not in _SHAPE_ERRORS or p not in specific]
+    return sorted({_diagnostic(model, document, e) for e in kept})
+
+
+def _attach(value: Any, document: Document, path: tuple) -> None:
+    """Tell every nested model its document and path."""
+    if isinstance(value, Located):
+        value._document, value._path = document, path
+        for name, info in type(value).model_fields.items():
+            _attach(getattr(value, name), document, path + (info.alias or name,))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _attach(item, document, path + (i,))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _attach(item, document, path + (key,))
+
+
+def _document_path(data: Any, loc: tuple) -> tuple:
+    """Pydantic's error location without the union tags it inserts."""
+    path: list = []
+    for part in loc:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+            path.append(part)
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+            path.append(part)
+    return tuple(path)
+
+
+def _diagnostic(model: type[Located], document: Document, e: dict) -> Diagnostic:
+    loc = tuple(e["loc"])
+    kind = e["type"]
+    path = _document_path(document.data, loc)
+    if kind == "extra_forbidden":
+        key = loc[-1]
+        known = _known_keys(model, document.data, path[:-1])
+        return error(document.key_span(path), f"unknown key '{key}'{did_you_mean(str(key), known)}")
+    if kind == "missing":
+        return error(document.key_span(path), f"missing required key '{loc[-1]}'")
+    if kind == "literal_error":
+        expected = re.findall(r"'([^']*)'", e["ctx"].get("expected", ""))
+        value = e.get("input")
+        hint = did_you_mean(str(value), expected) if isinstance(value, str) else ""
+        return error(document.span(path), f"'{value}' is not one of {', '.join(expected)}{hint}")
+    message = e["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            message = message[len(prefix):]
+    message = message[0].lower() + message[1:] if message else "invalid value"
+    where = ".".join(str(p) for p in path)
+    if kind not in ("value_error",) and where and path == loc:
+        message = f"{where}: {message}"
+    return error(document.span(path), message)
+
+
+def _known_keys(model: type[Located], data: Any, path: tuple) -> list[str]:
+    """The keys allowed at ``path``, for "did you mean"."""
+    current: type[Located] | None = model
+    skip_key = False
+    for part in path:
+        data = data[part] if isinstance(data, (dict, list)) else None
+        if isinstance(part, int) or skip_key:
+            skip_key = False
+            if current is Step and isinstance(data, dict) and "wait" in data:
+                current = Wait
+            continue
+        info = current.model_fields.get(part) if current else None
+        if info is None:
+            return []
+        skip_key = get_origin(info.annotation) is dict
+        current = _model_of(info.annotation)
+    if current is None:
+        return []
+    return [info.alias or name for name, info in current.model_fields.items()]
+
+
+def _model_of(annotation: Any) -> type[Located] | None:
+    if isinstance(annotation, type) and issubclass(annotation, Located):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "text"
+    return type(value).__name__

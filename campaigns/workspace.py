@@ -1,0 +1,291 @@
+"""Load a whole workspace into models plus diagnostics: the one entry point the engine calls.
+
+Loading never stops at the first problem: every file is read, every campaign is checked, and
+all diagnostics are collected. A campaign file with errors is left out of ``campaigns`` (it is
+not run); the others are kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field, replace
+from datetime import tzinfo
+from pathlib import Path
+from typing import Iterable
+from zoneinfo import ZoneInfo
+
+from dsl import templates
+from dsl.checker import Scope, check_text
+from dsl.diagnostics import Diagnostic, SourceError, did_you_mean, error
+from dsl.records import PartnerSource, read_partners
+from dsl.source import SourceText
+from dsl.types import BOOL, Type, record
+from dsl.yamlload import Document, load_yaml
+
+from .model import Campaign, Email, Located, Popup, Settings, Sms, Step, build
+
+SETTINGS_FILE = "engine.yaml"
+
+
+@dataclass
+class CampaignFile:
+    """One file of campaigns/: its id, what was loaded, and what is wrong with it."""
+
+    id: str
+    path: Path
+    campaign: Campaign | None = None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.campaign is not None and not any(d.severity == "error" for d in self.diagnostics)
+
+
+@dataclass
+class Workspace:
+    root: Path
+    settings: Settings
+    schema: dict[str, Type]
+    files: dict[str, CampaignFile]
+    groups: dict[str, Path]
+    partners: PartnerSource | None
+    diagnostics: list[Diagnostic]
+
+    @property
+    def campaigns(self) -> dict[str, Campaign]:
+        """The campaigns that may run: those whose file has no errors."""
+        return {cid: f.campaign for cid, f in self.files.items() if f.ok and f.campaign is not None}
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def tz(self) -> tzinfo:
+        return ZoneInfo(self.settings.timezone)
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / "templates"
+
+
+def find_root(path: Path) -> Path | None:
+    """The workspace directory that holds ``path``: the nearest one with an engine.yaml."""
+    path = path.resolve()
+    for candidate in [path, *path.parents] if path.is_dir() else list(path.parents):
+        if (candidate / SETTINGS_FILE).is_file():
+            return candidate
+    return None
+
+
+def load_workspace(root: Path | str, only: Iterable[Path] | None = None, check_partners: bool = True) -> Workspace:
+    """Load and check the workspace at ``root``; ``only`` limits the campaign files checked."""
+    root = Path(root)
+    diagnostics: list[Diagnostic] = []
+    settings_document, settings = _load_settings(root, diagnostics)
+    schema = _schema(settings, settings_document, diagnostics)
+    groups = _groups(root, diagnostics)
+    wanted = {p.resolve() for p in only} if only is not None else None
+    campaign_paths = sorted((root / "campaigns").glob("*.yaml")) + sorted((root / "campaigns").glob("*.yml"))
+    campaign_ids = tuple(p.stem for p in campaign_paths)
+    files: dict[str, CampaignFile] = {}
+    partner_type = record(schema)
+    checked_templates: set[str] = set()
+    for path in campaign_paths:
+        if wanted is not None and path.resolve() not in wanted:
+            continue
+        file = _load_campaign(path)
+        if file.campaign is not None:
+            context = _Context(root, partner_type, tuple(groups), campaign_ids, checked_templates)
+            file.diagnostics.extend(check_campaign(file.campaign, context))
+        files[file.id] = file
+        diagnostics.extend(file.diagnostics)
+    if settings_document is not None:
+        scope = Scope(partner=partner_type, groups=tuple(groups), campaigns=campaign_ids)
+        diagnostics.extend(_check_settings_expressions(settings, scope))
+    partners = _partners(root, settings, diagnostics) if check_partners else None
+    diagnostics.sort(key=lambda d: (d.span.path, d.span.line, d.span.col, d.message))
+    return Workspace(root, settings, schema, files, groups, partners, diagnostics)
+
+
+# --- engine.yaml -------------------------------------------------------------------------------
+
+
+def _load_settings(root: Path, diagnostics: list[Diagnostic]) -> tuple[Document | None, Settings]:
+    path = root / SETTINGS_FILE
+    if not path.is_file():
+        diagnostics.append(error(SourceText(str(path), "").span(0), f"no {SETTINGS_FILE} in {root}: not a workspace"))
+        return None, Settings()
+    document = _read_yaml(path, diagnostics)
+    if document is None:
+        return None, Settings()
+    settings, problems = build(Settings, document)
+    diagnostics.extend(problems)
+    return document, settings or Settings()
+
+
+def _schema(settings: Settings, document: Document | None, diagnostics: list[Diagnostic]) -> dict[str, Type]:
+    try:
+        return settings.partners.types()
+    except ValueError as exc:  # already reported by the model's validation
+        if document is None:
+            diagnostics.append(error(settings.span(), str(exc)))
+        return {}
+
+
+def _check_settings_expressions(settings: Settings, scope: Scope) -> list[Diagnostic]:
+    found: list[Diagnostic] = []
+    for owner, name in ((settings.consent, "email"), (settings.consent, "sms"), (settings, "exclude")):
+        found.extend(_expression(owner, name, scope))
+    return found
+
+
+def _groups(root: Path, diagnostics: list[Diagnostic]) -> dict[str, Path]:
+    groups: dict[str, Path] = {}
+    for path in sorted((root / "groups").glob("*.csv")):
+        groups[path.stem] = path
+        text = path.read_text(encoding="utf-8", errors="replace")
+        header = next(csv.reader(io.StringIO(text)), [])
+        if "id" not in [h.strip() for h in header]:
+            diagnostics.append(error(SourceText(str(path), text).span(0), "a group file needs an 'id' column"))
+    return groups
+
+
+def _partners(root: Path, settings: Settings, diagnostics: list[Diagnostic]) -> PartnerSource | None:
+    path = root / settings.partners.source
+    if not path.is_file():
+        span = settings.partners.span("source") if settings.partners.document else SourceText(str(root / SETTINGS_FILE), "").span(0)
+        diagnostics.append(error(span, f"partner source '{settings.partners.source}' not found"))
+        return None
+    text = path.read_text(encoding="utf-8", errors="replace")
+    source = read_partners(str(path), text, settings.partners.types(), settings.partners.id, ZoneInfo(settings.timezone))
+    diagnostics.extend(source.diagnostics)
+    return source
+
+
+def _read_yaml(path: Path, diagnostics: list[Diagnostic]) -> Document | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        diagnostics.append(error(SourceText(str(path), "").span(0), f"not UTF-8 text: {exc.reason}"))
+        return None
+    try:
+        return load_yaml(str(path), text)
+    except SourceError as exc:
+        diagnostics.extend(exc.diagnostics)
+        return None
+
+
+# --- campaigns/*.yaml --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Context:
+    root: Path
+    partner: Type
+    groups: tuple[str, ...]
+    campaigns: tuple[str, ...]
+    checked_templates: set[str]
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / "templates"
+
+
+def _load_campaign(path: Path) -> CampaignFile:
+    file = CampaignFile(path.stem, path)
+    document = _read_yaml(path, file.diagnostics)
+    if document is not None:
+        file.campaign, problems = build(Campaign, document)
+        file.diagnostics.extend(problems)
+    return file
+
+
+def check_campaign(campaign: Campaign, context: _Context) -> list[Diagnostic]:
+    """Everything about a well-formed campaign that needs the rest of the workspace."""
+    found: list[Diagnostic] = []
+    steps = campaign.action_steps
+    step_ids = tuple(s.id for s in steps)
+    scope = Scope(partner=context.partner, steps=step_ids, groups=context.groups, campaigns=context.campaigns)
+    audience = campaign.audience
+    for name in audience.rulesets:
+        found.extend(_expression(audience, name, scope, container="rulesets"))
+    found.extend(_expression(audience, "exclude", scope))
+    found.extend(_expression(campaign, "exit_when", scope))
+    if campaign.trigger is not None:
+        found.extend(_expression(campaign.trigger, "when", replace(scope, event=True)))
+    for i, group in enumerate(audience.groups):
+        if group not in context.groups:
+            span = audience.document.span(audience.path + ("groups", i))
+            found.append(error(span, f"unknown group '{group}' (no groups/{group}.csv){did_you_mean(group, context.groups)}"))
+    seen: dict[str, Step] = {}
+    for step in steps:
+        if step.id in seen:
+            first = seen[step.id].span("id")
+            found.append(error(step.span("id"), f"duplicate step id '{step.id}' (first used on line {first.line})"))
+        seen.setdefault(step.id, step)
+        found.extend(_expression(step, "when", scope))
+        found.extend(_check_step(step, context))
+    return found
+
+
+def _check_step(step: Step, context: _Context) -> list[Diagnostic]:
+    found: list[Diagnostic] = []
+    action = step.action
+    variants: list[Located] = [action]
+    if isinstance(action, (Email, Sms, Popup)):
+        variants += list(action.translations.values())
+    for variant in variants:
+        for name in ("subject", "body", "text", "title", "assignee"):
+            found.extend(_inline_template(variant, name, context))
+        if getattr(variant, "template", None):
+            found.extend(_template_file(variant, context))
+    if step.activity is not None:
+        for key, response in step.activity.responses.items():
+            target = response.follow_up
+            if target is not None and target not in context.campaigns:
+                found.append(error(response.span("follow_up"), f"unknown follow-up campaign '{target}'{did_you_mean(target, context.campaigns)}"))
+    return found
+
+
+def _expression(owner: Located, name: str, scope: Scope, container: str | None = None) -> list[Diagnostic]:
+    """Check the expression in ``owner.name`` (or ``owner.container[name]``) in place."""
+    if container is None:
+        text = getattr(owner, name, None)
+        path = owner.path + (name,)
+    else:
+        text = getattr(owner, container)[name]
+        path = owner.path + (container, name)
+    if text is None or owner.document is None:
+        return []
+    _, problems = check_text(text, scope, owner.document.scalar(path), expect=BOOL)
+    return problems
+
+
+def _inline_template(owner: Located, name: str, context: _Context) -> list[Diagnostic]:
+    text = getattr(owner, name, None)
+    if not isinstance(text, str) or owner.document is None:
+        return []
+    where = owner.document.scalar(owner.path + (name,))
+    if where is None:
+        return []
+    return templates.check_inline(text, where, context.partner, context.templates_dir)
+
+
+def _template_file(owner: Located, context: _Context) -> list[Diagnostic]:
+    name = owner.template
+    directory = context.templates_dir
+    path = directory / name
+    if not path.is_file():
+        available = sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()) if directory.is_dir() else []
+        return [error(owner.span("template"), f"unknown template '{name}' (no templates/{name}){did_you_mean(name, available)}")]
+    if name in context.checked_templates:  # a template file's problems are reported once
+        return []
+    context.checked_templates.add(name)
+    return templates.check_file(path, context.partner, directory)
+
