@@ -83,10 +83,8 @@ Expression = Annotated[
 TemplateText = Annotated[str, Field(description="jinja2 text; variables: partner, campaign, step, now, today")]
 
 
-def _duration(value: Any) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    return parse_duration(value)
+def _duration(value: Any) -> Any:
+    return parse_duration(value) if isinstance(value, str) else value
 
 
 Duration = Annotated[
@@ -456,15 +454,19 @@ def build(model: type[M], document: Document) -> tuple[M | None, list[Diagnostic
     return instance, []
 
 
-_SHAPE_ERRORS = ("model_type", "dict_type", "model_attributes_type", "union_tag_invalid")
+_SHAPE_ERRORS = ("model_type", "dict_type", "model_attributes_type", "union_tag_invalid", "time_delta_type")
 
 
 def _diagnostics(model: type[Located], document: Document, errors: list[dict]) -> list[Diagnostic]:
     """One diagnostic per problem: where a union member complains only that the value has the
     wrong shape while another member says what is wrong with it, keep the latter."""
     paths = [_document_path(document.data, tuple(e["loc"])) for e in errors]
-    specific = {p for p, e in zip(paths, errors) if e["type"] not in _SHAPE_ERRORS}
-    kept = [e for p, e in zip(paths, errors) if e["type"] not in _SHAPE_ERRORS or p not in specific]
+    specific = [p for p, e in zip(paths, errors) if e["type"] not in _SHAPE_ERRORS]
+
+    def explained(path: tuple) -> bool:
+        return any(s[: len(path)] == path for s in specific)
+
+    kept = [e for p, e in zip(paths, errors) if e["type"] not in _SHAPE_ERRORS or not explained(p)]
     return sorted({_diagnostic(model, document, e) for e in kept})
 
 
