@@ -1,0 +1,499 @@
+"""Static checks of expressions (SPEC §4 "Static checks"): names, fields, types, calls.
+
+:func:`check` walks the AST once and reports every problem it finds, each located at the
+offending token inside the file (through the expression's :class:`ScalarText`). A part that is
+already wrong, or whose type is only known at run time, has the type ``any``: it is compatible
+with everything, so one mistake produces one message, not a cascade.
+
+Where a message points, one rule throughout: when an operand is of a kind the operator never
+accepts (``"x" * 2``, ``not 5``), at that operand; when both operands are fine alone but do not
+go together (``partner.revenue > "x"``), at the operator.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .diagnostics import Diagnostic, SourceError, did_you_mean, error, warning
+from .functions import SIGNATURES, Signature
+from .nodes import BOOLEAN_OPS, Attribute, Binary, Call, Index, ListExpr, Literal, Name, Node, Unary
+from .parser import inline, parse
+from .printer import to_source
+from .source import ScalarText
+from .types import ANY, BOOL, DATE, DATETIME, DURATION, NULL, NUMBER, STRING, Type, list_of, record
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What an expression may refer to where it appears."""
+
+    partner: Type  # record of the partner schema (engine.yaml partners.fields + the id field)
+    event: bool = False  # `event` is available (only in an event trigger's `when`)
+    steps: tuple[str, ...] | None = None  # the campaign's step ids; None = not inside a campaign
+    groups: tuple[str, ...] = ()  # static group names (groups/*.csv)
+    campaigns: tuple[str, ...] = ()  # campaign ids
+
+
+def check(node: Node, scope: Scope, where: ScalarText, expect: Type | None = BOOL) -> tuple[Type, list[Diagnostic]]:
+    """The type of the expression and every problem in it (errors and warnings, in text order)."""
+    run = _Run(scope, where)
+    try:
+        found = _type(node, run)
+        if expect is not None and _join(found, expect) is None:
+            run.error(node, _expectation(expect, found))
+    except RecursionError:
+        return ANY, [error(where.span(node.start, node.end), "expression is nested too deeply")]
+    return found, sorted(run.found, key=lambda d: (d.span, d.message))
+
+
+def check_text(text: str, scope: Scope, where: ScalarText | None = None, expect: Type | None = BOOL) -> tuple[Node | None, list[Diagnostic]]:
+    """Parse and check; a syntax error is a diagnostic like any other. Never raises on input."""
+    if not isinstance(text, str):  # a YAML value such as `true` that was not read as a string
+        text = where.value if where is not None else _plain_text(text)
+    where = where or inline(text)
+    try:
+        node = parse(text, where)
+    except SourceError as exc:
+        return None, exc.diagnostics
+    return node, check(node, scope, where, expect)[1]
+
+
+def _plain_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "null" if value is None else str(value)
+
+
+@dataclass
+class _Run:
+    """One check: where names resolve, where positions map to, and what was found so far."""
+
+    scope: Scope
+    where: ScalarText
+    found: list[Diagnostic] = field(default_factory=list)
+
+    def error(self, at: Node | tuple[int, int], message: str) -> None:
+        self.found.append(error(self._span(at), message))
+
+    def warning(self, at: Node | tuple[int, int], message: str) -> None:
+        self.found.append(warning(self._span(at), message))
+
+    def _span(self, at: Node | tuple[int, int]):
+        start, end = (at.start, at.end) if isinstance(at, Node) else at
+        return self.where.span(start, end)
+
+
+def _type(node: Node, run: _Run) -> Type:
+    return _RULES[type(node)](node, run)
+
+
+# --- Types: compatibility and how they are named in messages ----------------------------------
+
+_UNKNOWN = ("any", "null")  # compatible with everything: known only at run time
+_ORDERED = ("number", "string", "enum", "date", "datetime", "duration")
+
+
+def _join(a: Type, b: Type) -> Type | None:
+    """The type that values of ``a`` and ``b`` share (so they may be compared, or be items of
+    one list), or None when they have nothing in common."""
+    if a.kind == "null":
+        return b
+    if b.kind == "null":
+        return a
+    if a.kind == "any":
+        return b
+    if b.kind == "any":
+        return a
+    if a.is_textual() and b.is_textual():
+        return a if a == b else STRING
+    if a.is_temporal() and b.is_temporal():
+        return a if a == b else DATETIME
+    if a.kind == "list" and b.kind == "list":
+        item = _join(a.item or ANY, b.item or ANY)
+        return None if item is None else list_of(item)
+    if a.kind == "record" and b.kind == "record":
+        return a if a == b else record()
+    return a if a.kind == b.kind else None
+
+
+def _name(t: Type) -> str:
+    """A type as users read it: an enum field holds strings."""
+    if t.kind == "enum":
+        return "string"
+    if t.kind == "list":
+        return f"list[{_name(t.item or ANY)}]"
+    return t.kind
+
+
+def _a(t: Type) -> str:
+    name = _name(t)
+    if t.kind in _UNKNOWN:
+        return name
+    return ("an " if name[0] in "aeiou" else "a ") + name
+
+
+def _expectation(expect: Type, found: Type) -> str:
+    if expect == BOOL:
+        return f"a condition must be true or false, but this is {_a(found)}"
+    return f"expected {_a(expect)}, but this is {_a(found)}"
+
+
+# --- Leaves: literals and names ---------------------------------------------------------------
+
+_LITERAL_TYPES = {
+    "number": NUMBER, "string": STRING, "bool": BOOL, "null": NULL,
+    "date": DATE, "datetime": DATETIME, "duration": DURATION,
+}
+_FIXED_NAMES = {"now": DATETIME, "today": DATE}
+_KEYWORDS = ("true", "false", "null")
+
+
+def _literal(node: Literal, run: _Run) -> Type:
+    return _LITERAL_TYPES.get(node.kind, ANY)
+
+
+def _name_ref(node: Name, run: _Run) -> Type:
+    if node.name == "partner":
+        return run.scope.partner
+    if node.name in _FIXED_NAMES:
+        return _FIXED_NAMES[node.name]
+    if node.name == "event":
+        if run.scope.event:
+            return record()
+        run.error(node, "'event' is only available in the 'when' of an event trigger")
+        return ANY
+    run.error(node, f"unknown name '{node.name}'{_name_hint(node.name, run.scope)}")
+    return ANY
+
+
+def _name_hint(word: str, scope: Scope) -> str:
+    """A bare field name most likely meant ``partner.<field>``; else the nearest name."""
+    fields = [name for name, _ in scope.partner.fields]
+    if word in fields:
+        return f"; did you mean 'partner.{word}'?"
+    names = ["partner", *_FIXED_NAMES, *(["event"] if scope.event else []), *_KEYWORDS]
+    hint = did_you_mean(word, names)
+    if hint:
+        return hint
+    close = did_you_mean(word, fields)
+    return close.replace("'", "'partner.", 1) if close else ""
+
+
+# --- Fields and indexes -----------------------------------------------------------------------
+
+
+def _attribute(node: Attribute, run: _Run) -> Type:
+    owner = _type(node.value, run)
+    at = (node.name_start, node.end)
+    if owner.kind in _UNKNOWN:
+        return ANY
+    if owner.kind != "record":
+        run.error(at, f"cannot read field '{node.name}' of {_a(owner)}")
+        return ANY
+    return _field(owner, node.name, node.value, at, run)
+
+
+def _field(owner: Type, name: str, owner_node: Node, at: Node | tuple[int, int], run: _Run) -> Type:
+    """A field of a record; a record without a schema (``event``) has any field."""
+    if not owner.fields:
+        return ANY
+    fields = owner.field_map
+    if name in fields:
+        return fields[name]
+    run.error(at, f"unknown field '{name}' of {to_source(owner_node)}{did_you_mean(name, fields)}")
+    return ANY
+
+
+def _index(node: Index, run: _Run) -> Type:
+    owner = _type(node.value, run)
+    key = _type(node.index, run)
+    if owner.kind in _UNKNOWN:
+        return ANY
+    if owner.kind == "list" or owner.is_textual():
+        if key.kind not in _UNKNOWN and key.kind != "number":
+            run.error(node.index, f"a position must be a number, but this is {_a(key)}")
+        return owner.item or ANY if owner.kind == "list" else STRING
+    if owner.kind == "record":
+        if isinstance(node.index, Literal) and node.index.kind == "string":
+            return _field(owner, node.index.value, node.value, node.index, run)
+        if key.kind not in _UNKNOWN and not key.is_textual():
+            run.error(node.index, f"a field name must be a string, but this is {_a(key)}")
+        return ANY
+    run.error(node.value, f"only lists, strings and records can be indexed, but this is {_a(owner)}")
+    return ANY
+
+
+# --- Lists ------------------------------------------------------------------------------------
+
+
+def _list(node: ListExpr, run: _Run) -> Type:
+    types = [_type(item, run) for item in node.items]
+    return list_of(_common(node.items, types, "a list", run))
+
+
+def _common(nodes: tuple[Node, ...], types: list[Type], what: str, run: _Run) -> Type:
+    """The one type of several values (list items, coalesce arguments); an item that does
+    not fit the ones before it is reported, and the result is then ``any``."""
+    common, mixed = NULL, False
+    for node, t in zip(nodes, types):
+        joined = _join(common, t)
+        if joined is None:
+            run.error(node, f"mixed types in {what}: {_a(common)}, then {_a(t)}")
+            mixed = True
+        else:
+            common = joined
+    return ANY if mixed or common.kind == "null" else common
+
+
+# --- Operators --------------------------------------------------------------------------------
+
+
+def _unary(node: Unary, run: _Run) -> Type:
+    operand = _type(node.operand, run)
+    if node.op == "not":
+        _require_bool("'not' needs true or false", node.operand, operand, run)
+        return BOOL
+    if operand.kind in _UNKNOWN:
+        return ANY
+    if operand.kind in ("number", "duration"):
+        return operand
+    run.error(node.operand, f"'-' needs a number or a duration, but this is {_a(operand)}")
+    return ANY
+
+
+def _require_bool(need: str, node: Node, t: Type, run: _Run) -> None:
+    if t.kind not in _UNKNOWN and t.kind != "bool":
+        run.error(node, f"{need}, but this is {_a(t)}")
+
+
+def _binary(node: Binary, run: _Run) -> Type:
+    left = _type(node.left, run)
+    right = _type(node.right, run)
+    return _OPERATORS[node.op](node, left, right, run)
+
+
+def _operator(node: Binary) -> tuple[int, int]:
+    return node.op_start, node.op_start + len(node.op)
+
+
+def _logic(node: Binary, left: Type, right: Type, run: _Run) -> Type:
+    need = f"'{node.op}' needs true or false on both sides"
+    _require_bool(need, node.left, left, run)
+    _require_bool(need, node.right, right, run)
+    return BOOL
+
+
+def _equality(node: Binary, left: Type, right: Type, run: _Run) -> Type:
+    if _join(left, right) is None:
+        run.error(_operator(node), f"cannot compare {_name(left)} with {_name(right)}")
+        return BOOL
+    _enum_value(node.left, left, node.right, run)
+    _enum_value(node.right, right, node.left, run)
+    return BOOL
+
+
+def _ordering(node: Binary, left: Type, right: Type, run: _Run) -> Type:
+    unordered = False
+    for side, t in ((node.left, left), (node.right, right)):
+        if t.kind not in _UNKNOWN and t.kind not in _ORDERED:
+            run.error(side, f"'{node.op}' needs numbers, strings, dates or durations, but this is {_a(t)}")
+            unordered = True
+        if isinstance(side, Literal) and side.kind == "null":
+            run.warning(side, f"'{node.op}' with null is always false; to test for a missing value use == null")
+    if not unordered and _join(left, right) is None:
+        run.error(_operator(node), f"cannot compare {_name(left)} with {_name(right)}")
+    return BOOL
+
+
+def _membership(node: Binary, item: Type, container: Type, run: _Run) -> Type:
+    for side in (node.left, node.right):
+        if isinstance(side, Literal) and side.kind == "null":
+            run.warning(side, f"'{node.op}' with null is always false")
+    if container.kind not in _UNKNOWN and container.kind != "list" and not container.is_textual():
+        run.error(node.right, f"'{node.op}' needs a list or a string on its right, but this is {_a(container)}")
+        return BOOL
+    _item_fits(node.left, item, node.right, container, _operator(node), run)
+    return BOOL
+
+
+def _item_fits(item_node: Node, item: Type, container_node: Node, container: Type,
+               at: tuple[int, int] | Node, run: _Run) -> None:
+    """``item in container`` and ``contains(container, item)``: the item must be something the
+    list holds (or a string inside a string); string literals must be values of an enum."""
+    if container.kind == "list":
+        fits = _join(item, container.item or ANY) is not None
+    elif container.is_textual():
+        fits = item.kind in _UNKNOWN or item.is_textual()
+    else:
+        return
+    if not fits:
+        run.error(at, f"cannot look for {_a(item)} in {_a(container)}")
+        return
+    if isinstance(container_node, ListExpr):
+        for literal in container_node.items:
+            _enum_value(item_node, item, literal, run)
+    if container.kind == "list" and container.item is not None:
+        _enum_value(container_node, container.item, item_node, run)
+
+
+def _enum_value(enum_node: Node, enum_type: Type, literal: Node, run: _Run) -> None:
+    """A string literal compared with an enum must be one of its values."""
+    if enum_type.kind != "enum" or not isinstance(literal, Literal) or literal.kind != "string":
+        return
+    if literal.value in enum_type.values:
+        return
+    values = ", ".join(enum_type.values)
+    run.error(literal, f"'{literal.value}' is not a value of {to_source(enum_node)} ({values})"
+                       f"{did_you_mean(literal.value, enum_type.values)}")
+
+
+# What `+` and `-` accept, by operand kinds (an enum counts as a string); anything else is an
+# error. The same table as dsl.runtime's add() and subtract().
+_ADDITIVE = {
+    ("+", "number", "number"): NUMBER,
+    ("+", "string", "string"): STRING,
+    ("-", "number", "number"): NUMBER,
+    ("+", "duration", "duration"): DURATION,
+    ("-", "duration", "duration"): DURATION,
+    ("+", "date", "duration"): DATE,
+    ("-", "date", "duration"): DATE,
+    ("+", "datetime", "duration"): DATETIME,
+    ("-", "datetime", "duration"): DATETIME,
+    ("+", "duration", "date"): DATE,
+    ("+", "duration", "datetime"): DATETIME,
+    ("-", "date", "date"): DURATION,
+    ("-", "datetime", "datetime"): DURATION,
+    ("-", "date", "datetime"): DURATION,
+    ("-", "datetime", "date"): DURATION,
+}
+_ACCEPTS = {
+    "+": (("number", "string", "enum", "date", "datetime", "duration"), "numbers, strings, dates or durations"),
+    "-": (("number", "date", "datetime", "duration"), "numbers, dates or durations"),
+}
+
+
+def _arithmetic(node: Binary, left: Type, right: Type, run: _Run) -> Type:
+    accepted, need = _ACCEPTS.get(node.op, (("number",), "numbers"))
+    wrong = False
+    for side, t in ((node.left, left), (node.right, right)):
+        if t.kind not in _UNKNOWN and t.kind not in accepted:
+            run.error(side, f"'{node.op}' needs {need}, but this is {_a(t)}")
+            wrong = True
+    if wrong or left.kind in _UNKNOWN or right.kind in _UNKNOWN:
+        return ANY
+    if node.op not in "+-":
+        return NUMBER
+    result = _ADDITIVE.get((node.op, _name(left), _name(right)))
+    if result is None:
+        run.error(_operator(node), f"cannot use '{node.op}' with {_a(left)} and {_a(right)}")
+        return ANY
+    return result
+
+
+_OPERATORS = {
+    **{op: _logic for op in BOOLEAN_OPS},
+    "==": _equality,
+    "!=": _equality,
+    **{op: _ordering for op in ("<", "<=", ">", ">=")},
+    "in": _membership,
+    "not in": _membership,
+    **{op: _arithmetic for op in ("+", "-", "*", "/", "%")},
+}
+
+
+# --- Calls ------------------------------------------------------------------------------------
+
+# What a parameter kind accepts (see dsl.functions), and how a message names it.
+_PARAMS = {
+    "string": (("string", "enum"), "a string"),
+    "number": (("number",), "a number"),
+    "temporal": (("date", "datetime"), "a date or a datetime"),
+    "sized": (("string", "enum", "list"), "a string or a list"),
+    "container": (("string", "enum", "list"), "a string or a list"),
+}
+_FUNCTIONS_AS_NAMES = ("now", "today", "partner", "event")
+
+
+def _call(node: Call, run: _Run) -> Type:
+    types = [_type(arg, run) for arg in node.args]
+    name_at = (node.start, node.start + len(node.function))
+    signature = SIGNATURES.get(node.function)
+    if signature is None:
+        run.error(name_at, _unknown_function(node.function))
+        return ANY
+    if not signature.accepts_count(len(node.args)):
+        count = len(signature.params)
+        noun = "argument" if count == 1 else "arguments"
+        run.error(name_at, f"{node.function}() takes {signature.arity} {noun}, got {len(node.args)}")
+    params = _params(signature, len(node.args))
+    for arg, t, param in zip(node.args, types, params):
+        if param in ("step", "group", "campaign"):
+            _reference(node, arg, param, run)
+        elif param in _PARAMS:
+            kinds, description = _PARAMS[param]
+            if t.kind not in _UNKNOWN and t.kind not in kinds:
+                run.error(arg, f"{node.function}() needs {description}, but this is {_a(t)}")
+    return _call_result(node, signature, types, run)
+
+
+def _params(signature: Signature, count: int) -> tuple[str, ...]:
+    if signature.variadic and count > len(signature.params):
+        return signature.params + (signature.params[-1],) * (count - len(signature.params))
+    return signature.params
+
+
+def _unknown_function(name: str) -> str:
+    if name in _FUNCTIONS_AS_NAMES:
+        return f"'{name}' is not a function; write {name} without parentheses"
+    return f"unknown function '{name}'{did_you_mean(name, SIGNATURES)}"
+
+
+def _call_result(node: Call, signature: Signature, types: list[Type], run: _Run) -> Type:
+    """The call's type, after the checks that involve several arguments or a literal's text."""
+    if node.function == "coalesce":
+        return _common(node.args, types, "coalesce()", run) if node.args else ANY
+    if node.function == "contains" and len(node.args) == 2:
+        _item_fits(node.args[1], types[1], node.args[0], types[0], node.args[1], run)
+    if node.function == "matches" and len(node.args) == 2:
+        _regex(node.args[1], run)
+    returns = signature.returns
+    return returns(types) if callable(returns) else returns
+
+
+def _regex(node: Node, run: _Run) -> None:
+    if isinstance(node, Literal) and node.kind == "string":
+        try:
+            re.compile(node.value)
+        except (re.error, RecursionError, OverflowError) as exc:
+            run.error(node, f"invalid regular expression: {exc}")
+
+
+def _reference(call: Call, arg: Node, kind: str, run: _Run) -> None:
+    """A step, group or campaign is named by a string literal, so that it can be checked here."""
+    known, where_known = {
+        "step": (run.scope.steps, " in this campaign"),
+        "group": (run.scope.groups, ""),
+        "campaign": (run.scope.campaigns, ""),
+    }[kind]
+    if known is None:
+        run.error((call.start, call.start + len(call.function)),
+                  f"{call.function}() is only available inside a campaign (it refers to a step)")
+        return
+    if not (isinstance(arg, Literal) and arg.kind == "string"):
+        run.error(arg, f"{call.function}() needs the {kind} name as a quoted string, such as {call.function}(\"...\")")
+        return
+    if arg.value not in known:
+        run.error(arg, f"unknown {kind} '{arg.value}'{where_known}{did_you_mean(arg.value, known)}")
+
+
+_RULES = {
+    Literal: _literal,
+    Name: _name_ref,
+    Attribute: _attribute,
+    Index: _index,
+    ListExpr: _list,
+    Unary: _unary,
+    Binary: _binary,
+    Call: _call,
+}
