@@ -454,6 +454,67 @@ def build(model: type[M], document: Document) -> tuple[M | None, list[Diagnostic
     return instance, []
 
 
+def salvage(model: type[M], document: Document, rounds: int = 5) -> M | None:
+    """The valid part of a document that failed validation, as a model.
+
+    Each value that failed (a whole step, for a step) is left out and the rest validated
+    again, so that the checks needing the whole workspace still run on what is left and one
+    run of ``engine check`` reports everything. The file itself keeps its errors: a salvaged
+    campaign is for checking only, never run.
+    """
+    if not isinstance(document.data, dict):
+        return None
+    removed: set[tuple] = set()
+    for _ in range(rounds):
+        data, kept = _without(document.data, removed)
+        try:
+            instance = model.model_validate(data)
+        except ValidationError as exc:
+            before = len(removed)
+            for e in exc.errors(include_url=False):
+                path = _original_path(_document_path(data, tuple(e["loc"])), kept)
+                if path[:1] == ("steps",) and len(path) >= 2:
+                    removed.add(path[:2])
+                else:
+                    while path and isinstance(path[-1], int):
+                        path = path[:-1]
+                    if not path:
+                        return None
+                    removed.add(path)
+            if len(removed) == before:
+                return None
+            continue
+        _attach(instance, document, (), kept)
+        return instance
+    return None
+
+
+def _without(value: Any, removed: set[tuple], path: tuple = ()) -> tuple[Any, dict[tuple, list[int]]]:
+    """``value`` less the parts at ``removed``, and for each list the original index of each
+    item kept (so spans still point at the right lines)."""
+    kept: dict[tuple, list[int]] = {}
+
+    def strip(v: Any, at: tuple) -> Any:
+        if isinstance(v, dict):
+            return {k: strip(item, at + (k,)) for k, item in v.items() if at + (k,) not in removed}
+        if isinstance(v, list):
+            indices = [i for i in range(len(v)) if at + (i,) not in removed]
+            kept[at] = indices
+            return [strip(v[i], at + (i,)) for i in indices]
+        return v
+
+    return strip(value, path), kept
+
+
+def _original_path(path: tuple, kept: dict[tuple, list[int]]) -> tuple:
+    original: tuple = ()
+    for part in path:
+        if isinstance(part, int) and original in kept:
+            part = kept[original][part]
+        original += (part,)
+    return original
+
+
 _SHAPE_ERRORS = ("model_type", "dict_type", "model_attributes_type", "union_tag_invalid", "time_delta_type")
 
 
@@ -470,18 +531,19 @@ def _diagnostics(model: type[Located], document: Document, errors: list[dict]) -
     return sorted({_diagnostic(model, document, e) for e in kept})
 
 
-def _attach(value: Any, document: Document, path: tuple) -> None:
-    """Tell every nested model its document and path."""
+def _attach(value: Any, document: Document, path: tuple, kept: dict[tuple, list[int]] | None = None) -> None:
+    """Tell every nested model its document and path (``kept``: see :func:`_without`)."""
     if isinstance(value, Located):
         value._document, value._path = document, path
         for name, info in type(value).model_fields.items():
-            _attach(getattr(value, name), document, path + (info.alias or name,))
+            _attach(getattr(value, name), document, path + (info.alias or name,), kept)
     elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _attach(item, document, path + (i,))
+        indices = (kept or {}).get(path, range(len(value)))
+        for i, item in zip(indices, value):
+            _attach(item, document, path + (i,), kept)
     elif isinstance(value, dict):
         for key, item in value.items():
-            _attach(item, document, path + (key,))
+            _attach(item, document, path + (key,), kept)
 
 
 def _document_path(data: Any, loc: tuple) -> tuple:

@@ -23,7 +23,7 @@ from dsl.source import SourceText
 from dsl.types import BOOL, Type, record
 from dsl.yamlload import Document, load_yaml
 
-from .model import Campaign, Email, Located, Popup, Settings, Sms, Step, build
+from .model import Campaign, Email, Located, Popup, Settings, Sms, Step, build, salvage
 
 SETTINGS_FILE = "engine.yaml"
 
@@ -96,20 +96,21 @@ def load_workspace(root: Path | str, only: Iterable[Path] | None = None, check_p
     files: dict[str, CampaignFile] = {}
     partner_type = record(schema)
     checked_templates: set[str] = set()
+    included_templates: set[str] = set()
     for path in campaign_paths:
         if wanted is not None and path.resolve() not in wanted:
             continue
-        file = _load_campaign(path)
-        if file.campaign is not None:
-            context = _Context(root, partner_type, tuple(groups), campaign_ids, checked_templates)
-            file.diagnostics.extend(check_campaign(file.campaign, context))
+        file, checkable = _load_campaign(path)
+        if checkable is not None:
+            context = _Context(root, partner_type, tuple(groups), campaign_ids, checked_templates, included_templates)
+            file.diagnostics.extend(check_campaign(checkable, context))
         files[file.id] = file
         diagnostics.extend(file.diagnostics)
     if settings_document is not None:
         scope = Scope(partner=partner_type, groups=tuple(groups), campaigns=campaign_ids)
         diagnostics.extend(_check_settings_expressions(settings, scope))
     partners = _partners(root, settings, diagnostics) if check_partners else None
-    diagnostics.sort(key=lambda d: (d.span.path, d.span.line, d.span.col, d.message))
+    diagnostics = sorted(set(diagnostics), key=lambda d: (d.span.path, d.span.line, d.span.col, d.message))
     return Workspace(root, settings, schema, files, groups, partners, diagnostics)
 
 
@@ -126,7 +127,7 @@ def _load_settings(root: Path, diagnostics: list[Diagnostic]) -> tuple[Document 
         return None, Settings()
     settings, problems = build(Settings, document)
     diagnostics.extend(problems)
-    return document, settings or Settings()
+    return document, settings or salvage(Settings, document) or Settings()
 
 
 def _schema(settings: Settings, document: Document | None, diagnostics: list[Diagnostic]) -> dict[str, Type]:
@@ -190,27 +191,31 @@ class _Context:
     partner: Type
     groups: tuple[str, ...]
     campaigns: tuple[str, ...]
-    checked_templates: set[str]
+    checked_templates: set[str]  # template files checked as a campaign's template
+    included_templates: set[str]  # template files checked as included by another template
 
     @property
     def templates_dir(self) -> Path:
         return self.root / "templates"
 
 
-def _load_campaign(path: Path) -> CampaignFile:
+def _load_campaign(path: Path) -> tuple[CampaignFile, Campaign | None]:
+    """The file, and the campaign to run the workspace checks on: the file's campaign, or
+    when it has shape errors, what can be salvaged of it (checked, never run)."""
     file = CampaignFile(path.stem, path)
     document = _read_yaml(path, file.diagnostics)
-    if document is not None:
-        file.campaign, problems = build(Campaign, document)
-        file.diagnostics.extend(problems)
-    return file
+    if document is None:
+        return file, None
+    file.campaign, problems = build(Campaign, document)
+    file.diagnostics.extend(problems)
+    return file, file.campaign or salvage(Campaign, document)
 
 
 def check_campaign(campaign: Campaign, context: _Context) -> list[Diagnostic]:
     """Everything about a well-formed campaign that needs the rest of the workspace."""
     found: list[Diagnostic] = []
     steps = campaign.action_steps
-    step_ids = tuple(s.id for s in steps)
+    step_ids = _step_ids(campaign)
     scope = Scope(partner=context.partner, steps=step_ids, groups=context.groups, campaigns=context.campaigns)
     audience = campaign.audience
     for name in audience.rulesets:
@@ -232,6 +237,15 @@ def check_campaign(campaign: Campaign, context: _Context) -> list[Diagnostic]:
         found.extend(_expression(step, "when", scope))
         found.extend(_check_step(step, context))
     return found
+
+
+def _step_ids(campaign: Campaign) -> tuple[str, ...]:
+    """Every step id written in the file, including those of steps left out by salvage."""
+    data = campaign.document.data if campaign.document is not None else None
+    items = data.get("steps") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return tuple(s.id for s in campaign.action_steps)
+    return tuple(i["id"] for i in items if isinstance(i, dict) and isinstance(i.get("id"), str))
 
 
 def _check_step(step: Step, context: _Context) -> list[Diagnostic]:
@@ -274,7 +288,7 @@ def _inline_template(owner: Located, name: str, context: _Context) -> list[Diagn
     where = owner.document.scalar(owner.path + (name,))
     if where is None:
         return []
-    return templates.check_inline(text, where, context.partner, context.templates_dir)
+    return templates.check_inline(text, where, context.partner, context.templates_dir, context.included_templates)
 
 
 def _template_file(owner: Located, context: _Context) -> list[Diagnostic]:
@@ -287,5 +301,5 @@ def _template_file(owner: Located, context: _Context) -> list[Diagnostic]:
     if name in context.checked_templates:  # a template file's problems are reported once
         return []
     context.checked_templates.add(name)
-    return templates.check_file(path, context.partner, directory)
+    return templates.check_file(path, context.partner, directory, context.included_templates)
 
