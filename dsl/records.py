@@ -1,0 +1,546 @@
+"""Reading the partner source (``partners.csv`` or ``partners.jsonl``) into typed records.
+
+Every value is checked against the partner schema once, here, so the evaluator can trust each
+field to hold a value of its declared type or to be absent. Problems are reported at the exact
+line and column of the offending cell, all of them in one run, and reading never raises.
+
+Decisions:
+
+- Rows are kept when one of their values is bad: that value is dropped (the field is null) and
+  the rest of the row is used. Rows without a usable id, and the later rows of a duplicate id,
+  are dropped. Whether a source with errors may be imported at all is the caller's decision.
+- Columns (CSV) and keys (JSONL) that the schema does not list are kept: as strings from CSV,
+  as the JSON value from JSONL. The schema lists what expressions may use; partner data may
+  carry more (templates and exports can still show it).
+- Empty values (an empty CSV cell, JSON ``null`` or ``""``) are missing: the key is absent.
+- The id is always a string, stripped of surrounding whitespace; JSON integers are accepted
+  as ids and turned into strings. The id column is never coerced to its schema type.
+- CSV: the first non-blank row is the header (names stripped, a UTF-8 BOM ignored); blank
+  lines are skipped; a row with fewer cells than the header lacks the last fields (no error);
+  a row with more cells is an error and its extra cells are dropped. A header cell that is
+  empty is ignored; a repeated one is an error (the first one is used).
+- Speed: the per-row path only splits (C ``csv``/``json``) and coerces; where a cell starts is
+  worked out only for a row that has a problem, by re-scanning that one row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timezone, tzinfo
+from json.decoder import scanstring
+from typing import Any, Callable, Iterator, Mapping
+
+from .diagnostics import Diagnostic, did_you_mean, error
+from .source import Span
+from .types import STRING, Type, coerce
+
+
+@dataclass(frozen=True)
+class PartnerSource:
+    """What a partner source held: the usable records and every problem found."""
+
+    records: list[dict]
+    diagnostics: list[Diagnostic]
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity == "error" for d in self.diagnostics)
+
+
+def read_partners(
+    path: str, text: str, fields: Mapping[str, Type], id_field: str, tz: tzinfo
+) -> PartnerSource:
+    """Read the partner source at ``path`` (its text already loaded); the format follows the
+    file extension. Never raises on any text."""
+    if text.startswith("\ufeff"):  # a BOM from spreadsheet exports; editors do not show it
+        text = text[1:]
+    lowered = path.lower()
+    if lowered.endswith(".csv"):
+        return _read_csv(path, text, fields, id_field, tz)
+    if lowered.endswith(".jsonl"):
+        return _read_jsonl(path, text, fields, id_field, tz)
+    message = f"unsupported partner source '{path}': use a .csv or .jsonl file"
+    return PartnerSource([], [error(Span(path, 1, 1), message)])
+
+
+def _coerce(type_: Type, raw: Any, tz: tzinfo) -> Any:
+    """types.coerce, with the rare non-ValueError failures (dates out of range, absurd nesting)
+    turned into ValueError so that one bad cell never stops the read. Numbers must be finite:
+    a NaN revenue would quietly fail every comparison."""
+    try:
+        value = coerce(type_, raw, tz)
+    except ValueError:
+        raise
+    except OverflowError:
+        raise ValueError(f"{_describe(raw)} is out of range") from None
+    except RecursionError:
+        raise ValueError("the value is nested too deeply") from None
+    except Exception as exc:  # defensive: coerce is shared code, and reading must not stop
+        raise ValueError(f"cannot read {_describe(raw)} ({exc.__class__.__name__})") from None
+    items = value if isinstance(value, list) else (value,)
+    if any(isinstance(item, float) and not math.isfinite(item) for item in items):
+        raise ValueError(f"expected a finite number, got {_describe(raw)}")
+    return value
+
+
+class _Slow(Exception):
+    """A fast converter declines: the value goes through :func:`_coerce`."""
+
+
+def _converter(type_: Type, tz: tzinfo) -> Callable[[Any], Any]:
+    """A fast conversion for the common, well-formed values of ``type_``. It returns exactly
+    what :func:`_coerce` would, or raises (anything) to hand the value to :func:`_coerce`,
+    which then gives the value or the reason it does not fit."""
+    kind = type_.kind
+
+    def slow(raw: Any) -> Any:
+        raise _Slow
+
+    if kind == "string":
+
+        def string(raw: Any) -> Any:
+            if type(raw) is str:
+                return raw
+            raise _Slow
+
+        return string
+    if kind == "number":
+
+        def number(raw: Any) -> Any:
+            cls = type(raw)
+            if cls is int:
+                return raw
+            if cls is float:
+                if raw - raw != 0:  # NaN or infinity
+                    raise _Slow
+                return raw
+            if raw.isdecimal():
+                return int(raw)
+            if "." in raw:
+                value = float(raw)
+                if value - value != 0:
+                    raise _Slow
+                return value
+            raise _Slow
+
+        return number
+    if kind == "bool":
+        return lambda raw: raw if type(raw) is bool else _BOOLS[raw]
+    if kind == "enum":
+        values = frozenset(type_.values)
+
+        def enum(raw: Any) -> Any:
+            if type(raw) is str and raw in values:
+                return raw
+            raise _Slow
+
+        return enum
+    if kind == "date":
+        return date.fromisoformat  # raises on anything coerce would strip or reject
+    if kind == "datetime":
+
+        def datetime_(raw: Any) -> Any:
+            value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=tz)
+            return value.astimezone(timezone.utc)
+
+        return datetime_
+    if kind == "list" and type_.item is not None and type_.item.kind == "string":
+
+        def strings(raw: Any) -> Any:
+            if type(raw) is str and "[" not in raw:
+                return [part.strip() for part in raw.split(";") if part.strip()]
+            if type(raw) is list and all(type(item) is str for item in raw):
+                return [item for item in raw if item]
+            raise _Slow
+
+        return strings
+    return slow
+
+
+_BOOLS = {
+    spelling: value
+    for word, value in [("true", True), ("yes", True), ("1", True), ("y", True),
+                        ("false", False), ("no", False), ("0", False), ("n", False)]
+    for spelling in (word, word.upper(), word.capitalize())
+}
+
+
+# --- CSV ---------------------------------------------------------------------------------------
+
+
+def _read_csv(path: str, text: str, fields: Mapping[str, Type], id_field: str, tz: tzinfo) -> PartnerSource:
+    diagnostics: list[Diagnostic] = []
+    lines = _LineStarts(text)
+    rows = _csv_rows(path, lines, diagnostics)
+    header = next(rows, None)
+    if header is None:
+        message = f"the partner source has no header row (it needs an '{id_field}' column)"
+        diagnostics.append(error(Span(path, 1, 1), message))
+        return PartnerSource([], diagnostics)
+    header_line, header_cells = header
+    names = [cell.strip() for cell in header_cells]
+    if id_field not in names:
+        message = f"the header has no id column '{id_field}'{did_you_mean(id_field, names)}"
+        diagnostics.append(error(Span(path, header_line, 1), message))
+        _check_unterminated(diagnostics, path, text, header_line)
+        return PartnerSource([], diagnostics)
+
+    id_index = names.index(id_field)
+    columns: list[tuple[int, str, Callable[[Any], Any] | None, Type]] = []  # None: keep the text
+    seen: set[str] = set()
+    for index, name in enumerate(names):
+        if not name or index == id_index:
+            continue
+        if name in seen or name == id_field:
+            twice = f"column '{name}' appears twice in the header"
+            _report(diagnostics, path, lines, header_line, [(index, twice)])
+            continue
+        seen.add(name)
+        type_ = fields.get(name)
+        if type_ is None or type_.kind == "string":
+            columns.append((index, name, None, STRING))
+        else:
+            columns.append((index, name, _converter(type_, tz), type_))
+
+    width = len(names)
+    records: list[dict] = []
+    first_line: dict[str, int] = {}
+    last = header_line
+    for line, row in rows:
+        last = line
+        problems: list[tuple[int, str]] | None = None
+        cells = len(row)
+        if cells > width:
+            problems = [(width, f"this row has {cells} cells but the header has {width}")]
+        pid = row[id_index].strip() if id_index < cells else ""
+        if not pid:
+            at = id_index if id_index < cells else 0
+            problems = (problems or []) + [(at, f"missing id: the '{id_field}' cell is empty")]
+        elif pid in first_line:
+            duplicate = f"duplicate id '{pid}' (first on line {first_line[pid]})"
+            problems = (problems or []) + [(id_index, duplicate)]
+        record: dict = {id_field: pid}
+        for index, name, convert, type_ in columns:
+            if index >= cells:
+                break
+            raw = row[index]
+            if not raw:
+                continue
+            if convert is None:
+                record[name] = raw
+                continue
+            try:
+                record[name] = convert(raw)
+                continue
+            except Exception:
+                pass
+            try:
+                value = _coerce(type_, raw, tz)
+            except ValueError as exc:
+                problems = (problems or []) + [(index, f"field '{name}': {exc}")]
+                continue
+            if value is not None:
+                record[name] = value
+        if problems:
+            _report(diagnostics, path, lines, line, problems)
+        if pid and pid not in first_line:
+            first_line[pid] = line
+            records.append(record)
+
+    _check_unterminated(diagnostics, path, text, last)
+    return PartnerSource(records, diagnostics)
+
+
+def _csv_rows(
+    path: str, lines: _LineStarts, diagnostics: list[Diagnostic]
+) -> Iterator[tuple[int, list[str]]]:
+    """(first physical line, cells) of each non-blank CSV record. A record may span lines
+    (quoted line breaks); what ``csv`` rejects is reported and skipped. Lines end at line feeds
+    only, as everywhere else in the project."""
+    reader = csv.reader(io.StringIO(lines.text, newline="\n"))
+    line = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            diagnostics.append(_csv_error(path, lines, line, reader.line_num, str(exc)))
+            row = None
+        if row and not (len(row) == 1 and not row[0].strip()):
+            yield line, row
+        line = reader.line_num + 1
+
+
+def _csv_error(path: str, lines: _LineStarts, line: int, last_line: int, message: str) -> Diagnostic:
+    """What ``csv`` rejected, in words for people; a lone carriage return is pointed at."""
+    if "new-line character" in message:
+        text, start = lines.text, lines(line)
+        found = _LONE_CR.search(text, start, lines(last_line + 1))
+        at = found.start() if found else start
+        span = _span(path, text, line, start, at, at + 1)
+        return error(span, "not valid CSV: a carriage return inside an unquoted cell")
+    return error(Span(path, line, 1), f"not valid CSV: {message}")
+
+
+_LONE_CR = re.compile("\r(?!\n)")
+
+
+class _LineStarts:
+    """Offsets where the lines of a text start, computed on first use: only a file with a
+    problem pays for them."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self._starts: list[int] | None = None
+
+    def __call__(self, line: int) -> int:
+        if self._starts is None:
+            self._starts = [0] + [match.end() for match in re.finditer("\n", self.text)]
+        return self._starts[line - 1] if line <= len(self._starts) else len(self.text)
+
+
+def _line_start_from_end(text: str, line: int) -> int:
+    """Where ``line`` starts, found by walking back from the end: cheap for the last lines."""
+    pos = len(text)
+    for _ in range(text.count("\n") - line + 2):
+        pos = text.rfind("\n", 0, pos)
+        if pos < 0:
+            break
+    return pos + 1
+
+
+def _cells(text: str, start: int) -> tuple[list[tuple[int, int]], int]:
+    """Where each cell of the CSV record at ``start`` begins and ends (offsets into ``text``),
+    following ``csv``'s default dialect; and the offset of a quote never closed, or -1.
+    A quoted cell begins at its opening quote."""
+    cells: list[tuple[int, int]] = []
+    cell_start, i, size = start, start, len(text)
+    at_cell_start, open_quote = True, -1
+    while i < size:
+        char = text[i]
+        if open_quote >= 0:
+            if char == '"':
+                if text.startswith('"', i + 1):
+                    i += 2
+                    continue
+                open_quote = -1
+        elif char == ",":
+            cells.append((cell_start, i))
+            cell_start, at_cell_start = i + 1, True
+            i += 1
+            continue
+        elif char in "\r\n":
+            break
+        else:
+            if char == '"' and at_cell_start:
+                open_quote = i
+            at_cell_start = False
+        i += 1
+    cells.append((cell_start, i))
+    return cells, open_quote
+
+
+def _report(
+    diagnostics: list[Diagnostic], path: str, lines: _LineStarts, line: int, problems: list[tuple[int, str]]
+) -> None:
+    """Turn (cell index, message) pairs of the record on ``line`` into located errors,
+    re-scanning that one record to find where its cells are."""
+    text, start = lines.text, lines(line)
+    cells, _ = _cells(text, start)
+    for index, message in sorted(problems, key=lambda p: p[0]):
+        begin, end = cells[max(0, min(index, len(cells) - 1))]
+        diagnostics.append(error(_span(path, text, line, start, begin, end), message))
+
+
+def _span(path: str, text: str, line: int, record_start: int, begin: int, end: int) -> Span:
+    """The span of ``text[begin:end]`` inside the record that starts at ``record_start``,
+    which is the first column of physical line ``line``."""
+
+    def position(offset: int) -> tuple[int, int]:
+        breaks = text.count("\n", record_start, offset)
+        line_start = text.rfind("\n", record_start, offset) + 1 if breaks else record_start
+        return line + breaks, offset - line_start + 1
+
+    begin_line, begin_col = position(begin)
+    end_line, end_col = position(max(end, begin + 1))
+    return Span(path, begin_line, begin_col, end_line, end_col)
+
+
+def _check_unterminated(diagnostics: list[Diagnostic], path: str, text: str, line: int) -> None:
+    """A quote that is never closed swallows the rest of the file into one cell; ``csv`` says
+    nothing, so say it, at the opening quote. Only the last record can be affected."""
+    last_quote = text.rfind('"')
+    if last_quote < 0:
+        return
+    start = _line_start_from_end(text, line)
+    if last_quote < start:
+        return
+    _, open_quote = _cells(text, start)
+    if open_quote >= 0:
+        span = _span(path, text, line, start, open_quote, open_quote + 1)
+        diagnostics.append(error(span, "unterminated quoted cell: the closing '\"' is missing"))
+
+
+# --- JSONL -------------------------------------------------------------------------------------
+
+_JSON_SPACE = " \t\n\r"
+_DECODER = json.JSONDecoder()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_STRICT = json.JSONDecoder(parse_constant=_reject_constant)  # NaN / Infinity are not JSON
+
+
+def _read_jsonl(path: str, text: str, fields: Mapping[str, Type], id_field: str, tz: tzinfo) -> PartnerSource:
+    diagnostics: list[Diagnostic] = []
+    records: list[dict] = []
+    first_line: dict[str, int] = {}
+    plan = {name: (_converter(type_, tz), type_) for name, type_ in fields.items() if name != id_field}
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line or line.isspace():
+            continue
+        try:
+            obj = _STRICT.decode(line)
+        except json.JSONDecodeError as exc:
+            diagnostics.append(error(Span(path, number, exc.colno), f"not valid JSON: {exc.msg}"))
+            continue
+        except ValueError as exc:
+            span = Span(path, number, _constant_col(line, str(exc)))
+            diagnostics.append(error(span, f"not valid JSON: {exc}"))
+            continue
+        except RecursionError:
+            diagnostics.append(error(Span(path, number, 1), "not valid JSON: nested too deeply"))
+            continue
+        if not isinstance(obj, dict):
+            col = len(line) - len(line.lstrip(_JSON_SPACE)) + 1
+            message = f"expected a JSON object, got {_describe(obj)}"
+            diagnostics.append(error(Span(path, number, col), message))
+            continue
+
+        problems: list[tuple[str | None, str]] | None = None  # (key; None = the object, message)
+        raw_id = obj.get(id_field)
+        pid = _json_id(raw_id)
+        if pid is None:
+            problems = [(id_field, f"'{id_field}' must be a string, got {_describe(raw_id)}")]
+        elif not pid:
+            problems = [(id_field if id_field in obj else None, f"missing id: no '{id_field}' value")]
+        elif pid in first_line:
+            problems = [(id_field, f"duplicate id '{pid}' (first on line {first_line[pid]})")]
+        record: dict = {id_field: pid}
+        for key, raw in obj.items():
+            if key == id_field or raw is None or raw == "":
+                continue
+            spec = plan.get(key)
+            if spec is None:
+                record[key] = raw
+                continue
+            convert, type_ = spec
+            try:
+                record[key] = convert(raw)
+                continue
+            except Exception:
+                pass
+            try:
+                value = _coerce(type_, raw, tz)
+            except ValueError as exc:
+                problems = (problems or []) + [(key, f"field '{key}': {exc}")]
+                continue
+            if value is not None:
+                record[key] = value
+        if problems:
+            _report_json(diagnostics, path, number, line, problems)
+        if pid and pid not in first_line:
+            first_line[pid] = number
+            records.append(record)
+    return PartnerSource(records, diagnostics)
+
+
+def _json_id(raw: Any) -> str | None:
+    """The id as a stripped string ("" when missing), or None when it has the wrong type."""
+    if raw is None:
+        return ""
+    if isinstance(raw, str):
+        return raw.strip()
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return str(raw)
+    return None
+
+
+def _report_json(
+    diagnostics: list[Diagnostic], path: str, number: int, line: str, problems: list[tuple[str | None, str]]
+) -> None:
+    """Locate each problem at its key's value on the line (or at the object's ``{``)."""
+    values = _value_offsets(line)
+    object_start = len(line) - len(line.lstrip(_JSON_SPACE))
+    located = []
+    for key, message in problems:
+        whole = (object_start, object_start + 1)
+        begin, end = values.get(key, whole) if key is not None else whole
+        located.append((begin, end, message))
+    for begin, end, message in sorted(located, key=lambda p: p[0]):
+        diagnostics.append(error(Span(path, number, begin + 1, number, end + 1), message))
+
+
+def _value_offsets(line: str) -> dict[str, tuple[int, int]]:
+    """Start and end offset of each top-level value of the JSON object on ``line`` (the last
+    one wins for a repeated key, as in ``json.loads``). Walks the object with json's own
+    scanners, so escapes, nesting and spacing are all handled exactly."""
+    out: dict[str, tuple[int, int]] = {}
+    try:
+        i = _skip_space(line, 0)
+        if not line.startswith("{", i):
+            return out
+        i = _skip_space(line, i + 1)
+        while line.startswith('"', i):
+            key, i = scanstring(line, i + 1)
+            i = _skip_space(line, i)
+            if not line.startswith(":", i):
+                break
+            begin = _skip_space(line, i + 1)
+            _, i = _DECODER.raw_decode(line, begin)
+            out[key] = (begin, i)
+            i = _skip_space(line, i)
+            if not line.startswith(",", i):
+                break
+            i = _skip_space(line, i + 1)
+    except (ValueError, RecursionError):
+        pass
+    return out
+
+
+def _skip_space(line: str, i: int) -> int:
+    while i < len(line) and line[i] in _JSON_SPACE:
+        i += 1
+    return i
+
+
+def _constant_col(line: str, message: str) -> int:
+    """Column of a NaN / Infinity constant that json would otherwise accept."""
+    name = message.split(" ", 1)[0]
+    index = line.find(name)
+    return index + 1 if index >= 0 else 1
+
+
+def _describe(raw: Any) -> str:
+    if raw is None:
+        return "null"
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    if isinstance(raw, str):
+        return f"'{raw}'"
+    if isinstance(raw, dict):
+        return "an object"
+    if isinstance(raw, list):
+        return "a list"
+    return json.dumps(raw, default=str)
