@@ -9,6 +9,7 @@ or written as a ``|`` block. :class:`ScalarText` knows how to walk back.
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -36,11 +37,7 @@ class SourceText:
 
     @cached_property
     def line_starts(self) -> list[int]:
-        starts = [0]
-        for i, ch in enumerate(self.text):
-            if ch == "\n":
-                starts.append(i + 1)
-        return starts
+        return [0] + [m.end() for m in re.finditer("\n", self.text)]
 
     def index(self, line0: int, col0: int) -> int:
         """Character index of a 0-based (line, column), as PyYAML marks report them."""

@@ -275,14 +275,24 @@ class _Token:
     value: Any = None  # as the parser sees it (strings unescaped); None for ignored tokens
 
 
-@dataclass
 class _Scan:
-    """Jinja's view of a text: tokens with offsets, and the tree or the first syntax error."""
+    """Jinja's view of a text: the tree or the first syntax error, and the tokens with their
+    offsets, worked out only when a problem needs a column."""
 
-    source: str
-    tokens: list[_Token]  # every raw token, whitespace and comments included
-    ast: nodes.Template | None = None
-    problem: tuple[int, int, str] | None = None  # start, end, message
+    def __init__(self, env: SandboxedEnvironment, source: str, tokens: list[_Token] | None = None):
+        self.env = env
+        self.source = source
+        self._tokens = tokens
+        self.ast: nodes.Template | None = None
+        self.problem: tuple[int, int, str] | None = None  # start, end, message
+
+    @functools.cached_property
+    def tokens(self) -> list[_Token]:
+        """Every raw token, whitespace and comments included."""
+        if self._tokens is None:
+            self._tokens, _, _ = _lex(self.env, self.source)
+            _attach_values(self.env, self._tokens)
+        return self._tokens
 
     @functools.cached_property
     def code(self) -> list[_Token]:
@@ -330,8 +340,14 @@ def _check(
 
 
 def _scan(env: SandboxedEnvironment, source: str, name: str | None) -> _Scan:
+    try:  # the common case: the template parses, and no token position is needed yet
+        scan = _Scan(env, source)
+        scan.ast = env.parse(source, name)
+        return scan
+    except exceptions.TemplateSyntaxError:
+        pass
     tokens, cursor, lex_error = _lex(env, source)
-    scan = _Scan(source, tokens)
+    scan = _Scan(env, source, tokens)
     if lex_error is not None:
         scan.problem = _lexer_problem(scan, cursor, lex_error)
         return scan
@@ -362,6 +378,19 @@ def _scan(env: SandboxedEnvironment, source: str, name: str | None) -> _Scan:
         start, end = _parse_error_place(scan, exc, current, owner.get(id(current)))
         scan.problem = (start, end, _syntax_message(exc.message or "invalid syntax"))
     return scan
+
+
+def _attach_values(env: SandboxedEnvironment, tokens: list[_Token]) -> None:
+    """Give each raw token the value the parser sees (for a template known to parse)."""
+    position = [0]
+
+    def feed() -> Iterator[tuple[int, str, str]]:
+        for index, token in enumerate(tokens):
+            position[0] = index
+            yield token.line, token.kind, token.text
+
+    for token in env.lexer.wrap(feed()):
+        tokens[position[0]] = _with_value(tokens[position[0]], token.value)
 
 
 def _with_value(token: _Token, value: Any) -> _Token:
@@ -606,6 +635,8 @@ def _undefined_variables(env: SandboxedEnvironment, scan: _Scan, strict: bool) -
     """Names neither given to templates nor defined in the template, each reported once, where
     first used; also what jinja's compiler refuses (a block defined twice...)."""
     ast = scan.ast
+    if _only_given_names(ast):
+        return []
     try:
         undeclared = meta.find_undeclared_variables(_with_all_filters(env, ast))
     except exceptions.TemplateSyntaxError as exc:  # TemplateAssertionError from the compiler
@@ -647,6 +678,18 @@ def _compiler_error_place(scan: _Scan, exc: exceptions.TemplateSyntaxError) -> t
 
         return _place(scan, line, extends)
     return _line_start(scan.source, line, scan.tokens)
+
+
+_DEFINING = (nodes.Assign, nodes.AssignBlock, nodes.For, nodes.Macro, nodes.CallBlock, nodes.Block,
+             nodes.Extends, nodes.FromImport, nodes.Import, nodes.With, nodes.Scope, nodes.OverlayScope)
+
+
+def _only_given_names(ast: nodes.Template) -> bool:
+    """A template that defines nothing and reads only the given variables needs no analysis
+    by jinja's compiler (the expensive part of checking): the common case, made cheap."""
+    if any(True for _ in ast.find_all(_DEFINING)):
+        return False
+    return all(n.name in TEMPLATE_NAMES for n in ast.find_all(nodes.Name))
 
 
 def _with_all_filters(env: SandboxedEnvironment, ast: nodes.Template) -> nodes.Template:

@@ -17,10 +17,16 @@ import yaml
 from .diagnostics import SourceError, error
 from .source import ScalarText, SourceText, Span
 
-try:
-    _Loader: type = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
+_BaseLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """Composes without resolving tags: :func:`_resolve` gives scalars their meaning."""
+
+    def resolve(self, kind, value, implicit):  # noqa: ANN001 - PyYAML's signature
+        if kind is yaml.ScalarNode:
+            return "tag:yaml.org,2002:str"
+        return "tag:yaml.org,2002:seq" if kind is yaml.SequenceNode else "tag:yaml.org,2002:map"
 
 Path = tuple[Any, ...]
 
@@ -32,13 +38,38 @@ _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
 _SPECIAL_FLOAT = {".inf": float("inf"), "+.inf": float("inf"), "-.inf": float("-inf"), ".nan": float("nan")}
 
 
+def _node_span(path: str, node: yaml.Node) -> Span:
+    start, end = node.start_mark, node.end_mark
+    return Span(path, start.line + 1, start.column + 1, end.line + 1, end.column + 1)
+
+
 @dataclass(frozen=True)
 class Located:
-    """Where one value of the document is: its span, its key's span, its scalar text."""
+    """Where one value of the document is: its YAML node and the node of its key.
 
-    span: Span
-    key_span: Span | None = None
-    scalar: ScalarText | None = None
+    Spans and scalar texts are worked out when asked for: most values are never the subject
+    of a diagnostic, and loading a thousand files should not pay for them."""
+
+    source: SourceText
+    node: yaml.Node
+    key: yaml.Node | None = None
+
+    @property
+    def span(self) -> Span:
+        return _node_span(self.source.path, self.node)
+
+    @property
+    def key_span(self) -> Span | None:
+        return _node_span(self.source.path, self.key) if self.key is not None else None
+
+    @property
+    def scalar(self) -> ScalarText | None:
+        node = self.node
+        if not isinstance(node, yaml.ScalarNode):
+            return None
+        start = self.source.index(node.start_mark.line, node.start_mark.column)
+        end = self.source.index(node.end_mark.line, node.end_mark.column)
+        return ScalarText(self.source, node.value, node.style, start, end)
 
 
 @dataclass
@@ -53,19 +84,22 @@ class Document:
     def path(self) -> str:
         return self.source.path
 
-    def _nearest(self, path: Path) -> Located:
+    def _nearest(self, path: Path) -> Located | None:
         path = tuple(path)
         while path and path not in self.locations:
             path = path[:-1]
-        return self.locations.get(path) or Located(self.source.span(0))
+        return self.locations.get(path)
 
     def span(self, path: Path = ()) -> Span:
         """The span of the value at ``path``, or of its nearest enclosing value."""
-        return self._nearest(path).span
+        located = self._nearest(path)
+        return located.span if located else self.source.span(0)
 
     def key_span(self, path: Path) -> Span:
         """The span of the mapping key that introduces ``path`` (the value's, for list items)."""
         located = self._nearest(path)
+        if located is None:
+            return self.source.span(0)
         return located.key_span or located.span
 
     def scalar(self, path: Path) -> ScalarText | None:
@@ -108,41 +142,30 @@ class _Builder:
         self.locations = locations
         self.errors: list = []
 
-    def _span(self, node: yaml.Node) -> Span:
-        start = self.source.index(node.start_mark.line, node.start_mark.column)
-        end = self.source.index(node.end_mark.line, node.end_mark.column)
-        return self.source.span(start, end)
-
-    def build(self, node: yaml.Node, path: Path, key_span: Span | None) -> Any:
+    def build(self, node: yaml.Node, path: Path, key: yaml.Node | None) -> Any:
         value = self._value(node, path)
         if self.errors and not path:
             raise SourceError(self.errors)
         return value
 
-    def _value(self, node: yaml.Node, path: Path, key_span: Span | None = None) -> Any:
-        span = self._span(node)
+    def _value(self, node: yaml.Node, path: Path, key: yaml.Node | None = None) -> Any:
+        self.locations[path] = Located(self.source, node, key)
         if isinstance(node, yaml.ScalarNode):
-            start = self.source.index(node.start_mark.line, node.start_mark.column)
-            end = self.source.index(node.end_mark.line, node.end_mark.column)
-            scalar = ScalarText(self.source, node.value, node.style, start, end)
-            self.locations[path] = Located(span, key_span, scalar)
             return _resolve(node)
-        self.locations[path] = Located(span, key_span)
         if isinstance(node, yaml.SequenceNode):
             return [self._value(item, path + (i,)) for i, item in enumerate(node.value)]
         mapping: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            k_span = self._span(key_node)
             if not isinstance(key_node, yaml.ScalarNode):
-                self.errors.append(error(k_span, "a mapping key must be a plain value"))
+                self.errors.append(error(_node_span(self.source.path, key_node), "a mapping key must be a plain value"))
                 continue
             key = _resolve(key_node)
             if isinstance(key, float) or key is None or isinstance(key, bool):
                 key = key_node.value
             if key in mapping:
-                self.errors.append(error(k_span, f"duplicate key '{key}'"))
+                self.errors.append(error(_node_span(self.source.path, key_node), f"duplicate key '{key}'"))
                 continue
-            mapping[key] = self._value(value_node, path + (key,), k_span)
+            mapping[key] = self._value(value_node, path + (key,), key_node)
         return mapping
 
 
