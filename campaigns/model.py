@@ -10,6 +10,7 @@ against the partner schema, where the names they may use are known.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
@@ -534,9 +535,13 @@ def _diagnostics(model: type[Located], document: Document, errors: list[dict]) -
 def _attach(value: Any, document: Document, path: tuple, kept: dict[tuple, list[int]] | None = None) -> None:
     """Tell every nested model its document and path (``kept``: see :func:`_without`)."""
     if isinstance(value, Located):
-        value._document, value._path = document, path
-        for name, info in type(value).model_fields.items():
-            _attach(getattr(value, name), document, path + (info.alias or name,), kept)
+        private = value.__pydantic_private__
+        private["_document"], private["_path"] = document, path
+        fields = value.__dict__
+        for name, key in _keys(type(value)):
+            child = fields[name]
+            if child is not None and not isinstance(child, _SCALARS):
+                _attach(child, document, path + (key,), kept)
     elif isinstance(value, (list, tuple)):
         indices = (kept or {}).get(path, range(len(value)))
         for i, item in zip(indices, value):
@@ -544,6 +549,15 @@ def _attach(value: Any, document: Document, path: tuple, kept: dict[tuple, list[
     elif isinstance(value, dict):
         for key, item in value.items():
             _attach(item, document, path + (key,), kept)
+
+
+_SCALARS = (str, int, float, bool, date, timedelta)
+
+
+@functools.cache
+def _keys(model: type[Located]) -> tuple[tuple[str, str], ...]:
+    """Each field's name and the key it is written under."""
+    return tuple((name, info.alias or name) for name, info in model.model_fields.items())
 
 
 def _document_path(data: Any, loc: tuple) -> tuple:

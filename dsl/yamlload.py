@@ -30,8 +30,11 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
 
 Path = tuple[Any, ...]
 
-_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
-_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_CONSTANTS = {
+    "": None, "~": None, "null": None, "Null": None, "NULL": None,
+    "true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False,
+}
+_NUMERIC_START = frozenset("0123456789+-.")
 _INT = re.compile(r"^[-+]?[0-9]+$")
 _INT_OTHER = re.compile(r"^0o[0-7]+$|^0x[0-9a-fA-F]+$")
 _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
@@ -43,16 +46,16 @@ def _node_span(path: str, node: yaml.Node) -> Span:
     return Span(path, start.line + 1, start.column + 1, end.line + 1, end.column + 1)
 
 
-@dataclass(frozen=True)
 class Located:
     """Where one value of the document is: its YAML node and the node of its key.
 
     Spans and scalar texts are worked out when asked for: most values are never the subject
     of a diagnostic, and loading a thousand files should not pay for them."""
 
-    source: SourceText
-    node: yaml.Node
-    key: yaml.Node | None = None
+    __slots__ = ("source", "node", "key")
+
+    def __init__(self, source: SourceText, node: yaml.Node, key: yaml.Node | None = None):
+        self.source, self.node, self.key = source, node, key
 
     @property
     def span(self) -> Span:
@@ -174,10 +177,10 @@ def _resolve(node: yaml.ScalarNode) -> Any:
     text = node.value
     if node.style:
         return text
-    if _NULL.match(text):
-        return None
-    if text in _BOOL:
-        return _BOOL[text]
+    if text in _CONSTANTS:
+        return _CONSTANTS[text]
+    if text[0] not in _NUMERIC_START:  # most values are words: no number can start so
+        return text
     if _INT.match(text):
         return int(text)
     if _INT_OTHER.match(text):
