@@ -237,12 +237,7 @@ def _read_csv(path: str, text: str, fields: Mapping[str, Type], id_field: str, t
                 record[name] = raw
                 continue
             try:
-                record[name] = convert(raw)
-                continue
-            except Exception:
-                pass
-            try:
-                value = _coerce(type_, raw, tz)
+                value = _typed(convert, type_, raw, tz)
             except ValueError as exc:
                 problems = (problems or []) + [(index, f"field '{name}': {exc}")]
                 continue
@@ -447,12 +442,7 @@ def _read_jsonl(path: str, text: str, fields: Mapping[str, Type], id_field: str,
                 continue
             convert, type_ = spec
             try:
-                record[key] = convert(raw)
-                continue
-            except Exception:
-                pass
-            try:
-                value = _coerce(type_, raw, tz)
+                value = _typed(convert, type_, raw, tz)
             except ValueError as exc:
                 problems = (problems or []) + [(key, f"field '{key}': {exc}")]
                 continue
@@ -464,6 +454,15 @@ def _read_jsonl(path: str, text: str, fields: Mapping[str, Type], id_field: str,
             first_line[pid] = number
             records.append(record)
     return PartnerSource(records, diagnostics)
+
+
+def _typed(convert: Callable[[Any], Any], type_: Type, raw: Any, tz: tzinfo) -> Any:
+    """The value of a cell: the fast converter for the common spelling, else :func:`coerce`,
+    which also explains (ValueError) why a value does not fit."""
+    try:
+        return convert(raw)
+    except Exception:
+        return _coerce(type_, raw, tz)
 
 
 def _json_id(raw: Any) -> str | None:
