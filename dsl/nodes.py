@@ -106,6 +106,21 @@ class Binary(Node):
         return (self.left, self.right)
 
 
+MAX_DEPTH = 300
+"""Deeper expressions are refused by the parser: nobody writes them, and evaluating them would
+risk Python's recursion limit."""
+
+
+def depth(node: Node) -> int:
+    """How many levels the tree has (without recursion: the tree may be very deep)."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        current, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in current.children())
+    return deepest
+
+
 BOOLEAN_OPS = ("or", "and")
 COMPARISON_OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not in")
 ARITHMETIC_OPS = ("+", "-", "*", "/", "%")

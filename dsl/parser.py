@@ -15,7 +15,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from .diagnostics import SourceError, error
-from .nodes import Attribute, Binary, Call, Index, ListExpr, Literal, Name, Node, Unary
+from .nodes import MAX_DEPTH, Attribute, Binary, Call, Index, ListExpr, Literal, Name, Node, Unary, depth
 from .source import ScalarText, SourceText
 
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -126,7 +126,10 @@ def _parser() -> Lark:
 @lru_cache(maxsize=8192)
 def _parse_cached(text: str) -> Node | _Problem:
     try:
-        return _parser().parse(text)
+        node = _parser().parse(text)
+        if depth(node) > MAX_DEPTH:
+            return _Problem(f"expression is nested too deeply (more than {MAX_DEPTH} levels)", 0, len(text))
+        return node
     except _Problem as problem:
         return problem
     except UnexpectedInput as exc:

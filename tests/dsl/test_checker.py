@@ -204,7 +204,8 @@ def test_syntax_errors_are_diagnostics():
 
 
 def test_deep_nesting_is_a_diagnostic():
-    assert found("-" * 5000 + "1", expect=None) == ["1 expression is nested too deeply"]
+    (message,) = found("-" * 5000 + "1", expect=None)
+    assert message.startswith("1 expression is nested too deeply")
 
 
 WORKSPACE_FILE = textwrap.dedent('''\

@@ -121,6 +121,12 @@ def test_syntax_errors_have_columns(text: str, col: int, message: str) -> None:
     assert message in diagnostic.message
 
 
+def test_too_deep_nesting_is_a_syntax_error() -> None:
+    with pytest.raises(SourceError, match="nested too deeply"):
+        parse("not " * 400 + "true")
+    assert parse("(" * 100 + "1" + ")" * 100) == Literal("number", 1)
+
+
 def test_durations_outside_expressions() -> None:
     assert parse_duration("90d") == timedelta(days=90)
     with pytest.raises(ValueError):
