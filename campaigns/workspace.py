@@ -110,7 +110,7 @@ def _load_workspace(root: Path, only: Iterable[Path] | None, check_partners: boo
     schema = _schema(settings, settings_document, diagnostics)
     groups = _groups(root, diagnostics)
     wanted = {p.resolve() for p in only} if only is not None else None
-    campaign_paths = sorted((root / "campaigns").glob("*.yaml")) + sorted((root / "campaigns").glob("*.yml"))
+    campaign_paths = sorted(p for p in (root / "campaigns").glob("*.y*ml") if p.suffix in (".yaml", ".yml") and p.is_file())
     campaign_ids = tuple(p.stem for p in campaign_paths)
     files: dict[str, CampaignFile] = {}
     partner_type = record(schema)
@@ -167,7 +167,7 @@ def _check_settings_expressions(settings: Settings, scope: Scope) -> list[Diagno
 
 def _groups(root: Path, diagnostics: list[Diagnostic]) -> dict[str, Path]:
     groups: dict[str, Path] = {}
-    for path in sorted((root / "groups").glob("*.csv")):
+    for path in sorted(p for p in (root / "groups").glob("*.csv") if p.is_file()):
         groups[path.stem] = path
         text = path.read_text(encoding="utf-8", errors="replace")
         header = next(csv.reader(io.StringIO(text)), [])
@@ -314,6 +314,8 @@ def _template_file(owner: Located, context: _Context) -> list[Diagnostic]:
     name = owner.template
     directory = context.templates_dir
     path = directory / name
+    if ".." in Path(name).parts or Path(name).is_absolute():
+        return [error(owner.span("template"), f"template '{name}' is outside templates/: name a file inside it")]
     if not path.is_file():
         available = sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()) if directory.is_dir() else []
         return [error(owner.span("template"), f"unknown template '{name}' (no templates/{name}){did_you_mean(name, available)}")]

@@ -107,3 +107,13 @@ def test_any_campaign_file_gives_diagnostics_never_an_exception(workspace: Path,
     loaded = load_workspace(workspace, only=[workspace / "campaigns" / "fuzz.yaml"], check_partners=False)
     for d in loaded.diagnostics:
         assert d.span.line >= 1 and d.span.col >= 1 and d.message
+
+
+def test_odd_files_are_reported_not_crashed_on(workspace: Path) -> None:
+    (workspace / "campaigns" / "folder.yaml").mkdir()
+    (workspace / "campaigns" / "binary.yaml").write_bytes(b"\xff\xfe\x00name: x")
+    write_campaign(workspace, "escape", "steps:\n  - id: a\n    letter: {template: ../partners.csv}\n")
+    found = messages(workspace)
+    assert any(m.startswith("binary.yaml:1:1: not UTF-8 text") for m in found), found
+    assert any(m.startswith("escape.yaml:3:24: template '../partners.csv' is outside templates/") for m in found), found
+    assert not any("folder.yaml" in m for m in found)
