@@ -128,7 +128,8 @@ def _load_workspace(root: Path, only: Iterable[Path] | None, check_partners: boo
     if settings_document is not None:
         scope = Scope(partner=partner_type, groups=tuple(groups), campaigns=campaign_ids)
         diagnostics.extend(_check_settings_expressions(settings, scope))
-    partners = _partners(root, settings, diagnostics) if check_partners else None
+    has_settings = (root / SETTINGS_FILE).is_file()
+    partners = _partners(root, settings, diagnostics) if check_partners and has_settings else None
     diagnostics = sorted(set(diagnostics), key=lambda d: (d.span.path, d.span.line, d.span.col, d.message))
     return Workspace(root, settings, schema, files, groups, partners, diagnostics)
 
