@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from dsl import templates
 from dsl.checker import Scope, check_text
-from dsl.diagnostics import Diagnostic, SourceError, did_you_mean, error
+from dsl.diagnostics import Diagnostic, SourceError, did_you_mean, error, warning
 from dsl.records import PartnerSource, read_partners
 from dsl.source import SourceText
 from dsl.types import BOOL, Type, record
@@ -114,6 +114,7 @@ def _load_workspace(root: Path, only: Iterable[Path] | None, check_partners: boo
     campaign_ids = tuple(p.stem for p in campaign_paths)
     files: dict[str, CampaignFile] = {}
     partner_type = record(schema)
+    consented = frozenset(c for c in ("email", "sms") if getattr(settings.consent, c) is not None)
     checked_templates: set[str] = set()
     included_templates: set[str] = set()
     for path in campaign_paths:
@@ -121,7 +122,7 @@ def _load_workspace(root: Path, only: Iterable[Path] | None, check_partners: boo
             continue
         file, checkable = _load_campaign(path)
         if checkable is not None:
-            context = _Context(root, partner_type, tuple(groups), campaign_ids, checked_templates, included_templates)
+            context = _Context(root, partner_type, tuple(groups), campaign_ids, consented, checked_templates, included_templates)
             file.diagnostics.extend(check_campaign(checkable, context))
         files[file.id] = file
         diagnostics.extend(file.diagnostics)
@@ -211,6 +212,7 @@ class _Context:
     partner: Type
     groups: tuple[str, ...]
     campaigns: tuple[str, ...]
+    consented_channels: frozenset[str]  # channels with a consent expression in engine.yaml
     checked_templates: set[str]  # template files checked as a campaign's template
     included_templates: set[str]  # template files checked as included by another template
 
@@ -256,7 +258,24 @@ def check_campaign(campaign: Campaign, context: _Context) -> list[Diagnostic]:
         seen.setdefault(step.id, step)
         found.extend(_expression(step, "when", scope))
         found.extend(_check_step(step, context))
+        if step.kind in ("email", "sms") and step.kind not in context.consented_channels:
+            found.append(warning(step.key_span(step.kind), f"engine.yaml has no consent expression for {step.kind}: "
+                                 "only partners who opted in through the consent ledger will get this step"))
+    found.extend(_check_window(campaign))
     return found
+
+
+def _check_window(campaign: Campaign) -> list[Diagnostic]:
+    """A one-shot time outside the campaign window is almost always a typo in one of the two."""
+    window, trigger = campaign.window, campaign.trigger
+    if window is None or trigger is None or trigger.at is None:
+        return []
+    day = trigger.at.date()
+    if (window.start and day < window.start) or (window.end and day > window.end):
+        bounds = f"{window.start or '…'} to {window.end or '…'}"
+        return [warning(trigger.span("at"), f"the 'at' time is outside the campaign window ({bounds}): "
+                        "its steps wait for the window to open, or never run after it closes")]
+    return []
 
 
 def _step_ids(campaign: Campaign) -> tuple[str, ...]:

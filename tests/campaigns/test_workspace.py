@@ -117,3 +117,21 @@ def test_odd_files_are_reported_not_crashed_on(workspace: Path) -> None:
     assert any(m.startswith("binary.yaml:1:1: not UTF-8 text") for m in found), found
     assert any(m.startswith("escape.yaml:3:24: template '../partners.csv' is outside templates/") for m in found), found
     assert not any("folder.yaml" in m for m in found)
+
+
+def test_an_at_time_outside_the_window_is_a_warning(workspace: Path) -> None:
+    write_campaign(workspace, "x", "window: {start: 2026-07-01, end: 2026-07-31}\ntrigger: {at: 2026-08-01T09:00}\nsteps: []\n")
+    loaded = load_workspace(workspace)
+    (found,) = [d for d in loaded.diagnostics if d.span.path.endswith("x.yaml")]
+    assert (found.severity, found.span.line, found.span.col) == ("warning", 2, 15)
+    assert "outside the campaign window (2026-07-01 to 2026-07-31)" in found.message
+    assert loaded.ok  # a warning does not stop the campaign
+
+
+def test_a_message_step_without_a_consent_expression_is_a_warning(workspace: Path) -> None:
+    settings_file = workspace / "engine.yaml"
+    settings_file.write_text(settings_file.read_text().replace("  sms: partner.sms_opt_in", "", 1))
+    write_campaign(workspace, "x", "steps:\n  - id: a\n    sms: {text: hi}\n")
+    found = [d for d in load_workspace(workspace).diagnostics if d.span.path.endswith("x.yaml")]
+    assert [(d.severity, d.span.line, d.span.col) for d in found] == [("warning", 3, 5)]
+    assert "no consent expression for sms" in found[0].message
