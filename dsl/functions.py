@@ -64,5 +64,3 @@ SIGNATURES: dict[str, Signature] = {
         Signature("response", ("step",), STRING, doc="the response key given to the step, or null"),
     ]
 }
-
-REFERENCE_PARAMS = ("step", "group", "campaign")

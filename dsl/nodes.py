@@ -123,7 +123,6 @@ def depth(node: Node) -> int:
 
 BOOLEAN_OPS = ("or", "and")
 COMPARISON_OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not in")
-ARITHMETIC_OPS = ("+", "-", "*", "/", "%")
 
 # Binding strength of each operator, used by the parser's grammar and the printer alike.
 PRECEDENCE = {

@@ -9,15 +9,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime, tzinfo
 from typing import Any, Mapping
-
-SCALAR_KINDS = ("string", "number", "bool", "date", "datetime", "duration", "null")
-
 
 @dataclass(frozen=True)
 class Type:
-    """``kind`` is one of SCALAR_KINDS, ``list``, ``enum`` (a string with fixed values),
+    """``kind`` is string, number, bool, date, datetime, duration, null, ``list``, ``enum`` (a string with fixed values),
     ``record`` (``partner``, ``event``; ``fields`` empty means any field is allowed) or
     ``any`` (not known until run time, e.g. event data)."""
 
@@ -67,7 +64,6 @@ def record(fields: Mapping[str, Type] | None = None) -> Type:
 
 
 _NAMED = {"string": STRING, "number": NUMBER, "bool": BOOL, "date": DATE, "datetime": DATETIME}
-FIELD_TYPE_NAMES = ("string", "number", "bool", "date", "datetime", "list[string]", "list[number]", "{enum: [...]}")
 
 
 def parse_field_type(spec: Any) -> Type:
@@ -179,26 +175,3 @@ def _describe(raw: Any) -> str:
     if isinstance(raw, (dict, list)):
         return "an object" if isinstance(raw, dict) else "a list"
     return json.dumps(raw, default=str)
-
-
-def type_of_value(value: Any) -> Type:
-    """The run-time type of a Python value (used by the evaluator's generic paths)."""
-    if value is None:
-        return NULL
-    if isinstance(value, bool):
-        return BOOL
-    if isinstance(value, (int, float)):
-        return NUMBER
-    if isinstance(value, str):
-        return STRING
-    if isinstance(value, datetime):
-        return DATETIME
-    if isinstance(value, date):
-        return DATE
-    if isinstance(value, timedelta):
-        return DURATION
-    if isinstance(value, (list, tuple)):
-        return list_of(ANY)
-    if isinstance(value, dict):
-        return record()
-    return ANY

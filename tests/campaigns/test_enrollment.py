@@ -20,7 +20,6 @@ from campaigns.enrollment import (
     PastEnrollment,
     Refused,
     Status,
-    StepStatus,
     after_resume,
     current_status,
     eligible,
