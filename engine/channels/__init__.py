@@ -1,0 +1,1 @@
+"""Message transports: `file` (append-only JSON lines and CSV), later `smtp` and `webhook`."""
