@@ -354,16 +354,9 @@ def _scan(env: SandboxedEnvironment, source: str, name: str | None) -> _Scan:
     parsed: list[Any] = []  # the parser's tokens
     owner: dict[int, int] = {}  # id of a parser's token -> index of its raw token
     position = [0]
-
-    def feed() -> Iterator[tuple[int, str, str]]:
-        for index, token in enumerate(tokens):
-            position[0] = index
-            yield token.line, token.kind, token.text
-
     try:
-        for token in env.lexer.wrap(feed()):
-            tokens[position[0]] = _with_value(tokens[position[0]], token.value)
-            owner[id(token)] = position[0]
+        for index, token in _wrapped(env, tokens, position):
+            owner[id(token)] = index
             parsed.append(token)
     except exceptions.TemplateSyntaxError as exc:  # a bad identifier or string escape
         bad = tokens[position[0]]
@@ -382,7 +375,13 @@ def _scan(env: SandboxedEnvironment, source: str, name: str | None) -> _Scan:
 
 def _attach_values(env: SandboxedEnvironment, tokens: list[_Token]) -> None:
     """Give each raw token the value the parser sees (for a template known to parse)."""
-    position = [0]
+    for _ in _wrapped(env, tokens, [0]):
+        pass
+
+
+def _wrapped(env: SandboxedEnvironment, tokens: list[_Token], position: list[int]) -> Iterator[tuple[int, Any]]:
+    """Jinja's parser tokens made from the raw ones, each with the index of its raw token, which
+    gets the token's value; ``position[0]`` is the raw token being read (for error places)."""
 
     def feed() -> Iterator[tuple[int, str, str]]:
         for index, token in enumerate(tokens):
@@ -391,6 +390,7 @@ def _attach_values(env: SandboxedEnvironment, tokens: list[_Token]) -> None:
 
     for token in env.lexer.wrap(feed()):
         tokens[position[0]] = _with_value(tokens[position[0]], token.value)
+        yield position[0], token
 
 
 def _with_value(token: _Token, value: Any) -> _Token:
