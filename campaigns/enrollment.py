@@ -60,6 +60,8 @@ class FinishReason(StrEnum):
     EXIT = "exit"  # exit_when turned true
     WINDOW_CLOSED = "window_closed"
     AUDIENCE_LOST = "audience_lost"  # exit_on_audience_loss
+    REMOVED_STEP = "removed_step"  # the step it waited for left the file, and so did the one before
+    PARTNER_REMOVED = "partner_removed"  # the partner left the partner source
 
 
 class StepStatus(StrEnum):
@@ -74,6 +76,8 @@ class SkipReason(StrEnum):
     NO_CONSENT = "no_consent"
     STEP_REMOVED = "step_removed"  # the step disappeared from the campaign file
     SKIPPED_BY_USER = "skipped_by_user"
+    EXCLUDED = "excluded"  # engine.yaml's exclude matches the partner now
+    NO_ADDRESS = "no_address"  # no email address or phone number to send to
 
 
 class Origin(StrEnum):
@@ -326,7 +330,32 @@ def _duration(value: timedelta) -> str:
     return f"{minutes}m"
 
 
-# --- When the next step is due ------------------------------------------------------------------
+# --- Where an enrollment is, and when the next step is due ---------------------------------------
+
+
+def position_after(campaign: Campaign, step_id: str | None, due: datetime, tz: tzinfo) -> tuple[str | None, datetime]:
+    """The step that follows ``step_id`` (None: the campaign's first step) and when it is due,
+    ``due`` being when ``step_id`` was due: each wait in between counts from there. None and the
+    end of any trailing waits when nothing follows. KeyError when ``step_id`` left the file."""
+    steps = campaign.steps
+    start = 0
+    if step_id is not None:
+        start = next((i for i, s in enumerate(steps) if not isinstance(s, Wait) and s.id == step_id), None)
+        if start is None:
+            raise KeyError(step_id)
+        start += 1
+    for item in steps[start:]:
+        if isinstance(item, Wait):
+            due = next_due(due, item, tz)
+        else:
+            return item.id, due
+    return None, due
+
+
+def has_step(campaign: Campaign, step_id: str) -> bool:
+    return any(s.id == step_id for s in campaign.action_steps)
+
+
 
 
 def next_due(step_due: datetime, wait: Wait | timedelta | Until, tz: tzinfo) -> datetime:

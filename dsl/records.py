@@ -32,10 +32,10 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone, tzinfo
-from json.decoder import scanstring
 from typing import Any, Callable, Iterator, Mapping
 
 from .diagnostics import Diagnostic, did_you_mean, error
+from .jsonline import JSON_SPACE, members
 from .source import Span
 from .types import STRING, Type, coerce
 
@@ -386,8 +386,6 @@ def _check_unterminated(diagnostics: list[Diagnostic], path: str, text: str, lin
 
 # --- JSONL -------------------------------------------------------------------------------------
 
-_JSON_SPACE = " \t\n\r"
-_DECODER = json.JSONDecoder()
 
 
 def _reject_constant(name: str) -> Any:
@@ -418,7 +416,7 @@ def _read_jsonl(path: str, text: str, fields: Mapping[str, Type], id_field: str,
             diagnostics.append(error(Span(path, number, 1), "not valid JSON: nested too deeply"))
             continue
         if not isinstance(obj, dict):
-            col = len(line) - len(line.lstrip(_JSON_SPACE)) + 1
+            col = len(line) - len(line.lstrip(JSON_SPACE)) + 1
             message = f"expected a JSON object, got {_describe(obj)}"
             diagnostics.append(error(Span(path, number, col), message))
             continue
@@ -481,7 +479,7 @@ def _report_json(
 ) -> None:
     """Locate each problem at its key's value on the line (or at the object's ``{``)."""
     values = _value_offsets(line)
-    object_start = len(line) - len(line.lstrip(_JSON_SPACE))
+    object_start = len(line) - len(line.lstrip(JSON_SPACE))
     located = []
     for key, message in problems:
         whole = (object_start, object_start + 1)
@@ -492,36 +490,8 @@ def _report_json(
 
 
 def _value_offsets(line: str) -> dict[str, tuple[int, int]]:
-    """Start and end offset of each top-level value of the JSON object on ``line`` (the last
-    one wins for a repeated key, as in ``json.loads``). Walks the object with json's own
-    scanners, so escapes, nesting and spacing are all handled exactly."""
-    out: dict[str, tuple[int, int]] = {}
-    try:
-        i = _skip_space(line, 0)
-        if not line.startswith("{", i):
-            return out
-        i = _skip_space(line, i + 1)
-        while line.startswith('"', i):
-            key, i = scanstring(line, i + 1)
-            i = _skip_space(line, i)
-            if not line.startswith(":", i):
-                break
-            begin = _skip_space(line, i + 1)
-            _, i = _DECODER.raw_decode(line, begin)
-            out[key] = (begin, i)
-            i = _skip_space(line, i)
-            if not line.startswith(",", i):
-                break
-            i = _skip_space(line, i + 1)
-    except (ValueError, RecursionError):
-        pass
-    return out
-
-
-def _skip_space(line: str, i: int) -> int:
-    while i < len(line) and line[i] in _JSON_SPACE:
-        i += 1
-    return i
+    """Start and end offset of each top-level value of the JSON object on ``line``."""
+    return {key: (begin, end) for key, (_, begin, end) in members(line).items()}
 
 
 def _constant_col(line: str, message: str) -> int:

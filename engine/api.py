@@ -1,0 +1,269 @@
+"""The ``Engine``: the one object Python code and tests use; the CLI is a thin layer over it.
+
+    with Engine.open("examples", clock=FixedClock("2026-07-01T00:00")) as engine:
+        engine.tick()                          # as of the clock
+        engine.run(until="2026-08-01")         # hourly ticks up to then
+        engine.start("demo-invite", "p001", user="alice")
+        engine.outbox("email")                 # what was sent
+
+Every method takes its time as ``at`` (a datetime, or text such as ``2026-07-01T09:00``, read in
+the workspace's timezone) and falls back to the engine's clock; nothing reads the wall clock
+except :class:`engine.clock.SystemClock`. The workspace files are re-read when they change, so a
+test can edit a campaign between two ticks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from campaigns.enrollment import Operation
+from campaigns.workspace import load_workspace
+from dsl.diagnostics import Diagnostic, SourceError, error
+from dsl.source import Span
+
+from . import operations, views
+from .channels.file import read_lines, read_rows
+from .clock import Clock, SystemClock, aware, from_iso, iso, parse_every, parse_time
+from .compiled import CompiledWorkspace, compile_workspace, fingerprint
+from .events import CONSENT, ENGAGEMENT, read_events
+from .partners import PartnerBook
+from .store import Enrollment, Store, open_store
+from .tick import ENGINE_USER, TickReport, tick
+
+LAST_TICK = "tick.last"
+
+
+@dataclass
+class EventImport:
+    imported: int = 0
+    duplicates: int = 0  # already imported, or repeated in the file
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"imported": self.imported, "duplicates": self.duplicates,
+                "errors": [d.to_json() for d in self.diagnostics]}
+
+
+class Engine:
+    def __init__(self, root: Path, store: Store, clock: Clock):
+        self.root, self.store, self.clock = root, store, clock
+        self._plan: CompiledWorkspace | None = None
+        self._book: PartnerBook | None = None
+
+    @classmethod
+    def open(cls, workspace: str | Path = ".", store: str | None = None, clock: Clock | None = None) -> "Engine":
+        """The engine of a workspace. SourceError when engine.yaml itself is unusable (the
+        campaigns' own errors only keep those campaigns from running)."""
+        root = Path(workspace)
+        loaded = _load(root)
+        engine = cls(root, open_store(store or loaded.workspace.settings.store, root), clock or SystemClock())
+        engine._plan = loaded
+        return engine
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the workspace -----------------------------------------------------------------------
+
+    @property
+    def plan(self) -> CompiledWorkspace:
+        """The compiled workspace, re-loaded when one of its files changed."""
+        if self._plan is None or self._plan.fingerprint != fingerprint(self.root):
+            self._plan = _load(self.root)
+            self._book = None
+        return self._plan
+
+    @property
+    def book(self) -> PartnerBook:
+        plan = self.plan
+        if self._book is None:
+            self._book = PartnerBook(self.store, plan)
+        self._book.refresh()
+        return self._book
+
+    def time(self, at: datetime | str | None) -> datetime:
+        if at is None:
+            return aware(self.clock.now())
+        if isinstance(at, str):
+            return parse_time(at, self.plan.tz)
+        return aware(at)
+
+    # --- ticks -------------------------------------------------------------------------------
+
+    def tick(self, at: datetime | str | None = None) -> TickReport:
+        when = self.time(at)
+        plan = self.plan
+        report = tick(self.store, plan, self.book, when)
+        with self.store.transaction():
+            last = self.store.meta(LAST_TICK)
+            if last is None or from_iso(last) < when:
+                self.store.set_meta(LAST_TICK, iso(when))
+        return report
+
+    def run(self, until: datetime | str, every: timedelta | str = "1h", start: datetime | str | None = None,
+            progress: Callable[[int, int, TickReport], None] | None = None) -> TickReport:
+        """Ticks at ``start``, ``start + every``, … and at ``until``; the totals. Without
+        ``start``, from one interval after the last tick (or just one tick at ``until``)."""
+        end = self.time(until)
+        step = parse_every(every) if isinstance(every, str) else every
+        if step <= timedelta(0):
+            raise ValueError("the interval between ticks must be positive")
+        if start is not None:
+            first = self.time(start)
+        else:
+            last = self.store.meta(LAST_TICK)
+            first = from_iso(last) + step if last else end
+        times = []
+        moment = first
+        while moment < end:
+            times.append(moment)
+            moment += step
+        times.append(end)
+        total = TickReport(end)
+        for i, moment in enumerate(times, 1):
+            report = self.tick(moment)
+            total.add(report)
+            if progress is not None:
+                progress(i, len(times), report)
+        total.diagnostics = list(dict.fromkeys(total.diagnostics))
+        return total
+
+    # --- events --------------------------------------------------------------------------------
+
+    def import_events(self, path: str | Path, at: datetime | str | None = None) -> EventImport:
+        """Store the events of a JSONL file (SPEC §8); event triggers use them at the next tick.
+        Bad lines are reported and skipped; an event seen before counts once."""
+        when = self.time(at)
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise SourceError([error(Span(str(path), 1, 1), f"cannot read the events file: {reason}")]) from None
+        parsed = read_events(str(path), text, self.plan.tz)
+        result = EventImport(duplicates=parsed.duplicates, diagnostics=list(parsed.diagnostics))
+        terms_channels = self.plan.settings.consent.terms_opt_in
+        with self.store.transaction():
+            for event in parsed.events:
+                campaign, step = event.campaign, event.step
+                channel = event.data.get("channel") if isinstance(event.data, dict) else None
+                if event.message is not None:
+                    target = self.store.message_target(event.message)
+                    if target is None:
+                        result.diagnostics.append(error(Span(str(path), event.line, 1),
+                                                        f"unknown message id '{event.message}'"))
+                        continue
+                    campaign, step, _, channel = campaign or target[0], step or target[1], target[2], channel or target[3]
+                    event = _with(event, campaign=campaign, step=step)
+                pending = event.type not in ENGAGEMENT and event.type not in CONSENT
+                if not self.store.add_event(event, pending, when):
+                    result.duplicates += 1
+                    continue
+                result.imported += 1
+                if event.type == "terms.accepted":
+                    for c in terms_channels:
+                        self.store.add_consent(event.partner, c, True, event.at, f"event:{event.id}")
+                elif event.type in ("opted_in", "unsubscribed") and channel in ("email", "sms"):
+                    self.store.add_consent(event.partner, channel, event.type == "opted_in", event.at, f"event:{event.id}")
+            self.store.log(when, ENGINE_USER, "events.import", None, file=str(path), imported=result.imported,
+                           duplicates=result.duplicates, errors=len(result.diagnostics))
+        result.diagnostics.sort(key=lambda d: (d.span.line, d.span.col))
+        return result
+
+    # --- operations ------------------------------------------------------------------------------
+
+    def _operator(self, user: str | None, at: datetime | str | None) -> operations.Operator:
+        plan = self.plan
+        return operations.Operator(self.store, plan, self.book, operations.resolve_user(plan, user), self.time(at))
+
+    def start(self, campaign: str, partner: str, on: datetime | str | None = None, *, user: str | None = None,
+              at: datetime | str | None = None) -> Enrollment:
+        op = self._operator(user, at)
+        begins = None
+        if on is not None:
+            tz = op.plan.campaigns[campaign].tz if campaign in op.plan.campaigns else op.plan.tz
+            begins = parse_time(on, tz) if isinstance(on, str) else aware(on)
+        return operations.start(op, campaign, partner, begins)
+
+    def pause(self, campaign: str, partners: str | Sequence[str], *, user: str | None = None,
+              at: datetime | str | None = None) -> list[Enrollment]:
+        return operations.change(self._operator(user, at), Operation.PAUSE, campaign, _many(partners))
+
+    def resume(self, campaign: str, partners: str | Sequence[str], *, user: str | None = None,
+               at: datetime | str | None = None) -> list[Enrollment]:
+        return operations.change(self._operator(user, at), Operation.RESUME, campaign, _many(partners))
+
+    def remove(self, campaign: str, partners: str | Sequence[str], *, user: str | None = None,
+               at: datetime | str | None = None) -> list[Enrollment]:
+        return operations.change(self._operator(user, at), Operation.REMOVE, campaign, _many(partners))
+
+    def skip(self, campaign: str, step: str, partner: str, *, user: str | None = None,
+             at: datetime | str | None = None) -> Enrollment:
+        return operations.skip(self._operator(user, at), campaign, step, partner)
+
+    def rerun(self, campaign: str, step: str, partner: str, *, user: str | None = None,
+              at: datetime | str | None = None) -> str:
+        return operations.rerun(self._operator(user, at), campaign, step, partner)
+
+    # --- what happened -----------------------------------------------------------------------------
+
+    def status(self, *, partner: str | None = None, campaign: str | None = None) -> dict[str, Any]:
+        if partner is not None:
+            found = views.partner_campaigns(self.store, self.plan, partner)
+            if campaign is not None:
+                found["enrollments"] = [e for e in found["enrollments"] if e["campaign"] == campaign]
+            return found
+        if campaign is not None:
+            return views.campaign_summary(self.store, self.plan, campaign)
+        return views.all_campaigns(self.store, self.plan)
+
+    def steps(self, campaign: str, partner: str, number: int | None = None) -> dict[str, Any] | None:
+        return views.enrollment_steps(self.store, self.plan, campaign, partner, number)
+
+    def log(self, campaign: str | None = None) -> list[dict]:
+        return self.store.log_entries(campaign)
+
+    def outbox(self, channel: str | None = None, *, campaign: str | None = None,
+               partner: str | None = None) -> list[dict]:
+        """Messages committed by steps (email, sms, letter), with ``delivered_at``."""
+        return self.store.messages(channel, campaign, partner)
+
+    def sent(self, channel: str) -> list[dict]:
+        """What the file transport wrote: the lines of .engine/outbox/<channel>.jsonl."""
+        return read_lines(self.root / ".engine" / "outbox" / f"{channel}.jsonl")
+
+    def letters(self, campaign: str, step: str) -> list[dict[str, str]]:
+        return read_rows(self.root / ".engine" / "letters" / campaign / f"{step}.csv")
+
+    def activities(self, campaign: str | None = None, partner: str | None = None) -> list[dict]:
+        return self.store.activities(campaign, partner)
+
+    def popups(self, partner: str | None = None) -> list[dict]:
+        return self.store.popups(partner)
+
+
+def _load(root: Path) -> CompiledWorkspace:
+    if not (root / "engine.yaml").is_file():
+        raise SourceError([error(Span(str(root / "engine.yaml"), 1, 1), f"no engine.yaml in {root}: not a workspace")])
+    workspace = load_workspace(root, check_partners=False)
+    settings_errors = [d for d in workspace.errors if Path(d.span.path).name == "engine.yaml"]
+    if settings_errors:
+        raise SourceError(settings_errors)
+    return compile_workspace(workspace)
+
+
+def _many(partners: str | Sequence[str]) -> list[str]:
+    return [partners] if isinstance(partners, str) else list(partners)
+
+
+def _with(event: Any, **changes: Any) -> Any:
+    return replace(event, **changes)

@@ -1,0 +1,161 @@
+"""A loaded workspace made ready to run: every expression compiled once, groups read, timezones
+resolved. The tick asks these objects questions; it never parses anything itself."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, tzinfo
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+from zoneinfo import ZoneInfo
+
+from campaigns.audience import CompiledAudience, compile_audience
+from campaigns.model import Campaign, Step
+from campaigns.workspace import Workspace
+from dsl.compile import Compiled, compile_expression
+from dsl.parser import parse
+from dsl.types import Type
+
+
+@dataclass(frozen=True)
+class CompiledCampaign:
+    id: str
+    campaign: Campaign
+    tz: tzinfo
+    audience: CompiledAudience
+    exit_when: Compiled | None
+    trigger_when: Compiled | None
+    step_when: Mapping[str, Compiled]
+    steps: Mapping[str, Step]
+
+    @property
+    def trigger(self) -> str | None:
+        return self.campaign.trigger.kind if self.campaign.trigger is not None else None
+
+    @property
+    def active(self) -> bool:
+        return self.campaign.active
+
+
+@dataclass(frozen=True)
+class CompiledWorkspace:
+    workspace: Workspace
+    campaigns: Mapping[str, CompiledCampaign]  # only the files without errors
+    groups: Mapping[str, frozenset[str]]
+    exclude: Compiled | None  # engine.yaml's exclude
+    fingerprint: str  # changes whenever a file the workspace is made of changes
+
+    @property
+    def root(self) -> Path:
+        return self.workspace.root
+
+    @property
+    def settings(self):
+        return self.workspace.settings
+
+    @property
+    def tz(self) -> tzinfo:
+        return self.workspace.tz
+
+    @property
+    def id_field(self) -> str:
+        return self.workspace.settings.partners.id
+
+    def exclusive(self, campaign_id: str) -> bool:
+        plan = self.campaigns.get(campaign_id)
+        return plan is not None and plan.campaign.exclusive
+
+
+def compile_workspace(workspace: Workspace) -> CompiledWorkspace:
+    settings = workspace.settings
+    campaigns = {}
+    for cid, campaign in workspace.campaigns.items():
+        tz = ZoneInfo(campaign.timezone) if campaign.timezone else workspace.tz
+        trigger_when = campaign.trigger.when if campaign.trigger is not None else None
+        campaigns[cid] = CompiledCampaign(
+            id=cid, campaign=campaign, tz=tz, audience=compile_audience(campaign, settings),
+            exit_when=_compile(campaign.exit_when), trigger_when=_compile(trigger_when),
+            step_when={s.id: _compile(s.when) for s in campaign.action_steps if s.when is not None},
+            steps={s.id: s for s in campaign.action_steps})
+    groups = {name: read_group(path) for name, path in workspace.groups.items()}
+    return CompiledWorkspace(workspace, campaigns, groups, _compile(settings.exclude), fingerprint(workspace.root))
+
+
+def _compile(text: str | None) -> Compiled | None:
+    return compile_expression(parse(text)) if text else None
+
+
+def read_group(path: Path) -> frozenset[str]:
+    """The ids in a groups/*.csv file (its problems are `engine check`'s business)."""
+    try:
+        rows = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig", errors="replace")))
+        return frozenset(row["id"].strip() for row in rows if (row.get("id") or "").strip())
+    except (OSError, KeyError, csv.Error):
+        return frozenset()
+
+
+def fingerprint(root: Path) -> str:
+    """Size and modification time of every file a workspace is loaded from (not the partner
+    source, which is imported by content): cheap enough to ask before every tick."""
+    parts = []
+    for pattern in ("engine.yaml", "campaigns/*.y*ml", "templates/**/*", "groups/*.csv"):
+        for path in sorted(root.glob(pattern)):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            parts.append(f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+# --- partner records in the store ----------------------------------------------------------------
+
+
+def encode_partner(record: Mapping[str, Any]) -> str:
+    """A typed record as canonical JSON: dates and datetimes as ISO text."""
+    return json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_iso)
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def decoder(schema: Mapping[str, Type]):
+    """Turns stored JSON back into a typed record (the schema says which texts are dates)."""
+    dates = [name for name, t in schema.items() if t.kind == "date"]
+    datetimes = [name for name, t in schema.items() if t.kind == "datetime"]
+
+    def decode(data: str) -> dict[str, Any]:
+        record = json.loads(data)
+        for name in dates:
+            value = record.get(name)
+            if isinstance(value, str):
+                record[name] = date.fromisoformat(value)
+        for name in datetimes:
+            value = record.get(name)
+            if isinstance(value, str):
+                record[name] = datetime.fromisoformat(value)
+        return record
+
+    return decode
+
+
+def record_hash(encoded: str) -> str:
+    return hashlib.blake2b(encoded.encode(), digest_size=16).hexdigest()
+
+
+def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,226 @@
+"""What people do to enrollments (SPEC §7): start, pause, resume, remove, skip, run again.
+
+Each operation is one store transaction: it checks the enrollment's state against the tables in
+:mod:`campaigns.enrollment` (a :class:`Refused` changes nothing: exit code 3), makes the change,
+and writes who did what, when, to the audit log. Operating on many partners at once is all or
+nothing: one refusal refuses the batch.
+
+Decisions where SPEC is silent:
+
+- When ``users`` is configured, an operation needs a user with the ``marketing`` role; without
+  ``users`` anyone may operate, and the log records ``--as`` (or ``ENGINE_USER``, else the
+  login name).
+- ``start`` ignores the audience's rulesets (a person chose this partner) but not engine.yaml's
+  ``exclude``: a partner who must never be contacted cannot be started either.
+- ``start --on DATE`` with a date in the future schedules the enrollment for that date's local
+  midnight in the campaign's timezone (or that exact time, given one); a date in the past or now
+  starts at once.
+- ``skip`` marks a step that has not run yet (the next one or a later one) as skipped: when the
+  enrollment reaches it, it passes over it, and the waits around it count as before.
+- ``rerun`` executes an executed step once more, at the operation's time, with its own message id
+  (run 2, 3, …); it still asks for consent and the exclude, but not the step's ``when``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Sequence
+
+from campaigns.enrollment import (CURRENT, Operation, Refused, Status, StepStatus, after_resume, current_status,
+                                  PastEnrollment, position_after, step_transition, transition)
+from dsl.diagnostics import did_you_mean
+from dsl.runtime import Context
+
+from .compiled import CompiledCampaign, CompiledWorkspace
+from .partners import PartnerBook
+from .store import Enrollment, Store
+from .tick import StoreFacts, Tick, deliver, record_effects
+
+
+class UnknownName(ValueError):
+    """A campaign, partner or step that does not exist (the user's input is wrong: exit 1)."""
+
+
+@dataclass(frozen=True)
+class Operator:
+    """Everything an operation needs: the store, the compiled workspace, the partners, who and when."""
+
+    store: Store
+    plan: CompiledWorkspace
+    book: PartnerBook
+    user: str
+    at: datetime
+
+
+def resolve_user(plan: CompiledWorkspace, user: str | None) -> str:
+    """The user an operation runs as, refused unless they may operate campaigns."""
+    users = plan.settings.users
+    name = user or os.environ.get("ENGINE_USER")
+    if not users:
+        return name or getpass.getuser()
+    if not name:
+        raise Refused(f"engine.yaml lists users: say who you are with --as USER (one of {', '.join(sorted(users))})")
+    if name not in users:
+        raise Refused(f"unknown user '{name}'{did_you_mean(name, list(users))}: engine.yaml lists {', '.join(sorted(users))}")
+    if "marketing" not in users[name].roles:
+        raise Refused(f"user '{name}' may not operate campaigns: that needs the marketing role "
+                      f"(they have {', '.join(users[name].roles) or 'no roles'})")
+    return name
+
+
+def campaign(op: Operator, campaign_id: str) -> CompiledCampaign:
+    compiled = op.plan.campaigns.get(campaign_id)
+    if compiled is not None:
+        return compiled
+    if campaign_id in op.plan.workspace.files:
+        raise UnknownName(f"campaign '{campaign_id}' has errors and cannot run: see engine check")
+    raise UnknownName(f"unknown campaign '{campaign_id}'{did_you_mean(campaign_id, list(op.plan.workspace.files))}")
+
+
+def _partner(op: Operator, partner_id: str) -> dict:
+    partner = op.book.get(partner_id)
+    if partner is None:
+        raise UnknownName(f"unknown partner '{partner_id}' (not in the partner source as last imported by a tick)")
+    return partner
+
+
+# --- start ---------------------------------------------------------------------------------------
+
+
+def start(op: Operator, campaign_id: str, partner_id: str, on: datetime | None = None) -> Enrollment:
+    compiled = campaign(op, campaign_id)
+    partner = _partner(op, partner_id)
+    if op.plan.exclude is not None:
+        ctx = Context(now=op.at, tz=compiled.tz, facts=StoreFacts(op.store, op.plan, campaign_id, None, op.at))
+        if op.plan.exclude.test(partner, ctx):
+            raise Refused(f"partner {partner_id} is excluded from every campaign by engine.yaml's exclude")
+    scheduled = on is not None and on > op.at
+    with op.store.transaction():
+        history = [PastEnrollment(e.campaign, e.number, e.status, e.started_at, e.finished_at)
+                   for e in op.store.enrollments_of(partner_id, campaign_id)]
+        operation = Operation.SCHEDULE if scheduled else Operation.START
+        status = transition(operation, current_status(campaign_id, history), partner=partner_id, campaign=campaign_id)
+        begins = on if scheduled and on is not None else op.at
+        next_step, due = position_after(compiled.campaign, None, begins, compiled.tz)
+        created = op.store.add_enrollment(
+            campaign_id, partner_id, status=str(status), origin="manual", source=op.user, created_at=op.at,
+            started_at=begins, next_step=next_step, due_at=None if scheduled else due)
+        if created is None:
+            raise Refused(f"partner {partner_id} already has a current enrollment in {campaign_id}")
+        op.store.log(op.at, op.user, "start", campaign_id, partner_id, status=str(status), on=begins.isoformat())
+        enrollment = op.store.enrollment(created)
+    assert enrollment is not None
+    return enrollment
+
+
+# --- pause, resume, remove -----------------------------------------------------------------------
+
+
+def _current_or_latest(op: Operator, campaign_id: str, partner_id: str) -> tuple[Enrollment | None, Status]:
+    enrollments = op.store.enrollments_of(partner_id, campaign_id)
+    current = [e for e in enrollments if e.status in CURRENT]
+    chosen = current[-1] if current else enrollments[-1] if enrollments else None
+    return chosen, Status(chosen.status) if chosen else Status.NONE
+
+
+def change(op: Operator, operation: Operation, campaign_id: str, partner_ids: Sequence[str]) -> list[Enrollment]:
+    """Pause, resume or remove the current enrollment of each partner: all of them or none."""
+    campaign(op, campaign_id)
+    if not partner_ids:
+        raise UnknownName("name at least one partner (--partner P)")
+    changed = []
+    with op.store.transaction():
+        for pid in dict.fromkeys(partner_ids):
+            _partner_known(op, pid)
+            e, status = _current_or_latest(op, campaign_id, pid)
+            after = transition(operation, status, partner=pid, campaign=campaign_id)
+            assert e is not None
+            updates: dict = {"status": str(after)}
+            if operation is Operation.PAUSE:
+                updates["paused_at"] = op.at
+            elif operation is Operation.RESUME:
+                updates["paused_at"] = None
+                if e.due_at is not None:
+                    updates["due_at"] = after_resume(e.due_at, op.at)
+            elif operation is Operation.REMOVE:
+                updates.update(finished_at=op.at, due_at=None, reason="removed")
+            op.store.update_enrollment(e, **updates)
+            op.store.log(op.at, op.user, str(operation), campaign_id, pid, number=e.number)
+            changed.append(op.store.enrollment(e.id))
+    return [e for e in changed if e is not None]
+
+
+def _partner_known(op: Operator, partner_id: str) -> None:
+    if not op.store.enrollments_of(partner_id) and op.book.get(partner_id) is None:
+        raise UnknownName(f"unknown partner '{partner_id}'")
+
+
+# --- steps: skip and run again -------------------------------------------------------------------
+
+
+def step_status(compiled: CompiledCampaign, e: Enrollment, step_id: str, store: Store) -> StepStatus | None:
+    """A step's status in an enrollment: its latest run's, or pending when the enrollment has
+    yet to reach it; None when it will never run for it."""
+    run = store.step_run(e.id, step_id)
+    if run is not None:
+        return StepStatus(run.status)
+    if e.status not in CURRENT:
+        return None
+    order = [s.id for s in compiled.campaign.action_steps]
+    if e.next_step is None or e.next_step not in order or step_id not in order:
+        return None
+    return StepStatus.PENDING if order.index(step_id) >= order.index(e.next_step) else None
+
+
+def _step(compiled: CompiledCampaign, step_id: str):
+    step = compiled.steps.get(step_id)
+    if step is None:
+        raise UnknownName(f"campaign '{compiled.id}' has no step '{step_id}'{did_you_mean(step_id, list(compiled.steps))}")
+    return step
+
+
+def _reached_step(op: Operator, operation: Operation, compiled: CompiledCampaign, step_id: str,
+                  partner_id: str) -> Enrollment:
+    """The enrollment whose step a skip or rerun acts on, once both its state and the step's
+    allow the operation (in the caller's transaction)."""
+    _partner_known(op, partner_id)
+    e, status = _current_or_latest(op, compiled.id, partner_id)
+    if e is None:
+        transition(operation, Status.NONE, partner=partner_id, campaign=compiled.id)
+    assert e is not None
+    current = step_status(compiled, e, step_id, op.store)
+    if current is None:
+        why = "the enrollment will not reach it (it is past it or finished)" if operation is Operation.SKIP else "it never ran"
+        raise Refused(f"cannot {operation} step {step_id} of partner {partner_id} in {compiled.id}: {why}")
+    step_transition(operation, status, current, step_id=step_id, partner=partner_id, campaign=compiled.id)
+    return e
+
+
+def skip(op: Operator, campaign_id: str, step_id: str, partner_id: str) -> Enrollment:
+    compiled = campaign(op, campaign_id)
+    _step(compiled, step_id)
+    with op.store.transaction():
+        e = _reached_step(op, Operation.SKIP, compiled, step_id, partner_id)
+        op.store.record_step(e.id, step_id, 1, "skipped", "skipped_by_user", None, op.at)
+        op.store.log(op.at, op.user, "skip", campaign_id, partner_id, step=step_id, number=e.number)
+    return e
+
+
+def rerun(op: Operator, campaign_id: str, step_id: str, partner_id: str) -> str:
+    """Execute an executed step once more, now; the new run's status."""
+    compiled = campaign(op, campaign_id)
+    step = _step(compiled, step_id)
+    with op.store.transaction():
+        e = _reached_step(op, Operation.RERUN, compiled, step_id, partner_id)
+        partner = _partner(op, partner_id)
+        run = max(r.run for r in op.store.step_runs(e.id) if r.step == step_id) + 1
+        effects = Tick(op.store, op.plan, op.book, op.at).effects(compiled, e, step, partner, op.at, run=run,
+                                                                   condition=False)
+        record_effects(op.store, e, step_id, run, effects, None, op.at)
+        op.store.log(op.at, op.user, "rerun", campaign_id, partner_id, step=step_id, number=e.number, run=run,
+                     status=effects.status, reason=effects.reason)
+    deliver(op.store, op.plan, op.at)
+    return effects.status

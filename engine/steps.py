@@ -1,0 +1,180 @@
+"""One executor per step kind: what a step produces for one partner, rendered, not yet written.
+
+The tick decides *whether* a step runs (its ``when``, consent, the window); these functions say
+*what* it produces: an outbox record (email, SMS, letter), an activity or a pop-up. They touch
+no store and no transport, so the tick can write the result in the step's own transaction and
+`engine test` can show it without writing anything.
+
+Decisions where SPEC is silent:
+
+- A message goes to ``partner.email`` (email) or ``partner.phone`` (SMS); a partner without one
+  is skipped with reason ``no_address``.
+- A translation is chosen by ``partner.language``; a field it leaves out comes from the step
+  itself. ``language`` in the outbox is the variant's key, or ``default`` for the step's own text.
+- A template that fails for a partner (an undefined value at run time, a division by zero, …)
+  fails the step for that partner with the reason, and the enrollment goes on with the next step.
+- A letter is one row of ``.engine/letters/<campaign>/<step>.csv`` with the columns
+  :data:`LETTER_COLUMNS`; ``body`` is the rendered template, ready for the print shop's merge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any, Mapping
+
+from campaigns.model import Activity, Campaign, Email, Letter, Popup, Settings, Sms, Step
+from dsl.templates import TemplateError, render_file, render_inline
+
+from .clock import iso
+
+DEFAULT_LANGUAGE = "default"
+LETTER_COLUMNS = ("id", "campaign", "step", "partner", "at", "language", "body")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One step of one enrollment, to be executed as of ``at`` (its due time)."""
+
+    campaign_id: str
+    campaign: Campaign
+    campaign_number: int | None
+    step: Step
+    partner: Mapping[str, Any]
+    partner_id: str
+    enrollment_id: int
+    enrollment_number: int
+    run: int
+    at: datetime
+    tz: tzinfo
+    templates_dir: Path
+    settings: Settings
+
+    @property
+    def message_id(self) -> str:
+        """Stable: the same enrollment, step and run always give the same id."""
+        return f"{self.campaign_id}:{self.partner_id}:{self.enrollment_number}:{self.step.id}:{self.run}"
+
+
+@dataclass(frozen=True)
+class Effects:
+    """What an executed step produced (or why it could not)."""
+
+    status: str  # executed | skipped | failed
+    reason: str | None = None
+    messages: tuple[dict, ...] = ()  # outbox records, by channel
+    activity: dict | None = None
+    popup: dict | None = None
+    detail: dict = field(default_factory=dict)
+
+
+def execute(job: Job) -> Effects:
+    kind = job.step.kind
+    try:
+        return _EXECUTORS[kind](job, job.step.action)
+    except TemplateError as exc:
+        return Effects("failed", "template_error", detail={"error": str(exc)})
+
+
+def variables(job: Job) -> dict[str, Any]:
+    local = job.at.astimezone(job.tz)
+    partner = dict.fromkeys(job.settings.partners.fields)  # a missing field is null, not undefined
+    partner.update(job.partner)
+    return {
+        "partner": partner,
+        "campaign": {"id": job.campaign_id, "name": job.campaign.name or job.campaign_id,
+                     "number": job.campaign_number, "owner": job.campaign.owner},
+        "step": {"id": job.step.id, "kind": job.step.kind},
+        "now": local,
+        "today": local.date(),
+    }
+
+
+def _language(job: Job, translations: Mapping[str, Any]) -> tuple[str, Any | None]:
+    language = job.partner.get("language")
+    if isinstance(language, str) and language in translations:
+        return language, translations[language]
+    return DEFAULT_LANGUAGE, None
+
+
+def _text(job: Job, text: str | None, names: Mapping[str, Any]) -> str:
+    return render_inline(text, names, job.templates_dir) if text else ""
+
+
+def _body(job: Job, template: str | None, body: str | None, names: Mapping[str, Any]) -> str:
+    if template:
+        return render_file(template, names, job.templates_dir)
+    return _text(job, body, names)
+
+
+def _message(job: Job, channel: str, to: str, language: str, **content: str) -> dict:
+    return {"id": job.message_id, "campaign": job.campaign_id, "step": job.step.id, "partner": job.partner_id,
+            "channel": channel, "to": to, **content, "language": language, "at": iso(job.at)}
+
+
+def _address(job: Job, field_name: str) -> str | None:
+    value = job.partner.get(field_name)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _email(job: Job, email: Email) -> Effects:
+    to = _address(job, "email")
+    if to is None:
+        return Effects("skipped", "no_address")
+    language, variant = _language(job, email.translations)
+    subject, template, body = email.subject, email.template, email.body
+    if variant is not None:
+        subject = variant.subject or subject
+        if variant.template or variant.body:
+            template, body = variant.template, variant.body
+    names = variables(job)
+    record = _message(job, "email", to, language, subject=_text(job, subject, names),
+                      body=_body(job, template, body, names))
+    bcc = job.settings.channels.email.bcc
+    if bcc:
+        record["bcc"] = bcc
+    return Effects("executed", messages=(record,), detail={"message": job.message_id})
+
+
+def _sms(job: Job, sms: Sms) -> Effects:
+    to = _address(job, "phone")
+    if to is None:
+        return Effects("skipped", "no_address")
+    language, variant = _language(job, sms.translations)
+    text = variant.text if variant is not None else sms.text
+    record = _message(job, "sms", to, language, body=_text(job, text, variables(job)))
+    return Effects("executed", messages=(record,), detail={"message": job.message_id})
+
+
+def _letter(job: Job, letter: Letter) -> Effects:
+    body = render_file(letter.template, variables(job), job.templates_dir)
+    row = {"id": job.message_id, "campaign": job.campaign_id, "step": job.step.id, "partner": job.partner_id,
+           "channel": "letter", "at": iso(job.at), "language": DEFAULT_LANGUAGE, "body": body}
+    return Effects("executed", messages=(row,), detail={"message": job.message_id})
+
+
+def _popup(job: Job, popup: Popup) -> Effects:
+    language, variant = _language(job, popup.translations)
+    names = variables(job)
+    title = (variant.title if variant is not None and variant.title else None) or popup.title
+    body = (variant.body if variant is not None and variant.body else None) or popup.body
+    record = {"id": job.message_id, "enrollment": job.enrollment_id, "campaign": job.campaign_id,
+              "step": job.step.id, "partner": job.partner_id, "pages": list(popup.pages),
+              "title": _text(job, title, names), "body": _text(job, body, names), "language": language,
+              "at": iso(job.at)}
+    return Effects("executed", popup=record, detail={"popup": job.message_id})
+
+
+def _activity(job: Job, activity: Activity) -> Effects:
+    names = variables(job)
+    record = {"id": job.message_id, "enrollment": job.enrollment_id, "campaign": job.campaign_id,
+              "step": job.step.id, "partner": job.partner_id, "kind": activity.kind,
+              "assignee": _text(job, activity.assignee, names) or None,
+              "subject": _text(job, activity.subject, names) or None,
+              "responses": {key: {"result": r.result, "follow_up": r.follow_up} for key, r in activity.responses.items()},
+              "at": iso(job.at)}
+    return Effects("executed", activity=record, detail={"activity": job.message_id})
+
+
+_EXECUTORS = {"email": _email, "sms": _sms, "letter": _letter, "popup": _popup, "activity": _activity}

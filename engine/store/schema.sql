@@ -1,0 +1,154 @@
+-- The engine's state. Times are ISO 8601 UTC text ('2026-07-01T06:00:00Z'), which sorts as time.
+-- Invariants the database itself enforces: one current (scheduled, active or paused) enrollment
+-- per campaign and partner; one state row per (enrollment, step, run); one outbox row per
+-- message id; one row per trigger occurrence; one row per event id.
+
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS partners (
+    id         TEXT PRIMARY KEY,
+    data       TEXT NOT NULL,          -- the typed record as JSON (dates as ISO text)
+    hash       TEXT NOT NULL,          -- of data: which records an import changed
+    updated_at TEXT NOT NULL,
+    removed_at TEXT                    -- gone from the source since then
+);
+
+CREATE TABLE IF NOT EXISTS campaigns (
+    id            TEXT PRIMARY KEY,
+    number        INTEGER NOT NULL UNIQUE,   -- sequential, never reused
+    name          TEXT,
+    first_seen_at TEXT NOT NULL,
+    active        INTEGER NOT NULL,          -- as the last tick saw it
+    active_since  TEXT                       -- the tick that last saw it switch on
+);
+
+CREATE TABLE IF NOT EXISTS firings (
+    campaign   TEXT NOT NULL,
+    occurrence TEXT NOT NULL,                -- 'cron:<time>' or 'at:<time as written>'
+    at         TEXT NOT NULL,                -- when it fired (logical)
+    enrolled   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (campaign, occurrence)
+);
+
+CREATE TABLE IF NOT EXISTS enrollments (
+    id          INTEGER PRIMARY KEY,
+    campaign    TEXT NOT NULL,
+    partner     TEXT NOT NULL,
+    number      INTEGER NOT NULL,
+    status      TEXT NOT NULL,               -- scheduled | active | paused | finished | removed
+    reason      TEXT,                        -- why it finished
+    origin      TEXT NOT NULL,               -- trigger | manual | follow_up
+    source      TEXT,                        -- the trigger kind, event id, user or response
+    created_at  TEXT NOT NULL,
+    started_at  TEXT NOT NULL,               -- the enrollment time (a scheduled start: its date)
+    finished_at TEXT,
+    after_step  TEXT,                        -- the last step it reached
+    next_step   TEXT,                        -- the step it waits for (NULL: past the last one)
+    due_at      TEXT,                        -- when next_step (or the end) is due
+    paused_at   TEXT,
+    version     INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (campaign, partner, number)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS enrollments_current ON enrollments (campaign, partner)
+    WHERE status IN ('scheduled', 'active', 'paused');
+CREATE INDEX IF NOT EXISTS enrollments_due ON enrollments (due_at) WHERE status = 'active';
+CREATE INDEX IF NOT EXISTS enrollments_scheduled ON enrollments (started_at) WHERE status = 'scheduled';
+CREATE INDEX IF NOT EXISTS enrollments_partner ON enrollments (partner, campaign);
+
+CREATE TABLE IF NOT EXISTS step_runs (
+    enrollment INTEGER NOT NULL,
+    step       TEXT NOT NULL,
+    run        INTEGER NOT NULL,
+    status     TEXT NOT NULL,                -- executed | skipped | failed
+    reason     TEXT,
+    due_at     TEXT,
+    at         TEXT NOT NULL,                -- when it was executed, skipped or failed
+    detail     TEXT,                         -- JSON: message ids, the error of a failure
+    PRIMARY KEY (enrollment, step, run)
+);
+
+CREATE TABLE IF NOT EXISTS outbox (
+    id           TEXT PRIMARY KEY,           -- the message id: enrollment, step and run
+    channel      TEXT NOT NULL,              -- email | sms | letter
+    enrollment   INTEGER NOT NULL,
+    campaign     TEXT NOT NULL,
+    step         TEXT NOT NULL,
+    partner      TEXT NOT NULL,
+    at           TEXT NOT NULL,
+    payload      TEXT NOT NULL,              -- JSON: the record the transport writes
+    delivered_at TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_undelivered ON outbox (channel) WHERE delivered_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_partner ON outbox (partner, campaign, step);
+
+CREATE TABLE IF NOT EXISTS activities (
+    id           TEXT PRIMARY KEY,
+    enrollment   INTEGER NOT NULL,
+    campaign     TEXT NOT NULL,
+    step         TEXT NOT NULL,
+    partner      TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    assignee     TEXT,
+    subject      TEXT,
+    responses    TEXT NOT NULL,              -- JSON: {key: {result, follow_up}}
+    status       TEXT NOT NULL,              -- open | completed
+    created_at   TEXT NOT NULL,
+    response     TEXT,
+    result       TEXT,
+    responded_at TEXT
+);
+CREATE INDEX IF NOT EXISTS activities_partner ON activities (partner, campaign, step);
+
+CREATE TABLE IF NOT EXISTS popups (
+    id         TEXT PRIMARY KEY,
+    enrollment INTEGER NOT NULL,
+    campaign   TEXT NOT NULL,
+    step       TEXT NOT NULL,
+    partner    TEXT NOT NULL,
+    pages      TEXT NOT NULL,                -- JSON list
+    title      TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    language   TEXT,
+    created_at TEXT NOT NULL,
+    read_at    TEXT
+);
+CREATE INDEX IF NOT EXISTS popups_partner ON popups (partner);
+
+CREATE TABLE IF NOT EXISTS events (
+    id          TEXT PRIMARY KEY,
+    type        TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    partner     TEXT NOT NULL,
+    data        TEXT NOT NULL,               -- JSON object
+    message     TEXT,
+    campaign    TEXT,
+    step        TEXT,
+    imported_at TEXT NOT NULL,
+    processed   INTEGER NOT NULL DEFAULT 0   -- seen by the tick that covered its time
+);
+CREATE INDEX IF NOT EXISTS events_pending ON events (at) WHERE processed = 0;
+CREATE INDEX IF NOT EXISTS events_partner ON events (partner, campaign, step, type);
+
+CREATE TABLE IF NOT EXISTS consent (
+    seq     INTEGER PRIMARY KEY,
+    partner TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    granted INTEGER NOT NULL,
+    at      TEXT NOT NULL,
+    source  TEXT NOT NULL                    -- the event that said so
+);
+CREATE INDEX IF NOT EXISTS consent_partner ON consent (partner, channel, at);
+
+CREATE TABLE IF NOT EXISTS log (
+    seq      INTEGER PRIMARY KEY,
+    at       TEXT NOT NULL,                  -- logical time of the action
+    user     TEXT NOT NULL,                  -- 'engine' for what a tick did
+    action   TEXT NOT NULL,
+    campaign TEXT,
+    partner  TEXT,
+    detail   TEXT NOT NULL                   -- JSON
+);
+CREATE INDEX IF NOT EXISTS log_campaign ON log (campaign, seq);

@@ -1,0 +1,480 @@
+"""The embedded store: one SQLite database (WAL mode) per workspace, `.engine/state.db` by default.
+
+The engine talks to it only through :class:`SQLiteStore`'s methods, which speak the domain's
+words (enrollments, step runs, outbox, events) and plain SQL with ``?`` parameters: never text
+built from user input. Writes happen inside :meth:`transaction` (``BEGIN IMMEDIATE``: one writer
+at a time, readers never blocked), so a step's state and its effects commit together or not at
+all, and a second process waits for the first instead of interleaving with it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from ..clock import from_iso, iso, maybe_from_iso, maybe_iso
+
+SCHEMA = (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
+CURRENT = ("scheduled", "active", "paused")
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    id: int
+    campaign: str
+    partner: str
+    number: int
+    status: str
+    reason: str | None
+    origin: str
+    source: str | None
+    created_at: datetime
+    started_at: datetime
+    finished_at: datetime | None
+    after_step: str | None
+    next_step: str | None
+    due_at: datetime | None
+    paused_at: datetime | None
+    version: int
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> "Enrollment":
+        (id_, campaign, partner, number, status, reason, origin, source, created, started, finished,
+         after_step, next_step, due, paused, version) = row
+        return cls(id_, campaign, partner, number, status, reason, origin, source, from_iso(created),
+                   from_iso(started), maybe_from_iso(finished), after_step, next_step,
+                   maybe_from_iso(due), maybe_from_iso(paused), version)
+
+
+_ENROLLMENT_COLUMNS = ("id, campaign, partner, number, status, reason, origin, source, created_at, started_at, "
+                       "finished_at, after_step, next_step, due_at, paused_at, version")
+
+
+@dataclass(frozen=True)
+class StepRun:
+    step: str
+    run: int
+    status: str
+    reason: str | None
+    due_at: datetime | None
+    at: datetime
+    detail: Mapping[str, Any]
+
+
+_ACTIVITY_KEYS = ("id", "campaign", "step", "partner", "kind", "assignee", "subject", "responses", "status",
+                  "created_at", "response", "result", "responded_at")
+_POPUP_KEYS = ("id", "campaign", "step", "partner", "pages", "title", "body", "language", "created_at", "read_at")
+
+
+class Conflict(Exception):
+    """Another process changed the row first (the compare-and-set lost): not an error."""
+
+
+class SQLiteStore:
+    dialect = "sqlite"
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=60, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=60000")
+        self._depth = 0
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit of work; nested uses join the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self.db.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self.db.execute("COMMIT")
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.db.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    # --- meta ------------------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        return self._one("SELECT value FROM meta WHERE key = ?", (key,))
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    # --- partners --------------------------------------------------------------------------
+
+    def partner_hashes(self) -> dict[str, tuple[str, bool]]:
+        """id → (hash, present in the source)."""
+        return {pid: (h, removed is None) for pid, h, removed in
+                self.db.execute("SELECT id, hash, removed_at FROM partners")}
+
+    def upsert_partners(self, rows: Iterable[tuple[str, str, str]], at: datetime) -> None:
+        """(id, data JSON, hash) rows that are new or changed."""
+        when = iso(at)
+        self.db.executemany(
+            "INSERT INTO partners (id, data, hash, updated_at, removed_at) VALUES (?, ?, ?, ?, NULL) "
+            "ON CONFLICT (id) DO UPDATE SET data = excluded.data, hash = excluded.hash, "
+            "updated_at = excluded.updated_at, removed_at = NULL",
+            ((pid, data, digest, when) for pid, data, digest in rows))
+
+    def mark_partners_removed(self, ids: Iterable[str], at: datetime) -> None:
+        self.db.executemany("UPDATE partners SET removed_at = ? WHERE id = ?", ((iso(at), pid) for pid in ids))
+
+    def partner_rows(self, ids: Iterable[str] | None = None) -> Iterator[tuple[str, str, bool]]:
+        """(id, data JSON, present) of the given partners, or of all that are present."""
+        if ids is None:
+            yield from ((pid, data, True) for pid, data in
+                        self.db.execute("SELECT id, data FROM partners WHERE removed_at IS NULL"))
+            return
+        ids = list(ids)
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            for pid, data, removed in self.db.execute(
+                    f"SELECT id, data, removed_at FROM partners WHERE id IN ({marks})", chunk):
+                yield pid, data, removed is None
+
+    def partner_count(self) -> int:
+        return self._one("SELECT count(*) FROM partners WHERE removed_at IS NULL")
+
+    # --- campaigns -------------------------------------------------------------------------
+
+    def campaign_rows(self) -> dict[str, tuple[int, bool, datetime | None]]:
+        """id → (number, active as last seen, active since)."""
+        return {cid: (number, bool(active), maybe_from_iso(since)) for cid, number, active, since in
+                self.db.execute("SELECT id, number, active, active_since FROM campaigns")}
+
+    def add_campaign(self, campaign_id: str, name: str | None, active: bool, at: datetime) -> int:
+        number = (self._one("SELECT max(number) FROM campaigns") or 0) + 1
+        self.db.execute("INSERT INTO campaigns (id, number, name, first_seen_at, active, active_since) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (campaign_id, number, name, iso(at), int(active), iso(at) if active else None))
+        return number
+
+    def set_campaign_active(self, campaign_id: str, name: str | None, active: bool, at: datetime) -> None:
+        if active:
+            self.db.execute("UPDATE campaigns SET active = 1, active_since = ?, name = ? WHERE id = ?",
+                            (iso(at), name, campaign_id))
+        else:
+            self.db.execute("UPDATE campaigns SET active = 0, name = ? WHERE id = ?", (name, campaign_id))
+
+    def campaign_number(self, campaign_id: str) -> int | None:
+        return self._one("SELECT number FROM campaigns WHERE id = ?", (campaign_id,))
+
+    # --- trigger firings -------------------------------------------------------------------
+
+    def last_firing(self, campaign_id: str, prefix: str) -> str | None:
+        return self._one("SELECT max(occurrence) FROM firings WHERE campaign = ? AND occurrence LIKE ?",
+                         (campaign_id, prefix + "%"))
+
+    def has_fired(self, campaign_id: str, occurrence: str) -> bool:
+        return self._one("SELECT 1 FROM firings WHERE campaign = ? AND occurrence = ?",
+                         (campaign_id, occurrence)) is not None
+
+    def record_firing(self, campaign_id: str, occurrence: str, at: datetime) -> bool:
+        """False when another process fired it first."""
+        cursor = self.db.execute("INSERT OR IGNORE INTO firings (campaign, occurrence, at) VALUES (?, ?, ?)",
+                                 (campaign_id, occurrence, iso(at)))
+        return cursor.rowcount == 1
+
+    def set_firing_count(self, campaign_id: str, occurrence: str, enrolled: int) -> None:
+        self.db.execute("UPDATE firings SET enrolled = ? WHERE campaign = ? AND occurrence = ?",
+                        (enrolled, campaign_id, occurrence))
+
+    # --- enrollments -----------------------------------------------------------------------
+
+    def enrollment(self, enrollment_id: int) -> Enrollment | None:
+        row = self.db.execute(f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollments WHERE id = ?", (enrollment_id,)).fetchone()
+        return Enrollment.from_row(row) if row else None
+
+    def enrollments_of(self, partner: str, campaign: str | None = None) -> list[Enrollment]:
+        if campaign is None:
+            rows = self.db.execute(f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollments WHERE partner = ? "
+                                   "ORDER BY started_at, campaign, number", (partner,))
+        else:
+            rows = self.db.execute(f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollments WHERE partner = ? AND campaign = ? "
+                                   "ORDER BY number", (partner, campaign))
+        return [Enrollment.from_row(r) for r in rows]
+
+    def enrollments_in(self, campaign: str, statuses: Sequence[str] | None = None) -> list[Enrollment]:
+        sql = f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollments WHERE campaign = ?"
+        params: list[Any] = [campaign]
+        if statuses:
+            sql += f" AND status IN ({','.join('?' * len(statuses))})"
+            params += list(statuses)
+        return [Enrollment.from_row(r) for r in self.db.execute(sql + " ORDER BY id", params)]
+
+    def current_partners(self, campaign: str) -> set[str]:
+        return {p for (p,) in self.db.execute(
+            "SELECT partner FROM enrollments WHERE campaign = ? AND status IN ('scheduled', 'active', 'paused')",
+            (campaign,))}
+
+    def history(self, partners: Sequence[str]) -> dict[str, list[Enrollment]]:
+        """Every enrollment of these partners, in every campaign."""
+        found: dict[str, list[Enrollment]] = {}
+        for chunk in _chunks(list(partners), 500):
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollments WHERE partner IN ({marks}) "
+                                       "ORDER BY id", chunk):
+                e = Enrollment.from_row(row)
+                found.setdefault(e.partner, []).append(e)
+        return found
+
+    def add_enrollment(self, campaign: str, partner: str, *, status: str, origin: str, source: str | None,
+                       created_at: datetime, started_at: datetime, next_step: str | None,
+                       due_at: datetime | None) -> int | None:
+        """The new enrollment's id, or None when the partner already has a current one (another
+        process got there first: the unique index says so)."""
+        number = (self._one("SELECT max(number) FROM enrollments WHERE campaign = ? AND partner = ?",
+                            (campaign, partner)) or 0) + 1
+        try:
+            cursor = self.db.execute(
+                "INSERT INTO enrollments (campaign, partner, number, status, origin, source, created_at, started_at, "
+                "next_step, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (campaign, partner, number, status, origin, source, iso(created_at), iso(started_at),
+                 next_step, maybe_iso(due_at)))
+        except sqlite3.IntegrityError:
+            return None
+        return cursor.lastrowid
+
+    def update_enrollment(self, e: Enrollment, **changes: Any) -> None:
+        """Compare-and-set on the row's version: :class:`Conflict` when someone else changed it."""
+        columns, params = [], []
+        for name, value in changes.items():
+            columns.append(f"{name} = ?")
+            params.append(iso(value) if isinstance(value, datetime) else value)
+        cursor = self.db.execute(
+            f"UPDATE enrollments SET {', '.join(columns)}, version = version + 1 WHERE id = ? AND version = ?",
+            (*params, e.id, e.version))
+        if cursor.rowcount != 1:
+            raise Conflict(f"enrollment {e.id} changed meanwhile")
+
+    def due(self, until: datetime, campaigns: Sequence[str], limit: int) -> list[Enrollment]:
+        """Active enrollments of these campaigns whose next step (or end) is due at or before
+        ``until``, earliest first: an index range scan, whatever the number of enrollments."""
+        if not campaigns:
+            return []
+        marks = ",".join("?" * len(campaigns))
+        rows = self.db.execute(
+            f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollments WHERE status = 'active' AND due_at <= ? "
+            f"AND campaign IN ({marks}) ORDER BY due_at, id LIMIT ?", (iso(until), *campaigns, limit))
+        return [Enrollment.from_row(r) for r in rows]
+
+    def next_scheduled(self, until: datetime, campaigns: Sequence[str]) -> Enrollment | None:
+        if not campaigns:
+            return None
+        marks = ",".join("?" * len(campaigns))
+        row = self.db.execute(
+            f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollments WHERE status = 'scheduled' AND started_at <= ? "
+            f"AND campaign IN ({marks}) ORDER BY started_at, id LIMIT 1", (iso(until), *campaigns)).fetchone()
+        return Enrollment.from_row(row) if row else None
+
+    def resume_overdue(self, campaign: str, at: datetime) -> int:
+        """A campaign switched back on: what fell due while it was off is due now."""
+        cursor = self.db.execute("UPDATE enrollments SET due_at = ?, version = version + 1 "
+                                 "WHERE campaign = ? AND status = 'active' AND due_at < ?",
+                                 (iso(at), campaign, iso(at)))
+        return cursor.rowcount
+
+    def count_by_status(self, campaign: str) -> dict[str, int]:
+        return dict(self.db.execute("SELECT status, count(*) FROM enrollments WHERE campaign = ? GROUP BY status",
+                                    (campaign,)).fetchall())
+
+    def count_by_origin(self, campaign: str) -> dict[str, int]:
+        return dict(self.db.execute("SELECT origin, count(*) FROM enrollments WHERE campaign = ? GROUP BY origin",
+                                    (campaign,)).fetchall())
+
+    def has_current(self, partner: str, campaign: str) -> bool:
+        return self._one("SELECT 1 FROM enrollments WHERE partner = ? AND campaign = ? "
+                         "AND status IN ('active', 'paused')", (partner, campaign)) is not None
+
+    def was_enrolled(self, partner: str, campaign: str, at: datetime) -> bool:
+        return self._one("SELECT 1 FROM enrollments WHERE partner = ? AND campaign = ? AND status != 'scheduled' "
+                         "AND started_at <= ?", (partner, campaign, iso(at))) is not None
+
+    # --- step runs -------------------------------------------------------------------------
+
+    def step_runs(self, enrollment_id: int) -> list[StepRun]:
+        return [StepRun(step, run, status, reason, maybe_from_iso(due), from_iso(at), json.loads(detail or "{}"))
+                for step, run, status, reason, due, at, detail in self.db.execute(
+                    "SELECT step, run, status, reason, due_at, at, detail FROM step_runs WHERE enrollment = ? "
+                    "ORDER BY at, run", (enrollment_id,))]
+
+    def step_run(self, enrollment_id: int, step: str) -> StepRun | None:
+        """The latest run of a step of an enrollment."""
+        runs = [r for r in self.step_runs(enrollment_id) if r.step == step]
+        return max(runs, key=lambda r: r.run) if runs else None
+
+    def record_step(self, enrollment_id: int, step: str, run: int, status: str, reason: str | None,
+                    due_at: datetime | None, at: datetime, detail: Mapping[str, Any] | None = None) -> None:
+        self.db.execute("INSERT INTO step_runs (enrollment, step, run, status, reason, due_at, at, detail) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (enrollment_id, step, run, status, reason, maybe_iso(due_at), iso(at),
+                         json.dumps(detail) if detail else None))
+
+    def replace_step(self, enrollment_id: int, step: str, run: int, status: str, reason: str | None,
+                     due_at: datetime | None, at: datetime, detail: Mapping[str, Any] | None = None) -> None:
+        self.db.execute("UPDATE step_runs SET status = ?, reason = ?, due_at = ?, at = ?, detail = ? "
+                        "WHERE enrollment = ? AND step = ? AND run = ?",
+                        (status, reason, maybe_iso(due_at), iso(at), json.dumps(detail) if detail else None,
+                         enrollment_id, step, run))
+
+    # --- effects ---------------------------------------------------------------------------
+
+    def add_message(self, record: Mapping[str, Any], enrollment_id: int) -> None:
+        self.db.execute("INSERT INTO outbox (id, channel, enrollment, campaign, step, partner, at, payload) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (record["id"], record["channel"], enrollment_id, record["campaign"], record["step"],
+                         record["partner"], record["at"], json.dumps(record, ensure_ascii=False)))
+
+    def undelivered(self, channels: Sequence[str], limit: int = 5000) -> list[tuple[str, str, dict]]:
+        """(id, channel, record) of committed messages not yet handed to their transport."""
+        marks = ",".join("?" * len(channels))
+        return [(mid, channel, json.loads(payload)) for mid, channel, payload in self.db.execute(
+            f"SELECT id, channel, payload FROM outbox WHERE delivered_at IS NULL AND channel IN ({marks}) "
+            "ORDER BY rowid LIMIT ?", (*channels, limit))]
+
+    def mark_delivered(self, ids: Sequence[str], at: datetime) -> None:
+        self.db.executemany("UPDATE outbox SET delivered_at = ? WHERE id = ?", ((iso(at), i) for i in ids))
+
+    def messages(self, channel: str | None = None, campaign: str | None = None,
+                 partner: str | None = None) -> list[dict]:
+        sql, params = "SELECT payload, delivered_at FROM outbox WHERE 1 = 1", []
+        for column, value in (("channel", channel), ("campaign", campaign), ("partner", partner)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        found = []
+        for payload, delivered in self.db.execute(sql + " ORDER BY at, rowid", params):
+            record = json.loads(payload)
+            record["delivered_at"] = delivered
+            found.append(record)
+        return found
+
+    def add_activity(self, activity: Mapping[str, Any]) -> None:
+        self.db.execute("INSERT INTO activities (id, enrollment, campaign, step, partner, kind, assignee, subject, "
+                        "responses, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)",
+                        (activity["id"], activity["enrollment"], activity["campaign"], activity["step"],
+                         activity["partner"], activity["kind"], activity["assignee"], activity["subject"],
+                         json.dumps(activity["responses"]), activity["at"]))
+
+    def activities(self, campaign: str | None = None, partner: str | None = None) -> list[dict]:
+        return self._rows("activities", _ACTIVITY_KEYS, {"campaign": campaign, "partner": partner}, ("responses",))
+
+    def add_popup(self, popup: Mapping[str, Any]) -> None:
+        self.db.execute("INSERT INTO popups (id, enrollment, campaign, step, partner, pages, title, body, language, "
+                        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (popup["id"], popup["enrollment"], popup["campaign"], popup["step"], popup["partner"],
+                         json.dumps(popup["pages"]), popup["title"], popup["body"], popup["language"], popup["at"]))
+
+    def popups(self, partner: str | None = None) -> list[dict]:
+        return self._rows("popups", _POPUP_KEYS, {"partner": partner}, ("pages",))
+
+    def _rows(self, table: str, keys: Sequence[str], filters: Mapping[str, Any], json_keys: Sequence[str]) -> list[dict]:
+        """Rows of ``table`` as dicts, filtered on the given columns (None: any), oldest first."""
+        wanted = {column: value for column, value in filters.items() if value is not None}
+        where = " AND ".join(f"{column} = ?" for column in wanted) or "1 = 1"
+        found = []
+        for row in self.db.execute(f"SELECT {', '.join(keys)} FROM {table} WHERE {where} ORDER BY created_at, id",
+                                   tuple(wanted.values())):
+            item = dict(zip(keys, row))
+            for key in json_keys:
+                item[key] = json.loads(item[key])
+            found.append(item)
+        return found
+
+    # --- facts for expressions -------------------------------------------------------------
+
+    def engaged(self, partner: str, campaign: str, step: str, kind: str, since: datetime | None,
+                until: datetime) -> bool:
+        """Whether an engagement event of this kind for the step's messages to the partner
+        happened in (since, until]."""
+        return self._one("SELECT 1 FROM events WHERE partner = ? AND campaign = ? AND step = ? AND type = ? "
+                         "AND at <= ? AND at >= ? LIMIT 1",
+                         (partner, campaign, step, kind, iso(until), maybe_iso(since) or "")) is not None
+
+    def response(self, enrollment_id: int, step: str, until: datetime) -> str | None:
+        return self._one("SELECT response FROM activities WHERE enrollment = ? AND step = ? AND response IS NOT NULL "
+                         "AND responded_at <= ? ORDER BY responded_at DESC LIMIT 1", (enrollment_id, step, iso(until)))
+
+    def consent_latest(self, partner: str, channel: str, until: datetime) -> bool | None:
+        granted = self._one("SELECT granted FROM consent WHERE partner = ? AND channel = ? AND at <= ? "
+                            "ORDER BY at DESC, seq DESC LIMIT 1", (partner, channel, iso(until)))
+        return None if granted is None else bool(granted)
+
+    # --- events ----------------------------------------------------------------------------
+
+    def add_event(self, event: Any, pending: bool, at: datetime) -> bool:
+        """False when an event with this id was imported before."""
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO events (id, type, at, partner, data, message, campaign, step, imported_at, processed) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (event.id, event.type, iso(event.at), event.partner, json.dumps(dict(event.data), ensure_ascii=False),
+             event.message, event.campaign, event.step, iso(at), 0 if pending else 1))
+        return cursor.rowcount == 1
+
+    def message_target(self, message_id: str) -> tuple[str, str, str, str] | None:
+        """(campaign, step, partner, channel) of a message id."""
+        row = self.db.execute("SELECT campaign, step, partner, channel FROM outbox WHERE id = ?", (message_id,)).fetchone()
+        return tuple(row) if row else None  # type: ignore[return-value]
+
+    def add_consent(self, partner: str, channel: str, granted: bool, at: datetime, source: str) -> None:
+        self.db.execute("INSERT INTO consent (partner, channel, granted, at, source) VALUES (?, ?, ?, ?, ?)",
+                        (partner, channel, int(granted), iso(at), source))
+
+    def next_pending_event(self, until: datetime) -> tuple[str, str, datetime, str, dict] | None:
+        row = self.db.execute("SELECT id, type, at, partner, data FROM events WHERE processed = 0 AND at <= ? "
+                              "ORDER BY at, id LIMIT 1", (iso(until),)).fetchone()
+        if row is None:
+            return None
+        return row[0], row[1], from_iso(row[2]), row[3], json.loads(row[4])
+
+    def mark_event_processed(self, event_id: str) -> bool:
+        cursor = self.db.execute("UPDATE events SET processed = 1 WHERE id = ? AND processed = 0", (event_id,))
+        return cursor.rowcount == 1
+
+    # --- audit log -------------------------------------------------------------------------
+
+    def log(self, at: datetime, user: str, action: str, campaign: str | None = None, partner: str | None = None,
+            **detail: Any) -> None:
+        self.db.execute("INSERT INTO log (at, user, action, campaign, partner, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                        (iso(at), user, action, campaign, partner, json.dumps(detail, ensure_ascii=False, default=str)))
+
+    def log_entries(self, campaign: str | None = None, limit: int | None = None) -> list[dict]:
+        sql, params = "SELECT seq, at, user, action, campaign, partner, detail FROM log", []
+        if campaign is not None:
+            sql += " WHERE campaign = ?"
+            params.append(campaign)
+        sql += " ORDER BY seq"
+        entries = [{"seq": seq, "at": at, "user": user, "action": action, "campaign": c, "partner": p,
+                    "detail": json.loads(detail)}
+                   for seq, at, user, action, c, p, detail in self.db.execute(sql, params)]
+        return entries[-limit:] if limit else entries
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -1,0 +1,499 @@
+"""One tick: everything due at or before logical time ``at``, in time order (SPEC §6, §10).
+
+    deliver what a killed tick left committed but undelivered
+    import the partner source if it changed; check exits for the partners that changed
+    note campaigns switched on or off
+    repeat: execute the steps due up to the next trigger occurrence, then fire it
+            (scheduled manual starts, events, cron and `at` occurrences, each at its own time)
+    sample every `audience` trigger at `at`, and execute the steps that makes due
+    deliver the outbox
+
+Steps execute *as of their due time*: that time is the expression's ``now``, the template's
+``now`` and the message's ``at``, so one tick over a month and hourly ticks over the same month
+send the same messages at the same logical times (only audience sampling happens at the ticks).
+
+Exactly once: a batch of step executions is one store transaction holding each step's new state,
+its outbox records, activities, pop-ups and log lines. Rows are re-read inside the transaction
+(SQLite's ``BEGIN IMMEDIATE`` lets one writer in at a time) and changed by compare-and-set on
+their version, and the database refuses a second run of a step (primary key) or a second current
+enrollment (unique index): two ticks at once cannot both execute a step. Messages reach their
+files only after the commit, through the idempotent file transport, so a kill at any instant
+loses nothing and repeats nothing.
+
+Decisions where SPEC is silent:
+
+- Ties: at one instant, due steps go first, then scheduled starts, events, and cron/`at`
+  occurrences (by campaign id): a run that ends at 09:00 has finished when the 09:00 cron fires.
+- A trigger never enrolls after the campaign window's end (the campaign is over); before its
+  start it enrolls and the steps wait for the start.
+- `exit_when` and `exit_on_audience_loss` are checked when each step falls due and at the tick
+  that imports a change to the partner's record; an enrollment waiting past its last step
+  completes at the end of its trailing waits.
+- Events (dotted names) enroll as of their own time, but never before the tick that first saw
+  the campaign active, like cron. An event for a partner not in the store enrolls nobody.
+- A campaign with ``active: false`` does not run: no trigger fires, its enrollments do not
+  advance. When it is switched back on, whatever fell due meanwhile is due at that tick. A file
+  with errors is not run either, but fixing it changes no due time.
+- An `audience` trigger does not enroll a partner again at the very instant their previous
+  enrollment in that campaign started or ended (so a second tick at the same time does nothing).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from campaigns.enrollment import (FinishReason, Origin, PastEnrollment, SkipReason, eligible_for_trigger,
+                                  position_after, window_opens)
+from campaigns.schedule import at_fire_time, cron_occurrences
+from dsl.diagnostics import Diagnostic
+from dsl.runtime import Context
+
+from .channels.file import append_once, append_rows_once
+from .clock import aware, from_iso, iso
+from .compiled import CompiledCampaign, CompiledWorkspace
+from .partners import PartnerBook, import_partners
+from .steps import LETTER_COLUMNS, Effects, Job, execute
+from .store import Conflict, Enrollment, Store
+
+ENGINE_USER = "engine"
+BATCH = 500
+
+
+@dataclass
+class TickReport:
+    at: datetime
+    enrolled: int = 0
+    executed: int = 0
+    skipped: int = 0
+    finished: int = 0
+    failed: int = 0
+    delivered: int = 0
+    alerts: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # from expressions meeting unexpected data
+    diagnostics: list[Diagnostic] = field(default_factory=list)  # bad input the tick worked around
+
+    def to_json(self) -> dict[str, Any]:
+        return {"at": iso(self.at), "enrolled": self.enrolled, "executed": self.executed, "skipped": self.skipped,
+                "finished": self.finished, "failed": self.failed, "delivered": self.delivered,
+                "alerts": self.alerts, "warnings": len(self.warnings),
+                "errors": [d.to_json() for d in self.diagnostics]}
+
+    def add(self, other: "TickReport") -> None:
+        for name in ("enrolled", "executed", "skipped", "finished", "failed", "delivered"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.alerts += other.alerts
+        self.warnings += other.warnings
+        self.diagnostics += other.diagnostics
+
+
+def tick(store: Store, plan: CompiledWorkspace, book: PartnerBook, at: datetime) -> TickReport:
+    return Tick(store, plan, book, aware(at)).run()
+
+
+class Tick:
+    def __init__(self, store: Store, plan: CompiledWorkspace, book: PartnerBook, at: datetime):
+        self.store, self.plan, self.book, self.at = store, plan, book, at
+        self.report = TickReport(at, diagnostics=list(plan.workspace.errors))
+        self.running: list[str] = []  # campaigns that run: loaded without errors and active
+
+    def run(self) -> TickReport:
+        deliver(self.store, self.plan, self.at)
+        imported = import_partners(self.store, self.plan, self.at)
+        self.report.diagnostics += imported.diagnostics
+        self.book.refresh()
+        self._sync_campaigns()
+        self._check_exits(imported.changed)
+        while True:
+            upcoming = self._next_occurrence()
+            self._run_steps(upcoming[0] if upcoming else self.at)
+            if upcoming is None:
+                break
+            upcoming[1]()
+        self._sample_audiences()
+        self._run_steps(self.at)
+        self.report.delivered += deliver(self.store, self.plan, self.at)
+        return self.report
+
+    # --- campaigns switched on and off -----------------------------------------------------
+
+    def _sync_campaigns(self) -> None:
+        known = self.store.campaign_rows()
+        with self.store.transaction():
+            for cid, compiled in self.plan.campaigns.items():
+                campaign = compiled.campaign
+                if cid not in known:
+                    self.store.add_campaign(cid, campaign.name, campaign.active, self.at)
+                elif known[cid][1] != campaign.active:
+                    self.store.set_campaign_active(cid, campaign.name, campaign.active, self.at)
+                    if campaign.active:
+                        self.store.resume_overdue(cid, self.at)
+                    self.store.log(self.at, ENGINE_USER, "campaign.activated" if campaign.active else "campaign.deactivated",
+                                   cid)
+        self.since = {cid: row[2] for cid, row in self.store.campaign_rows().items()}
+        self.running = sorted(cid for cid, c in self.plan.campaigns.items() if c.active)
+
+    # --- what happens when -----------------------------------------------------------------
+
+    def _next_occurrence(self) -> tuple[datetime, Callable[[], None]] | None:
+        """The earliest trigger occurrence at or before the tick's time, and how to fire it."""
+        found: list[tuple[datetime, int, str, Callable[[], None]]] = []
+        scheduled = self.store.next_scheduled(self.at, self.running)
+        if scheduled is not None:
+            found.append((scheduled.started_at, 0, "", lambda: self._activate(scheduled)))
+        event = self.store.next_pending_event(self.at)
+        if event is not None:
+            found.append((event[2], 1, event[0], lambda: self._on_event(*event)))
+        for cid in self.running:
+            compiled = self.plan.campaigns[cid]
+            occurrence = self._next_firing(compiled)
+            if occurrence is not None:
+                when, key = occurrence
+                found.append((when, 2, cid, lambda c=compiled, k=key, w=when: self._fire(c, k, w)))
+        if not found:
+            return None
+        when, _, _, fire = min(found, key=lambda f: f[:3])
+        return when, fire
+
+    def _next_firing(self, compiled: CompiledCampaign) -> tuple[datetime, str] | None:
+        trigger, since = compiled.campaign.trigger, self.since.get(compiled.id)
+        if trigger is None or since is None:
+            return None
+        if trigger.at is not None:
+            key = "at:" + iso(_aware_local(trigger.at, compiled))
+            if self.store.has_fired(compiled.id, key):
+                return None
+            when = at_fire_time(_aware_local(trigger.at, compiled), since)
+            return (when, key) if when <= self.at else None
+        if trigger.cron is not None:
+            last = self.store.last_firing(compiled.id, "cron:")
+            after, inclusive = (from_iso(last[5:]), False) if last else (since, True)
+            for when in cron_occurrences(trigger.cron, after, self.at, compiled.tz, inclusive=inclusive):
+                return when, "cron:" + iso(when)
+        return None
+
+    # --- enrolling -------------------------------------------------------------------------
+
+    def _fire(self, compiled: CompiledCampaign, key: str, when: datetime) -> None:
+        """A cron or `at` occurrence: the whole audience, as of that time."""
+        with self.store.transaction():
+            if not self.store.record_firing(compiled.id, key, when):
+                return
+            ids = self._audience(compiled, when) if window_opens(when, compiled.campaign.window, compiled.tz) else []
+            enrolled = self._enroll_all(compiled, ids, when, source=compiled.trigger or "trigger")
+            self.store.set_firing_count(compiled.id, key, enrolled)
+
+    def _sample_audiences(self) -> None:
+        for cid in self.running:
+            compiled = self.plan.campaigns[cid]
+            if compiled.trigger != "audience":
+                continue
+            if window_opens(self.at, compiled.campaign.window, compiled.tz) is None:
+                continue
+            with self.store.transaction():
+                current = self.store.current_partners(cid)
+                ids = [pid for pid in self._audience(compiled, self.at) if pid not in current]
+                self._enroll_all(compiled, ids, self.at, source="audience", not_again_at=self.at)
+
+    def _audience(self, compiled: CompiledCampaign, at: datetime) -> list[str]:
+        ctx = self._context(compiled, at)
+        return compiled.audience.select(self.book.all(), ctx, self.plan.groups)
+
+    def _enroll_all(self, compiled: CompiledCampaign, ids: list[str], at: datetime, source: str,
+                    not_again_at: datetime | None = None) -> int:
+        history = self.store.history(ids) if ids else {}
+        enrolled = 0
+        for pid in ids:
+            past = history.get(pid, [])
+            if not_again_at is not None and any(
+                    e.campaign == compiled.id and (e.started_at == not_again_at or e.finished_at == not_again_at)
+                    for e in past):
+                continue
+            if not eligible_for_trigger(compiled.id, compiled.campaign, self._past(past), at):
+                continue
+            if self._enroll(compiled, pid, at, Origin.TRIGGER, source):
+                enrolled += 1
+        if enrolled:
+            self.store.log(at, ENGINE_USER, "enrolled", compiled.id, count=enrolled, origin="trigger", trigger=source)
+        return enrolled
+
+    def _enroll(self, compiled: CompiledCampaign, pid: str, at: datetime, origin: Origin, source: str | None) -> bool:
+        next_step, due = position_after(compiled.campaign, None, at, compiled.tz)
+        created = self.store.add_enrollment(compiled.id, pid, status="active", origin=origin, source=source,
+                                            created_at=at, started_at=at, next_step=next_step, due_at=due)
+        if created is not None:
+            self.report.enrolled += 1
+        return created is not None
+
+    def _past(self, enrollments: list[Enrollment]) -> list[PastEnrollment]:
+        return [PastEnrollment(e.campaign, e.number, e.status, e.started_at, e.finished_at,
+                               self.plan.exclusive(e.campaign)) for e in enrollments]
+
+    def _activate(self, scheduled: Enrollment) -> None:
+        """A manual start whose date came."""
+        compiled = self.plan.campaigns[scheduled.campaign]
+        with self.store.transaction():
+            fresh = self.store.enrollment(scheduled.id)
+            if fresh is None or fresh.status != "scheduled":
+                return
+            next_step, due = position_after(compiled.campaign, None, fresh.started_at, compiled.tz)
+            self.store.update_enrollment(fresh, status="active", next_step=next_step, due_at=due)
+            self.store.log(fresh.started_at, ENGINE_USER, "activated", fresh.campaign, fresh.partner, number=fresh.number)
+
+    def _on_event(self, event_id: str, kind: str, at: datetime, pid: str, data: Mapping[str, Any]) -> None:
+        with self.store.transaction():
+            if not self.store.mark_event_processed(event_id):
+                return
+            partner = self.book.get(pid)
+            for cid in self.running:
+                compiled = self.plan.campaigns[cid]
+                trigger = compiled.campaign.trigger
+                if partner is None or trigger is None or trigger.event != kind:
+                    continue
+                since = self.since.get(cid)
+                if since is None or at < since or window_opens(at, compiled.campaign.window, compiled.tz) is None:
+                    continue
+                event = {"type": kind, "at": at, "partner": pid, "id": event_id, "data": dict(data)}
+                ctx = self._context(compiled, at, event=event, pid=pid)
+                if not compiled.audience.matches(partner, ctx, self.plan.groups):
+                    continue
+                if compiled.trigger_when is not None and not compiled.trigger_when.test(partner, ctx):
+                    continue
+                past = self._past(self.store.enrollments_of(pid))
+                if eligible_for_trigger(cid, compiled.campaign, past, at) and \
+                        self._enroll(compiled, pid, at, Origin.TRIGGER, f"event:{event_id}"):
+                    self.store.log(at, ENGINE_USER, "enrolled", cid, pid, count=1, origin="trigger", event=event_id)
+
+    # --- exits on changed records ----------------------------------------------------------
+
+    def _check_exits(self, changed: list[str]) -> None:
+        if not changed:
+            return
+        watched = {cid for cid in self.running
+                   if self.plan.campaigns[cid].exit_when is not None or self.plan.campaigns[cid].campaign.exit_on_audience_loss}
+        if not watched:
+            return
+        for chunk in _chunks(changed, BATCH):
+            with self.store.transaction():
+                partners = self.book.get_many(chunk)
+                for pid, enrollments in self.store.history(chunk).items():
+                    for e in enrollments:
+                        if e.campaign in watched and e.status == "active" and pid in partners:
+                            reason = self._exit_reason(self.plan.campaigns[e.campaign], e, partners[pid], self.at)
+                            if reason is not None:
+                                self._finish(e, reason, self.at)
+
+    def _exit_reason(self, compiled: CompiledCampaign, e: Enrollment, partner: Mapping, at: datetime) -> str | None:
+        ctx = self._context(compiled, at, enrollment=e)
+        if compiled.exit_when is not None and compiled.exit_when.test(partner, ctx):
+            return FinishReason.EXIT
+        if compiled.campaign.exit_on_audience_loss and not compiled.audience.matches(partner, ctx, self.plan.groups):
+            return FinishReason.AUDIENCE_LOST
+        return None
+
+    # --- steps -----------------------------------------------------------------------------
+
+    def _run_steps(self, until: datetime) -> None:
+        """Execute every step due at or before ``until``, earliest first, in batches."""
+        while True:
+            with self.store.transaction():
+                batch = self.store.due(until, self.running, BATCH)
+                if not batch:
+                    return
+                partners = self.book.get_many({e.partner for e in batch})
+                counts: Counter = Counter()
+                earliest_new = None
+                for e in batch:
+                    if earliest_new is not None and e.due_at > earliest_new:
+                        break  # a step this batch made due comes first: keep time order
+                    new_due = self._advance(e, partners.get(e.partner), counts)
+                    if new_due is not None and (earliest_new is None or new_due < earliest_new):
+                        earliest_new = new_due
+                for (cid, step, status), n in sorted(counts.items()):
+                    self.store.log(self.at, ENGINE_USER, f"step.{status}", cid, step=step, count=n)
+
+    def _advance(self, e: Enrollment, partner: Mapping | None, counts: Counter) -> datetime | None:
+        """Bring one enrollment past its due step (or end); the new due time, if any."""
+        compiled = self.plan.campaigns[e.campaign]
+        campaign, due = compiled.campaign, e.due_at
+        assert due is not None
+        try:
+            if partner is None:
+                return self._finish(e, FinishReason.PARTNER_REMOVED, due)
+            if e.next_step is None:
+                return self._finish(e, FinishReason.COMPLETED, due)
+            step = compiled.steps.get(e.next_step)
+            if step is None:
+                return self._step_removed(compiled, e, due)
+            opens = window_opens(due, campaign.window, compiled.tz)
+            if opens is None:
+                return self._finish(e, FinishReason.WINDOW_CLOSED, due)
+            if opens > due:
+                self.store.update_enrollment(e, due_at=opens)
+                return opens
+            reason = self._exit_reason(compiled, e, partner, due)
+            if reason is not None:
+                return self._finish(e, reason, due)
+            if self.store.step_run(e.id, step.id) is None:  # not skipped ahead by a user
+                effects = self.effects(compiled, e, step, partner, due)
+                self._record(e, step.id, 1, effects, due)
+                counts[(e.campaign, step.id, effects.status)] += 1
+            next_step, next_due = position_after(campaign, step.id, due, compiled.tz)
+            self.store.update_enrollment(e, after_step=step.id, next_step=next_step, due_at=next_due)
+            return next_due
+        except Conflict:
+            return None  # another tick moved it first
+
+    def effects(self, compiled: CompiledCampaign, e: Enrollment, step, partner: Mapping, due: datetime, *,
+                run: int = 1, condition: bool = True) -> Effects:
+        """What the step does for this partner as of ``due``: skipped (``when``, exclude,
+        consent) or executed (rendered)."""
+        ctx = self._context(compiled, due, enrollment=e)
+        when = compiled.step_when.get(step.id) if condition else None
+        if when is not None and not when.test(partner, ctx):
+            return Effects("skipped", SkipReason.CONDITION)
+        if self.plan.exclude is not None and self.plan.exclude.test(partner, ctx):
+            return Effects("skipped", SkipReason.EXCLUDED)
+        if step.kind in ("email", "sms"):
+            ledger = self.store.consent_latest(e.partner, step.kind, due)
+            if not compiled.audience.consents(step.kind, partner, ledger, ctx):
+                return Effects("skipped", SkipReason.NO_CONSENT)
+        job = Job(compiled.id, compiled.campaign, self.store.campaign_number(compiled.id), step, partner, e.partner,
+                  e.id, e.number, run, due, compiled.tz, self.plan.workspace.templates_dir, self.plan.settings)
+        return execute(job)
+
+    def _record(self, e: Enrollment, step_id: str, run: int, effects: Effects, due: datetime | None,
+                at: datetime | None = None) -> None:
+        record_effects(self.store, e, step_id, run, effects, due, at or due)
+        if effects.status == "executed":
+            self.report.executed += 1
+        elif effects.status == "skipped":
+            self.report.skipped += 1
+        else:
+            self.report.failed += 1
+
+    def _step_removed(self, compiled: CompiledCampaign, e: Enrollment, due: datetime) -> datetime | None:
+        """The step it waited for left the file: close it, go on after the last step it reached."""
+        self.store.record_step(e.id, e.next_step or "", 1, "skipped", SkipReason.STEP_REMOVED, due, due)
+        self.report.skipped += 1
+        try:
+            next_step, next_due = position_after(compiled.campaign, e.after_step, due, compiled.tz)
+        except KeyError:
+            return self._finish(e, FinishReason.REMOVED_STEP, due)
+        self.store.update_enrollment(e, next_step=next_step, due_at=max(next_due, due))
+        return max(next_due, due)
+
+    def _finish(self, e: Enrollment, reason: str, at: datetime) -> None:
+        self.store.update_enrollment(e, status="finished", reason=str(reason), finished_at=at, due_at=None)
+        self.report.finished += 1
+        return None
+
+    # --- evaluation ------------------------------------------------------------------------
+
+    def _context(self, compiled: CompiledCampaign, at: datetime, *, enrollment: Enrollment | None = None,
+                 event: Mapping | None = None, pid: str | None = None) -> Context:
+        facts = StoreFacts(self.store, self.plan, compiled.id, enrollment, at)
+        return Context(now=at, tz=compiled.tz, event=event, facts=facts, warnings=self.report.warnings)
+
+
+def record_effects(store: Store, e: Enrollment, step_id: str, run: int, effects: Effects, due: datetime | None,
+                   at: datetime) -> None:
+    """A step's state and everything it produced, in the caller's transaction."""
+    store.record_step(e.id, step_id, run, effects.status, effects.reason, due, at, effects.detail)
+    for message in effects.messages:
+        store.add_message(message, e.id)
+    if effects.activity is not None:
+        store.add_activity(effects.activity)
+    if effects.popup is not None:
+        store.add_popup(effects.popup)
+
+
+@dataclass(frozen=True)
+class StoreFacts:
+    """What expressions may ask about a partner (``opened("welcome")``, ``in_campaign("x")``),
+    answered from the store as of the evaluation's time. Steps are those of ``campaign``;
+    engagement counts within the current enrollment (since it started)."""
+
+    store: Store
+    plan: CompiledWorkspace
+    campaign: str
+    enrollment: Enrollment | None
+    now: datetime
+
+    def _id(self, partner: Mapping) -> str:
+        return str(partner.get(self.plan.id_field))
+
+    def in_group(self, partner: Mapping, name: str) -> bool:
+        return self._id(partner) in self.plan.groups.get(name, ())
+
+    def in_campaign(self, partner: Mapping, campaign_id: str) -> bool:
+        return self.store.has_current(self._id(partner), campaign_id)
+
+    def was_in_campaign(self, partner: Mapping, campaign_id: str) -> bool:
+        return self.store.was_enrolled(self._id(partner), campaign_id, self.now)
+
+    def _engaged(self, partner: Mapping, step_id: str, kind: str) -> bool:
+        since = self.enrollment.started_at if self.enrollment is not None else None
+        return self.store.engaged(self._id(partner), self.campaign, step_id, kind, since, self.now)
+
+    def opened(self, partner: Mapping, step_id: str) -> bool:
+        return self._engaged(partner, step_id, "opened") or self._engaged(partner, step_id, "clicked")
+
+    def clicked(self, partner: Mapping, step_id: str) -> bool:
+        return self._engaged(partner, step_id, "clicked")
+
+    def bounced(self, partner: Mapping, step_id: str) -> bool:
+        return self._engaged(partner, step_id, "bounced")
+
+    def responded(self, partner: Mapping, step_id: str) -> bool:
+        return self.response(partner, step_id) is not None
+
+    def response(self, partner: Mapping, step_id: str) -> str | None:
+        if self.enrollment is None:
+            return None
+        return self.store.response(self.enrollment.id, step_id, self.now)
+
+
+# --- delivery ------------------------------------------------------------------------------------
+
+
+def deliver(store: Store, plan: CompiledWorkspace, at: datetime) -> int:
+    """Hand committed messages to their transport, then mark them delivered. Safe to repeat at
+    any point: the file transport writes each id once, whoever calls it and however often."""
+    delivered = 0
+    outbox = plan.root / ".engine" / "outbox"
+    channels = plan.settings.channels
+    by_file_transport = tuple(c for c in ("email", "sms") if getattr(channels, c).transport == "file") + ("letter",)
+    while True:
+        pending = [p for p in store.undelivered(by_file_transport)]
+        if not pending:
+            return delivered
+        by_file: dict[Path, list[dict]] = {}
+        letters: dict[Path, list[dict]] = {}
+        for _, channel, record in pending:
+            if channel == "letter":
+                letters.setdefault(plan.root / ".engine" / "letters" / record["campaign"] / f"{record['step']}.csv",
+                                   []).append(record)
+            else:
+                by_file.setdefault(outbox / f"{channel}.jsonl", []).append(record)
+        for path, records in by_file.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            append_once(path, records)
+        for path, rows in letters.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            append_rows_once(path, LETTER_COLUMNS, rows)
+        with store.transaction():
+            store.mark_delivered([mid for mid, _, _ in pending], at)
+        delivered += len(pending)
+
+
+def _aware_local(value: datetime, compiled: CompiledCampaign) -> datetime:
+    return aware(value if value.tzinfo is not None else value.replace(tzinfo=compiled.tz))
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -1,0 +1,95 @@
+"""Read-only views of the store for people: the partner campaign list, a campaign's counts, the
+steps of one enrollment. Each returns plain JSON-ready data; the CLI prints it as a table or as
+``--json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from campaigns.enrollment import CURRENT
+
+from .clock import maybe_iso
+from .compiled import CompiledWorkspace
+from .operations import step_status
+from .store import Enrollment, Store
+
+STATUSES = ("scheduled", "active", "paused", "finished", "removed")
+
+
+def enrollment_json(e: Enrollment, plan: CompiledWorkspace, number: int | None = None) -> dict[str, Any]:
+    campaign = plan.campaigns.get(e.campaign)
+    return {
+        "campaign": e.campaign,
+        "campaign_number": number,
+        "name": (campaign.campaign.name if campaign else None) or e.campaign,
+        "number": e.number,
+        "status": e.status,
+        "reason": e.reason,
+        "started": "manual" if e.origin == "manual" else "automatic",
+        "origin": e.origin,
+        "source": e.source,
+        "started_at": maybe_iso(e.started_at),
+        "finished_at": maybe_iso(e.finished_at),
+        "next_step": e.next_step if e.status in CURRENT else None,
+        "due_at": maybe_iso(e.due_at) if e.status in CURRENT else None,
+    }
+
+
+def partner_campaigns(store: Store, plan: CompiledWorkspace, partner: str) -> dict[str, Any]:
+    """Every enrollment of the partner, in every campaign, oldest first."""
+    numbers = {cid: row[0] for cid, row in store.campaign_rows().items()}
+    return {"partner": partner,
+            "enrollments": [enrollment_json(e, plan, numbers.get(e.campaign)) for e in store.enrollments_of(partner)]}
+
+
+def campaign_summary(store: Store, plan: CompiledWorkspace, campaign_id: str) -> dict[str, Any]:
+    counts = store.count_by_status(campaign_id)
+    compiled = plan.campaigns.get(campaign_id)
+    return {
+        "campaign": campaign_id,
+        "number": store.campaign_number(campaign_id),
+        "name": (compiled.campaign.name if compiled else None) or campaign_id,
+        "active": bool(compiled and compiled.campaign.active),
+        "enrollments": {status: counts.get(status, 0) for status in STATUSES},
+        "total": sum(counts.values()),
+        "by_origin": store.count_by_origin(campaign_id),
+    }
+
+
+def all_campaigns(store: Store, plan: CompiledWorkspace) -> dict[str, Any]:
+    ids = sorted(set(plan.workspace.files) | set(store.campaign_rows()))
+    return {"campaigns": [campaign_summary(store, plan, cid) for cid in ids]}
+
+
+def enrollment_steps(store: Store, plan: CompiledWorkspace, campaign_id: str, partner: str,
+                     number: int | None = None) -> dict[str, Any] | None:
+    """The steps of the partner's latest (or numbered) enrollment: executed, skipped, failed
+    with their times, pending with the next one's due time."""
+    enrollments = store.enrollments_of(partner, campaign_id)
+    if number is not None:
+        enrollments = [e for e in enrollments if e.number == number]
+    if not enrollments:
+        return None
+    e = enrollments[-1]
+    compiled = plan.campaigns.get(campaign_id)
+    runs = store.step_runs(e.id)
+    steps: list[dict[str, Any]] = []
+    order = [s.id for s in compiled.campaign.action_steps] if compiled else []
+    for step_id in order + [r.step for r in runs if r.step not in order]:
+        if any(s["step"] == step_id for s in steps):
+            continue
+        mine = sorted((r for r in runs if r.step == step_id), key=lambda r: r.run)
+        kind = compiled.steps[step_id].kind if compiled and step_id in compiled.steps else None
+        if mine:
+            for r in mine:
+                steps.append({"step": step_id, "kind": kind, "run": r.run, "status": r.status, "reason": r.reason,
+                              "due_at": maybe_iso(r.due_at), "at": maybe_iso(r.at),
+                              **({"error": r.detail["error"]} if "error" in r.detail else {})})
+            continue
+        status = step_status(compiled, e, step_id, store) if compiled else None
+        steps.append({"step": step_id, "kind": kind, "run": None,
+                      "status": str(status) if status else "not_run", "reason": None,
+                      "due_at": maybe_iso(e.due_at) if status and step_id == e.next_step else None, "at": None})
+    return {"campaign": campaign_id, "partner": partner, "number": e.number, "status": e.status,
+            "reason": e.reason, "started_at": maybe_iso(e.started_at), "finished_at": maybe_iso(e.finished_at),
+            "steps": steps}
