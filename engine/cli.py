@@ -14,13 +14,12 @@ import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
+from campaigns.enrollment import Refused
 from dsl.diagnostics import Diagnostic, SourceError
 
+from .errors import UnknownName, UsageError
+
 OK, INPUT_ERROR, USAGE_ERROR, REFUSED = 0, 1, 2, 3
-
-
-class UsageError(Exception):
-    """A command line that cannot be carried out as written (exit code 2)."""
 
 
 # --- engine check ------------------------------------------------------------------------------
@@ -106,9 +105,28 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def _command(name: str) -> Callable[[argparse.Namespace], int]:
+    """The state commands live in engine.commands, imported only when one runs (so that
+    `engine check` starts fast)."""
+
+    def run(args: argparse.Namespace) -> int:
+        from . import commands
+
+        return getattr(commands, name)(args)
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-w", "--workspace", default=argparse.SUPPRESS, help="workspace directory (default: .)")
+    state = argparse.ArgumentParser(add_help=False, parents=[common])
+    state.add_argument("--store", metavar="URL", help="store URL (default: engine.yaml's store, sqlite:///.engine/state.db)")
+    reading = argparse.ArgumentParser(add_help=False, parents=[state])
+    reading.add_argument("--json", action="store_true", help="print one JSON document")
+    operating = argparse.ArgumentParser(add_help=False, parents=[state])
+    operating.add_argument("--as", dest="user", metavar="USER", help="who operates (default: $ENGINE_USER); needs the marketing role when engine.yaml lists users")
+    operating.add_argument("--at", metavar="T", help="logical time of the operation (default: now)")
     parser = argparse.ArgumentParser(
         prog="engine",
         description="Run marketing campaigns written as YAML files against partner records.",
@@ -128,6 +146,74 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Print the JSON Schema of campaign files, for editors (yaml-language-server).")
     schema.add_argument("kind", nargs="?", choices=["campaign", "settings"], default="campaign", help="campaign files (default) or engine.yaml")
     schema.set_defaults(run=cmd_schema)
+
+    tick = commands.add_parser("tick", parents=[reading], help="run everything due at or before a time",
+                               description="One tick: import changed partners, fire triggers, execute every step due at or before --at, deliver.")
+    tick.add_argument("--at", metavar="T", help="logical time, e.g. 2026-07-01T09:00 (workspace timezone) or ...Z (default: now)")
+    tick.set_defaults(run=_command("cmd_tick"))
+
+    run = commands.add_parser("run", parents=[reading], help="many ticks up to a time, with a progress bar",
+                              description="Tick every --every from --from (default: one interval after the last tick) up to and including --until.")
+    run.add_argument("--until", required=True, metavar="T", help="the last tick's time")
+    run.add_argument("--from", dest="start", metavar="T", help="the first tick's time (default: one interval after the last tick, or only --until)")
+    run.add_argument("--every", default="1h", metavar="D", help="interval between ticks: 15m, 1h, 1d (default: 1h)")
+    run.set_defaults(run=_command("cmd_run"))
+
+    simulate = commands.add_parser("simulate", parents=[reading], help="run a period on a throw-away copy and list what would be sent",
+                                   description="Copy the workspace to a temporary directory, run ticks from --from to --until there, and print every message, activity and pop-up. The workspace's own state is not touched.")
+    simulate.add_argument("--from", dest="start", required=True, metavar="T", help="the first tick's time")
+    simulate.add_argument("--until", required=True, metavar="T", help="the last tick's time")
+    simulate.add_argument("--every", default="1h", metavar="D", help="interval between ticks (default: 1h)")
+    simulate.add_argument("--events", metavar="FILE", help="an events file (JSONL) to import first")
+    simulate.set_defaults(run=_command("cmd_simulate"))
+
+    status = commands.add_parser("status", parents=[reading], help="partner campaign list, or a campaign's enrollment counts",
+                                 description="With --partner: every enrollment of that partner. With --campaign: counts by status. With neither: all campaigns.")
+    status.add_argument("--campaign", metavar="C")
+    status.add_argument("--partner", metavar="P")
+    status.set_defaults(run=_command("cmd_status"))
+
+    steps = commands.add_parser("steps", parents=[reading], help="the steps of one enrollment",
+                                description="Each step of the partner's latest enrollment in the campaign: executed, pending, skipped or failed, with times.")
+    steps.add_argument("campaign", metavar="C")
+    steps.add_argument("--partner", required=True, metavar="P")
+    steps.add_argument("--number", type=int, metavar="N", help="an earlier enrollment's number (default: the latest)")
+    steps.set_defaults(run=_command("cmd_steps"))
+
+    log = commands.add_parser("log", parents=[reading], help="the audit log", description="Every operation (who, what, when) and every batch the engine generated.")
+    log.add_argument("--campaign", metavar="C")
+    log.add_argument("--limit", type=int, metavar="N", help="only the last N entries")
+    log.set_defaults(run=_command("cmd_log"))
+
+    events = commands.add_parser("events", help="engagement, consent and trigger events")
+    events_commands = events.add_subparsers(dest="events_command", metavar="SUBCOMMAND", required=True)
+    events_import = events_commands.add_parser("import", parents=[reading], help="import a JSONL events file",
+                                               description="Import events (SPEC §8). Bad lines are reported with their line number and skipped; an event imported before counts once.")
+    events_import.add_argument("file", metavar="FILE.jsonl")
+    events_import.add_argument("--at", metavar="T", help="logical time of the import (default: now)")
+    events_import.set_defaults(run=_command("cmd_events_import"))
+
+    start = commands.add_parser("start", parents=[operating], help="start a campaign for a partner, now or on a date")
+    start.add_argument("campaign", metavar="C")
+    start.add_argument("--partner", required=True, metavar="P")
+    start.add_argument("--on", metavar="DATE", help="start date (a date or a time); in the future it waits until then")
+    start.set_defaults(run=_command("cmd_start"))
+
+    for name, text in (("pause", "pause enrollments: they do not advance and are not re-enrolled"),
+                       ("resume", "resume paused enrollments: what fell due meanwhile is due now"),
+                       ("remove", "remove enrollments (a reset: the partner may be started or enrolled again)")):
+        change = commands.add_parser(name, parents=[operating], help=text, description=text[0].upper() + text[1:] + ". Several --partner: all or none.")
+        change.add_argument("campaign", metavar="C")
+        change.add_argument("--partner", dest="partners", action="append", required=True, metavar="P", help="repeat for several partners")
+        change.set_defaults(run=_command("cmd_change"), operation=name)
+
+    for name, text, command in (("skip", "skip a pending step of one partner", "cmd_skip"),
+                                ("rerun", "run an executed step of one partner again, now", "cmd_rerun")):
+        one = commands.add_parser(name, parents=[operating], help=text, description=text[0].upper() + text[1:] + ".")
+        one.add_argument("campaign", metavar="C")
+        one.add_argument("step", metavar="STEP")
+        one.add_argument("--partner", required=True, metavar="P")
+        one.set_defaults(run=_command(command))
     return parser
 
 
@@ -140,6 +226,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"engine: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
+    except Refused as exc:
+        print(f"engine: refused: {exc.message}", file=sys.stderr)
+        return REFUSED
+    except UnknownName as exc:
+        print(f"engine: error: {exc}", file=sys.stderr)
+        return INPUT_ERROR
     except SourceError as exc:
         print_diagnostics(exc.diagnostics, sys.stderr)
         return INPUT_ERROR

@@ -34,14 +34,12 @@ from campaigns.enrollment import (CURRENT, Operation, Refused, Status, StepStatu
 from dsl.diagnostics import did_you_mean
 from dsl.runtime import Context
 
+from .clock import iso
 from .compiled import CompiledCampaign, CompiledWorkspace
+from .errors import UnknownName
 from .partners import PartnerBook
 from .store import Enrollment, Store
 from .tick import StoreFacts, Tick, deliver, record_effects
-
-
-class UnknownName(ValueError):
-    """A campaign, partner or step that does not exist (the user's input is wrong: exit 1)."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +108,7 @@ def start(op: Operator, campaign_id: str, partner_id: str, on: datetime | None =
             started_at=begins, next_step=next_step, due_at=None if scheduled else due)
         if created is None:
             raise Refused(f"partner {partner_id} already has a current enrollment in {campaign_id}")
-        op.store.log(op.at, op.user, "start", campaign_id, partner_id, status=str(status), on=begins.isoformat())
+        op.store.log(op.at, op.user, "start", campaign_id, partner_id, status=str(status), on=iso(begins))
         enrollment = op.store.enrollment(created)
     assert enrollment is not None
     return enrollment

@@ -1,0 +1,285 @@
+"""The commands that read or change the engine's state: thin layers over :class:`engine.api.Engine`.
+
+Each returns an exit code (SPEC §5): 0 ok, 1 the input was wrong (errors were printed), 3 an
+operation was refused. Read commands print a table, or one JSON document with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from dsl.diagnostics import Diagnostic
+
+from .api import Engine
+from .cli import INPUT_ERROR, OK, print_diagnostics
+from .errors import UnknownName, UsageError
+from .testing import copy_workspace
+from .tick import TickReport
+
+
+@contextmanager
+def opened(args: argparse.Namespace, workspace: Path | None = None) -> Iterator[Engine]:
+    """The workspace's engine, with the --store override; bad times and URLs are usage errors."""
+    try:
+        engine = Engine.open(workspace or Path(args.workspace), store=getattr(args, "store", None))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def _time(engine: Engine, text: str | None, option: str):
+    try:
+        return engine.time(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _print_errors(diagnostics: Sequence[Diagnostic]) -> None:
+    print_diagnostics(list(dict.fromkeys(diagnostics)), sys.stderr)
+
+
+# --- tick and run --------------------------------------------------------------------------------
+
+
+def _summary(report: TickReport) -> str:
+    return (f"{report.to_json()['at']}: enrolled {report.enrolled}, executed {report.executed}, "
+            f"skipped {report.skipped}, finished {report.finished}, failed {report.failed}, "
+            f"delivered {report.delivered}" + (f", {len(report.warnings)} warnings" if report.warnings else ""))
+
+
+def _report(args: argparse.Namespace, report: TickReport) -> int:
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        print(_summary(report))
+    if report.diagnostics:
+        _print_errors(report.diagnostics)
+        return INPUT_ERROR
+    return OK
+
+
+def cmd_tick(args: argparse.Namespace) -> int:
+    """Run everything due at or before --at (default: now)."""
+    with opened(args) as engine:
+        return _report(args, engine.tick(_time(engine, args.at, "--at")))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Many ticks: every --every from --from (or from the last tick) up to --until."""
+    with opened(args) as engine:
+        until = _time(engine, args.until, "--until")
+        start = _time(engine, args.start, "--from") if args.start else None
+        try:
+            report = engine.run(until, every=args.every, start=start, progress=_progress_bar() if not args.json else None)
+        except ValueError as exc:
+            raise UsageError(f"--every: {exc}") from None
+        return _report(args, report)
+
+
+def _progress_bar():
+    """A one-line progress bar on stderr when it is a terminal; nothing otherwise."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int, report: TickReport) -> None:
+        width = 30
+        filled = width * done // total
+        bar = "#" * filled + "-" * (width - filled)
+        sys.stderr.write(f"\r[{bar}] {done}/{total} ticks  {report.to_json()['at']}")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Run the workspace over a period on a throw-away copy and show what would be sent."""
+    source = Path(args.workspace)
+    if not (source / "engine.yaml").is_file():
+        raise UsageError(f"no engine.yaml in {source}: not a workspace")
+    with tempfile.TemporaryDirectory(prefix="engine-simulate-") as scratch:
+        copy = copy_workspace(source, Path(scratch) / "workspace")
+        with opened(args, copy) as engine:
+            start, until = _time(engine, args.start, "--from"), _time(engine, args.until, "--until")
+            if args.events:
+                imported = engine.import_events(Path(args.events).resolve(), at=start)
+                if imported.diagnostics:
+                    _print_errors(imported.diagnostics)
+            report = engine.run(until, every=args.every, start=start, progress=_progress_bar() if not args.json else None)
+            messages = engine.outbox()
+            activities = engine.activities()
+            popups = engine.popups()
+        if args.json:
+            _print_json({**report.to_json(), "messages": messages, "activities": activities, "popups": popups})
+        else:
+            _print_simulation(report, messages, activities, popups)
+    if report.diagnostics:
+        _print_errors(report.diagnostics)
+        return INPUT_ERROR
+    return OK
+
+
+def _print_simulation(report: TickReport, messages: list[dict], activities: list[dict], popups: list[dict]) -> None:
+    rows = [(m["at"], m["channel"], m["campaign"], m["step"], m["partner"], m.get("to", ""),
+             m.get("subject") or _first_line(m.get("body", ""))) for m in messages]
+    rows += [(a["created_at"], f"activity:{a['kind']}", a["campaign"], a["step"], a["partner"], a["assignee"] or "",
+              a["subject"] or "") for a in activities]
+    rows += [(p["created_at"], "popup", p["campaign"], p["step"], p["partner"], ",".join(p["pages"]), p["title"])
+             for p in popups]
+    rows.sort()
+    _table(("at", "channel", "campaign", "step", "partner", "to", "subject"), rows)
+    counts = Counter(r[1] for r in rows)
+    print()
+    print(", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "nothing was sent")
+    print(_summary(report).replace(f"{report.to_json()['at']}: ", "totals: "))
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], limit: int = 60) -> None:
+    cells = [[str(v if v is not None else "-") for v in row] for row in rows]
+    cells = [[c if len(c) <= limit else c[:limit - 1] + "…" for c in row] for row in cells]
+    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+# --- events --------------------------------------------------------------------------------------
+
+
+def cmd_events_import(args: argparse.Namespace) -> int:
+    """Import engagement, consent and trigger events from a JSONL file."""
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"no such file: {args.file}")
+    with opened(args) as engine:
+        result = engine.import_events(path, at=_time(engine, args.at, "--at"))
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        print(f"imported {result.imported} events, {result.duplicates} already known, "
+              f"{len(result.diagnostics)} bad lines skipped")
+    if result.diagnostics:
+        _print_errors(result.diagnostics)
+        return INPUT_ERROR
+    return OK
+
+
+# --- reading state -------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """The partner campaign list (--partner), a campaign's counts (--campaign), or all campaigns."""
+    with opened(args) as engine:
+        if args.campaign and args.campaign not in engine.plan.workspace.files and not engine.store.campaign_number(args.campaign):
+            raise UnknownName(f"unknown campaign '{args.campaign}'")
+        data = engine.status(partner=args.partner, campaign=args.campaign)
+    if args.json:
+        _print_json(data)
+    elif args.partner:
+        print(f"partner {args.partner}")
+        _table(("campaign", "#", "status", "reason", "started", "started_at", "finished_at", "next_step", "due_at"),
+               [(e["campaign"], e["number"], e["status"], e["reason"], e["started"], e["started_at"],
+                 e["finished_at"], e["next_step"], e["due_at"]) for e in data["enrollments"]])
+    elif args.campaign:
+        _print_campaign(data)
+    else:
+        _table(("number", "campaign", "on", "scheduled", "active", "paused", "finished", "removed"),
+               [(c["number"], c["campaign"], "yes" if c["active"] else "no",
+                 *(c["enrollments"][s] for s in ("scheduled", "active", "paused", "finished", "removed")))
+                for c in data["campaigns"]])
+    return OK
+
+
+def _print_campaign(data: dict) -> None:
+    print(f"{data['campaign']} (number {data['number'] or '-'}): {data['name']}, "
+          f"{'active' if data['active'] else 'not active'}")
+    _table(("status", "enrollments"), [(status, n) for status, n in data["enrollments"].items()] + [("total", data["total"])])
+
+
+def cmd_steps(args: argparse.Namespace) -> int:
+    """Each step of one partner's enrollment: executed, pending, skipped or failed, with times."""
+    with opened(args) as engine:
+        data = engine.steps(args.campaign, args.partner, args.number)
+    if data is None:
+        raise UnknownName(f"partner {args.partner} has no enrollment in {args.campaign}")
+    if args.json:
+        _print_json(data)
+        return OK
+    print(f"{data['campaign']} / partner {data['partner']} / enrollment {data['number']}: {data['status']}"
+          + (f" ({data['reason']})" if data["reason"] else ""))
+    _table(("step", "kind", "run", "status", "reason", "due_at", "at"),
+           [(s["step"], s["kind"], s["run"], s["status"], s["reason"], s["due_at"], s["at"]) for s in data["steps"]])
+    return OK
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    """The audit log: every operation and every batch the engine generated."""
+    with opened(args) as engine:
+        entries = engine.log(args.campaign)
+    if args.limit:
+        entries = entries[-args.limit:]
+    if args.json:
+        _print_json(entries)
+        return OK
+    _table(("seq", "at", "user", "action", "campaign", "partner", "detail"),
+           [(e["seq"], e["at"], e["user"], e["action"], e["campaign"], e["partner"],
+             " ".join(f"{k}={v}" for k, v in e["detail"].items())) for e in entries], limit=80)
+    return OK
+
+
+# --- operations ----------------------------------------------------------------------------------
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    with opened(args) as engine:
+        at = _time(engine, args.at, "--at")
+        e = engine.start(args.campaign, args.partner, on=args.on, user=args.user, at=at)
+    when = "" if e.status == "active" else f" on {e.started_at.isoformat()}"
+    print(f"{e.status}: partner {e.partner} in {e.campaign} (enrollment {e.number}){when}")
+    return OK
+
+
+def cmd_change(args: argparse.Namespace) -> int:
+    """pause, resume or remove: all the partners named, or none of them."""
+    with opened(args) as engine:
+        at = _time(engine, args.at, "--at")
+        operation = getattr(engine, args.operation)
+        changed = operation(args.campaign, args.partners, user=args.user, at=at)
+    for e in changed:
+        print(f"{e.status}: partner {e.partner} in {e.campaign} (enrollment {e.number})")
+    return OK
+
+
+def cmd_skip(args: argparse.Namespace) -> int:
+    with opened(args) as engine:
+        at = _time(engine, args.at, "--at")
+        engine.skip(args.campaign, args.step, args.partner, user=args.user, at=at)
+    print(f"skipped: step {args.step} of partner {args.partner} in {args.campaign}")
+    return OK
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    with opened(args) as engine:
+        at = _time(engine, args.at, "--at")
+        status = engine.rerun(args.campaign, args.step, args.partner, user=args.user, at=at)
+    print(f"{status}: step {args.step} of partner {args.partner} in {args.campaign} ran again")
+    return OK

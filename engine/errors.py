@@ -1,0 +1,10 @@
+"""The errors a command reports in one line, by exit code (SPEC §5). A refused operation is
+:class:`campaigns.enrollment.Refused` (exit 3); bad files are :class:`dsl.diagnostics.SourceError`."""
+
+
+class UsageError(Exception):
+    """A command line that cannot be carried out as written (exit code 2)."""
+
+
+class UnknownName(ValueError):
+    """A campaign, partner or step that does not exist: the user's input is wrong (exit code 1)."""
