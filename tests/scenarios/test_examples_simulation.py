@@ -1,0 +1,115 @@
+"""The example workspace through whole months of ticks (SPEC §6: granularity invariance).
+
+July 2026, worked out by hand from examples/partners.csv and the campaign files:
+
+- partner-onboarding (audience trigger): the first tick, at local midnight on 1 July, enrolls
+  21 partners: gold/platinum in FI, revenue >= 100k, or in groups/summit-2026.csv; not p008 and
+  p032 (inactive), p038/p039 (internal roles), p016 (same mailbox as p015, which is older).
+  Welcome email at once; three days later an SMS to those who did not open it and opted in to
+  SMS (p001 and p006 opened it, see events.jsonl); the intro call at the next 09:00; a week
+  later the pop-up and the printed letter for all 21.
+- renewal-reminder (cron, Mondays 09:00 Helsinki = 06:00Z): agreements at least 330 days old or
+  quiet VIPs, not paid, not inactive, not small silver accounts, not while in onboarding
+  (exclusive). 6 July: p010 p014 p018 p021 p029 (p029 is a VIP without a login for 96 days);
+  13 July: p006 p028 p036, whose onboarding ended on 11 July; 27 July: p011 (agreement from
+  25 Aug 2025). A week later a second email (nobody opened), three days later an SMS to those
+  with SMS consent.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+JULY: dict[tuple[str, str, str, str], str] = {
+    # (channel, campaign, step, logical time): partners
+    ("email", "partner-onboarding", "welcome", "2026-06-30T21:00:00Z"):
+        "p001 p002 p004 p005 p006 p007 p009 p011 p013 p015 p019 p020 p023 p026 p027 p028 p033 p035 p036 p037 p040",
+    ("sms", "partner-onboarding", "welcome-nudge", "2026-07-03T21:00:00Z"):
+        "p004 p007 p011 p019 p023 p026 p028 p033 p035 p036 p037 p040",
+    ("letter", "partner-onboarding", "welcome-letter", "2026-07-11T06:00:00Z"):
+        "p001 p002 p004 p005 p006 p007 p009 p011 p013 p015 p019 p020 p023 p026 p027 p028 p033 p035 p036 p037 p040",
+    ("email", "renewal-reminder", "reminder", "2026-07-06T06:00:00Z"): "p010 p014 p018 p021 p029",
+    ("email", "renewal-reminder", "second-reminder", "2026-07-13T06:00:00Z"): "p010 p014 p018 p021 p029",
+    ("sms", "renewal-reminder", "renewal-sms", "2026-07-16T06:00:00Z"): "p014 p018 p021",
+    ("email", "renewal-reminder", "reminder", "2026-07-13T06:00:00Z"): "p006 p028 p036",
+    ("email", "renewal-reminder", "second-reminder", "2026-07-20T06:00:00Z"): "p006 p028 p036",
+    ("sms", "renewal-reminder", "renewal-sms", "2026-07-23T06:00:00Z"): "p006 p028 p036",
+    ("email", "renewal-reminder", "reminder", "2026-07-27T06:00:00Z"): "p011",
+}
+
+
+def expected(table: dict[tuple[str, str, str, str], str]) -> list[tuple[str, str, str, str, str]]:
+    return sorted((channel, campaign, step, at, partner)
+                  for (channel, campaign, step, at), partners in table.items() for partner in partners.split())
+
+
+def sends(engine) -> list[tuple[str, str, str, str, str]]:
+    """(channel, campaign, step, at, partner) of every message the transport wrote."""
+    found = [(m["channel"], m["campaign"], m["step"], m["at"], m["partner"])
+             for channel in ("email", "sms") for m in engine.sent(channel)]
+    for path in sorted((engine.root / ".engine" / "letters").glob("*/*.csv")):
+        found += [("letter", row["campaign"], row["step"], row["at"], row["partner"])
+                  for row in engine.letters(path.parent.name, path.stem)]
+    return sorted(found)
+
+
+def simulate(make_engine, until: str, every: str | None, name: str):
+    engine = make_engine(EXAMPLES, at="2026-07-01T00:00", name=name)
+    imported = engine.import_events(EXAMPLES / "events.jsonl")
+    assert imported.imported == 7 and not imported.diagnostics
+    engine.tick()  # the first tick sees every campaign: the same starting point for every grid
+    if every is None:
+        report = engine.tick(until)
+    else:
+        report = engine.run(until, every=every)
+    assert not report.diagnostics
+    return engine
+
+
+def test_july_hourly_equals_the_list_written_by_hand(make_engine):
+    engine = simulate(make_engine, "2026-08-01T00:00", "1h", "hourly")
+    assert sends(engine) == expected(JULY)
+    assert len(sends(engine)) == 77
+
+
+def test_july_in_one_tick_equals_hourly_ticks(make_engine):
+    hourly = simulate(make_engine, "2026-08-01T00:00", "1h", "hourly")
+    once = simulate(make_engine, "2026-08-01T00:00", None, "once")
+    assert sends(once) == sends(hourly) == expected(JULY)
+    assert _steps(once) == _steps(hourly)
+
+
+@pytest.mark.parametrize("every", ["7h", None])
+def test_july_to_october_on_any_grid_equals_three_hourly_ticks(make_engine, every):
+    """Over three months the `at` one-shot (summer webinar, 20 Aug) and the payment-failed
+    event (3 Sep) join in; any tick grid gives the same messages, activities and pop-ups."""
+    reference = simulate(make_engine, "2026-10-01T00:00", "3h", "reference")
+    other = simulate(make_engine, "2026-10-01T00:00", every, "other")
+    assert sends(other) == sends(reference)
+    assert _steps(other) == _steps(reference)
+    by_step = defaultdict(set)
+    for channel, campaign, step, at, partner in sends(reference):
+        by_step[(campaign, step)].add(partner)
+    assert by_step[("summer-webinar", "invite")]  # the one-shot fired
+    assert by_step[("payment-failed", "notice")] == {"p007"}  # 450 > 100; p012's 60 is not
+
+
+def test_a_second_tick_at_the_same_time_does_nothing(make_engine):
+    engine = simulate(make_engine, "2026-08-01T00:00", None, "once")
+    before = sends(engine)
+    report = engine.tick("2026-08-01T00:00")
+    assert (report.enrolled, report.executed, report.skipped, report.finished) == (0, 0, 0, 0)
+    assert sends(engine) == before
+
+
+def _steps(engine) -> list[tuple]:
+    """Every step state of every enrollment, activities and pop-ups included."""
+    rows = engine.store.db.execute(
+        "SELECT e.campaign, e.partner, e.number, r.step, r.run, r.status, r.reason, r.at "
+        "FROM step_runs r JOIN enrollments e ON e.id = r.enrollment ORDER BY 1, 2, 3, 4, 5").fetchall()
+    return [tuple(r) for r in rows]
