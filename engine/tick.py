@@ -99,6 +99,7 @@ class Tick:
         self.store, self.plan, self.book, self.at = store, plan, book, at
         self.report = TickReport(at, diagnostics=list(plan.workspace.errors))
         self.running: list[str] = []  # campaigns that run: loaded without errors and active
+        self._numbers: dict[str, int | None] = {}
 
     def run(self) -> TickReport:
         deliver(self.store, self.plan, self.at)
@@ -194,8 +195,10 @@ class Tick:
             if window_opens(self.at, compiled.campaign.window, compiled.tz) is None:
                 continue
             with self.store.transaction():
-                current = self.store.current_partners(cid)
-                ids = [pid for pid in self._audience(compiled, self.at) if pid not in current]
+                # never re-enrolled: whoever was ever in it (and not removed) is out of the question
+                statuses = ("scheduled", "active", "paused") + (("finished",) if compiled.campaign.reenroll == "never" else ())
+                taken = self.store.partners_in(cid, statuses)
+                ids = [pid for pid in self._audience(compiled, self.at) if pid not in taken]
                 self._enroll_all(compiled, ids, self.at, source="audience", not_again_at=self.at)
 
     def _audience(self, compiled: CompiledCampaign, at: datetime) -> list[str]:
@@ -361,7 +364,9 @@ class Tick:
             ledger = self.store.consent_latest(e.partner, step.kind, due)
             if not compiled.audience.consents(step.kind, partner, ledger, ctx):
                 return Effects("skipped", SkipReason.NO_CONSENT)
-        job = Job(compiled.id, compiled.campaign, self.store.campaign_number(compiled.id), step, partner, e.partner,
+        if compiled.id not in self._numbers:
+            self._numbers[compiled.id] = self.store.campaign_number(compiled.id)
+        job = Job(compiled.id, compiled.campaign, self._numbers[compiled.id], step, partner, e.partner,
                   e.id, e.number, run, due, compiled.tz, self.plan.workspace.templates_dir, self.plan.settings)
         return execute(job)
 

@@ -57,6 +57,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS enrollments_current ON enrollments (campaign, 
 CREATE INDEX IF NOT EXISTS enrollments_due ON enrollments (due_at) WHERE status = 'active';
 CREATE INDEX IF NOT EXISTS enrollments_scheduled ON enrollments (started_at) WHERE status = 'scheduled';
 CREATE INDEX IF NOT EXISTS enrollments_partner ON enrollments (partner, campaign);
+CREATE INDEX IF NOT EXISTS enrollments_campaign ON enrollments (campaign, status);
 
 CREATE TABLE IF NOT EXISTS step_runs (
     enrollment INTEGER NOT NULL,

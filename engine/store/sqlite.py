@@ -227,10 +227,11 @@ class SQLiteStore:
             params += list(statuses)
         return [Enrollment.from_row(r) for r in self.db.execute(sql + " ORDER BY id", params)]
 
-    def current_partners(self, campaign: str) -> set[str]:
+    def partners_in(self, campaign: str, statuses: Sequence[str]) -> set[str]:
+        """The partners with an enrollment in one of these statuses."""
+        marks = ",".join("?" * len(statuses))
         return {p for (p,) in self.db.execute(
-            "SELECT partner FROM enrollments WHERE campaign = ? AND status IN ('scheduled', 'active', 'paused')",
-            (campaign,))}
+            f"SELECT DISTINCT partner FROM enrollments WHERE campaign = ? AND status IN ({marks})", (campaign, *statuses))}
 
     def history(self, partners: Sequence[str]) -> dict[str, list[Enrollment]]:
         """Every enrollment of these partners, in every campaign."""
