@@ -30,7 +30,7 @@ from .clock import Clock, SystemClock, aware, from_iso, iso, parse_every, parse_
 from .compiled import CompiledWorkspace, compile_workspace, fingerprint
 from .events import CONSENT, ENGAGEMENT, read_events
 from .partners import PartnerBook
-from .store import Enrollment, Store, open_store
+from .store import Enrollment, SQLiteStore, Store, store_path
 from .tick import ENGINE_USER, TickReport, tick
 
 LAST_TICK = "tick.last"
@@ -48,8 +48,12 @@ class EventImport:
 
 
 class Engine:
-    def __init__(self, root: Path, store: Store, clock: Clock):
-        self.root, self.store, self.clock = root, store, clock
+    def __init__(self, root: Path, store: Store | Path, clock: Clock):
+        """``store`` is a store, or the path of the SQLite file to open on first use (so a
+        command that fails on its arguments leaves no database behind)."""
+        self.root, self.clock = root, clock
+        self._store = store if not isinstance(store, Path) else None
+        self._store_path = store if isinstance(store, Path) else None
         self._plan: CompiledWorkspace | None = None
         self._book: PartnerBook | None = None
 
@@ -59,12 +63,20 @@ class Engine:
         campaigns' own errors only keep those campaigns from running)."""
         root = Path(workspace)
         loaded = _load(root)
-        engine = cls(root, open_store(store or loaded.workspace.settings.store, root), clock or SystemClock())
+        engine = cls(root, store_path(store or loaded.workspace.settings.store, root), clock or SystemClock())
         engine._plan = loaded
         return engine
 
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            assert self._store_path is not None
+            self._store = SQLiteStore(self._store_path)
+        return self._store
+
     def close(self) -> None:
-        self.store.close()
+        if self._store is not None:
+            self._store.close()
 
     def __enter__(self) -> "Engine":
         return self

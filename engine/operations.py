@@ -97,6 +97,7 @@ def start(op: Operator, campaign_id: str, partner_id: str, on: datetime | None =
             raise Refused(f"partner {partner_id} is excluded from every campaign by engine.yaml's exclude")
     scheduled = on is not None and on > op.at
     with op.store.transaction():
+        Tick(op.store, op.plan, op.book, op.at).catch_up(campaign_id, partner_id)
         history = [PastEnrollment(e.campaign, e.number, e.status, e.started_at, e.finished_at)
                    for e in op.store.enrollments_of(partner_id, campaign_id)]
         operation = Operation.SCHEDULE if scheduled else Operation.START
@@ -110,6 +111,7 @@ def start(op: Operator, campaign_id: str, partner_id: str, on: datetime | None =
             raise Refused(f"partner {partner_id} already has a current enrollment in {campaign_id}")
         op.store.log(op.at, op.user, "start", campaign_id, partner_id, status=str(status), on=iso(begins))
         enrollment = op.store.enrollment(created)
+    deliver(op.store, op.plan, op.at)  # what catching up sent
     assert enrollment is not None
     return enrollment
 
@@ -118,6 +120,8 @@ def start(op: Operator, campaign_id: str, partner_id: str, on: datetime | None =
 
 
 def _current_or_latest(op: Operator, campaign_id: str, partner_id: str) -> tuple[Enrollment | None, Status]:
+    """The enrollment an operation acts on, brought up to the operation's time first."""
+    Tick(op.store, op.plan, op.book, op.at).catch_up(campaign_id, partner_id)
     enrollments = op.store.enrollments_of(partner_id, campaign_id)
     current = [e for e in enrollments if e.status in CURRENT]
     chosen = current[-1] if current else enrollments[-1] if enrollments else None
@@ -148,6 +152,7 @@ def change(op: Operator, operation: Operation, campaign_id: str, partner_ids: Se
             op.store.update_enrollment(e, **updates)
             op.store.log(op.at, op.user, str(operation), campaign_id, pid, number=e.number)
             changed.append(op.store.enrollment(e.id))
+    deliver(op.store, op.plan, op.at)  # what catching up sent
     return [e for e in changed if e is not None]
 
 
@@ -204,6 +209,7 @@ def skip(op: Operator, campaign_id: str, step_id: str, partner_id: str) -> Enrol
         e = _reached_step(op, Operation.SKIP, compiled, step_id, partner_id)
         op.store.record_step(e.id, step_id, 1, "skipped", "skipped_by_user", None, op.at)
         op.store.log(op.at, op.user, "skip", campaign_id, partner_id, step=step_id, number=e.number)
+    deliver(op.store, op.plan, op.at)  # what catching up sent
     return e
 
 

@@ -9,10 +9,14 @@ from .sqlite import Conflict, Enrollment, SQLiteStore, StepRun
 
 Store = SQLiteStore
 
-__all__ = ["Conflict", "Enrollment", "StepRun", "Store", "open_store"]
+__all__ = ["Conflict", "Enrollment", "SQLiteStore", "StepRun", "Store", "open_store", "store_path"]
 
 
 def open_store(url: str, root: Path) -> Store:
+    return SQLiteStore(store_path(url, root))
+
+
+def store_path(url: str, root: Path) -> Path:
     """``sqlite:///relative/path.db`` (relative to the workspace), ``sqlite:////absolute.db`` or
     a plain file path. ValueError with a readable message for anything else."""
     if url.startswith("sqlite:///"):
@@ -23,4 +27,4 @@ def open_store(url: str, root: Path) -> Store:
         raise ValueError(f"unsupported store URL '{url}': use sqlite:///PATH")
     else:
         path = Path(url)
-    return SQLiteStore(path if path.is_absolute() else root / path)
+    return path if path.is_absolute() else root / path
