@@ -193,7 +193,9 @@ class Tick:
             return (when, key) if when <= self.at else None
         if trigger.cron is not None:
             last = self.store.last_firing(compiled.id, "cron:")
-            after, inclusive = (from_iso(last[5:]), False) if last else (since, True)
+            fired = from_iso(last[5:]) if last else None
+            # from the last occurrence fired, or from when it was (last) switched on
+            after, inclusive = (fired, False) if fired is not None and fired >= since else (since, True)
             for when in cron_occurrences(trigger.cron, after, self.at, compiled.tz, inclusive=inclusive):
                 return when, "cron:" + iso(when)
         return None
@@ -403,15 +405,18 @@ class Tick:
             self.report.failed += 1
 
     def _step_removed(self, compiled: CompiledCampaign, e: Enrollment, due: datetime) -> datetime | None:
-        """The step it waited for left the file: close it, go on after the last step it reached."""
+        """The step it waited for left the file: close it, and go on after the last step it
+        reached, with the due times the waits of the file as it is now give from there."""
         self.store.record_step(e.id, e.next_step or "", 1, "skipped", SkipReason.STEP_REMOVED, due, due)
         self.report.skipped += 1
+        first_runs = [r for r in self.store.step_runs(e.id) if r.step == e.after_step and r.run == 1]
+        since = (first_runs[0].due_at or first_runs[0].at) if first_runs else e.started_at
         try:
-            next_step, next_due = position_after(compiled.campaign, e.after_step, due, compiled.tz)
+            next_step, next_due = position_after(compiled.campaign, e.after_step, since, compiled.tz)
         except KeyError:
             return self._finish(e, FinishReason.REMOVED_STEP, due)
-        self.store.update_enrollment(e, next_step=next_step, due_at=max(next_due, due))
-        return max(next_due, due)
+        self.store.update_enrollment(e, next_step=next_step, due_at=next_due)
+        return next_due
 
     def _finish(self, e: Enrollment, reason: str, at: datetime) -> None:
         self.store.update_enrollment(e, status="finished", reason=str(reason), finished_at=at, due_at=None)
