@@ -102,7 +102,13 @@ def _finalize(value: Any) -> Any:
 
 
 def _directory_key(templates_dir: str | Path | None) -> str | None:
-    return None if templates_dir is None else str(Path(templates_dir).resolve())
+    return None if templates_dir is None else _resolved(str(templates_dir))
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(directory: str) -> str:
+    """Resolving a path asks the file system each time; rendering asks once per message."""
+    return str(Path(directory).resolve())
 
 
 @functools.lru_cache(maxsize=32)

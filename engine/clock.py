@@ -15,7 +15,6 @@ from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Protocol
 
 UTC = timezone.utc
-_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 class Clock(Protocol):
@@ -56,11 +55,11 @@ def aware(at: datetime) -> datetime:
 
 def iso(at: datetime) -> str:
     """The stored and printed form: ``2026-07-01T06:00:00Z``."""
-    return aware(at).strftime(_FORMAT)
+    return aware(at).isoformat()[:19] + "Z"  # isoformat is several times faster than strftime
 
 
 def from_iso(text: str) -> datetime:
-    return datetime.strptime(text, _FORMAT).replace(tzinfo=UTC)
+    return datetime.fromisoformat(text)  # the stored form ends in Z: aware, UTC
 
 
 def maybe_iso(at: datetime | None) -> str | None:

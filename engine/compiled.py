@@ -48,6 +48,7 @@ class CompiledWorkspace:
     groups: Mapping[str, frozenset[str]]
     exclude: Compiled | None  # engine.yaml's exclude
     fingerprint: str  # changes whenever a file the workspace is made of changes
+    templates_dir: Path
 
     @property
     def root(self) -> Path:
@@ -82,7 +83,8 @@ def compile_workspace(workspace: Workspace) -> CompiledWorkspace:
             step_when={s.id: _compile(s.when) for s in campaign.action_steps if s.when is not None},
             steps={s.id: s for s in campaign.action_steps})
     groups = {name: read_group(path) for name, path in workspace.groups.items()}
-    return CompiledWorkspace(workspace, campaigns, groups, _compile(settings.exclude), fingerprint(workspace.root))
+    return CompiledWorkspace(workspace, campaigns, groups, _compile(settings.exclude), fingerprint(workspace.root),
+                             workspace.templates_dir)
 
 
 def _compile(text: str | None) -> Compiled | None:

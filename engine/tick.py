@@ -391,7 +391,7 @@ class Tick:
         if compiled.id not in self._numbers:
             self._numbers[compiled.id] = self.store.campaign_number(compiled.id)
         job = Job(compiled.id, compiled.campaign, self._numbers[compiled.id], step, partner, e.partner,
-                  e.id, e.number, run, due, compiled.tz, self.plan.workspace.templates_dir, self.plan.settings)
+                  e.id, e.number, run, due, compiled.tz, self.plan.templates_dir, self.plan.settings)
         return execute(job)
 
     def _record(self, e: Enrollment, step_id: str, run: int, effects: Effects, due: datetime | None,

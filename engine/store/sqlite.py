@@ -275,12 +275,15 @@ class SQLiteStore:
 
     def due(self, until: datetime, campaigns: Sequence[str], limit: int) -> list[Enrollment]:
         """Active enrollments of these campaigns whose next step (or end) is due at or before
-        ``until``, earliest first: an index range scan, whatever the number of enrollments."""
+        ``until``, earliest first: a range scan of the due index (in due order, so no sort),
+        whatever the number of enrollments. Named explicitly: with the campaign condition,
+        SQLite would otherwise pick the campaign index and read every active row."""
         if not campaigns:
             return []
         marks = ",".join("?" * len(campaigns))
         rows = self.db.execute(
-            f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollments WHERE status = 'active' AND due_at <= ? "
+            f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollments INDEXED BY enrollments_due "
+            "WHERE status = 'active' AND due_at <= ? "
             f"AND campaign IN ({marks}) ORDER BY due_at, id LIMIT ?", (iso(until), *campaigns, limit))
         return [Enrollment.from_row(r) for r in rows]
 
