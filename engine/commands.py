@@ -55,6 +55,15 @@ def _print_errors(diagnostics: Sequence[Diagnostic]) -> None:
 # --- tick and run --------------------------------------------------------------------------------
 
 
+def _print_warnings(warnings: Sequence[str], limit: int = 10) -> None:
+    """Each distinct warning once, with how often it came up."""
+    counts = Counter(warnings)
+    for text, n in list(counts.items())[:limit]:
+        print(f"warning: {text}" + (f" ({n} times)" if n > 1 else ""), file=sys.stderr)
+    if len(counts) > limit:
+        print(f"warning: … and {len(counts) - limit} more kinds of warnings", file=sys.stderr)
+
+
 def _summary(report: TickReport) -> str:
     return (f"{report.to_json()['at']}: enrolled {report.enrolled}, executed {report.executed}, "
             f"skipped {report.skipped}, finished {report.finished}, failed {report.failed}, "
@@ -66,6 +75,7 @@ def _report(args: argparse.Namespace, report: TickReport) -> int:
         _print_json(report.to_json())
     else:
         print(_summary(report))
+        _print_warnings(report.warnings)
     if report.diagnostics:
         _print_errors(report.diagnostics)
         return INPUT_ERROR
@@ -83,6 +93,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     with opened(args) as engine:
         until = _time(engine, args.until, "--until")
         start = _time(engine, args.start, "--from") if args.start else None
+        if start is not None and start > until:
+            raise UsageError("--from is after --until")
         try:
             report = engine.run(until, every=args.every, start=start, progress=_progress_bar() if not args.json else None)
         except ValueError as exc:

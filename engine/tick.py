@@ -117,6 +117,11 @@ class Tick:
         self._sample_audiences()
         self._run_steps(self.at)
         self.report.delivered += deliver(self.store, self.plan, self.at)
+        for channel in ("email", "sms"):
+            transport = getattr(self.plan.settings.channels, channel).transport
+            if transport != "file":
+                self.report.warnings.append(f"{channel} messages wait in the store's outbox: the {transport} "
+                                            "transport is not available yet (use transport: file)")
         return self.report
 
     def catch_up(self, campaign_id: str, partner_id: str) -> None:
