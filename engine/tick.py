@@ -149,8 +149,8 @@ class Tick:
     # --- campaigns switched on and off -----------------------------------------------------
 
     def _sync_campaigns(self) -> None:
-        known = self.store.campaign_rows()
         with self.store.transaction():
+            known = self.store.campaign_rows()  # inside: another tick may be adding them right now
             for cid, compiled in self.plan.campaigns.items():
                 campaign = compiled.campaign
                 if cid not in known:

@@ -9,6 +9,7 @@ all, and a second process waits for the first instead of interleaving with it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sqlite3
 from contextlib import contextmanager
@@ -82,11 +83,15 @@ class SQLiteStore:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, isolation_level=None, timeout=60, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=60000")
         self._depth = 0
-        self.db.executescript(SCHEMA)
+        # Switching a new database to WAL needs it to itself, and SQLite does not wait for that
+        # (no busy handler): two processes opening a fresh store at once take turns here.
+        with open(path.with_name(path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA busy_timeout=60000")
+            self.db.executescript(SCHEMA)
 
     def close(self) -> None:
         self.db.close()
