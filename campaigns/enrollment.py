@@ -283,6 +283,13 @@ def eligible_for_trigger(campaign_id: str, campaign: Campaign, history: Iterable
     return ELIGIBLE
 
 
+def eligible_as_member(campaign_id: str, campaign: Campaign, history: Iterable[PastEnrollment]) -> Verdict:
+    """Whether a member of the campaign's target group may be enrolled: as for a trigger, but
+    without ``reenroll`` (adding someone to the group is explicit)."""
+    history = tuple(history)
+    return _not_current(campaign_id, history) and _exclusivity(campaign_id, campaign, history)
+
+
 def _not_current(campaign_id: str, history: tuple[PastEnrollment, ...]) -> Verdict:
     """A scheduled, active or paused enrollment is never joined by another one."""
     for h in history:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -256,6 +257,21 @@ class Trigger(Located):
         return None
 
 
+class Response(Located):
+    result: str
+    follow_up: str | None = None
+
+
+def _at_most_five(responses: dict) -> dict:
+    if len(responses) > MAX_RESPONSES:
+        raise ValueError(f"at most {MAX_RESPONSES} responses per step, this one has {len(responses)}")
+    return responses
+
+
+Responses = Annotated[dict[str, Response], AfterValidator(_at_most_five)]
+"""What the partner may answer (an activity's outcome, or a reply to a mailing): key → result."""
+
+
 class EmailVariant(Located):
     subject: TemplateText | None = None
     template: str | None = None
@@ -267,6 +283,7 @@ class Email(Located):
     template: str | None = None
     body: TemplateText | None = None
     translations: dict[str, EmailVariant] = Field(default_factory=dict)
+    responses: Responses = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_body(self) -> "Email":
@@ -282,6 +299,7 @@ class SmsVariant(Located):
 class Sms(Located):
     text: TemplateText
     translations: dict[str, SmsVariant] = Field(default_factory=dict)
+    responses: Responses = Field(default_factory=dict)
 
 
 class PopupVariant(Located):
@@ -296,11 +314,6 @@ class Popup(Located):
     translations: dict[str, PopupVariant] = Field(default_factory=dict)
 
 
-class Response(Located):
-    result: str
-    follow_up: str | None = None
-
-
 class Question(Located):
     id: str
     text: str
@@ -311,15 +324,18 @@ class Activity(Located):
     kind: Literal["call", "meeting", "survey", "work_order", "task"]
     assignee: TemplateText | None = None
     subject: TemplateText | None = None
-    responses: dict[str, Response] = Field(default_factory=dict)
+    responses: Responses = Field(default_factory=dict)
     questions: list[Question] = Field(default_factory=list)
 
-    @field_validator("responses")
-    @classmethod
-    def _at_most_five(cls, responses: dict) -> dict:
-        if len(responses) > MAX_RESPONSES:
-            raise ValueError(f"at most {MAX_RESPONSES} responses per step, this one has {len(responses)}")
-        return responses
+    @model_validator(mode="after")
+    def _questions_in_surveys(self) -> "Activity":
+        if self.questions and self.kind != "survey":
+            raise ValueError(f"only a survey has questions, this activity is a {self.kind}")
+        ids = [q.id for q in self.questions]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"question id '{repeated[0]}' is used twice")
+        return self
 
 
 class Letter(Located):

@@ -298,11 +298,10 @@ def _check_step(step: Step, context: _Context) -> list[Diagnostic]:
             found.extend(_inline_template(variant, name, context))
         if getattr(variant, "template", None):
             found.extend(_template_file(variant, context))
-    if step.activity is not None:
-        for key, response in step.activity.responses.items():
-            target = response.follow_up
-            if target is not None and target not in context.campaigns:
-                found.append(error(response.span("follow_up"), f"unknown follow-up campaign '{target}'{did_you_mean(target, context.campaigns)}"))
+    for response in getattr(action, "responses", {}).values():
+        target = response.follow_up
+        if target is not None and target not in context.campaigns:
+            found.append(error(response.span("follow_up"), f"unknown follow-up campaign '{target}'{did_you_mean(target, context.campaigns)}"))
     return found
 
 

@@ -17,14 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from campaigns.enrollment import Operation
 from campaigns.workspace import load_workspace
 from dsl.diagnostics import Diagnostic, SourceError, error
 from dsl.source import Span
 
-from . import operations, views
+from . import groups, operations, views
 from .channels.file import read_lines, read_rows
 from .clock import Clock, SystemClock, aware, from_iso, iso, parse_every, parse_time
 from .compiled import CompiledWorkspace, compile_workspace, fingerprint
@@ -226,6 +226,20 @@ class Engine:
               at: datetime | str | None = None) -> str:
         return operations.rerun(self._operator(user, at), campaign, step, partner)
 
+    def respond(self, target: str, response: str, *, answers: Mapping[str, str] | None = None,
+                duration: timedelta | str | None = None, user: str | None = None,
+                at: datetime | str | None = None) -> operations.Answered:
+        """Answer an activity (or a mailing: a sent email or SMS) with one of its step's
+        responses; its follow-up campaign starts at once."""
+        length = parse_every(duration) if isinstance(duration, str) else duration
+        return operations.respond(self._operator(user, at), target, response, answers, length)
+
+    def group(self, campaign: str, action: str, argument: str | None = None, *, dry_run: bool = False,
+              user: str | None = None, at: datetime | str | None = None) -> "groups.GroupChange":
+        """Change a campaign's target group (see engine.groups.ACTIONS); the next tick enrolls
+        new members."""
+        return groups.change(self._operator(user, at), campaign, action, argument, dry_run=dry_run)
+
     # --- what happened -----------------------------------------------------------------------------
 
     def status(self, *, partner: str | None = None, campaign: str | None = None) -> dict[str, Any]:
@@ -235,7 +249,11 @@ class Engine:
                 found["enrollments"] = [e for e in found["enrollments"] if e["campaign"] == campaign]
             return found
         if campaign is not None:
-            return views.campaign_summary(self.store, self.plan, campaign)
+            summary = views.campaign_summary(self.store, self.plan, campaign)
+            if campaign in self.plan.campaigns:
+                reader = operations.Operator(self.store, self.plan, self.book, "", self.time(None))
+                summary["target_group"] = groups.summary(reader, campaign)
+            return summary
         return views.all_campaigns(self.store, self.plan)
 
     def steps(self, campaign: str, partner: str, number: int | None = None) -> dict[str, Any] | None:
@@ -256,8 +274,16 @@ class Engine:
     def letters(self, campaign: str, step: str) -> list[dict[str, str]]:
         return read_rows(self.root / ".engine" / "letters" / campaign / f"{step}.csv")
 
-    def activities(self, campaign: str | None = None, partner: str | None = None) -> list[dict]:
-        return self.store.activities(campaign, partner)
+    def activities(self, campaign: str | None = None, partner: str | None = None, *, assignee: str | None = None,
+                   status: str | None = None) -> list[dict]:
+        return self.store.activities(campaign, partner, assignee, status)
+
+    def responses(self, partner: str | None = None, campaign: str | None = None) -> list[dict]:
+        return self.store.responses(partner, campaign)
+
+    def consent(self, partner: str, at: datetime | str | None = None) -> dict[str, Any]:
+        """The consent ledger of a partner (proof of consent) and what it means now per channel."""
+        return views.consent(self.store, self.plan, self.book, partner, self.time(at))
 
     def popups(self, partner: str | None = None) -> list[dict]:
         return self.store.popups(partner)

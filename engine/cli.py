@@ -214,6 +214,39 @@ def build_parser() -> argparse.ArgumentParser:
         one.add_argument("step", metavar="STEP")
         one.add_argument("--partner", required=True, metavar="P")
         one.set_defaults(run=_command(command))
+
+    respond = commands.add_parser("respond", parents=[operating], help="answer an activity or a mailing (a follow-up starts at once)",
+                                  description="Record a response to an activity (or to a sent email or SMS) with one of its step's response keys. The activity is completed; a response with a follow_up enrolls the partner in that campaign at once.")
+    respond.add_argument("target", metavar="ID", help="an activity id or a message id (engine activities, engine log)")
+    respond.add_argument("response", metavar="RESPONSE", help="one of the step's response keys")
+    respond.add_argument("--answer", dest="answers", action="append", metavar="QUESTION=ANSWER", help="a survey answer (repeat for several)")
+    respond.add_argument("--duration", metavar="D", help="how long the contact took: 15m, 1h")
+    respond.set_defaults(run=_command("cmd_respond"))
+
+    activities = commands.add_parser("activities", parents=[reading], help="activities for reps, with their status",
+                                     description="Calls, meetings, surveys, work orders and tasks created by activity steps.")
+    activities.add_argument("--campaign", metavar="C")
+    activities.add_argument("--partner", metavar="P")
+    activities.add_argument("--assignee", metavar="A")
+    activities.add_argument("--status", choices=["open", "completed"])
+    activities.set_defaults(run=_command("cmd_activities"))
+
+    consent = commands.add_parser("consent", parents=[reading], help="a partner's consent ledger (proof of consent)",
+                                  description="Every consent event of the partner (terms accepted, opted in, unsubscribed) and whether each channel may be used now, and why.")
+    consent.add_argument("--partner", required=True, metavar="P")
+    consent.add_argument("--at", metavar="T", help="as of this time (default: now)")
+    consent.set_defaults(run=_command("cmd_consent"))
+
+    group = commands.add_parser("group", parents=[operating], help="change a campaign's target group (members the next tick enrolls)",
+                                description="Change the campaign's manual target group. ACTION and its ARGUMENT: add-group G, remove-group G (groups/G.csv), "
+                                            "copy-campaign C2, add-filter EXPR, keep-filter EXPR, add P, remove P, dedupe email|company|opt-outs. "
+                                            "The next tick enrolls new members.")
+    group.add_argument("campaign", metavar="C")
+    group.add_argument("action", metavar="ACTION", choices=["add-group", "remove-group", "copy-campaign", "add-filter", "keep-filter", "add", "remove", "dedupe"])
+    group.add_argument("argument", metavar="ARGUMENT", help="a group, a campaign, a filter expression, a partner, or email|company|opt-outs")
+    group.add_argument("--dry-run", action="store_true", help="list who would be added or go; change nothing")
+    group.add_argument("--json", action="store_true", help="print one JSON document")
+    group.set_defaults(run=_command("cmd_group"))
     return parser
 
 

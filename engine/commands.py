@@ -18,6 +18,7 @@ from typing import Any, Iterator, Sequence
 from dsl.diagnostics import Diagnostic
 
 from .api import Engine
+from .clock import iso, parse_every
 from .cli import INPUT_ERROR, OK, print_diagnostics
 from .errors import UnknownName, UsageError
 from .testing import copy_workspace
@@ -225,6 +226,16 @@ def _print_campaign(data: dict) -> None:
     print(f"{data['campaign']} (number {data['number'] or '-'}): {data['name']}, "
           f"{'active' if data['active'] else 'not active'}")
     _table(("status", "enrollments"), [(status, n) for status, n in data["enrollments"].items()] + [("total", data["total"])])
+    group = data.get("target_group")
+    if group:
+        print()
+        origins = ", ".join(f"{n} by {origin}" for origin, n in group["members_by_origin"].items())
+        print(f"target group: {group['audience']} in the audience, {group['members']} members"
+              + (f" ({origins})" if origins else ""))
+        excluded = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in group["excluded"].items() if n)
+        print(f"excluded: {excluded or 'nobody'}" + (
+            f"; by role: {', '.join(f'{n} {r}' for r, n in group['excluded_by_role'].items())}" if group["excluded_by_role"] else ""))
+        print(f"reachable: {group['reachable']}")
 
 
 def cmd_steps(args: argparse.Namespace) -> int:
@@ -294,4 +305,78 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         at = _time(engine, args.at, "--at")
         status = engine.rerun(args.campaign, args.step, args.partner, user=args.user, at=at)
     print(f"{status}: step {args.step} of partner {args.partner} in {args.campaign} ran again")
+    return OK
+
+
+def cmd_respond(args: argparse.Namespace) -> int:
+    """Answer an activity or a mailing; a response with a follow-up starts that campaign now."""
+    answers = {}
+    for item in args.answers or []:
+        qid, sep, value = item.partition("=")
+        if not sep or not qid.strip():
+            raise UsageError(f"--answer {item}: write QUESTION=ANSWER")
+        answers[qid.strip()] = value.strip()
+    with opened(args) as engine:
+        at = _time(engine, args.at, "--at")
+        try:
+            duration = parse_every(args.duration) if args.duration else None
+        except ValueError as exc:
+            raise UsageError(f"--duration: {exc}") from None
+        done = engine.respond(args.target, args.response, answers=answers, duration=duration, user=args.user, at=at)
+    print(f"{done.response} ({done.result}): {done.kind} {done.target} of partner {done.partner} in {done.campaign}")
+    if done.follow_up_enrollment is not None:
+        e = done.follow_up_enrollment
+        print(f"follow-up: partner {e.partner} enrolled in {e.campaign} (enrollment {e.number}), from {iso(e.started_at)}")
+    elif done.follow_up_note:
+        print(f"follow-up {done.follow_up} not started: {done.follow_up_note}")
+    return OK
+
+
+def cmd_activities(args: argparse.Namespace) -> int:
+    """Activities for reps: calls, meetings, surveys, work orders, tasks."""
+    with opened(args) as engine:
+        found = engine.activities(args.campaign, args.partner, assignee=args.assignee, status=args.status)
+    if args.json:
+        _print_json(found)
+        return OK
+    _table(("id", "kind", "status", "assignee", "partner", "subject", "created_at", "response"),
+           [(a["id"], a["kind"], a["status"], a["assignee"], a["partner"], a["subject"], a["created_at"],
+             a["response"]) for a in found])
+    return OK
+
+
+def cmd_consent(args: argparse.Namespace) -> int:
+    """A partner's consent ledger (proof of consent) and what it allows now."""
+    with opened(args) as engine:
+        data = engine.consent(args.partner, _time(engine, args.at, "--at"))
+    if args.json:
+        _print_json(data)
+        return OK
+    for channel, state in data["channels"].items():
+        print(f"{channel}: {'yes' if state['consent'] else 'no'} ({state['by']})")
+    if data["ledger"]:
+        print()
+        _table(("at", "channel", "consent", "source"),
+               [(e["at"], e["channel"], "opted in" if e["granted"] else "opted out", e["source"]) for e in data["ledger"]])
+    return OK
+
+
+def cmd_group(args: argparse.Namespace) -> int:
+    """Change a campaign's target group; --dry-run lists who would be added or go."""
+    with opened(args) as engine:
+        at = _time(engine, args.at, "--at")
+        done = engine.group(args.campaign, args.action, args.argument, dry_run=args.dry_run, user=args.user, at=at)
+    if args.json:
+        _print_json(done.to_json())
+        return OK
+    if done.dry_run:
+        print(f"{done.campaign} {done.action} (dry run): {len(done.added)} would be added, "
+              f"{len(done.removed)} would go, leaving {done.members} members")
+    else:
+        print(f"{done.campaign} {done.action}: {len(done.added)} added, {len(done.removed)} removed, "
+              f"{done.members} members now")
+    for pid in done.added:
+        print(f"  + {pid}")
+    for pid in done.removed:
+        print(f"  - {pid}")
     return OK

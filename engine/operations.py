@@ -26,8 +26,8 @@ from __future__ import annotations
 import getpass
 import os
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Sequence
+from datetime import datetime, timedelta
+from typing import Mapping, Sequence
 
 from campaigns.enrollment import (CURRENT, Operation, Refused, Status, StepStatus, after_resume, current_status,
                                   PastEnrollment, position_after, step_transition, transition)
@@ -91,10 +91,8 @@ def _partner(op: Operator, partner_id: str) -> dict:
 def start(op: Operator, campaign_id: str, partner_id: str, on: datetime | None = None) -> Enrollment:
     compiled = campaign(op, campaign_id)
     partner = _partner(op, partner_id)
-    if op.plan.exclude is not None:
-        ctx = Context(now=op.at, tz=compiled.tz, facts=StoreFacts(op.store, op.plan, campaign_id, None, op.at))
-        if op.plan.exclude.test(partner, ctx):
-            raise Refused(f"partner {partner_id} is excluded from every campaign by engine.yaml's exclude")
+    if _globally_excluded(op, compiled, partner):
+        raise Refused(f"partner {partner_id} is excluded from every campaign by engine.yaml's exclude")
     scheduled = on is not None and on > op.at
     with op.store.transaction():
         Tick(op.store, op.plan, op.book, op.at).catch_up(campaign_id, partner_id)
@@ -228,3 +226,114 @@ def rerun(op: Operator, campaign_id: str, step_id: str, partner_id: str) -> str:
                      status=effects.status, reason=effects.reason)
     deliver(op.store, op.plan, op.at)
     return effects.status
+
+
+# --- responses -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answered:
+    """What ``respond`` did: the response recorded, and the follow-up it started (if any)."""
+
+    target: str
+    kind: str  # activity | mailing
+    campaign: str
+    step: str
+    partner: str
+    response: str
+    result: str
+    follow_up: str | None
+    follow_up_enrollment: Enrollment | None
+    follow_up_note: str | None  # why the follow-up did not start, when it did not
+
+
+def respond(op: Operator, target_id: str, key: str, answers: Mapping[str, str] | None = None,
+            duration: timedelta | None = None) -> Answered:
+    """Record a response to an activity or a mailing (a sent email or SMS), complete the
+    activity, and start the response's follow-up campaign at once."""
+    answers = dict(answers or {})
+    activity = op.store.activity(target_id)
+    record = activity if activity is not None else op.store.message(target_id)
+    if record is None or (activity is None and record.get("channel") not in ("email", "sms")):
+        raise UnknownName(f"no activity or mailing with id '{target_id}' (see engine activities, engine log)")
+    kind = "activity" if activity is not None else "mailing"
+    campaign_id, step_id, partner_id = record["campaign"], record["step"], record["partner"]
+    compiled = op.plan.campaigns.get(campaign_id)
+    step = compiled.steps.get(step_id) if compiled is not None else None
+    choices = _choices(step, activity)
+    where = f"step {step_id} of {campaign_id}"
+    if not choices:
+        raise Refused(f"the {kind} {target_id} takes no responses: {where} lists none")
+    if key not in choices:
+        raise Refused(f"unknown response '{key}' for {where} (valid responses: {', '.join(choices)})"
+                      f"{did_you_mean(key, list(choices))}")
+    _check_answers(answers, step, where)
+    result, follow_up = choices[key]
+    seconds = int(duration.total_seconds()) if duration is not None else None
+    with op.store.transaction():
+        seq = op.store.add_response(target_id, kind, record["enrollment"], campaign_id, step_id, partner_id, key,
+                                    result, answers, seconds, op.at, op.user)
+        if seq is None or (activity is not None and not op.store.complete_activity(
+                target_id, key, result, op.at, answers, seconds)):
+            earlier = next((r for r in op.store.responses(partner_id, campaign_id) if r["target"] == target_id), None)
+            said = f" '{earlier['response']}' by {earlier['user']} at {earlier['at']}" if earlier else ""
+            raise Refused(f"the {kind} {target_id} was already answered{said}; responses are final")
+        enrollment, note = None, None
+        if follow_up is not None:
+            enrollment, note = _start_follow_up(op, follow_up, partner_id, f"response:{target_id}:{key}")
+            op.store.link_follow_up(seq, follow_up, enrollment.id if enrollment else None)
+        op.store.log(op.at, op.user, "respond", campaign_id, partner_id, target=target_id, kind=kind, step=step_id,
+                     response=key, result=result, follow_up=follow_up,
+                     follow_up_number=enrollment.number if enrollment else None, note=note,
+                     answers=answers or None, duration=seconds)
+    return Answered(target_id, kind, campaign_id, step_id, partner_id, key, result, follow_up, enrollment, note)
+
+
+def _choices(step, activity: Mapping | None) -> dict[str, tuple[str, str | None]]:
+    """The step's responses as the campaign file says now; an activity keeps the ones it was
+    created with, should its step have left the file since."""
+    if step is not None and getattr(step.action, "responses", None):
+        return {k: (r.result, r.follow_up) for k, r in step.action.responses.items()}
+    if activity is not None:
+        return {k: (r["result"], r.get("follow_up")) for k, r in (activity.get("responses") or {}).items()}
+    return {}
+
+
+def _check_answers(answers: Mapping[str, str], step, where: str) -> None:
+    questions = {q.id: q for q in step.activity.questions} if step is not None and step.activity is not None else {}
+    for qid, value in answers.items():
+        question = questions.get(qid)
+        if question is None:
+            known = f"; its questions: {', '.join(questions)}" if questions else ": it asks no questions"
+            raise Refused(f"unknown question '{qid}' for {where}{did_you_mean(qid, list(questions))}{known}")
+        if question.answers and value not in question.answers:
+            raise Refused(f"'{value}' is not an answer to question {qid} of {where}; "
+                          f"valid answers: {', '.join(question.answers)}")
+
+
+def _start_follow_up(op: Operator, campaign_id: str, partner_id: str, source: str) -> tuple[Enrollment | None, str | None]:
+    """Enroll the partner in the follow-up campaign now, whatever its trigger: its first step is
+    due at the time of the response. Only a current enrollment there, a campaign that does not
+    run, or engine.yaml's exclude keep it from starting (the response is recorded anyway)."""
+    compiled = op.plan.campaigns.get(campaign_id)
+    if compiled is None or not compiled.active:
+        return None, f"follow-up campaign {campaign_id} is not running"
+    partner = op.book.get(partner_id)
+    if partner is None:
+        return None, f"partner {partner_id} is no longer in the partner source"
+    if _globally_excluded(op, compiled, partner):
+        return None, f"partner {partner_id} is excluded from every campaign by engine.yaml's exclude"
+    Tick(op.store, op.plan, op.book, op.at).catch_up(campaign_id, partner_id)
+    if any(e.status in CURRENT for e in op.store.enrollments_of(partner_id, campaign_id)):
+        return None, f"partner {partner_id} is already in {campaign_id}"
+    next_step, due = position_after(compiled.campaign, None, op.at, compiled.tz)
+    created = op.store.add_enrollment(campaign_id, partner_id, status="active", origin="follow_up", source=source,
+                                      created_at=op.at, started_at=op.at, next_step=next_step, due_at=due)
+    return (op.store.enrollment(created) if created is not None else None), None
+
+
+def _globally_excluded(op: Operator, compiled: CompiledCampaign, partner: Mapping) -> bool:
+    if op.plan.exclude is None:
+        return False
+    ctx = Context(now=op.at, tz=compiled.tz, facts=StoreFacts(op.store, op.plan, compiled.id, None, op.at))
+    return op.plan.exclude.test(partner, ctx)

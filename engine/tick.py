@@ -46,7 +46,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from campaigns.enrollment import (FinishReason, Origin, PastEnrollment, SkipReason, eligible_for_trigger,
+from campaigns.enrollment import (FinishReason, Origin, PastEnrollment, SkipReason, eligible_as_member,
+                                  eligible_for_trigger,
                                   position_after, window_opens)
 from campaigns.schedule import at_fire_time, cron_occurrences
 from dsl.diagnostics import Diagnostic
@@ -115,6 +116,7 @@ class Tick:
                 break
             upcoming[1]()
         self._sample_audiences()
+        self._enroll_members()
         self._run_steps(self.at)
         self.report.delivered += deliver(self.store, self.plan, self.at)
         for channel in ("email", "sms"):
@@ -229,6 +231,29 @@ class Tick:
                 taken = self.store.partners_in(cid, statuses)
                 ids = [pid for pid in self._audience(compiled, self.at) if pid not in taken]
                 self._enroll_all(compiled, ids, self.at, source="audience", not_again_at=self.at)
+
+    def _enroll_members(self) -> None:
+        """Members added to a target group since the last tick (engine group), at the tick's time."""
+        for cid in self.running:
+            compiled = self.plan.campaigns[cid]
+            if window_opens(self.at, compiled.campaign.window, compiled.tz) is None:
+                continue
+            with self.store.transaction():
+                ids = self.store.members_to_enroll(cid)
+                if not ids:
+                    continue
+                partners, history = self.book.get_many(ids), self.store.history(ids)
+                ctx = self._context(compiled, self.at)
+                enrolled = 0
+                for pid in ids:
+                    partner = partners.get(pid)
+                    if partner is None or compiled.audience.excluded_by(partner, ctx) is not None:
+                        continue
+                    if eligible_as_member(cid, compiled.campaign, self._past(history.get(pid, []))) and \
+                            self._enroll(compiled, pid, self.at, Origin.MANUAL, "member"):
+                        enrolled += 1
+                if enrolled:
+                    self.store.log(self.at, ENGINE_USER, "enrolled", cid, count=enrolled, origin="manual", trigger="members")
 
     def _audience(self, compiled: CompiledCampaign, at: datetime) -> list[str]:
         ctx = self._context(compiled, at)

@@ -7,11 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 from campaigns.enrollment import CURRENT
+from dsl.compile import compile_expression
+from dsl.parser import parse
+from dsl.runtime import Context
 
 from .clock import maybe_iso
 from .compiled import CompiledWorkspace
 from .operations import step_status
 from .store import Enrollment, Store
+from .tick import StoreFacts
 
 STATUSES = ("scheduled", "active", "paused", "finished", "removed")
 
@@ -93,3 +97,23 @@ def enrollment_steps(store: Store, plan: CompiledWorkspace, campaign_id: str, pa
     return {"campaign": campaign_id, "partner": partner, "number": e.number, "status": e.status,
             "reason": e.reason, "started_at": maybe_iso(e.started_at), "finished_at": maybe_iso(e.finished_at),
             "steps": steps}
+
+
+def consent(store: Store, plan: CompiledWorkspace, book, partner_id: str, at) -> dict[str, Any]:
+    """Each consent event of the partner, and per channel whether they may be contacted now and
+    why: the latest ledger entry, else the consent expression over the record, else no."""
+    partner = book.get(partner_id)
+    channels: dict[str, Any] = {}
+    for channel in ("email", "sms"):
+        latest = store.consent_latest(partner_id, channel, at)
+        expression = getattr(plan.settings.consent, channel)
+        if latest is not None:
+            channels[channel] = {"consent": latest, "by": "ledger"}
+        elif expression is not None and partner is not None:
+            rule = compile_expression(parse(expression))
+            ctx = Context(now=at, tz=plan.tz, facts=StoreFacts(store, plan, "", None, at))
+            channels[channel] = {"consent": rule.test(partner, ctx), "by": f"expression: {expression}"}
+        else:
+            channels[channel] = {"consent": False, "by": "no consent recorded" if expression else "no consent expression"}
+    return {"partner": partner_id, "known": partner is not None, "channels": channels,
+            "ledger": store.consent_entries(partner_id)}

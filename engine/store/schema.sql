@@ -99,9 +99,39 @@ CREATE TABLE IF NOT EXISTS activities (
     created_at   TEXT NOT NULL,
     response     TEXT,
     result       TEXT,
-    responded_at TEXT
+    responded_at TEXT,
+    answers      TEXT,                       -- JSON: survey question id → answer
+    duration     INTEGER                     -- seconds of contact
 );
 CREATE INDEX IF NOT EXISTS activities_partner ON activities (partner, campaign, step);
+
+CREATE TABLE IF NOT EXISTS responses (
+    seq          INTEGER PRIMARY KEY,
+    target       TEXT NOT NULL UNIQUE,       -- the activity or message responded to: once
+    kind         TEXT NOT NULL,              -- activity | mailing
+    enrollment   INTEGER NOT NULL,
+    campaign     TEXT NOT NULL,
+    step         TEXT NOT NULL,
+    partner      TEXT NOT NULL,
+    response     TEXT NOT NULL,
+    result       TEXT NOT NULL,
+    follow_up    TEXT,                       -- the campaign it started, if any
+    follow_up_enrollment INTEGER,
+    answers      TEXT NOT NULL,              -- JSON: survey question id → answer
+    duration     INTEGER,                    -- seconds of contact
+    at           TEXT NOT NULL,
+    user         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS responses_enrollment ON responses (enrollment, step, at);
+
+CREATE TABLE IF NOT EXISTS members (
+    campaign TEXT NOT NULL,                  -- a campaign's manual target group
+    partner  TEXT NOT NULL,
+    origin   TEXT NOT NULL,                  -- group:<name> | campaign:<id> | filter | partner
+    added_at TEXT NOT NULL,
+    added_by TEXT NOT NULL,
+    PRIMARY KEY (campaign, partner)
+);
 
 CREATE TABLE IF NOT EXISTS popups (
     id         TEXT PRIMARY KEY,

@@ -68,7 +68,7 @@ class StepRun:
 
 
 _ACTIVITY_KEYS = ("id", "campaign", "step", "partner", "kind", "assignee", "subject", "responses", "status",
-                  "created_at", "response", "result", "responded_at")
+                  "created_at", "response", "result", "responded_at", "answers", "duration")
 _POPUP_KEYS = ("id", "campaign", "step", "partner", "pages", "title", "body", "language", "created_at", "read_at")
 
 
@@ -390,8 +390,87 @@ class SQLiteStore:
                          activity["partner"], activity["kind"], activity["assignee"], activity["subject"],
                          json.dumps(activity["responses"]), activity["at"]))
 
-    def activities(self, campaign: str | None = None, partner: str | None = None) -> list[dict]:
-        return self._rows("activities", _ACTIVITY_KEYS, {"campaign": campaign, "partner": partner}, ("responses",))
+    def activities(self, campaign: str | None = None, partner: str | None = None, assignee: str | None = None,
+                   status: str | None = None) -> list[dict]:
+        return self._rows("activities", _ACTIVITY_KEYS,
+                          {"campaign": campaign, "partner": partner, "assignee": assignee, "status": status},
+                          ("responses", "answers"))
+
+    def activity(self, activity_id: str) -> dict | None:
+        found = [a for a in self._rows("activities", _ACTIVITY_KEYS + ("enrollment",), {"id": activity_id}, ("responses", "answers"))]
+        return found[0] if found else None
+
+    def message(self, message_id: str) -> dict | None:
+        row = self.db.execute("SELECT payload, enrollment FROM outbox WHERE id = ?", (message_id,)).fetchone()
+        if row is None:
+            return None
+        return {**json.loads(row[0]), "enrollment": row[1]}
+
+    def add_response(self, target: str, kind: str, enrollment: int, campaign: str, step: str, partner: str,
+                     response: str, result: str, answers: Mapping[str, str], duration: int | None, at: datetime,
+                     user: str) -> int | None:
+        """The response's number, or None when the target has one already."""
+        try:
+            cursor = self.db.execute(
+                "INSERT INTO responses (target, kind, enrollment, campaign, step, partner, response, result, answers, "
+                "duration, at, user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (target, kind, enrollment, campaign, step, partner, response, result, json.dumps(dict(answers)),
+                 duration, iso(at), user))
+        except sqlite3.IntegrityError:
+            return None
+        return cursor.lastrowid
+
+    def link_follow_up(self, seq: int, campaign: str, enrollment_id: int | None) -> None:
+        self.db.execute("UPDATE responses SET follow_up = ?, follow_up_enrollment = ? WHERE seq = ?",
+                        (campaign, enrollment_id, seq))
+
+    def responses(self, partner: str | None = None, campaign: str | None = None) -> list[dict]:
+        keys = ("seq", "target", "kind", "campaign", "step", "partner", "response", "result", "follow_up",
+                "follow_up_enrollment", "answers", "duration", "at", "user")
+        wanted = {c: v for c, v in (("partner", partner), ("campaign", campaign)) if v is not None}
+        where = " AND ".join(f"{c} = ?" for c in wanted) or "1 = 1"
+        found = []
+        for row in self.db.execute(f"SELECT {', '.join(keys)} FROM responses WHERE {where} ORDER BY seq",
+                                   tuple(wanted.values())):
+            item = dict(zip(keys, row))
+            item["answers"] = json.loads(item["answers"])
+            found.append(item)
+        return found
+
+    def complete_activity(self, activity_id: str, response: str, result: str, at: datetime,
+                          answers: Mapping[str, str], duration: int | None) -> bool:
+        cursor = self.db.execute(
+            "UPDATE activities SET status = 'completed', response = ?, result = ?, responded_at = ?, answers = ?, "
+            "duration = ? WHERE id = ? AND status = 'open'",
+            (response, result, iso(at), json.dumps(dict(answers)), duration, activity_id))
+        return cursor.rowcount == 1
+
+    # --- target groups (a campaign's manual members) ----------------------------------------
+
+    def members(self, campaign: str) -> dict[str, str]:
+        """partner → origin."""
+        return dict(self.db.execute("SELECT partner, origin FROM members WHERE campaign = ? ORDER BY partner",
+                                    (campaign,)).fetchall())
+
+    def members_to_enroll(self, campaign: str) -> list[str]:
+        """Members with no enrollment in the campaign that is current or started since they
+        were added (a removed one does not count: removal is a reset)."""
+        return [p for (p,) in self.db.execute(
+            "SELECT m.partner FROM members m WHERE m.campaign = ? AND NOT EXISTS ("
+            " SELECT 1 FROM enrollments e WHERE e.campaign = m.campaign AND e.partner = m.partner"
+            " AND (e.status IN ('scheduled', 'active', 'paused') OR (e.status != 'removed' AND e.started_at >= m.added_at)))"
+            " ORDER BY m.partner", (campaign,))]
+
+    def add_members(self, campaign: str, partners: Mapping[str, str], at: datetime, user: str) -> int:
+        cursor = self.db.executemany(
+            "INSERT OR IGNORE INTO members (campaign, partner, origin, added_at, added_by) VALUES (?, ?, ?, ?, ?)",
+            ((campaign, p, origin, iso(at), user) for p, origin in partners.items()))
+        return cursor.rowcount
+
+    def remove_members(self, campaign: str, partners: Sequence[str]) -> int:
+        cursor = self.db.executemany("DELETE FROM members WHERE campaign = ? AND partner = ?",
+                                     ((campaign, p) for p in partners))
+        return cursor.rowcount
 
     def add_popup(self, popup: Mapping[str, Any]) -> None:
         self.db.execute("INSERT INTO popups (id, enrollment, campaign, step, partner, pages, title, body, language, "
@@ -411,7 +490,7 @@ class SQLiteStore:
                                    tuple(wanted.values())):
             item = dict(zip(keys, row))
             for key in json_keys:
-                item[key] = json.loads(item[key])
+                item[key] = json.loads(item[key]) if item[key] is not None else None
             found.append(item)
         return found
 
@@ -426,13 +505,17 @@ class SQLiteStore:
                          (partner, campaign, step, kind, iso(until), maybe_iso(since) or "")) is not None
 
     def response(self, enrollment_id: int, step: str, until: datetime) -> str | None:
-        return self._one("SELECT response FROM activities WHERE enrollment = ? AND step = ? AND response IS NOT NULL "
-                         "AND responded_at <= ? ORDER BY responded_at DESC LIMIT 1", (enrollment_id, step, iso(until)))
+        return self._one("SELECT response FROM responses WHERE enrollment = ? AND step = ? AND at <= ? "
+                         "ORDER BY at DESC, seq DESC LIMIT 1", (enrollment_id, step, iso(until)))
 
     def consent_latest(self, partner: str, channel: str, until: datetime) -> bool | None:
         granted = self._one("SELECT granted FROM consent WHERE partner = ? AND channel = ? AND at <= ? "
                             "ORDER BY at DESC, seq DESC LIMIT 1", (partner, channel, iso(until)))
         return None if granted is None else bool(granted)
+
+    def consent_entries(self, partner: str) -> list[dict]:
+        return [{"channel": c, "granted": bool(g), "at": at, "source": source} for c, g, at, source in self.db.execute(
+            "SELECT channel, granted, at, source FROM consent WHERE partner = ? ORDER BY at, seq", (partner,))]
 
     # --- events ----------------------------------------------------------------------------
 
@@ -473,14 +556,16 @@ class SQLiteStore:
                         (iso(at), user, action, campaign, partner, json.dumps(detail, ensure_ascii=False, default=str)))
 
     def log_entries(self, campaign: str | None = None, limit: int | None = None) -> list[dict]:
-        sql, params = "SELECT seq, at, user, action, campaign, partner, detail FROM log", []
+        sql = ("SELECT l.seq, l.at, l.user, l.action, l.campaign, c.number, l.partner, l.detail FROM log l "
+               "LEFT JOIN campaigns c ON c.id = l.campaign")
+        params: list[Any] = []
         if campaign is not None:
-            sql += " WHERE campaign = ?"
+            sql += " WHERE l.campaign = ?"
             params.append(campaign)
-        sql += " ORDER BY seq"
-        entries = [{"seq": seq, "at": at, "user": user, "action": action, "campaign": c, "partner": p,
-                    "detail": json.loads(detail)}
-                   for seq, at, user, action, c, p, detail in self.db.execute(sql, params)]
+        sql += " ORDER BY l.seq"
+        entries = [{"seq": seq, "at": at, "user": user, "action": action, "campaign": c, "campaign_number": number,
+                    "partner": p, "detail": json.loads(detail)}
+                   for seq, at, user, action, c, number, p, detail in self.db.execute(sql, params)]
         return entries[-limit:] if limit else entries
 
 
