@@ -71,10 +71,11 @@ def _check_targets(args: argparse.Namespace) -> list[tuple[Path, list[Path] | No
     return list(targets.items())
 
 
-def print_diagnostics(diagnostics: Sequence[Diagnostic], stream=None) -> None:
-    """Each diagnostic with its source line and a caret (SPEC §5)."""
+def print_diagnostics(diagnostics: Sequence[Diagnostic], stream=None, sources: dict[str, str] | None = None) -> None:
+    """Each diagnostic with its source line and a caret (SPEC §5). ``sources`` holds the text
+    of what is not a file (``<filter>``: an expression given on the command line)."""
     stream = stream or sys.stdout
-    lines: dict[str, list[str]] = {}
+    lines: dict[str, list[str]] = {path: text.splitlines() for path, text in (sources or {}).items()}
     for d in diagnostics:
         if d.span.path not in lines:
             try:
@@ -236,6 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     consent.add_argument("--partner", required=True, metavar="P")
     consent.add_argument("--at", metavar="T", help="as of this time (default: now)")
     consent.set_defaults(run=_command("cmd_consent"))
+
+    mailings = commands.add_parser("mailings", parents=[reading], help="mailing records: what was sent to whom, when",
+                                   description="Every email, SMS and letter row an executed step produced, with its delivery time and any response.")
+    mailings.add_argument("--campaign", metavar="C")
+    mailings.add_argument("--partner", metavar="P")
+    mailings.add_argument("--channel", choices=["email", "sms", "letter"])
+    mailings.set_defaults(run=_command("cmd_mailings"))
 
     group = commands.add_parser("group", parents=[operating], help="change a campaign's target group (members the next tick enrolls)",
                                 description="Change the campaign's manual target group. ACTION and its ARGUMENT: add-group G, remove-group G (groups/G.csv), "

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from dsl.diagnostics import Diagnostic
+from dsl.diagnostics import Diagnostic, SourceError
 
 from .api import Engine
 from .clock import iso, parse_every
@@ -209,8 +209,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         _print_json(data)
     elif args.partner:
         print(f"partner {args.partner}")
-        _table(("campaign", "#", "status", "reason", "started", "started_at", "finished_at", "next_step", "due_at"),
-               [(e["campaign"], e["number"], e["status"], e["reason"], e["started"], e["started_at"],
+        _table(("no.", "campaign", "#", "status", "reason", "started", "started_at", "finished_at", "next_step", "due_at"),
+               [(e["campaign_number"], e["campaign"], e["number"], e["status"], e["reason"], e["started"], e["started_at"],
                  e["finished_at"], e["next_step"], e["due_at"]) for e in data["enrollments"]])
     elif args.campaign:
         _print_campaign(data)
@@ -365,7 +365,11 @@ def cmd_group(args: argparse.Namespace) -> int:
     """Change a campaign's target group; --dry-run lists who would be added or go."""
     with opened(args) as engine:
         at = _time(engine, args.at, "--at")
-        done = engine.group(args.campaign, args.action, args.argument, dry_run=args.dry_run, user=args.user, at=at)
+        try:
+            done = engine.group(args.campaign, args.action, args.argument, dry_run=args.dry_run, user=args.user, at=at)
+        except SourceError as exc:  # a filter expression that does not check: show it with a caret
+            print_diagnostics(exc.diagnostics, sys.stderr, sources={"<filter>": args.argument})
+            return INPUT_ERROR
     if args.json:
         _print_json(done.to_json())
         return OK
@@ -379,4 +383,20 @@ def cmd_group(args: argparse.Namespace) -> int:
         print(f"  + {pid}")
     for pid in done.removed:
         print(f"  - {pid}")
+    return OK
+
+
+def cmd_mailings(args: argparse.Namespace) -> int:
+    """Mailing records: every email, SMS and letter an executed step produced, to whom, when."""
+    with opened(args) as engine:
+        found = engine.outbox(args.channel, campaign=args.campaign, partner=args.partner)
+        answered = {r["target"]: r["response"] for r in engine.responses(args.partner, args.campaign)}
+    for record in found:
+        record["response"] = answered.get(record["id"])
+    if args.json:
+        _print_json(found)
+        return OK
+    _table(("id", "channel", "to", "at", "delivered_at", "response", "subject"),
+           [(m["id"], m["channel"], m.get("to"), m["at"], m["delivered_at"], m["response"],
+             m.get("subject") or _first_line(m.get("body", ""))) for m in found])
     return OK
