@@ -381,7 +381,7 @@ class Tick:
             if partner is None:
                 return self._finish(e, FinishReason.PARTNER_REMOVED, due)
             if e.next_step is None:
-                return self._finish(e, FinishReason.COMPLETED, due)
+                return self._at_the_end(compiled, e, due)
             step = compiled.steps.get(e.next_step)
             if step is None:
                 return self._step_removed(compiled, e, due)
@@ -434,15 +434,30 @@ class Tick:
         else:
             self.report.failed += 1
 
+    def _at_the_end(self, compiled: CompiledCampaign, e: Enrollment, due: datetime) -> datetime | None:
+        """Past its last step: completed, unless the file gained steps after the last one it
+        reached meanwhile (those are after its position, so they run for it)."""
+        try:
+            next_step, next_due = position_after(compiled.campaign, e.after_step, self._reached_at(e), compiled.tz)
+        except KeyError:
+            next_step = None
+        if next_step is None:
+            return self._finish(e, FinishReason.COMPLETED, due)
+        self.store.update_enrollment(e, next_step=next_step, due_at=max(next_due, due))
+        return max(next_due, due)
+
+    def _reached_at(self, e: Enrollment) -> datetime:
+        """When the last step the enrollment reached was due (its start, before any)."""
+        first_runs = [r for r in self.store.step_runs(e.id) if r.step == e.after_step and r.run == 1]
+        return (first_runs[0].due_at or first_runs[0].at) if first_runs and e.after_step else e.started_at
+
     def _step_removed(self, compiled: CompiledCampaign, e: Enrollment, due: datetime) -> datetime | None:
         """The step it waited for left the file: close it, and go on after the last step it
         reached, with the due times the waits of the file as it is now give from there."""
         self.store.record_step(e.id, e.next_step or "", 1, "skipped", SkipReason.STEP_REMOVED, due, due)
         self.report.skipped += 1
-        first_runs = [r for r in self.store.step_runs(e.id) if r.step == e.after_step and r.run == 1]
-        since = (first_runs[0].due_at or first_runs[0].at) if first_runs else e.started_at
         try:
-            next_step, next_due = position_after(compiled.campaign, e.after_step, since, compiled.tz)
+            next_step, next_due = position_after(compiled.campaign, e.after_step, self._reached_at(e), compiled.tz)
         except KeyError:
             return self._finish(e, FinishReason.REMOVED_STEP, due)
         self.store.update_enrollment(e, next_step=next_step, due_at=next_due)

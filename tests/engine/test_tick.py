@@ -989,3 +989,29 @@ def test_after_a_removed_step_the_next_step_keeps_the_due_time_its_waits_give(tm
     assert steps_of(engine, "drip", "p1")["last"] == ("executed", None, "2026-07-03T00:00:00Z")
     assert sent(engine, "email") == [("p1", "first", "2026-07-01T00:00:00Z"), ("p1", "last", "2026-07-03T00:00:00Z")]
     assert enrollments(engine, "p1")[0][5] == "2026-07-03T00:00:00Z"
+
+
+# --- 12. editing a running campaign -------------------------------------------------------------
+
+
+def test_a_step_appended_while_an_enrollment_waits_after_its_last_step_runs_for_it(tmp_path, make_engine):
+    root = workspace(tmp_path, {"drip": campaign(steps=email() + wait("3d"))}, partners_csv(partner("p1")))
+    engine = make_engine(root, at="2026-07-01T00:00Z")
+    engine.tick()
+    engine.tick("2026-07-02T00:00Z")  # p1 waits in the trailing 3 days
+    rewrite(engine.root / "campaigns" / "drip.yaml",
+            campaign(steps=email() + wait("3d") + sms() + wait("1d")))
+    engine.tick("2026-07-10T00:00Z")
+    assert sent(engine, "sms") == [("p1", "nudge", "2026-07-04T00:00:00Z")]
+    assert enrollments(engine, "p1") == [
+        ("drip", 1, "finished", "completed", "2026-07-01T00:00:00Z", "2026-07-05T00:00:00Z", "trigger")]
+
+
+def test_a_step_appended_after_an_enrollment_finished_never_runs_for_it(tmp_path, make_engine):
+    root = workspace(tmp_path, {"drip": campaign(steps=email())}, partners_csv(partner("p1")))
+    engine = make_engine(root, at="2026-07-01T00:00Z")
+    engine.tick()
+    rewrite(engine.root / "campaigns" / "drip.yaml", campaign(steps=email() + sms()))
+    engine.tick("2026-07-10T00:00Z")
+    assert sent(engine, "sms") == []
+    assert enrollments(engine, "p1")[0][2:4] == ("finished", "completed")
