@@ -146,7 +146,7 @@ class Tick:
             if moved is None or moved.version == e.version:
                 break  # nothing moved (another process has it): do not spin
         for (cid, step, status), n in sorted(counts.items()):
-            self.store.log(self.at, ENGINE_USER, f"step.{status}", cid, partner_id, step=step, count=n)
+            self._log_batch(cid, step, status, n, partner_id)
 
     # --- campaigns switched on and off -----------------------------------------------------
 
@@ -370,7 +370,13 @@ class Tick:
                     if new_due is not None and (earliest_new is None or new_due < earliest_new):
                         earliest_new = new_due
                 for (cid, step, status), n in sorted(counts.items()):
-                    self.store.log(self.at, ENGINE_USER, f"step.{status}", cid, step=step, count=n)
+                    self._log_batch(cid, step, status, n)
+
+    def _log_batch(self, cid: str, step_id: str, status: str, count: int, partner: str | None = None) -> None:
+        """One audit-log line per batch of generated records: which step, what kind, how many."""
+        step = self.plan.campaigns[cid].steps.get(step_id)
+        self.store.log(self.at, ENGINE_USER, f"step.{status}", cid, partner, step=step_id,
+                       kind=step.kind if step else None, count=count)
 
     def _advance(self, e: Enrollment, partner: Mapping | None, counts: Counter) -> datetime | None:
         """Bring one enrollment past its due step (or end); the new due time, if any."""
