@@ -89,10 +89,12 @@ class CompiledAudience:
         return None
 
     def select(self, partners: Iterable[Mapping], ctx: Context,
-               groups: Mapping[str, frozenset[str]] = NO_GROUPS) -> list[str]:
-        """The ids of the partners in the audience, deduplicated, in the order given."""
+               groups: Mapping[str, frozenset[str]] = NO_GROUPS, already: Iterable[Mapping] = ()) -> list[str]:
+        """The ids of the partners in the audience, deduplicated, in the order given.
+        ``already``: partners the campaign has (enrolled): their emails and companies are
+        taken, so a newcomer sharing one is a duplicate even when their id is older."""
         matching = [p for p in partners if p.get(self.id_field) is not None and self.matches(p, ctx, groups)]
-        kept = {id(p) for p in dedupe(matching, self.dedupe, self.id_field)}
+        kept = {id(p) for p in dedupe(matching, self.dedupe, self.id_field, already)}
         return [str(p[self.id_field]) for p in matching if id(p) in kept]
 
     def consents(self, channel: str, partner: Mapping, ledger_latest: bool | None, ctx: Context) -> bool:
@@ -129,14 +131,24 @@ def _compile(text: str) -> Compiled:
 # --- Duplicates ---------------------------------------------------------------------------------
 
 
-def dedupe(partners: Iterable[Mapping], keys: Iterable[str], id_field: str = "id") -> list[Mapping]:
-    """One partner per email and/or company: the oldest (smallest natural id) is kept."""
+def dedupe(partners: Iterable[Mapping], keys: Iterable[str], id_field: str = "id",
+           already: Iterable[Mapping] = ()) -> list[Mapping]:
+    """One partner per email and/or company: the oldest (smallest natural id) is kept, unless
+    a partner in ``already`` holds that email or company (they are kept, and not returned)."""
     keys = tuple(keys)
     if not keys:
         return list(partners)
     seen: dict[str, set[str]] = {key: set() for key in keys}
+    taken = set()
+    for partner in already:
+        taken.add(str(partner.get(id_field)))
+        for key in keys:
+            value = _comparable(partner.get(key))
+            if value is not None:
+                seen[key].add(value)
     kept = []
-    for partner in sorted(partners, key=lambda p: natural_key(str(p[id_field]))):
+    for partner in sorted((p for p in partners if str(p.get(id_field)) not in taken),
+                          key=lambda p: natural_key(str(p[id_field]))):
         values = {key: _comparable(partner.get(key)) for key in keys}
         if any(value is not None and value in seen[key] for key, value in values.items()):
             continue

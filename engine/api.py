@@ -167,7 +167,7 @@ class Engine:
         with self.store.transaction():
             for event in parsed.events:
                 campaign, step = event.campaign, event.step
-                channel = event.data.get("channel") if isinstance(event.data, dict) else None
+                channel = event.data.get("channel") if isinstance(event.data, Mapping) else None
                 if event.message is not None:
                     target = self.store.message_target(event.message)
                     if target is None:

@@ -235,7 +235,7 @@ def _print_campaign(data: dict) -> None:
         excluded = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in group["excluded"].items() if n)
         print(f"excluded: {excluded or 'nobody'}" + (
             f"; by role: {', '.join(f'{n} {r}' for r, n in group['excluded_by_role'].items())}" if group["excluded_by_role"] else ""))
-        print(f"reachable: {group['reachable']}")
+        print(f"eligible: {group['eligible']} ({group['without_email_consent']} of them without email consent)")
 
 
 def cmd_steps(args: argparse.Namespace) -> int:

@@ -48,7 +48,7 @@ class GroupChange:
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     dry_run: bool = False
-    members: int = 0  # after the change (or as it is, for a dry run)
+    members: int = 0  # after the change (would be, for a dry run)
 
     def to_json(self) -> dict[str, Any]:
         return {"campaign": self.campaign, "action": self.action, "dry_run": self.dry_run, "added": self.added,
@@ -200,16 +200,15 @@ def summary(op: Operator, campaign_id: str) -> dict[str, Any]:
         eligible.append(partner)
     kept = dedupe(eligible, audience.dedupe, op.plan.id_field) if audience.dedupe else eligible
     excluded["duplicates"] = len(eligible) - len(kept)
-    excluded["no_email_consent"] = sum(not consents(op, compiled, p, "email") for p in kept)
     return {
         "members": len(members),
         "members_by_origin": dict(Counter(origin.split(":")[0] for origin in members.values())),
         "audience": sum(1 for p in candidates if audience.matching_rulesets(p, ctx) or audience.member_of(p, op.plan.groups)),
         "candidates": len(candidates),
-        "excluded": {key: excluded.get(key, 0) for key in ("engine_exclude", "campaign_exclude", "test", "duplicates",
-                                                             "no_email_consent")},
+        "excluded": {key: excluded.get(key, 0) for key in ("engine_exclude", "campaign_exclude", "test", "duplicates")},
         "excluded_by_role": dict(roles),
-        "reachable": len(kept),
+        "eligible": len(kept),  # candidates less every exclusion above
+        "without_email_consent": sum(not consents(op, compiled, p, "email") for p in kept),  # of the eligible
     }
 
 

@@ -229,7 +229,7 @@ class Tick:
                 # never re-enrolled: whoever was ever in it (and not removed) is out of the question
                 statuses = ("scheduled", "active", "paused") + (("finished",) if compiled.campaign.reenroll == "never" else ())
                 taken = self.store.partners_in(cid, statuses)
-                ids = [pid for pid in self._audience(compiled, self.at) if pid not in taken]
+                ids = [pid for pid in self._audience(compiled, self.at, taken) if pid not in taken]
                 self._enroll_all(compiled, ids, self.at, source="audience", not_again_at=self.at)
 
     def _enroll_members(self) -> None:
@@ -255,9 +255,16 @@ class Tick:
                 if enrolled:
                     self.store.log(self.at, ENGINE_USER, "enrolled", cid, count=enrolled, origin="manual", trigger="members")
 
-    def _audience(self, compiled: CompiledCampaign, at: datetime) -> list[str]:
+    def _audience(self, compiled: CompiledCampaign, at: datetime, taken: set[str] | None = None) -> list[str]:
+        """The audience as of ``at``; with dedupe, the partners the campaign has (``taken``,
+        default: its current enrollments) keep their email or company for themselves."""
         ctx = self._context(compiled, at)
-        return compiled.audience.select(self.book.all(), ctx, self.plan.groups)
+        already: list[Mapping] = []
+        if compiled.audience.dedupe:
+            if taken is None:
+                taken = self.store.partners_in(compiled.id, ("scheduled", "active", "paused"))
+            already = list(self.book.get_many(taken).values())
+        return compiled.audience.select(self.book.all(), ctx, self.plan.groups, already)
 
     def _enroll_all(self, compiled: CompiledCampaign, ids: list[str], at: datetime, source: str,
                     not_again_at: datetime | None = None) -> int:
