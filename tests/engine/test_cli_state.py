@@ -157,3 +157,40 @@ def test_python_dash_m_engine_runs_without_a_traceback(tmp_path):
                           text=True, cwd=Path(__file__).parents[2])
     assert done.returncode == 1
     assert "Traceback" not in done.stderr and "no engine.yaml" in done.stderr
+
+
+def _dump(ws: Path) -> dict[str, list]:
+    import sqlite3
+
+    db = sqlite3.connect(ws / ".engine" / "state.db")
+    try:
+        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        return {t: sorted(map(repr, db.execute(f"SELECT * FROM {t}"))) for t in tables}
+    finally:
+        db.close()
+
+
+REFUSED = [
+    # (command line after the workspace, what the message says)
+    (["start", "partner-onboarding", "--partner", "p001"], "already has an active enrollment"),
+    (["start", "demo-invite", "--partner", "p038"], "excluded from every campaign"),
+    (["pause", "partner-onboarding", "--partner", "p003"], "has no enrollment in partner-onboarding to pause"),
+    (["resume", "partner-onboarding", "--partner", "p001"], "cannot resume the enrollment of partner p001"),
+    (["remove", "demo-invite", "--partner", "p001"], "has no enrollment in demo-invite to remove"),
+    (["remove", "partner-onboarding", "--partner", "p001", "--partner", "p003"], "p003"),
+    (["skip", "partner-onboarding", "welcome", "--partner", "p001"], "only a pending step can be skipped"),
+    (["rerun", "partner-onboarding", "intro-call", "--partner", "p001"], "only an executed step can be run again"),
+    (["respond", "partner-onboarding:p001:1:welcome:1", "yes"], "takes no responses"),
+    (["group", "nurture", "add", "p001", "--as", "bob"], "needs the marketing role"),
+]
+
+
+@pytest.mark.parametrize("argv, message", REFUSED, ids=[" ".join(a[:2]) for a, _ in REFUSED])
+def test_every_refused_operation_exits_3_and_changes_nothing(capsys, ws, argv, message):
+    run(capsys, "-w", str(ws), "tick", "--at", "2026-07-01")
+    before = _dump(ws)
+    user = [] if "--as" in argv else ["--as", "alice"]
+    code, out, err = run(capsys, "-w", str(ws), *argv, *user, "--at", "2026-07-01T01:00")
+    assert code == 3, err
+    assert err.startswith("engine: refused: ") and message in err and err.count("\n") == 1
+    assert _dump(ws) == before
