@@ -245,6 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     mailings.add_argument("--channel", choices=["email", "sms", "letter"])
     mailings.set_defaults(run=_command("cmd_mailings"))
 
+    outbox = commands.add_parser("outbox", parents=[reading], help="messages and their delivery: queued, sent, failed",
+                                 description="The store's outbox: every message a step committed, with its delivery state (queued with attempts and the next attempt's time, sent, failed with the reason).")
+    outbox.add_argument("--status", choices=["queued", "sent", "failed"])
+    outbox.add_argument("--channel", choices=["email", "sms", "letter"])
+    outbox.add_argument("--campaign", metavar="C")
+    outbox.add_argument("--partner", metavar="P")
+    outbox.set_defaults(run=_command("cmd_outbox"))
+
     group = commands.add_parser("group", parents=[operating], help="change a campaign's target group (members the next tick enrolls)",
                                 description="Change the campaign's manual target group. ACTION and its ARGUMENT: add-group G, remove-group G (groups/G.csv), "
                                             "copy-campaign C2, add-filter EXPR, keep-filter EXPR, add P, remove P, dedupe email|company|opt-outs. "

@@ -400,3 +400,18 @@ def cmd_mailings(args: argparse.Namespace) -> int:
            [(m["id"], m["channel"], m.get("to"), m["at"], m["delivered_at"], m["response"],
              m.get("subject") or _first_line(m.get("body", ""))) for m in found])
     return OK
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    """Messages and their delivery: queued (with attempts and the next one), sent, failed."""
+    with opened(args) as engine:
+        found = engine.store.messages(args.channel, args.campaign, args.partner, args.status)
+    if args.json:
+        _print_json(found)
+        return OK
+    _table(("id", "channel", "to", "status", "attempts", "next_attempt", "delivered_at", "last_error"),
+           [(m["id"], m["channel"], m.get("to"), m["status"], m["attempts"], m["next_attempt"], m["delivered_at"],
+             m["last_error"]) for m in found])
+    counts = Counter(m["status"] for m in found)
+    print(", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "the outbox is empty")
+    return OK

@@ -39,7 +39,8 @@ from .compiled import CompiledCampaign, CompiledWorkspace
 from .errors import UnknownName
 from .partners import PartnerBook
 from .store import Enrollment, Store
-from .tick import StoreFacts, Tick, deliver, record_effects
+from .delivery import deliver
+from .tick import StoreFacts, Tick, record_effects
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ class Effects:
     activity: dict | None = None
     popup: dict | None = None
     detail: dict = field(default_factory=dict)
+    html: bool = False  # the message body is HTML (rendered from a .html template)
 
 
 def execute(job: Job) -> Effects:
@@ -134,7 +135,8 @@ def _email(job: Job, email: Email) -> Effects:
     bcc = job.settings.channels.email.bcc
     if bcc:
         record["bcc"] = bcc
-    return Effects("executed", messages=(record,), detail={"message": job.message_id})
+    html = bool(template) and template.lower().removesuffix(".j2").endswith((".html", ".htm"))
+    return Effects("executed", messages=(record,), detail={"message": job.message_id}, html=html)
 
 
 def _sms(job: Job, sms: Sms) -> Effects:

@@ -43,7 +43,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from campaigns.enrollment import (FinishReason, Origin, PastEnrollment, SkipReason, eligible_as_member,
@@ -53,11 +52,11 @@ from campaigns.schedule import at_fire_time, cron_occurrences
 from dsl.diagnostics import Diagnostic
 from dsl.runtime import Context
 
-from .channels.file import append_once, append_rows_once
 from .clock import aware, from_iso, iso
 from .compiled import CompiledCampaign, CompiledWorkspace
 from .partners import PartnerBook, import_partners
-from .steps import LETTER_COLUMNS, Effects, Job, execute
+from .delivery import deliver
+from .steps import Effects, Job, execute
 from .store import Conflict, Enrollment, Store
 
 ENGINE_USER = "engine"
@@ -72,7 +71,9 @@ class TickReport:
     skipped: int = 0
     finished: int = 0
     failed: int = 0
-    delivered: int = 0
+    delivered: int = 0  # messages their transport took
+    retried: int = 0  # delivery attempts that failed for now (tried again later)
+    undeliverable: int = 0  # messages a transport refused for good
     alerts: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # from expressions meeting unexpected data
     diagnostics: list[Diagnostic] = field(default_factory=list)  # bad input the tick worked around
@@ -80,11 +81,12 @@ class TickReport:
     def to_json(self) -> dict[str, Any]:
         return {"at": iso(self.at), "enrolled": self.enrolled, "executed": self.executed, "skipped": self.skipped,
                 "finished": self.finished, "failed": self.failed, "delivered": self.delivered,
+                "delivery": {"sent": self.delivered, "retry": self.retried, "failed": self.undeliverable},
                 "alerts": self.alerts, "warnings": len(self.warnings),
                 "errors": [d.to_json() for d in self.diagnostics]}
 
     def add(self, other: "TickReport") -> None:
-        for name in ("enrolled", "executed", "skipped", "finished", "failed", "delivered"):
+        for name in ("enrolled", "executed", "skipped", "finished", "failed", "delivered", "retried", "undeliverable"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.alerts += other.alerts
         self.warnings += other.warnings
@@ -103,7 +105,7 @@ class Tick:
         self._numbers: dict[str, int | None] = {}
 
     def run(self) -> TickReport:
-        deliver(self.store, self.plan, self.at)
+        self._deliver()  # what an earlier tick committed but did not hand over (killed, or an outage)
         imported = import_partners(self.store, self.plan, self.at)
         self.report.diagnostics += imported.diagnostics
         self.book.refresh()
@@ -118,13 +120,17 @@ class Tick:
         self._sample_audiences()
         self._enroll_members()
         self._run_steps(self.at)
-        self.report.delivered += deliver(self.store, self.plan, self.at)
-        for channel in ("email", "sms"):
-            transport = getattr(self.plan.settings.channels, channel).transport
-            if transport != "file":
-                self.report.warnings.append(f"{channel} messages wait in the store's outbox: the {transport} "
-                                            "transport is not available yet (use transport: file)")
+        self._deliver()
         return self.report
+
+    def _deliver(self) -> None:
+        done = deliver(self.store, self.plan, self.at)
+        self.report.delivered += done.sent
+        self.report.retried += done.retry
+        self.report.undeliverable += done.failed
+        for channel in done.waiting:
+            self.report.warnings.append(f"{channel} messages wait in the outbox: engine.yaml gives the {channel} "
+                                        "channel no transport that can send them")
 
     def catch_up(self, campaign_id: str, partner_id: str) -> None:
         """Execute the partner's steps in the campaign that fell due before the tick's time, in
@@ -494,7 +500,7 @@ def record_effects(store: Store, e: Enrollment, step_id: str, run: int, effects:
     """A step's state and everything it produced, in the caller's transaction."""
     store.record_step(e.id, step_id, run, effects.status, effects.reason, due, at, effects.detail)
     for message in effects.messages:
-        store.add_message(message, e.id)
+        store.add_message(message, e.id, effects.html)
     if effects.activity is not None:
         store.add_activity(effects.activity)
     if effects.popup is not None:
@@ -545,39 +551,6 @@ class StoreFacts:
         if self.enrollment is None:
             return None
         return self.store.response(self.enrollment.id, step_id, self.now)
-
-
-# --- delivery ------------------------------------------------------------------------------------
-
-
-def deliver(store: Store, plan: CompiledWorkspace, at: datetime) -> int:
-    """Hand committed messages to their transport, then mark them delivered. Safe to repeat at
-    any point: the file transport writes each id once, whoever calls it and however often."""
-    delivered = 0
-    outbox = plan.root / ".engine" / "outbox"
-    channels = plan.settings.channels
-    by_file_transport = tuple(c for c in ("email", "sms") if getattr(channels, c).transport == "file") + ("letter",)
-    while True:
-        pending = [p for p in store.undelivered(by_file_transport)]
-        if not pending:
-            return delivered
-        by_file: dict[Path, list[dict]] = {}
-        letters: dict[Path, list[dict]] = {}
-        for _, channel, record in pending:
-            if channel == "letter":
-                letters.setdefault(plan.root / ".engine" / "letters" / record["campaign"] / f"{record['step']}.csv",
-                                   []).append(record)
-            else:
-                by_file.setdefault(outbox / f"{channel}.jsonl", []).append(record)
-        for path, records in by_file.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            append_once(path, records)
-        for path, rows in letters.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            append_rows_once(path, LETTER_COLUMNS, rows)
-        with store.transaction():
-            store.mark_delivered([mid for mid, _, _ in pending], at)
-        delivered += len(pending)
 
 
 def _aware_local(value: datetime, compiled: CompiledCampaign) -> datetime:

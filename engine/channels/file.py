@@ -61,6 +61,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
+from . import SENT, Outcome, Outgoing
+
 _CONNECTIONS: dict[tuple[str, int, int, int], sqlite3.Connection] = {}
 
 _SCHEMA = """
@@ -369,3 +371,28 @@ def _scan_csv(path: Path, tail: bytes, start: int, columns: list[str], key: str)
             ids.append(row[col])
         good = end
     return ids, good
+
+
+class FileTransport:
+    """The default transport (SPEC §8): messages as JSON lines in `<outbox>/<channel>.jsonl`,
+    letters as rows of `<letters>/<campaign>/<step>.csv`. Always succeeds, or raises."""
+
+    def __init__(self, outbox: Path, letters: Path, letter_columns: Sequence[str]):
+        self.outbox, self.letters, self.letter_columns = outbox, letters, tuple(letter_columns)
+
+    def send(self, batch: Sequence[Outgoing]) -> list[Outcome]:
+        files: dict[tuple[Path, bool], list[Mapping[str, Any]]] = {}
+        for message in batch:
+            record = message.record
+            if message.channel == "letter":
+                key = (self.letters / record["campaign"] / f"{record['step']}.csv", True)
+            else:
+                key = (self.outbox / f"{message.channel}.jsonl", False)
+            files.setdefault(key, []).append(record)
+        for (path, is_letter), records in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if is_letter:
+                append_rows_once(path, self.letter_columns, records)
+            else:
+                append_once(path, records)
+        return [Outcome(message.id, SENT) for message in batch]

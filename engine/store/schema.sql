@@ -80,9 +80,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     partner      TEXT NOT NULL,
     at           TEXT NOT NULL,
     payload      TEXT NOT NULL,              -- JSON: the record the transport writes
-    delivered_at TEXT
+    html         INTEGER NOT NULL DEFAULT 0, -- the body is HTML (its template is .html)
+    status       TEXT NOT NULL DEFAULT 'queued',  -- queued | sent | failed
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt TEXT,                       -- after a failed attempt: not before then
+    last_error   TEXT,
+    delivered_at TEXT                        -- when the transport took it
 );
-CREATE INDEX IF NOT EXISTS outbox_undelivered ON outbox (channel) WHERE delivered_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_queued ON outbox (channel, next_attempt) WHERE status = 'queued';
 CREATE INDEX IF NOT EXISTS outbox_partner ON outbox (partner, campaign, step);
 
 CREATE TABLE IF NOT EXISTS activities (

@@ -72,6 +72,17 @@ _ACTIVITY_KEYS = ("id", "campaign", "step", "partner", "kind", "assignee", "subj
 _POPUP_KEYS = ("id", "campaign", "step", "partner", "pages", "title", "body", "language", "created_at", "read_at")
 
 
+@dataclass(frozen=True)
+class Queued:
+    """A message in the outbox waiting for its transport."""
+
+    id: str
+    channel: str
+    record: dict
+    html: bool
+    attempts: int
+
+
 class Conflict(Exception):
     """Another process changed the row first (the compare-and-set lost): not an error."""
 
@@ -353,33 +364,51 @@ class SQLiteStore:
 
     # --- effects ---------------------------------------------------------------------------
 
-    def add_message(self, record: Mapping[str, Any], enrollment_id: int) -> None:
-        self.db.execute("INSERT INTO outbox (id, channel, enrollment, campaign, step, partner, at, payload) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    def add_message(self, record: Mapping[str, Any], enrollment_id: int, html: bool = False) -> None:
+        self.db.execute("INSERT INTO outbox (id, channel, enrollment, campaign, step, partner, at, payload, html) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (record["id"], record["channel"], enrollment_id, record["campaign"], record["step"],
-                         record["partner"], record["at"], json.dumps(record, ensure_ascii=False)))
+                         record["partner"], record["at"], json.dumps(record, ensure_ascii=False), int(html)))
 
-    def undelivered(self, channels: Sequence[str], limit: int = 5000) -> list[tuple[str, str, dict]]:
-        """(id, channel, record) of committed messages not yet handed to their transport."""
+    def queued(self, at: datetime, channels: Sequence[str], limit: int) -> list[Queued]:
+        """Committed messages of these channels that wait for their transport and are due for
+        an attempt at ``at``, oldest first."""
+        if not channels:
+            return []
         marks = ",".join("?" * len(channels))
-        return [(mid, channel, json.loads(payload)) for mid, channel, payload in self.db.execute(
-            f"SELECT id, channel, payload FROM outbox WHERE delivered_at IS NULL AND channel IN ({marks}) "
-            "ORDER BY rowid LIMIT ?", (*channels, limit))]
+        return [Queued(mid, channel, json.loads(payload), bool(html), attempts)
+                for mid, channel, payload, html, attempts in self.db.execute(
+                    f"SELECT id, channel, payload, html, attempts FROM outbox WHERE status = 'queued' "
+                    f"AND channel IN ({marks}) AND (next_attempt IS NULL OR next_attempt <= ?) ORDER BY rowid LIMIT ?",
+                    (*channels, iso(at), limit))]
 
-    def mark_delivered(self, ids: Sequence[str], at: datetime) -> None:
-        self.db.executemany("UPDATE outbox SET delivered_at = ? WHERE id = ?", ((iso(at), i) for i in ids))
+    def record_outcomes(self, outcomes: Sequence[tuple[str, str, str | None, datetime]], at: datetime) -> None:
+        """(id, sent | retry | failed, error, when to try again after a retry)."""
+        when = iso(at)
+        for mid, status, error, retry_at in outcomes:
+            if status == "sent":
+                self.db.execute("UPDATE outbox SET status = 'sent', delivered_at = ?, attempts = attempts + 1, "
+                                "next_attempt = NULL WHERE id = ? AND status = 'queued'", (when, mid))
+            elif status == "failed":
+                self.db.execute("UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, "
+                                "next_attempt = NULL WHERE id = ? AND status = 'queued'", (error, mid))
+            else:
+                self.db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ? "
+                                "WHERE id = ? AND status = 'queued'", (error, iso(retry_at), mid))
 
-    def messages(self, channel: str | None = None, campaign: str | None = None,
-                 partner: str | None = None) -> list[dict]:
-        sql, params = "SELECT payload, delivered_at FROM outbox WHERE 1 = 1", []
-        for column, value in (("channel", channel), ("campaign", campaign), ("partner", partner)):
+    def messages(self, channel: str | None = None, campaign: str | None = None, partner: str | None = None,
+                 status: str | None = None) -> list[dict]:
+        """The outbox's messages (their records) with their delivery state."""
+        sql, params = "SELECT payload, status, attempts, next_attempt, last_error, delivered_at FROM outbox WHERE 1 = 1", []
+        for column, value in (("channel", channel), ("campaign", campaign), ("partner", partner), ("status", status)):
             if value is not None:
                 sql += f" AND {column} = ?"
                 params.append(value)
         found = []
-        for payload, delivered in self.db.execute(sql + " ORDER BY at, rowid", params):
+        for payload, state, attempts, next_attempt, error, delivered in self.db.execute(sql + " ORDER BY at, rowid", params):
             record = json.loads(payload)
-            record["delivered_at"] = delivered
+            record.update(status=state, attempts=attempts, next_attempt=next_attempt, last_error=error,
+                          delivered_at=delivered)
             found.append(record)
         return found
 

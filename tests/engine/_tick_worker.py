@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import engine.tick  # noqa: E402
+import engine.channels.file  # noqa: E402
 from engine.api import LAST_TICK, Engine  # noqa: E402
 from engine.clock import from_iso, iso, parse_every  # noqa: E402
 from engine.store.sqlite import SQLiteStore  # noqa: E402
@@ -45,7 +45,7 @@ MARKERS = {  # marker: (SQLiteStore method, share of SLOW)
     "campaign": ("add_campaign", 1 / 4),
     "enroll": ("add_enrollment", 1 / 4),
     "step": ("record_step", 1 / 4),
-    "mark": ("mark_delivered", 1),
+    "mark": ("record_outcomes", 1),
 }
 
 
@@ -83,7 +83,7 @@ def slow_down(pause: dict[str, float]) -> None:
             setattr(SQLiteStore, name, inside)
     if "append" in pause or "appended" in pause:
         for name in ("append_once", "append_rows_once"):
-            real = getattr(engine.tick, name)  # deliver() looks the name up at each call
+            real = getattr(engine.channels.file, name)  # FileTransport looks the name up at each call
 
             def around(*args, _real=real, **kwargs):
                 say("append")
@@ -93,7 +93,7 @@ def slow_down(pause: dict[str, float]) -> None:
                 time.sleep(pause.get("appended", 0))
                 return result
 
-            setattr(engine.tick, name, around)
+            setattr(engine.channels.file, name, around)
 
 
 def main() -> None:

@@ -1,0 +1,162 @@
+"""Email through a mail server (smtplib): one connection per batch, STARTTLS and login when
+configured, a stable ``Message-ID`` so that a message sent twice (at-least-once delivery) is
+recognisably the same message.
+
+A message is a ``multipart/alternative`` with a text and an HTML part when its body is HTML
+(a `.html` template), plain text otherwise. Its ``Date`` is the logical time it was sent as of.
+BCC addresses are envelope recipients only: they get the message, nobody sees them.
+
+What happens to each message: accepted → sent; refused with a 5xx reply (no such mailbox,
+policy) → failed with the server's reason; anything temporary (connection refused or lost, a 4xx
+reply, a timeout) → retry, and the rest of the batch waits for the next attempt too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import smtplib
+import ssl
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import formatdate
+from html.parser import HTMLParser
+from typing import Sequence
+
+from campaigns.model import Channel
+
+from . import FAILED, RETRY, SENT, Outcome, Outgoing
+
+TIMEOUT = 30
+
+
+class SmtpTransport:
+    def __init__(self, channel: Channel):
+        self.channel = channel
+        self.sender = channel.from_ or "campaign-engine@localhost"
+
+    def send(self, batch: Sequence[Outgoing]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        try:
+            with smtplib.SMTP(self.channel.host or "localhost", self.channel.port or 25, timeout=TIMEOUT) as server:
+                self._hello(server)
+                for message in batch:
+                    outcomes.append(self._one(server, message))
+        except (OSError, smtplib.SMTPException) as exc:  # the server is down or went away
+            reason = _reason(exc)
+            done = {o.id for o in outcomes}
+            outcomes += [Outcome(m.id, RETRY, reason) for m in batch if m.id not in done]
+        return outcomes
+
+    def _hello(self, server: smtplib.SMTP) -> None:
+        server.ehlo()
+        if self.channel.starttls:
+            server.starttls(context=ssl.create_default_context())
+            server.ehlo()
+        user = os.environ.get(self.channel.username_env) if self.channel.username_env else None
+        password = os.environ.get(self.channel.password_env) if self.channel.password_env else None
+        if user:
+            server.login(user, password or "")
+
+    def _one(self, server: smtplib.SMTP, message: Outgoing) -> Outcome:
+        email = build_message(message, self.sender)
+        recipients = [message.record["to"], *bcc_list(message.record.get("bcc"))]
+        try:
+            refused = server.send_message(email, from_addr=self.sender, to_addrs=recipients)
+        except smtplib.SMTPRecipientsRefused as exc:
+            return Outcome(message.id, _status(exc.recipients), _refusals(exc.recipients))
+        except smtplib.SMTPResponseException as exc:
+            status = FAILED if 500 <= exc.smtp_code < 600 else RETRY
+            return Outcome(message.id, status, f"{exc.smtp_code} {_text(exc.smtp_error)}")
+        if message.record["to"] in refused:  # a BCC address alone may be refused
+            return Outcome(message.id, _status(refused), _refusals(refused))
+        return Outcome(message.id, SENT)
+
+
+def build_message(message: Outgoing, sender: str) -> EmailMessage:
+    record = message.record
+    email = EmailMessage()
+    email["From"] = sender
+    email["To"] = record["to"]
+    email["Subject"] = record.get("subject") or ""
+    email["Message-ID"] = message_id(message.id, sender)
+    email["Date"] = formatdate(datetime.fromisoformat(record["at"]).timestamp(), usegmt=True)
+    email["X-Campaign"] = record["campaign"]
+    email["X-Campaign-Step"] = record["step"]
+    body = record.get("body") or ""
+    if message.html:
+        email.set_content(html_to_text(body))
+        email.add_alternative(body, subtype="html")
+    else:
+        email.set_content(body)
+    return email
+
+
+def message_id(engine_id: str, sender: str) -> str:
+    """``<readable.part.hash@domain>``: the same engine id always gives the same header."""
+    readable = re.sub(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+", ".", engine_id).strip(".")
+    digest = hashlib.sha256(engine_id.encode()).hexdigest()[:12]
+    domain = sender.rpartition("@")[2] or "campaign-engine.local"
+    return f"<{readable}.{digest}@{domain}>"
+
+
+def bcc_list(bcc: str | list[str] | None) -> list[str]:
+    if not bcc:
+        return []
+    return [bcc] if isinstance(bcc, str) else list(bcc)
+
+
+class _Text(HTMLParser):
+    """The readable text of an HTML body, for the text part."""
+
+    BLOCKS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag in ("script", "style"):
+            self.skip += 1
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self.skip = max(0, self.skip - 1)
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    parser = _Text()
+    parser.feed(html)
+    parser.close()
+    lines = [" ".join(line.split()) for line in "".join(parser.parts).splitlines()]
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+def _status(refusals: dict) -> str:
+    codes = [code for code, _ in refusals.values()]
+    return FAILED if codes and all(500 <= c < 600 for c in codes) else RETRY
+
+
+def _refusals(refusals: dict) -> str:
+    return "; ".join(f"{address}: {code} {_text(reply)}" for address, (code, reply) in refusals.items())
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")
