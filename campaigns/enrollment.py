@@ -78,6 +78,7 @@ class SkipReason(StrEnum):
     SKIPPED_BY_USER = "skipped_by_user"
     EXCLUDED = "excluded"  # engine.yaml's exclude matches the partner now
     NO_ADDRESS = "no_address"  # no email address or phone number to send to
+    UNDELIVERABLE = "undeliverable"  # the email address hard-bounced before
 
 
 class Origin(StrEnum):

@@ -177,6 +177,12 @@ class Channels(Located):
     email: Channel = Field(default_factory=Channel)
     sms: Channel = Field(default_factory=Channel)
 
+    @model_validator(mode="after")
+    def _sms_is_not_mail(self) -> "Channels":
+        if self.sms.transport == "smtp":
+            raise ValueError("SMS cannot go through smtp: use transport webhook (or file)")
+        return self
+
 
 class User(Located):
     roles: list[Literal["marketing", "viewer"]] = Field(default_factory=list)

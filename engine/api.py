@@ -21,13 +21,14 @@ from typing import Any, Callable, Mapping, Sequence
 
 from campaigns.enrollment import Operation
 from campaigns.workspace import load_workspace
-from dsl.diagnostics import Diagnostic, SourceError, error
+from dsl.diagnostics import Diagnostic, SourceError, did_you_mean, error
 from dsl.source import Span
 
-from . import groups, operations, views
+from . import groups, operations, stats, views
 from .channels.file import read_lines, read_rows
 from .clock import Clock, SystemClock, aware, from_iso, iso, parse_every, parse_time
 from .compiled import CompiledWorkspace, compile_workspace, fingerprint
+from .errors import UnknownName
 from .events import CONSENT, ENGAGEMENT, read_events
 from .partners import PartnerBook
 from .store import Enrollment, SQLiteStore, Store, store_path
@@ -186,10 +187,32 @@ class Engine:
                         self.store.add_consent(event.partner, c, True, event.at, f"event:{event.id}")
                 elif event.type in ("opted_in", "unsubscribed") and channel in ("email", "sms"):
                     self.store.add_consent(event.partner, channel, event.type == "opted_in", event.at, f"event:{event.id}")
+                elif event.type == "read":
+                    popup = event.message or (self.store.latest_popup(event.partner, campaign, step) if campaign and step else None)
+                    if popup:
+                        self.store.mark_popup_read(popup, event.partner, event.at)
+                elif event.type == "bounced" and event.data.get("kind") == "hard":
+                    address = self._bounced_address(event)
+                    if address:
+                        self.store.mark_undeliverable(address, event.at, f"event:{event.id}")
             self.store.log(when, ENGINE_USER, "events.import", None, file=str(path), imported=result.imported,
                            duplicates=result.duplicates, errors=len(result.diagnostics))
         result.diagnostics.sort(key=lambda d: (d.span.line, d.span.col))
         return result
+
+    def _bounced_address(self, event: Any) -> str | None:
+        """The address a hard bounce is about: the bounced message's, else the partner's."""
+        if event.message is not None:
+            found = self.store.message(event.message)
+            if found is not None and found.get("channel") == "email":
+                return found.get("to")
+        if event.campaign and event.step:
+            address = self.store.last_address(event.partner, event.campaign, event.step)
+            if address:
+                return address
+        partner = self.book.get(event.partner)
+        email = partner.get("email") if partner else None
+        return email if isinstance(email, str) else None
 
     # --- operations ------------------------------------------------------------------------------
 
@@ -240,6 +263,20 @@ class Engine:
         new members."""
         return groups.change(self._operator(user, at), campaign, action, argument, dry_run=dry_run)
 
+    def read_popup(self, popup_id: str, partner: str, *, at: datetime | str | None = None) -> dict:
+        """The partner marked the pop-up read: it no longer shows on its pages (it stays in the
+        message center). Reading it again changes nothing."""
+        when = self.time(at)
+        popup = self.store.popup(popup_id)
+        if popup is None or popup["partner"] != partner:
+            raise UnknownName(f"partner {partner} has no pop-up '{popup_id}' (see engine popups --partner {partner})")
+        with self.store.transaction():
+            if self.store.mark_popup_read(popup_id, partner, when):
+                self.store.log(when, f"partner:{partner}", "popup.read", popup["campaign"], partner, popup=popup_id)
+        found = self.store.popup(popup_id)
+        assert found is not None
+        return found
+
     # --- what happened -----------------------------------------------------------------------------
 
     def status(self, *, partner: str | None = None, campaign: str | None = None) -> dict[str, Any]:
@@ -285,8 +322,20 @@ class Engine:
         """The consent ledger of a partner (proof of consent) and what it means now per channel."""
         return views.consent(self.store, self.plan, self.book, partner, self.time(at))
 
-    def popups(self, partner: str | None = None) -> list[dict]:
-        return self.store.popups(partner)
+    def popups(self, partner: str | None = None, *, page: str | None = None, unread: bool = False) -> list[dict]:
+        """The partner's message center (every pop-up, read or not); with ``page``, what shows
+        on that portal page now: the unread pop-ups that name it."""
+        found = self.store.popups(partner)
+        if page is not None:
+            found = [p for p in found if page in p["pages"] and p["read_at"] is None]
+        if unread:
+            found = [p for p in found if p["read_at"] is None]
+        return found
+
+    def stats(self, campaign: str, at: datetime | str | None = None) -> dict[str, Any]:
+        if campaign not in self.plan.workspace.files and self.store.campaign_number(campaign) is None:
+            raise UnknownName(f"unknown campaign '{campaign}'{did_you_mean(campaign, list(self.plan.workspace.files))}")
+        return stats.campaign_stats(self.store, self.plan, self.book, campaign, self.time(at))
 
 
 def _load(root: Path) -> CompiledWorkspace:

@@ -253,6 +253,27 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_argument("--partner", metavar="P")
     outbox.set_defaults(run=_command("cmd_outbox"))
 
+    stats = commands.add_parser("stats", parents=[reading], help="sent, opens, clicks, bounces, read per step; In-Campaign %",
+                                description="Per step and language: sent, opens and clicks (total and unique), bounces, and for pop-ups read / unread; and the campaign's In-Campaign %.")
+    stats.add_argument("campaign", metavar="C")
+    stats.set_defaults(run=_command("cmd_stats"))
+
+    popups = commands.add_parser("popups", parents=[reading], help="a partner's pop-ups (message center), or those a page shows",
+                                 description="Every pop-up of the partner (the message center). With --page: the unread pop-ups that show on that portal page.")
+    popups.add_argument("--partner", required=True, metavar="P")
+    popups.add_argument("--page", metavar="PAGE")
+    popups.add_argument("--unread", action="store_true", help="only those not marked read")
+    popups.set_defaults(run=_command("cmd_popups"))
+
+    popup = commands.add_parser("popup", help="pop-up actions")
+    popup_commands = popup.add_subparsers(dest="popup_command", metavar="SUBCOMMAND", required=True)
+    popup_read = popup_commands.add_parser("read", parents=[state], help="mark a pop-up read for a partner",
+                                           description="The partner read the pop-up: it stops showing on its pages and stays in the message center.")
+    popup_read.add_argument("popup", metavar="ID")
+    popup_read.add_argument("--partner", required=True, metavar="P")
+    popup_read.add_argument("--at", metavar="T", help="logical time (default: now)")
+    popup_read.set_defaults(run=_command("cmd_popup_read"))
+
     group = commands.add_parser("group", parents=[operating], help="change a campaign's target group (members the next tick enrolls)",
                                 description="Change the campaign's manual target group. ACTION and its ARGUMENT: add-group G, remove-group G (groups/G.csv), "
                                             "copy-campaign C2, add-filter EXPR, keep-filter EXPR, add P, remove P, dedupe email|company|opt-outs. "

@@ -415,3 +415,37 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     counts = Counter(m["status"] for m in found)
     print(", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "the outbox is empty")
     return OK
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Sent / opened / clicked / bounced per step and language, read / unread pop-ups, In-Campaign %."""
+    with opened(args) as engine:
+        data = engine.stats(args.campaign)
+    if args.json:
+        _print_json(data)
+        return OK
+    pct = data["in_campaign_pct"]
+    print(f"{data['campaign']}: In-Campaign {'-' if pct is None else f'{pct}%'}")
+    _table(("step", "channel", "language", "sent", "opens", "unique", "clicks", "unique", "bounces", "read", "unread"),
+           [(r["step"], r["channel"], r["language"], r["sent"], r["opens"], r["unique_opens"], r["clicks"],
+             r["unique_clicks"], r["bounces"], r["read"], r["unread"]) for r in data["steps"]])
+    return OK
+
+
+def cmd_popups(args: argparse.Namespace) -> int:
+    """A partner's message center, or what shows on one portal page now."""
+    with opened(args) as engine:
+        found = engine.popups(args.partner, page=args.page, unread=args.unread)
+    if args.json:
+        _print_json(found)
+        return OK
+    _table(("id", "campaign", "pages", "title", "created_at", "read_at"),
+           [(p["id"], p["campaign"], ",".join(p["pages"]), p["title"], p["created_at"], p["read_at"]) for p in found])
+    return OK
+
+
+def cmd_popup_read(args: argparse.Namespace) -> int:
+    with opened(args) as engine:
+        popup = engine.read_popup(args.popup, args.partner, at=_time(engine, args.at, "--at"))
+    print(f"read: pop-up {popup['id']} of partner {popup['partner']} (at {popup['read_at']})")
+    return OK

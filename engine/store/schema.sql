@@ -178,6 +178,12 @@ CREATE TABLE IF NOT EXISTS consent (
 );
 CREATE INDEX IF NOT EXISTS consent_partner ON consent (partner, channel, at);
 
+CREATE TABLE IF NOT EXISTS undeliverable (
+    address TEXT PRIMARY KEY,                -- an email address (lower case) that hard-bounced
+    at      TEXT NOT NULL,
+    source  TEXT NOT NULL                    -- the bounce event
+);
+
 CREATE TABLE IF NOT EXISTS log (
     seq      INTEGER PRIMARY KEY,
     at       TEXT NOT NULL,                  -- logical time of the action

@@ -523,6 +523,43 @@ class SQLiteStore:
             found.append(item)
         return found
 
+    # --- statistics ---------------------------------------------------------------------------
+
+    def message_counts(self, campaign: str) -> list[tuple[str, str, str, str, int]]:
+        """(step, channel, language, delivery status, messages) of a campaign."""
+        return self.db.execute(
+            "SELECT step, channel, json_extract(payload, '$.language'), status, count(*) FROM outbox "
+            "WHERE campaign = ? GROUP BY 1, 2, 3, 4", (campaign,)).fetchall()
+
+    def engagement_counts(self, campaign: str) -> list[tuple[str, str, str, int, int]]:
+        """(step, language, event type, events, distinct partners) of a campaign's engagement
+        events; the language is that of the step's latest message to the partner."""
+        return self.db.execute(
+            "SELECT e.step, coalesce((SELECT json_extract(o.payload, '$.language') FROM outbox o "
+            "  WHERE o.partner = e.partner AND o.campaign = e.campaign AND o.step = e.step "
+            "  ORDER BY o.at DESC LIMIT 1), 'default') AS language, e.type, count(*), count(DISTINCT e.partner) "
+            "FROM events e WHERE e.campaign = ? AND e.type IN ('opened', 'clicked', 'bounced') GROUP BY 1, 2, 3",
+            (campaign,)).fetchall()
+
+    def popup_counts(self, campaign: str) -> list[tuple[str, str, int, int]]:
+        """(step, language, shown, read) of a campaign's pop-ups."""
+        return self.db.execute(
+            "SELECT step, coalesce(language, 'default'), count(*), count(read_at) FROM popups WHERE campaign = ? "
+            "GROUP BY 1, 2", (campaign,)).fetchall()
+
+    def mark_popup_read(self, popup_id: str, partner: str, at: datetime) -> bool:
+        cursor = self.db.execute("UPDATE popups SET read_at = ? WHERE id = ? AND partner = ? AND read_at IS NULL",
+                                 (iso(at), popup_id, partner))
+        return cursor.rowcount == 1
+
+    def popup(self, popup_id: str) -> dict | None:
+        found = self._rows("popups", _POPUP_KEYS, {"id": popup_id}, ("pages",))
+        return found[0] if found else None
+
+    def latest_popup(self, partner: str, campaign: str, step: str) -> str | None:
+        return self._one("SELECT id FROM popups WHERE partner = ? AND campaign = ? AND step = ? "
+                         "ORDER BY created_at DESC LIMIT 1", (partner, campaign, step))
+
     # --- facts for expressions -------------------------------------------------------------
 
     def engaged(self, partner: str, campaign: str, step: str, kind: str, since: datetime | None,
@@ -542,6 +579,21 @@ class SQLiteStore:
                             "ORDER BY at DESC, seq DESC LIMIT 1", (partner, channel, iso(until)))
         return None if granted is None else bool(granted)
 
+    def mark_undeliverable(self, address: str, at: datetime, source: str) -> None:
+        self.db.execute("INSERT INTO undeliverable (address, at, source) VALUES (?, ?, ?) "
+                        "ON CONFLICT (address) DO UPDATE SET at = min(at, excluded.at)",
+                        (address.strip().lower(), iso(at), source))
+
+    def undeliverable(self, address: str, until: datetime) -> bool:
+        return self._one("SELECT 1 FROM undeliverable WHERE address = ? AND at <= ?",
+                         (address.strip().lower(), iso(until))) is not None
+
+    def last_address(self, partner: str, campaign: str, step: str) -> str | None:
+        """Where the step's latest message to the partner went."""
+        payload = self._one("SELECT payload FROM outbox WHERE partner = ? AND campaign = ? AND step = ? "
+                            "ORDER BY at DESC, rowid DESC LIMIT 1", (partner, campaign, step))
+        return json.loads(payload).get("to") if payload else None
+
     def consent_entries(self, partner: str) -> list[dict]:
         return [{"channel": c, "granted": bool(g), "at": at, "source": source} for c, g, at, source in self.db.execute(
             "SELECT channel, granted, at, source FROM consent WHERE partner = ? ORDER BY at, seq", (partner,))]
@@ -558,8 +610,10 @@ class SQLiteStore:
         return cursor.rowcount == 1
 
     def message_target(self, message_id: str) -> tuple[str, str, str, str] | None:
-        """(campaign, step, partner, channel) of a message id."""
-        row = self.db.execute("SELECT campaign, step, partner, channel FROM outbox WHERE id = ?", (message_id,)).fetchone()
+        """(campaign, step, partner, channel) of a message id (or a pop-up's: channel popup)."""
+        row = self.db.execute("SELECT campaign, step, partner, channel FROM outbox WHERE id = ? UNION ALL "
+                              "SELECT campaign, step, partner, 'popup' FROM popups WHERE id = ?",
+                              (message_id, message_id)).fetchone()
         return tuple(row) if row else None  # type: ignore[return-value]
 
     def add_consent(self, partner: str, channel: str, granted: bool, at: datetime, source: str) -> None:
