@@ -31,6 +31,7 @@ class CompiledCampaign:
     trigger_when: Compiled | None
     step_when: Mapping[str, Compiled]
     steps: Mapping[str, Step]
+    content_hash: str  # of the campaign file's text
 
     @property
     def trigger(self) -> str | None:
@@ -81,10 +82,18 @@ def compile_workspace(workspace: Workspace) -> CompiledWorkspace:
             id=cid, campaign=campaign, tz=tz, audience=compile_audience(campaign, settings),
             exit_when=_compile(campaign.exit_when), trigger_when=_compile(trigger_when),
             step_when={s.id: _compile(s.when) for s in campaign.action_steps if s.when is not None},
-            steps={s.id: s for s in campaign.action_steps})
+            steps={s.id: s for s in campaign.action_steps},
+            content_hash=_file_hash(workspace.files[cid].path))
     groups = {name: read_group(path) for name, path in workspace.groups.items()}
     return CompiledWorkspace(workspace, campaigns, groups, _compile(settings.exclude), fingerprint(workspace.root),
                              workspace.templates_dir)
+
+
+def _file_hash(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
 
 
 def _compile(text: str | None) -> Compiled | None:

@@ -56,6 +56,7 @@ from .clock import aware, from_iso, iso
 from .compiled import CompiledCampaign, CompiledWorkspace
 from .partners import PartnerBook, import_partners
 from .delivery import deliver
+from .locks import lock_error, snapshot
 from .steps import Effects, Job, execute
 from .store import Conflict, Enrollment, Store
 
@@ -157,8 +158,12 @@ class Tick:
     # --- campaigns switched on and off -----------------------------------------------------
 
     def _sync_campaigns(self) -> None:
+        """Record new campaigns and switches on or off; hold back drafts and locked campaigns
+        whose steps or audience were edited (the others run)."""
+        held: set[str] = set()
         with self.store.transaction():
             known = self.store.campaign_rows()  # inside: another tick may be adding them right now
+            locks = self.store.locks()
             for cid, compiled in self.plan.campaigns.items():
                 campaign = compiled.campaign
                 if cid not in known:
@@ -169,8 +174,19 @@ class Tick:
                         self.store.resume_overdue(cid, self.at)
                     self.store.log(self.at, ENGINE_USER, "campaign.activated" if campaign.active else "campaign.deactivated",
                                    cid)
+                draft = known[cid][3] if cid in known else None
+                if draft is not None and draft == compiled.content_hash:
+                    held.add(cid)
+                elif draft is not None:  # edited since it returned to draft: scheduled again from now
+                    self.store.set_draft(cid, None, self.at)
+                    self.store.log(self.at, ENGINE_USER, "campaign.scheduled", cid)
+                if cid in locks:
+                    problem = lock_error(cid, campaign, *locks[cid])
+                    if problem is not None:
+                        self.report.diagnostics.append(problem)
+                        held.add(cid)
         self.since = {cid: row[2] for cid, row in self.store.campaign_rows().items()}
-        self.running = sorted(cid for cid, c in self.plan.campaigns.items() if c.active)
+        self.running = sorted(cid for cid, c in self.plan.campaigns.items() if c.active and cid not in held)
 
     # --- what happens when -----------------------------------------------------------------
 
@@ -223,6 +239,8 @@ class Tick:
             ids = self._audience(compiled, when) if window_opens(when, compiled.campaign.window, compiled.tz) else []
             enrolled = self._enroll_all(compiled, ids, when, source=compiled.trigger or "trigger")
             self.store.set_firing_count(compiled.id, key, enrolled)
+            if compiled.trigger == "at" and enrolled:  # a one-shot that starts sending is locked
+                self.store.lock(compiled.id, when, snapshot(compiled.campaign))
 
     def _sample_audiences(self) -> None:
         for cid in self.running:

@@ -20,6 +20,7 @@ import smtplib
 import ssl
 from datetime import datetime
 from email.message import EmailMessage
+from email.policy import SMTP, SMTPUTF8
 from email.utils import formatdate
 from html.parser import HTMLParser
 from typing import Sequence
@@ -60,18 +61,45 @@ class SmtpTransport:
             server.login(user, password or "")
 
     def _one(self, server: smtplib.SMTP, message: Outgoing) -> Outcome:
-        email = build_message(message, self.sender)
-        recipients = [message.record["to"], *bcc_list(message.record.get("bcc"))]
+        """One message in its own SMTP transaction. The partner's address is asked first: when
+        it is refused nothing is sent (not even the BCC copy), so a retried message reaches
+        every recipient exactly once."""
+        to = message.record["to"]
+        bcc = bcc_list(message.record.get("bcc"))
+        unicode = not all(address.isascii() for address in [self.sender, to, *bcc])
+        if unicode and not server.has_extn("smtputf8"):
+            return Outcome(message.id, FAILED, "the mail server does not offer SMTPUTF8, which an address with non-ASCII characters needs")
         try:
-            refused = server.send_message(email, from_addr=self.sender, to_addrs=recipients)
-        except smtplib.SMTPRecipientsRefused as exc:
-            return Outcome(message.id, _status(exc.recipients), _refusals(exc.recipients))
+            data = build_message(message, self.sender).as_bytes(policy=SMTPUTF8 if unicode else SMTP)
+        except (ValueError, TypeError) as exc:  # e.g. a line break inside a header value
+            return Outcome(message.id, FAILED, f"cannot build the message: {exc}")
+        try:
+            code, reply = server.mail(self.sender, ["SMTPUTF8", "BODY=8BITMIME"] if unicode else [])
+            if code != 250:
+                return self._abandon(server, message, code, reply)
+            code, reply = server.rcpt(to)
+            if code not in (250, 251):
+                return self._abandon(server, message, code, reply, to)
+            for address in bcc:  # a refused BCC address does not stop the message
+                server.rcpt(address)
+            code, reply = server.data(data)
+            if code != 250:
+                return self._abandon(server, message, code, reply)
+        except smtplib.SMTPServerDisconnected:
+            raise  # the connection is gone: the whole batch waits (see send)
         except smtplib.SMTPResponseException as exc:
-            status = FAILED if 500 <= exc.smtp_code < 600 else RETRY
-            return Outcome(message.id, status, f"{exc.smtp_code} {_text(exc.smtp_error)}")
-        if message.record["to"] in refused:  # a BCC address alone may be refused
-            return Outcome(message.id, _status(refused), _refusals(refused))
+            return self._abandon(server, message, exc.smtp_code, exc.smtp_error)
         return Outcome(message.id, SENT)
+
+    def _abandon(self, server: smtplib.SMTP, message: Outgoing, code: int, reply: bytes | str,
+                 address: str | None = None) -> Outcome:
+        try:
+            server.rset()
+        except smtplib.SMTPException:
+            pass
+        status = FAILED if 500 <= code < 600 else RETRY
+        where = f"{address}: " if address else ""
+        return Outcome(message.id, status, f"{where}{code} {_text(reply)}")
 
 
 def build_message(message: Outgoing, sender: str) -> EmailMessage:
@@ -141,15 +169,6 @@ def html_to_text(html: str) -> str:
     lines = [" ".join(line.split()) for line in "".join(parser.parts).splitlines()]
     text = "\n".join(lines)
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
-
-
-def _status(refusals: dict) -> str:
-    codes = [code for code, _ in refusals.values()]
-    return FAILED if codes and all(500 <= c < 600 for c in codes) else RETRY
-
-
-def _refusals(refusals: dict) -> str:
-    return "; ".join(f"{address}: {code} {_text(reply)}" for address, (code, reply) in refusals.items())
 
 
 def _text(reply: bytes | str) -> str:

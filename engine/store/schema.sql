@@ -22,7 +22,14 @@ CREATE TABLE IF NOT EXISTS campaigns (
     name          TEXT,
     first_seen_at TEXT NOT NULL,
     active        INTEGER NOT NULL,          -- as the last tick saw it
-    active_since  TEXT                       -- the tick that last saw it switch on
+    active_since  TEXT,                      -- the tick that last saw it switch on
+    draft_hash    TEXT                       -- returned to draft (engine draft) as the file was then
+);
+
+CREATE TABLE IF NOT EXISTS locks (
+    campaign  TEXT PRIMARY KEY,              -- a one-shot campaign that started sending
+    locked_at TEXT NOT NULL,
+    content   TEXT NOT NULL                  -- its steps and audience as they were (JSON)
 );
 
 CREATE TABLE IF NOT EXISTS firings (

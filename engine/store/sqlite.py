@@ -178,10 +178,18 @@ class SQLiteStore:
 
     # --- campaigns -------------------------------------------------------------------------
 
-    def campaign_rows(self) -> dict[str, tuple[int, bool, datetime | None]]:
-        """id → (number, active as last seen, active since)."""
-        return {cid: (number, bool(active), maybe_from_iso(since)) for cid, number, active, since in
-                self.db.execute("SELECT id, number, active, active_since FROM campaigns")}
+    def campaign_rows(self) -> dict[str, tuple[int, bool, datetime | None, str | None]]:
+        """id → (number, active as last seen, active since, draft: the file's hash when drafted)."""
+        return {cid: (number, bool(active), maybe_from_iso(since), draft) for cid, number, active, since, draft in
+                self.db.execute("SELECT id, number, active, active_since, draft_hash FROM campaigns")}
+
+    def set_draft(self, campaign_id: str, content_hash: str | None, at: datetime | None = None) -> None:
+        """Draft (a hash): not scheduled while the file stays so. None: scheduled again from ``at``."""
+        if content_hash is not None:
+            self.db.execute("UPDATE campaigns SET draft_hash = ? WHERE id = ?", (content_hash, campaign_id))
+        else:
+            self.db.execute("UPDATE campaigns SET draft_hash = NULL, active_since = ? WHERE id = ?",
+                            (maybe_iso(at), campaign_id))
 
     def add_campaign(self, campaign_id: str, name: str | None, active: bool, at: datetime) -> int:
         number = (self._one("SELECT max(number) FROM campaigns") or 0) + 1
@@ -199,6 +207,13 @@ class SQLiteStore:
 
     def campaign_number(self, campaign_id: str) -> int | None:
         return self._one("SELECT number FROM campaigns WHERE id = ?", (campaign_id,))
+
+    def lock(self, campaign: str, at: datetime, content: str) -> None:
+        self.db.execute("INSERT OR IGNORE INTO locks (campaign, locked_at, content) VALUES (?, ?, ?)",
+                        (campaign, iso(at), content))
+
+    def locks(self) -> dict[str, tuple[str, str]]:
+        return {c: (at, content) for c, at, content in self.db.execute("SELECT campaign, locked_at, content FROM locks")}
 
     # --- trigger firings -------------------------------------------------------------------
 
