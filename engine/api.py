@@ -263,6 +263,10 @@ class Engine:
         new members."""
         return groups.change(self._operator(user, at), campaign, action, argument, dry_run=dry_run)
 
+    def draft(self, campaign: str, *, user: str | None = None, at: datetime | str | None = None) -> None:
+        """Return a scheduled one-shot campaign to draft (until its file is edited)."""
+        operations.draft(self._operator(user, at), campaign)
+
     def read_popup(self, popup_id: str, partner: str, *, at: datetime | str | None = None) -> dict:
         """The partner marked the pop-up read: it no longer shows on its pages (it stays in the
         message center). Reading it again changes nothing."""

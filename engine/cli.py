@@ -34,6 +34,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     for root, only in _check_targets(args):
         workspace = load_workspace(root, only=only)
         diagnostics.extend(workspace.diagnostics)
+        diagnostics.extend(_lock_errors(root, workspace))
         campaigns += len(workspace.files)
     diagnostics = sorted(set(diagnostics), key=lambda d: (d.span.path, d.span.line, d.span.col, d.message))
     if args.strict:
@@ -49,6 +50,25 @@ def cmd_check(args: argparse.Namespace) -> int:
         else:
             print(f"ok: {_plural(campaigns, 'campaign')} checked")
     return INPUT_ERROR if errors else OK
+
+
+def _lock_errors(root: Path, workspace) -> list[Diagnostic]:
+    """One-shot campaigns that started sending and whose steps or audience were edited since,
+    as the workspace's store (if there is one) remembers them."""
+    from .locks import lock_error, stored_locks
+    from .store import store_path
+
+    try:
+        locks = stored_locks(store_path(workspace.settings.store, root))
+    except ValueError:
+        return []
+    found = []
+    for cid, campaign in workspace.campaigns.items():
+        if cid in locks:
+            problem = lock_error(cid, campaign, *locks[cid])
+            if problem is not None:
+                found.append(problem)
+    return found
 
 
 def _check_targets(args: argparse.Namespace) -> list[tuple[Path, list[Path] | None]]:
@@ -273,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     popup_read.add_argument("--partner", required=True, metavar="P")
     popup_read.add_argument("--at", metavar="T", help="logical time (default: now)")
     popup_read.set_defaults(run=_command("cmd_popup_read"))
+
+    draft = commands.add_parser("draft", parents=[operating], help="return a scheduled one-shot campaign to draft",
+                                description="A one-shot (trigger: at) campaign that has not started sending stops being scheduled until its file is edited; edit its audience, and the next tick schedules it again.")
+    draft.add_argument("campaign", metavar="C")
+    draft.set_defaults(run=_command("cmd_draft"))
 
     group = commands.add_parser("group", parents=[operating], help="change a campaign's target group (members the next tick enrolls)",
                                 description="Change the campaign's manual target group. ACTION and its ARGUMENT: add-group G, remove-group G (groups/G.csv), "

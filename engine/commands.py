@@ -449,3 +449,10 @@ def cmd_popup_read(args: argparse.Namespace) -> int:
         popup = engine.read_popup(args.popup, args.partner, at=_time(engine, args.at, "--at"))
     print(f"read: pop-up {popup['id']} of partner {popup['partner']} (at {popup['read_at']})")
     return OK
+
+
+def cmd_draft(args: argparse.Namespace) -> int:
+    with opened(args) as engine:
+        engine.draft(args.campaign, user=args.user, at=_time(engine, args.at, "--at"))
+    print(f"draft: {args.campaign} will not be sent until its file is edited (then it is scheduled again)")
+    return OK

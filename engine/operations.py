@@ -338,3 +338,29 @@ def _globally_excluded(op: Operator, compiled: CompiledCampaign, partner: Mappin
         return False
     ctx = Context(now=op.at, tz=compiled.tz, facts=StoreFacts(op.store, op.plan, compiled.id, None, op.at))
     return op.plan.exclude.test(partner, ctx)
+
+
+# --- drafts --------------------------------------------------------------------------------------
+
+
+def draft(op: Operator, campaign_id: str) -> None:
+    """Return a scheduled one-shot campaign to draft: its `at` time does not fire while the file
+    stays as it is; any edit schedules it again (from the tick that sees the edit)."""
+    compiled = campaign(op, campaign_id)
+    trigger = compiled.campaign.trigger
+    if trigger is None or trigger.at is None:
+        raise Refused(f"only a scheduled one-shot campaign (trigger: at) can return to draft; {campaign_id} is not one")
+    with op.store.transaction():
+        locked = op.store.locks().get(campaign_id)
+        if locked is not None:
+            raise Refused(f"campaign {campaign_id} started sending at {locked[0]}: it is locked, so it cannot return "
+                          "to draft; copy it to a new file to change it")
+        row = op.store.campaign_rows().get(campaign_id)
+        if row is None:
+            raise Refused(f"campaign {campaign_id} is not scheduled yet (no tick has seen it): edit its file instead")
+        if row[3] == compiled.content_hash:
+            raise Refused(f"campaign {campaign_id} is a draft already; edit its file to schedule it again")
+        if op.store.last_firing(campaign_id, "at:") is not None:
+            raise Refused(f"campaign {campaign_id} has fired already; copy it to a new file to send it again")
+        op.store.set_draft(campaign_id, compiled.content_hash)
+        op.store.log(op.at, op.user, "draft", campaign_id)
