@@ -336,6 +336,10 @@ class Engine:
             found = [p for p in found if p["read_at"] is None]
         return found
 
+    def alerts(self, campaign: str | None = None, *, open_only: bool = False) -> list[dict]:
+        """In-Campaign % alerts: raised (and when cleared)."""
+        return self.store.alerts(campaign, open_only)
+
     def stats(self, campaign: str, at: datetime | str | None = None) -> dict[str, Any]:
         if campaign not in self.plan.workspace.files and self.store.campaign_number(campaign) is None:
             raise UnknownName(f"unknown campaign '{campaign}'{did_you_mean(campaign, list(self.plan.workspace.files))}")

@@ -278,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("campaign", metavar="C")
     stats.set_defaults(run=_command("cmd_stats"))
 
+    alerts = commands.add_parser("alerts", parents=[reading], help="In-Campaign % alerts",
+                                 description="Alerts raised when a campaign's In-Campaign % dropped below monitor.in_campaign_min, and when they cleared.")
+    alerts.add_argument("--campaign", metavar="C")
+    alerts.add_argument("--open", action="store_true", help="only alerts not cleared yet")
+    alerts.set_defaults(run=_command("cmd_alerts"))
+
     popups = commands.add_parser("popups", parents=[reading], help="a partner's pop-ups (message center), or those a page shows",
                                  description="Every pop-up of the partner (the message center). With --page: the unread pop-ups that show on that portal page.")
     popups.add_argument("--partner", required=True, metavar="P")

@@ -456,3 +456,15 @@ def cmd_draft(args: argparse.Namespace) -> int:
         engine.draft(args.campaign, user=args.user, at=_time(engine, args.at, "--at"))
     print(f"draft: {args.campaign} will not be sent until its file is edited (then it is scheduled again)")
     return OK
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """In-Campaign % alerts: when they were raised, at what level, and when they cleared."""
+    with opened(args) as engine:
+        found = engine.alerts(args.campaign, open_only=args.open)
+    if args.json:
+        _print_json(found)
+        return OK
+    _table(("campaign", "raised_at", "pct", "minimum", "cleared_at", "cleared_pct"),
+           [(a["campaign"], a["raised_at"], a["pct"], a["minimum"], a["cleared_at"], a["cleared_pct"]) for a in found])
+    return OK

@@ -6,8 +6,7 @@ what partners did with it, and the campaign's In-Campaign %.
 - ``opens`` / ``clicks`` / ``bounces`` count imported events (``unique_*``: distinct partners).
   An event counts for the language of the step's latest message to that partner.
 - ``read`` / ``unread``: pop-ups marked read (``engine popup read`` or a ``read`` event) or not.
-- In-Campaign % = active enrollments of partners in the audience ÷ partners in the audience
-  (after exclusions and dedupe), as of now; null when the audience is empty.
+- In-Campaign %: as the monitor measures it (:mod:`engine.monitor`), as of now.
 """
 
 from __future__ import annotations
@@ -15,12 +14,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from dsl.runtime import Context
-
 from .compiled import CompiledWorkspace
+from .monitor import in_campaign
 from .partners import PartnerBook
 from .store import Store
-from .tick import StoreFacts
 
 ROW_KEYS = ("sent", "opens", "unique_opens", "clicks", "unique_clicks", "bounces", "read", "unread")
 CHANNEL_OF = {"email": "email", "sms": "sms", "popup": "popup", "letter": "letter"}
@@ -69,12 +66,9 @@ def campaign_stats(store: Store, plan: CompiledWorkspace, book: PartnerBook, cam
 
 def in_campaign_pct(store: Store, plan: CompiledWorkspace, book: PartnerBook, campaign_id: str,
                     at: datetime) -> float | None:
+    """The monitor's measure (see :mod:`engine.monitor`); null for a campaign that does not
+    run or an audience with nobody eligible."""
     compiled = plan.campaigns.get(campaign_id)
     if compiled is None:
         return None
-    ctx = Context(now=at, tz=compiled.tz, facts=StoreFacts(store, plan, campaign_id, None, at))
-    audience = set(compiled.audience.select(book.all(), ctx, plan.groups))
-    if not audience:
-        return None
-    active = store.partners_in(campaign_id, ("active",))
-    return round(100 * len(audience & active) / len(audience), 1)
+    return in_campaign(store, plan, book, compiled, at).pct

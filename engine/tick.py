@@ -57,6 +57,7 @@ from .compiled import CompiledCampaign, CompiledWorkspace
 from .partners import PartnerBook, import_partners
 from .delivery import deliver
 from .locks import lock_error, snapshot
+from .monitor import check_monitors
 from .steps import Effects, Job, execute
 from .store import Conflict, Enrollment, Store
 
@@ -121,6 +122,7 @@ class Tick:
         self._sample_audiences()
         self._enroll_members()
         self._run_steps(self.at)
+        self.report.alerts += check_monitors(self.store, self.plan, self.book, self.running, self.at)
         self._deliver()
         return self.report
 

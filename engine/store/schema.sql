@@ -191,6 +191,17 @@ CREATE TABLE IF NOT EXISTS undeliverable (
     source  TEXT NOT NULL                    -- the bounce event
 );
 
+CREATE TABLE IF NOT EXISTS alerts (
+    seq        INTEGER PRIMARY KEY,
+    campaign   TEXT NOT NULL,
+    raised_at  TEXT NOT NULL,
+    pct        REAL NOT NULL,                -- In-Campaign % when it was raised
+    minimum    REAL NOT NULL,
+    cleared_at TEXT,
+    cleared_pct REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_open ON alerts (campaign) WHERE cleared_at IS NULL;
+
 CREATE TABLE IF NOT EXISTS log (
     seq      INTEGER PRIMARY KEY,
     at       TEXT NOT NULL,                  -- logical time of the action

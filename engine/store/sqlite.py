@@ -575,6 +575,40 @@ class SQLiteStore:
         return self._one("SELECT id FROM popups WHERE partner = ? AND campaign = ? AND step = ? "
                          "ORDER BY created_at DESC LIMIT 1", (partner, campaign, step))
 
+    # --- monitors ---------------------------------------------------------------------------
+
+    def open_alert(self, campaign: str) -> dict | None:
+        found = self.alerts(campaign, open_only=True)
+        return found[0] if found else None
+
+    def raise_alert(self, campaign: str, at: datetime, pct: float, minimum: float) -> int | None:
+        """The new alert's number, or None when one is open already (another tick raised it)."""
+        try:
+            cursor = self.db.execute("INSERT INTO alerts (campaign, raised_at, pct, minimum) VALUES (?, ?, ?, ?)",
+                                     (campaign, iso(at), pct, minimum))
+        except sqlite3.IntegrityError:
+            return None
+        return cursor.lastrowid
+
+    def clear_alert(self, seq: int, at: datetime, pct: float) -> bool:
+        cursor = self.db.execute("UPDATE alerts SET cleared_at = ?, cleared_pct = ? WHERE seq = ? AND cleared_at IS NULL",
+                                 (iso(at), pct, seq))
+        return cursor.rowcount == 1
+
+    def alerts(self, campaign: str | None = None, open_only: bool = False) -> list[dict]:
+        keys = ("seq", "campaign", "raised_at", "pct", "minimum", "cleared_at", "cleared_pct")
+        sql, params = f"SELECT {', '.join(keys)} FROM alerts WHERE 1 = 1", []
+        if campaign is not None:
+            sql += " AND campaign = ?"
+            params.append(campaign)
+        if open_only:
+            sql += " AND cleared_at IS NULL"
+        return [dict(zip(keys, row)) for row in self.db.execute(sql + " ORDER BY seq", params)]
+
+    def add_notice(self, record: Mapping[str, Any]) -> None:
+        """A message that belongs to no enrollment (a monitor's alert email)."""
+        self.add_message(record, 0)
+
     # --- facts for expressions -------------------------------------------------------------
 
     def engaged(self, partner: str, campaign: str, step: str, kind: str, since: datetime | None,

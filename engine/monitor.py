@@ -1,0 +1,104 @@
+"""In-Campaign % monitors (SPEC §1: "an In-Campaign % monitor with an expected level, default
+90%, that raises an alert when it drops below").
+
+For every running campaign with an ``audience`` trigger, at the end of each tick:
+
+    In-Campaign % = partners of the audience with an active enrollment
+                    ÷ partners of the audience who are in the campaign (active, paused or
+                      scheduled) or could be enrolled by its trigger now
+
+(the audience after exclusions and dedupe; partners who may not be enrolled, e.g. already
+treated with ``reenroll: never`` or in another exclusive campaign, do not count). When it drops
+below ``monitor.in_campaign_min`` an alert is raised once: it is listed in that tick's
+``alerts``, kept by ``engine alerts``, and emailed to each ``monitor.alert`` address through the
+email channel's transport (message id ``alert:<campaign>:<n>:<address>``). When the percentage
+is back at or above the minimum, the alert is cleared (also listed in the tick's ``alerts``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from campaigns.enrollment import PastEnrollment, eligible_for_trigger
+from dsl.runtime import Context
+
+from .clock import iso
+from .compiled import CompiledCampaign, CompiledWorkspace
+from .partners import PartnerBook
+from .store import Store
+
+CURRENT = ("scheduled", "active", "paused")
+
+
+@dataclass(frozen=True)
+class InCampaign:
+    active: int
+    base: int
+
+    @property
+    def pct(self) -> float | None:
+        return None if self.base == 0 else round(100 * self.active / self.base, 1)
+
+
+def in_campaign(store: Store, plan: CompiledWorkspace, book: PartnerBook, compiled: CompiledCampaign,
+                at: datetime) -> InCampaign:
+    from .tick import StoreFacts
+
+    ctx = Context(now=at, tz=compiled.tz, facts=StoreFacts(store, plan, compiled.id, None, at))
+    audience = set(compiled.audience.select(book.all(), ctx, plan.groups))
+    current = store.partners_in(compiled.id, CURRENT) & audience
+    active = store.partners_in(compiled.id, ("active",)) & audience
+    others = audience - current
+    if compiled.campaign.reenroll == "never":
+        others -= store.partners_in(compiled.id, ("finished",))
+    history = store.history(sorted(others)) if others else {}
+    eligible = sum(1 for pid in others if eligible_for_trigger(compiled.id, compiled.campaign, [
+        PastEnrollment(e.campaign, e.number, e.status, e.started_at, e.finished_at, plan.exclusive(e.campaign))
+        for e in history.get(pid, [])], at))
+    return InCampaign(len(active), len(current) + eligible)
+
+
+def check_monitors(store: Store, plan: CompiledWorkspace, book: PartnerBook, running: list[str],
+                   at: datetime) -> list[dict[str, Any]]:
+    """Raise and clear alerts as of ``at``; what changed, for the tick's report."""
+    changed: list[dict[str, Any]] = []
+    for cid in running:
+        compiled = plan.campaigns[cid]
+        if compiled.trigger != "audience":
+            continue
+        measured = in_campaign(store, plan, book, compiled, at)
+        minimum = compiled.campaign.monitor.in_campaign_min
+        with store.transaction():
+            alert = store.open_alert(cid)
+            if measured.pct is not None and measured.pct < minimum and alert is None:
+                seq = store.raise_alert(cid, at, measured.pct, minimum)
+                if seq is not None:
+                    changed.append(_entry(cid, "raised", measured, minimum, at))
+                    _email(store, compiled, seq, measured, minimum, at)
+                    store.log(at, "engine", "alert.raised", cid, pct=measured.pct, minimum=minimum)
+            elif alert is not None and (measured.pct is None or measured.pct >= minimum):
+                if store.clear_alert(alert["seq"], at, measured.pct if measured.pct is not None else 100.0):
+                    changed.append(_entry(cid, "cleared", measured, minimum, at))
+                    store.log(at, "engine", "alert.cleared", cid, pct=measured.pct, minimum=minimum)
+    return changed
+
+
+def _entry(cid: str, state: str, measured: InCampaign, minimum: float, at: datetime) -> dict[str, Any]:
+    return {"campaign": cid, "state": state, "in_campaign_pct": measured.pct, "minimum": minimum,
+            "active": measured.active, "of": measured.base, "at": iso(at)}
+
+
+def _email(store: Store, compiled: CompiledCampaign, seq: int, measured: InCampaign, minimum: float,
+           at: datetime) -> None:
+    name = compiled.campaign.name or compiled.id
+    for address in compiled.campaign.monitor.alert:
+        store.add_notice({
+            "id": f"alert:{compiled.id}:{seq}:{address}", "campaign": compiled.id, "step": "monitor", "partner": "",
+            "channel": "email", "to": address,
+            "subject": f"In-Campaign alert: {name} at {measured.pct}% (expected {minimum:g}%)",
+            "body": (f"Campaign {compiled.id} ({name}) has {measured.active} of {measured.base} eligible audience "
+                     f"partners in an active enrollment: {measured.pct}%, below the expected {minimum:g}%.\n"
+                     f"Raised at {iso(at)}. See: engine status --campaign {compiled.id}\n"),
+            "language": "default", "at": iso(at)})
