@@ -14,14 +14,13 @@ test can edit a campaign between two ticks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from campaigns.enrollment import Operation
 from campaigns.workspace import load_workspace
-from dsl.diagnostics import Diagnostic, SourceError, did_you_mean, error
+from dsl.diagnostics import SourceError, did_you_mean, error
 from dsl.source import Span
 
 from . import groups, operations, stats, views
@@ -29,23 +28,12 @@ from .channels.file import read_lines, read_rows
 from .clock import Clock, SystemClock, aware, from_iso, iso, parse_every, parse_time
 from .compiled import CompiledWorkspace, compile_workspace, fingerprint
 from .errors import UnknownName
-from .events import CONSENT, ENGAGEMENT, read_events
+from .ingest import EventImport, import_events
 from .partners import PartnerBook
 from .store import Enrollment, SQLiteStore, Store, store_path
-from .tick import ENGINE_USER, TickReport, tick
+from .tick import TickReport, tick
 
 LAST_TICK = "tick.last"
-
-
-@dataclass
-class EventImport:
-    imported: int = 0
-    duplicates: int = 0  # already imported, or repeated in the file
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"imported": self.imported, "duplicates": self.duplicates,
-                "errors": [d.to_json() for d in self.diagnostics]}
 
 
 class Engine:
@@ -155,64 +143,7 @@ class Engine:
     def import_events(self, path: str | Path, at: datetime | str | None = None) -> EventImport:
         """Store the events of a JSONL file (SPEC §8); event triggers use them at the next tick.
         Bad lines are reported and skipped; an event seen before counts once."""
-        when = self.time(at)
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise SourceError([error(Span(str(path), 1, 1), f"cannot read the events file: {reason}")]) from None
-        parsed = read_events(str(path), text, self.plan.tz)
-        result = EventImport(duplicates=parsed.duplicates, diagnostics=list(parsed.diagnostics))
-        terms_channels = self.plan.settings.consent.terms_opt_in
-        with self.store.transaction():
-            for event in parsed.events:
-                campaign, step = event.campaign, event.step
-                channel = event.data.get("channel") if isinstance(event.data, Mapping) else None
-                if event.message is not None:
-                    target = self.store.message_target(event.message)
-                    if target is None:
-                        result.diagnostics.append(error(Span(str(path), event.line, 1),
-                                                        f"unknown message id '{event.message}'"))
-                        continue
-                    campaign, step, _, channel = campaign or target[0], step or target[1], target[2], channel or target[3]
-                    event = _with(event, campaign=campaign, step=step)
-                pending = event.type not in ENGAGEMENT and event.type not in CONSENT
-                if not self.store.add_event(event, pending, when):
-                    result.duplicates += 1
-                    continue
-                result.imported += 1
-                if event.type == "terms.accepted":
-                    for c in terms_channels:
-                        self.store.add_consent(event.partner, c, True, event.at, f"event:{event.id}")
-                elif event.type in ("opted_in", "unsubscribed") and channel in ("email", "sms"):
-                    self.store.add_consent(event.partner, channel, event.type == "opted_in", event.at, f"event:{event.id}")
-                elif event.type == "read":
-                    popup = event.message or (self.store.latest_popup(event.partner, campaign, step) if campaign and step else None)
-                    if popup:
-                        self.store.mark_popup_read(popup, event.partner, event.at)
-                elif event.type == "bounced" and event.data.get("kind") == "hard":
-                    address = self._bounced_address(event)
-                    if address:
-                        self.store.mark_undeliverable(address, event.at, f"event:{event.id}")
-            self.store.log(when, ENGINE_USER, "events.import", None, file=str(path), imported=result.imported,
-                           duplicates=result.duplicates, errors=len(result.diagnostics))
-        result.diagnostics.sort(key=lambda d: (d.span.line, d.span.col))
-        return result
-
-    def _bounced_address(self, event: Any) -> str | None:
-        """The address a hard bounce is about: the bounced message's, else the partner's."""
-        if event.message is not None:
-            found = self.store.message(event.message)
-            if found is not None and found.get("channel") == "email":
-                return found.get("to")
-        if event.campaign and event.step:
-            address = self.store.last_address(event.partner, event.campaign, event.step)
-            if address:
-                return address
-        partner = self.book.get(event.partner)
-        email = partner.get("email") if partner else None
-        return email if isinstance(email, str) else None
+        return import_events(self.store, self.plan, self.book, Path(path), self.time(at))
 
     # --- operations ------------------------------------------------------------------------------
 
@@ -360,5 +291,4 @@ def _many(partners: str | Sequence[str]) -> list[str]:
     return [partners] if isinstance(partners, str) else list(partners)
 
 
-def _with(event: Any, **changes: Any) -> Any:
-    return replace(event, **changes)
+

@@ -1,7 +1,8 @@
 """Locked one-shot campaigns (SPEC §1: "an email that is sending is locked; copy it to change it").
 
-When an ``at`` campaign fires, the store keeps what its steps and audience were. From then on a
-change to either in the file is an error at the changed line, for ``engine check`` and for every
+When an ``at`` campaign fires, the store keeps what its audience, trigger and steps were. From
+then on a change to any of them in the file is an error at the changed line (a new `at` time
+would send it again), for ``engine check`` and for every
 tick; the tick leaves that campaign alone (its enrollments wait) and runs the others. Undoing the
 change unlocks it again; other fields (name, description, owner, window, monitor) may change.
 """
@@ -16,7 +17,7 @@ from typing import Any, Mapping
 from campaigns.model import Campaign
 from dsl.diagnostics import Diagnostic, error
 
-LOCKED_PARTS = ("audience", "steps")
+LOCKED_PARTS = ("audience", "trigger", "steps")
 
 
 def snapshot(campaign: Campaign) -> str:

@@ -457,8 +457,8 @@ class Tick:
             ledger = self.store.consent_latest(e.partner, step.kind, due)
             if not compiled.audience.consents(step.kind, partner, ledger, ctx):
                 return Effects("skipped", SkipReason.NO_CONSENT)
-        address = partner.get("email")
-        if step.kind == "email" and isinstance(address, str) and self.store.undeliverable(address, due):
+        address = partner.get({"email": "email", "sms": "phone"}.get(step.kind, ""))
+        if isinstance(address, str) and self.store.undeliverable(address, due):  # it hard-bounced before
             return Effects("skipped", SkipReason.UNDELIVERABLE)
         if compiled.id not in self._numbers:
             self._numbers[compiled.id] = self.store.campaign_number(compiled.id)

@@ -548,12 +548,15 @@ class SQLiteStore:
 
     def engagement_counts(self, campaign: str) -> list[tuple[str, str, str, int, int]]:
         """(step, language, event type, events, distinct partners) of a campaign's engagement
-        events; the language is that of the step's latest message to the partner."""
+        events about messages that were sent; the language is that of the step's latest message
+        to the partner."""
         return self.db.execute(
             "SELECT e.step, coalesce((SELECT json_extract(o.payload, '$.language') FROM outbox o "
             "  WHERE o.partner = e.partner AND o.campaign = e.campaign AND o.step = e.step "
             "  ORDER BY o.at DESC LIMIT 1), 'default') AS language, e.type, count(*), count(DISTINCT e.partner) "
-            "FROM events e WHERE e.campaign = ? AND e.type IN ('opened', 'clicked', 'bounced') GROUP BY 1, 2, 3",
+            "FROM events e WHERE e.campaign = ? AND e.type IN ('opened', 'clicked', 'bounced') "
+            "AND EXISTS (SELECT 1 FROM outbox o WHERE o.partner = e.partner AND o.campaign = e.campaign "
+            "  AND o.step = e.step AND o.status = 'sent') GROUP BY 1, 2, 3",
             (campaign,)).fetchall()
 
     def popup_counts(self, campaign: str) -> list[tuple[str, str, int, int]]:

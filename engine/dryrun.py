@@ -1,0 +1,364 @@
+"""`engine test`: a dry run of one campaign for some partner records, from a logical time on,
+without touching the store (SPEC §1 "a Test function before launch", §9).
+
+For each partner it says which rulesets and groups match, what excludes them, and, when they
+would be enrolled, every step with its logical time and outcome: the message it would send
+(rendered in the partner's language) or why it would be skipped or fail. The decisions are the
+tick's own (:mod:`engine.tick`): the same window, exit, condition, exclusion and consent rules in
+the same order, and the same renderer (:func:`engine.steps.execute`).
+
+A run with no failed step records a *pass* for the campaign file's current content hash in
+``.engine/tested.json`` (``{campaign: {"hash", "at"}}``); the launch checklist of
+``engine check`` (:mod:`campaigns.checklist`) warns about active campaigns whose current content
+never passed.
+
+Decisions where SPEC is silent:
+
+- The records are the workspace's partner source as it is now (not the store's last import),
+  or a sample file (``.csv`` or ``.jsonl``, the same schema). A source with errors is refused
+  (:class:`SourceError`), as a tick refuses to import one. Without partners or a sample, the
+  first five partners of the audience (source order, after exclusions and dedupe) are shown.
+- A dry run has no history: the partner is in no campaign (``in_campaign``/``was_in_campaign``
+  are false), has opened, clicked or bounced nothing and given no response, has no consent
+  ledger entry (consent is the channel's expression) and no undeliverable address. Static
+  groups (``in_group``) are read from groups/. Reenroll and exclusivity are not asked (no
+  history to ask them about).
+- ``enrolls`` says whether the partner is in the audience: a ruleset or group matches and
+  nothing excludes them (engine.yaml's ``exclude``, ``audience.exclude``, test contacts with
+  ``include_test: false``, or ``dedupe`` against the other records, which is reported as
+  ``dedupe (email): duplicate of p015``). A trigger's own condition on an event is not asked.
+  Drafts (``active: false``) can be tested: that is what testing before launch is for.
+- The enrollment starts at ``at``; the first step is due then, each wait counts from the step
+  before it, a step due before the window's start waits for it, and a step due after its end
+  closes the enrollment (status ``window_closed``, no later steps). ``exit_when`` and
+  ``exit_on_audience_loss`` are asked as each step falls due (status ``exit`` /
+  ``audience_lost``), as the record is now. A failed step (a template error) does not stop the
+  ones after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+from zoneinfo import ZoneInfo
+
+from campaigns.audience import dedupe
+from campaigns.enrollment import FinishReason, SkipReason, position_after, window_opens
+from campaigns.workspace import Workspace, load_workspace
+from dsl.diagnostics import SourceError, did_you_mean, error
+from dsl.records import PartnerSource, read_partners
+from dsl.runtime import Context
+from dsl.source import Span
+
+from .clock import aware, iso
+from .compiled import CompiledCampaign, CompiledWorkspace, compile_workspace
+from .errors import UnknownName
+from .steps import Effects, Job, execute
+
+TESTED_FILE = "tested.json"
+DEFAULT_SAMPLE_SIZE = 5
+
+
+# --- the dry run ----------------------------------------------------------------------------------
+
+
+def dry_run(workspace_root: Path, campaign_id: str, partner_ids: list[str] | None, sample: Path | None,
+            at: datetime) -> dict[str, Any]:
+    """The campaign ``campaign_id`` run for those partners from ``at`` on, as JSON-ready data::
+
+        {"campaign", "at", "content_hash", "passed", "warnings": [str],
+         "partners": [{"partner", "rulesets": [name], "groups": [name], "excluded_by": str|None,
+                       "enrolls": bool, "finished": {"reason", "at"}|None,
+                       "steps": [{"step", "kind", "at", "status", "reason", "error", "message"}]}]}
+
+    ``status`` is ``would_execute`` (``message`` is what it renders), ``skipped`` (``reason``:
+    condition, excluded, no_consent, no_address), ``failed`` (``reason`` template_error, the
+    message in ``error``), or ``window_closed`` / ``exit`` / ``audience_lost`` (the enrollment
+    ends there). Records a pass (:func:`record_pass`) when no step failed.
+
+    Raises :class:`UnknownName` for an unknown campaign or partner, :class:`SourceError` for
+    errors in engine.yaml, in the campaign's file or in the partner records."""
+    root = Path(workspace_root)
+    at = aware(at)
+    plan, compiled = _load(root, campaign_id)
+    source = _read_source(plan.workspace, sample)
+    records = source.records
+    id_field = plan.id_field
+    by_id = {str(r[id_field]): r for r in records if r.get(id_field) is not None}
+    runner = _DryRun(plan, compiled, records)
+    if partner_ids is None:
+        chosen = runner.audience(at)[:DEFAULT_SAMPLE_SIZE]
+    else:
+        chosen = list(dict.fromkeys(str(p) for p in partner_ids))
+        for pid in chosen:
+            if pid not in by_id:
+                where = f"sample {sample}" if sample is not None else "the partner source"
+                raise UnknownName(f"unknown partner '{pid}' (not in {where}){did_you_mean(pid, list(by_id))}")
+    partners = [runner.partner(by_id[pid], pid, at) for pid in chosen]
+    passed = not any(s["status"] == "failed" for p in partners for s in p["steps"])
+    if passed:
+        record_pass(root, campaign_id, compiled.content_hash, at)
+    return {"campaign": campaign_id, "at": iso(at), "content_hash": compiled.content_hash, "passed": passed,
+            "warnings": list(dict.fromkeys(runner.warnings)), "partners": partners}
+
+
+def _load(root: Path, campaign_id: str) -> tuple[CompiledWorkspace, CompiledCampaign]:
+    workspace = load_workspace(root, check_partners=False)
+    settings_errors = [d for d in workspace.errors if Path(d.span.path).name == "engine.yaml"]
+    if settings_errors:
+        raise SourceError(settings_errors)
+    file = workspace.files.get(campaign_id)
+    if file is None:
+        raise UnknownName(f"unknown campaign '{campaign_id}'{did_you_mean(campaign_id, list(workspace.files))}")
+    if not file.ok:
+        problems = [d for d in file.diagnostics if d.severity == "error"]
+        raise SourceError(problems or [error(Span(str(file.path), 1, 1), f"campaign '{campaign_id}' cannot be loaded")])
+    plan = compile_workspace(workspace)
+    return plan, plan.campaigns[campaign_id]
+
+
+def _read_source(workspace: Workspace, sample: Path | None) -> PartnerSource:
+    """The sample file's records, or the workspace's partner source's; any error is refused."""
+    settings = workspace.settings
+    if sample is not None:
+        path = Path(sample)
+        missing = f"sample file '{path}' not found"
+    else:
+        path = workspace.root / settings.partners.source
+        missing = f"partner source '{settings.partners.source}' not found"
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        span = settings.partners.span("source") if sample is None and settings.document is not None else Span(str(path), 1, 1)
+        raise SourceError(error(span, missing)) from None
+    source = read_partners(str(path), text, settings.partners.types(), settings.partners.id, ZoneInfo(settings.timezone))
+    if not source.ok:
+        raise SourceError([d for d in source.diagnostics if d.severity == "error"])
+    return source
+
+
+@dataclass(frozen=True)
+class DryFacts:
+    """What expressions may ask about a partner in a dry run: the workspace's static groups,
+    and no history at all (in no campaign, nothing opened, clicked, bounced or answered)."""
+
+    groups: Mapping[str, frozenset[str]]
+    id_field: str
+
+    def in_group(self, partner: Mapping, name: str) -> bool:
+        return str(partner.get(self.id_field)) in self.groups.get(name, ())
+
+    def in_campaign(self, partner: Mapping, campaign_id: str) -> bool:
+        return False
+
+    was_in_campaign = opened = clicked = bounced = responded = in_campaign
+
+    def response(self, partner: Mapping, step_id: str) -> str | None:
+        return None
+
+
+class _DryRun:
+    def __init__(self, plan: CompiledWorkspace, compiled: CompiledCampaign, records: list[dict]):
+        self.plan, self.compiled, self.records = plan, compiled, records
+        self.facts = DryFacts(plan.groups, plan.id_field)
+        self.warnings: list[str] = []
+        self._kept: dict[datetime, dict[str, Mapping]] = {}
+
+    def context(self, at: datetime) -> Context:
+        return Context(now=at, tz=self.compiled.tz, facts=self.facts, warnings=self.warnings)
+
+    def audience(self, at: datetime) -> list[str]:
+        return self.compiled.audience.select(self.records, self.context(at), self.plan.groups)
+
+    def _deduplicated(self, partner: Mapping, pid: str, at: datetime) -> str | None:
+        """``dedupe (email): duplicate of p015`` when dedupe leaves the partner out."""
+        audience = self.compiled.audience
+        if not audience.dedupe:
+            return None
+        if at not in self._kept:
+            ctx = self.context(at)
+            matching = [p for p in self.records if p.get(self.plan.id_field) is not None
+                        and audience.matches(p, ctx, self.plan.groups)]
+            self._kept[at] = {str(p[self.plan.id_field]): p for p in dedupe(matching, audience.dedupe, self.plan.id_field)}
+        kept = self._kept[at]
+        if pid in kept:
+            return None
+        for key in audience.dedupe:
+            mine = _comparable(partner.get(key))
+            for other_id, other in kept.items():
+                if mine is not None and _comparable(other.get(key)) == mine:
+                    return f"dedupe ({key}): duplicate of {other_id}"
+        return f"dedupe ({', '.join(audience.dedupe)})"
+
+    def partner(self, partner: Mapping, pid: str, at: datetime) -> dict[str, Any]:
+        compiled = self.compiled
+        match = compiled.audience.explain(partner, self.context(at), self.plan.groups)
+        excluded_by = match.excluded_by
+        if excluded_by is None and match.matches:
+            excluded_by = self._deduplicated(partner, pid, at)
+        enrolls = bool(match.rulesets or match.groups) and excluded_by is None
+        steps: list[dict[str, Any]] = []
+        finished = self._steps(partner, pid, at, steps) if enrolls else None
+        return {"partner": pid, "rulesets": list(match.rulesets), "groups": list(match.groups),
+                "excluded_by": excluded_by, "enrolls": enrolls, "finished": finished, "steps": steps}
+
+    def _steps(self, partner: Mapping, pid: str, at: datetime, out: list[dict[str, Any]]) -> dict[str, Any]:
+        """Walk the enrollment the way the tick advances it (engine.tick.Tick._advance)."""
+        compiled = self.compiled
+        campaign = compiled.campaign
+        step_id, due = position_after(campaign, None, at, compiled.tz)
+        while step_id is not None:
+            step = compiled.steps[step_id]
+            opens = window_opens(due, campaign.window, compiled.tz)
+            if opens is None:
+                out.append(_entry(step, due, str(FinishReason.WINDOW_CLOSED), None))
+                return {"reason": str(FinishReason.WINDOW_CLOSED), "at": iso(due)}
+            due = opens
+            reason = self._exit_reason(partner, due)
+            if reason is not None:
+                out.append(_entry(step, due, reason, None))
+                return {"reason": reason, "at": iso(due)}
+            out.append(self._outcome(step, partner, pid, due))
+            step_id, due = position_after(campaign, step_id, due, compiled.tz)
+        return {"reason": str(FinishReason.COMPLETED), "at": iso(due)}
+
+    def _exit_reason(self, partner: Mapping, due: datetime) -> str | None:
+        compiled = self.compiled
+        ctx = self.context(due)
+        if compiled.exit_when is not None and compiled.exit_when.test(partner, ctx):
+            return str(FinishReason.EXIT)
+        if compiled.campaign.exit_on_audience_loss and not compiled.audience.matches(partner, ctx, self.plan.groups):
+            return str(FinishReason.AUDIENCE_LOST)
+        return None
+
+    def _outcome(self, step, partner: Mapping, pid: str, due: datetime) -> dict[str, Any]:
+        """What the step would do as of ``due`` (the checks of engine.tick.Tick.effects)."""
+        compiled, plan = self.compiled, self.plan
+        ctx = self.context(due)
+        when = compiled.step_when.get(step.id)
+        if when is not None and not when.test(partner, ctx):
+            return _entry(step, due, "skipped", str(SkipReason.CONDITION))
+        if plan.exclude is not None and plan.exclude.test(partner, ctx):
+            return _entry(step, due, "skipped", str(SkipReason.EXCLUDED))
+        if step.kind in ("email", "sms") and not compiled.audience.consents(step.kind, partner, None, ctx):
+            return _entry(step, due, "skipped", str(SkipReason.NO_CONSENT))
+        job = Job(compiled.id, compiled.campaign, None, step, partner, pid, 0, 1, 1, due, compiled.tz,
+                  plan.templates_dir, plan.settings)
+        effects = execute(job)
+        if effects.status == "executed":
+            return _entry(step, due, "would_execute", None, message=_message(step.kind, effects))
+        if effects.status == "failed":
+            return _entry(step, due, "failed", str(effects.reason), error=effects.detail.get("error"))
+        return _entry(step, due, effects.status, str(effects.reason) if effects.reason else None)
+
+
+def _entry(step, at: datetime, status: str, reason: str | None, *, message: dict | None = None,
+           error: str | None = None) -> dict[str, Any]:
+    return {"step": step.id, "kind": step.kind, "at": iso(at), "status": status, "reason": reason,
+            "error": error, "message": message}
+
+
+def _message(kind: str, effects: Effects) -> dict[str, Any]:
+    """The rendered message, without what the step entry already says (step, partner, time)."""
+    if kind == "email":
+        m = effects.messages[0]
+        message = {"channel": "email", "to": m["to"], "subject": m["subject"], "body": m["body"],
+                   "language": m["language"], "html": effects.html}
+        if "bcc" in m:
+            message["bcc"] = m["bcc"]
+        return message
+    if kind == "sms":
+        m = effects.messages[0]
+        return {"channel": "sms", "to": m["to"], "text": m["body"], "language": m["language"]}
+    if kind == "letter":
+        m = effects.messages[0]
+        return {"channel": "letter", "body": m["body"], "language": m["language"]}
+    if kind == "popup":
+        p = effects.popup or {}
+        return {"channel": "popup", "pages": p.get("pages"), "title": p.get("title"), "body": p.get("body"),
+                "language": p.get("language")}
+    a = effects.activity or {}
+    return {"channel": "activity", "kind": a.get("kind"), "assignee": a.get("assignee"), "subject": a.get("subject"),
+            "responses": a.get("responses")}
+
+
+def _comparable(value: object) -> str | None:
+    """An email or company as dedupe compares them (campaigns.audience): trimmed, casefolded."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return value.strip().casefold()
+
+
+# --- passes ---------------------------------------------------------------------------------------
+
+
+def tested_path(workspace_root: Path) -> Path:
+    return Path(workspace_root) / ".engine" / TESTED_FILE
+
+
+def record_pass(workspace_root: Path, campaign_id: str, content_hash: str, at: datetime) -> None:
+    """Remember that the campaign's content ``content_hash`` passed ``engine test`` at ``at``:
+    ``.engine/tested.json`` is ``{campaign: {"hash", "at"}}``, replaced atomically (written to a
+    temporary file beside it, then renamed) under a lock on .engine/, so that two runs at once
+    both count; .engine/ is created when missing."""
+    path = tested_path(workspace_root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path.parent):
+        passes = _read_passes(path)
+        passes[campaign_id] = {"hash": content_hash, "at": iso(at)}
+        text = json.dumps(passes, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        temporary = path.with_name(f".{TESTED_FILE}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(temporary, "x", encoding="utf-8") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+
+
+def tested_hash(workspace_root: Path, campaign_id: str) -> str | None:
+    """The content hash of the campaign's last passing `engine test`, or None."""
+    return tested_hashes(workspace_root).get(campaign_id)
+
+
+def tested_hashes(workspace_root: Path) -> dict[str, str]:
+    """Every campaign's last passing content hash: what :func:`campaigns.checklist.launch_checklist`
+    takes as ``tested``."""
+    passes = _read_passes(tested_path(workspace_root))
+    return {cid: entry["hash"] for cid, entry in passes.items()
+            if isinstance(entry, dict) and isinstance(entry.get("hash"), str)}
+
+
+def _read_passes(path: Path) -> dict[str, Any]:
+    """The file's content; a missing or unreadable file is no passes (it is rewritten whole)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """An exclusive lock on the .engine directory itself (no lock file left behind)."""
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: the atomic rename still keeps the file whole
+        yield
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
