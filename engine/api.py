@@ -28,6 +28,7 @@ from .channels.file import read_lines, read_rows
 from .clock import Clock, SystemClock, aware, from_iso, iso, parse_every, parse_time
 from .compiled import CompiledWorkspace, compile_workspace, fingerprint
 from .errors import UnknownName
+from .explain import explain_partner
 from .ingest import EventImport, import_events
 from .partners import PartnerBook
 from .store import Enrollment, SQLiteStore, Store, store_path
@@ -51,7 +52,7 @@ class Engine:
         """The engine of a workspace. SourceError when engine.yaml itself is unusable (the
         campaigns' own errors only keep those campaigns from running)."""
         root = Path(workspace)
-        loaded = _load(root)
+        loaded = load_plan(root)
         engine = cls(root, store_path(store or loaded.workspace.settings.store, root), clock or SystemClock())
         engine._plan = loaded
         return engine
@@ -79,7 +80,7 @@ class Engine:
     def plan(self) -> CompiledWorkspace:
         """The compiled workspace, re-loaded when one of its files changed."""
         if self._plan is None or self._plan.fingerprint != fingerprint(self.root):
-            self._plan = _load(self.root)
+            self._plan = load_plan(self.root)
             self._book = None
         return self._plan
 
@@ -267,6 +268,10 @@ class Engine:
             found = [p for p in found if p["read_at"] is None]
         return found
 
+    def explain(self, campaign: str, partner: str, at: datetime | str | None = None) -> dict[str, Any]:
+        """Why the partner is or is not in the campaign's audience, sub-expression by sub-expression."""
+        return explain_partner(self.store, self.plan, self.book, campaign, partner, self.time(at))
+
     def alerts(self, campaign: str | None = None, *, open_only: bool = False) -> list[dict]:
         """In-Campaign % alerts: raised (and when cleared)."""
         return self.store.alerts(campaign, open_only)
@@ -277,7 +282,7 @@ class Engine:
         return stats.campaign_stats(self.store, self.plan, self.book, campaign, self.time(at))
 
 
-def _load(root: Path) -> CompiledWorkspace:
+def load_plan(root: Path) -> CompiledWorkspace:
     if not (root / "engine.yaml").is_file():
         raise SourceError([error(Span(str(root / "engine.yaml"), 1, 1), f"no engine.yaml in {root}: not a workspace")])
     workspace = load_workspace(root, check_partners=False)

@@ -35,6 +35,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         workspace = load_workspace(root, only=only)
         diagnostics.extend(workspace.diagnostics)
         diagnostics.extend(_lock_errors(root, workspace))
+        diagnostics.extend(_checklist(root, workspace, only))
         campaigns += len(workspace.files)
     diagnostics = sorted(set(diagnostics), key=lambda d: (d.span.path, d.span.line, d.span.col, d.message))
     if args.strict:
@@ -69,6 +70,19 @@ def _lock_errors(root: Path, workspace) -> list[Diagnostic]:
             if problem is not None:
                 found.append(problem)
     return found
+
+
+def _checklist(root: Path, workspace, only: list[Path] | None) -> list[Diagnostic]:
+    """The launch checklist of the active campaigns that were checked."""
+    from campaigns.checklist import launch_checklist
+
+    from .dryrun import tested_hashes
+
+    found = launch_checklist(workspace, tested_hashes(root))
+    if only is None:
+        return found
+    wanted = {str(p.resolve()) for p in only}
+    return [d for d in found if str(Path(d.span.path).resolve()) in wanted]
 
 
 def _check_targets(args: argparse.Namespace) -> list[tuple[Path, list[Path] | None]]:
@@ -304,6 +318,30 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="A one-shot (trigger: at) campaign that has not started sending stops being scheduled until its file is edited; edit its audience, and the next tick schedules it again.")
     draft.add_argument("campaign", metavar="C")
     draft.set_defaults(run=_command("cmd_draft"))
+
+    test = commands.add_parser("test", parents=[common], help="dry run of a campaign for some partners: rulesets, steps, rendered messages",
+                               description="Run the campaign for the given partners (or the first five of its audience) from --at on, without touching the store: which rulesets match, the steps with their logical times, the rendered messages, the reasons for skips. A run without failures records a pass for the campaign's current content (see engine check).")
+    test.add_argument("campaign", metavar="C")
+    test.add_argument("--partner", dest="partners", action="append", metavar="P", help="a partner of the partner source (repeat for several)")
+    test.add_argument("--sample", metavar="FILE", help="sample records (.csv or .jsonl with the partner schema) instead of the partner source")
+    test.add_argument("--at", metavar="T", help="when the run starts (default: now)")
+    test.add_argument("--json", action="store_true", help="print one JSON document")
+    test.set_defaults(run=_command("cmd_test"))
+
+    explain = commands.add_parser("explain", parents=[reading], help="why a partner does or does not match, sub-expression by sub-expression",
+                                  description="Evaluate the campaign's rulesets, groups, exclusions, consent and trigger eligibility for one partner, showing each sub-expression's value and its place in the file.")
+    explain.add_argument("campaign", metavar="C")
+    explain.add_argument("--partner", required=True, metavar="P")
+    explain.add_argument("--at", metavar="T", help="as of this time (default: now)")
+    explain.set_defaults(run=_command("cmd_explain"))
+
+    diff = commands.add_parser("diff", parents=[common], help="semantic diff of two campaign files or git revisions",
+                               description="What changed between two versions of a campaign: rulesets, steps (added, removed, moved, changed by field), trigger, window, responses. Each side is a file or REV:path in the workspace's git repository. With --textconv FILE: a flat rendering of one file for git's diff driver (see README).")
+    diff.add_argument("old", metavar="OLD", nargs="?")
+    diff.add_argument("new", metavar="NEW", nargs="?")
+    diff.add_argument("--json", action="store_true", help='print {"changes": [{"path", "kind", "old", "new", "line"}]}')
+    diff.add_argument("--textconv", metavar="FILE", help="print FILE as one 'path = value' line per setting (for git diff)")
+    diff.set_defaults(run=_command("cmd_diff"))
 
     group = commands.add_parser("group", parents=[operating], help="change a campaign's target group (members the next tick enrolls)",
                                 description="Change the campaign's manual target group. ACTION and its ARGUMENT: add-group G, remove-group G (groups/G.csv), "

@@ -17,8 +17,8 @@ from typing import Any, Iterator, Sequence
 
 from dsl.diagnostics import Diagnostic, SourceError
 
-from .api import Engine
-from .clock import iso, parse_every
+from .api import Engine, load_plan
+from .clock import SystemClock, iso, parse_every, parse_time
 from .cli import INPUT_ERROR, OK, print_diagnostics
 from .errors import UnknownName, UsageError
 from .testing import copy_workspace
@@ -467,4 +467,81 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         return OK
     _table(("campaign", "raised_at", "pct", "minimum", "cleared_at", "cleared_pct"),
            [(a["campaign"], a["raised_at"], a["pct"], a["minimum"], a["cleared_at"], a["cleared_pct"]) for a in found])
+    return OK
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """A dry run of one campaign; exit 1 when a step fails (a template error)."""
+    from .dryrun import dry_run
+
+    root = Path(args.workspace)
+    if not (root / "engine.yaml").is_file():
+        raise UsageError(f"no engine.yaml in {root}: not a workspace")
+    sample = Path(args.sample) if args.sample else None
+    if sample is not None and not sample.is_file():
+        raise UsageError(f"no such file: {args.sample}")
+    plan = load_plan(root)
+    try:
+        at = parse_time(args.at, plan.tz) if args.at else SystemClock().now()
+    except ValueError as exc:
+        raise UsageError(f"--at: {exc}") from None
+    result = dry_run(root, args.campaign, args.partners, sample, at)
+    if args.json:
+        _print_json(result)
+    else:
+        _print_dry_run(result)
+    return OK if result["passed"] else INPUT_ERROR
+
+
+def _print_dry_run(result: dict) -> None:
+    print(f"{result['campaign']} from {result['at']}: {'passed' if result['passed'] else 'FAILED'}")
+    for partner in result["partners"]:
+        print()
+        matched = ", ".join(partner["rulesets"] + [f"group {g}" for g in partner["groups"]]) or "no ruleset or group"
+        verdict = "enrolls" if partner["enrolls"] else f"not enrolled ({partner['excluded_by'] or 'no match'})"
+        print(f"partner {partner['partner']}: {matched}; {verdict}")
+        for step in partner["steps"]:
+            message = step.get("message") or {}
+            what = message.get("subject") or message.get("title") or _first_line(message.get("body") or message.get("text") or "")
+            why = step.get("error") or step.get("reason") or ""
+            print(f"  {step['at']}  {step['step']:<20} {step['status']:<14} {why or what}")
+    for text in result["warnings"]:
+        print(f"warning: {text}", file=sys.stderr)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """A semantic diff of two versions of a campaign file (or a textconv rendering of one)."""
+    from campaigns.diff import diff_campaigns, load_revision, render, textconv
+
+    cwd = Path(args.workspace)
+    if args.textconv:
+        path = Path(args.textconv)
+        if not path.is_file():
+            raise UsageError(f"no such file: {args.textconv}")
+        print(textconv(path.read_text(encoding="utf-8"), str(path)))
+        return OK
+    if not args.old or not args.new:
+        raise UsageError("give OLD and NEW (files or REV:path), or --textconv FILE")
+    try:
+        (old_name, old_text), (new_name, new_text) = load_revision(args.old, cwd), load_revision(args.new, cwd)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    changes = diff_campaigns(old_text, new_text, old_name, new_name)
+    if args.json:
+        _print_json({"changes": [c.to_json() for c in changes]})
+    else:
+        print(render(changes))
+    return OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Why a partner does or does not match a campaign, sub-expression by sub-expression."""
+    from .explain import render_text
+
+    with opened(args) as engine:
+        result = engine.explain(args.campaign, args.partner, _time(engine, args.at, "--at"))
+    if args.json:
+        _print_json(result)
+    else:
+        print(render_text(result))
     return OK

@@ -19,8 +19,11 @@ EXAMPLES = ROOT / "examples"
 BROKEN = EXAMPLES / "broken"
 
 EXPECTED_BROKEN = """\
+campaigns/demo-invite.yaml:1:1: error: active campaign demo-invite has no description: add `description:` saying what it is for, or set `active: false` while it is a draft
+campaigns/demo-invite.yaml:1:1: warning: campaign demo-invite was never run through `engine test` in its current form
 campaigns/demo-invite.yaml:5:33: warning: '<' with null is always false; to test for a missing value use == null
 campaigns/not-yaml.yaml:4:6: error: invalid YAML: did not find expected ',' or ']'
+campaigns/onboarding.yaml:1:1: warning: campaign onboarding was never run through `engine test` in its current form
 campaigns/onboarding.yaml:6:68: error: unknown field 'countyr' of partner; did you mean 'country'?
 campaigns/onboarding.yaml:7:32: error: 'gld' is not a value of partner.tier (silver, gold, platinum); did you mean 'gold'?
 campaigns/onboarding.yaml:8:26: error: cannot compare number with string
@@ -65,7 +68,7 @@ def test_the_broken_workspace_reports_every_mistake_at_its_position() -> None:
     assert result.returncode == 1
     headlines = [line.removeprefix("examples/broken/") for line in result.stdout.splitlines() if line.startswith("examples/")]
     assert headlines == EXPECTED_BROKEN
-    assert result.stdout.rstrip().endswith("23 errors, 1 warning")
+    assert result.stdout.rstrip().endswith("24 errors, 3 warnings")
     assert "Traceback" not in result.stdout + result.stderr
 
 
@@ -84,7 +87,7 @@ def test_json_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert report["ok"] is False
     first = report["errors"][0]
     assert set(first) == {"path", "line", "col", "message", "severity"}
-    assert first["path"].endswith("campaigns/demo-invite.yaml") and first["severity"] == "warning"
+    assert first["path"].endswith("campaigns/demo-invite.yaml") and first["severity"] == "error"  # no description
     assert len(report["errors"]) == len(EXPECTED_BROKEN)
 
 
