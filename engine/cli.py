@@ -335,6 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--at", metavar="T", help="as of this time (default: now)")
     explain.set_defaults(run=_command("cmd_explain"))
 
+    plan = commands.add_parser("plan", parents=[reading], help="what the current files would change in the store (exit 4 if anything)",
+                               description="Against the store: campaigns new, switched on or off, or broken; partners newly matching or no longer matching each audience; enrollments whose next step left the file; locked campaigns that were edited. Exit 0 when nothing would change, 4 when something would.")
+    plan.set_defaults(run=_command("cmd_plan"))
+
     diff = commands.add_parser("diff", parents=[common], help="semantic diff of two campaign files or git revisions",
                                description="What changed between two versions of a campaign: rulesets, steps (added, removed, moved, changed by field), trigger, window, responses. Each side is a file or REV:path in the workspace's git repository. With --textconv FILE: a flat rendering of one file for git's diff driver (see README).")
     diff.add_argument("old", metavar="OLD", nargs="?")
@@ -376,6 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return INPUT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`engine log | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the final flush is quiet
+        return OK
     except Exception as exc:  # a bug, not bad input: say so in one line, details on demand
         if os.environ.get("ENGINE_DEBUG"):
             traceback.print_exc()

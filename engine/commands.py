@@ -545,3 +545,43 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         print(render_text(result))
     return OK
+
+
+PLAN_CHANGES = 4  # `engine plan`: something would change
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """What the files as they are now would change in the store; exit 4 when anything would."""
+    from .plan import plan_changes
+
+    with opened(args) as engine:
+        result = plan_changes(engine.store, engine.plan, engine.time(None))
+    if args.json:
+        _print_json(result)
+    else:
+        _print_plan(result)
+    return PLAN_CHANGES if result["changes"] else OK
+
+
+def _print_plan(result: dict) -> None:
+    for entry in result["campaigns"]:
+        lines = []
+        if entry["state"] != "unchanged":
+            lines.append(f"campaign is {entry['state'].replace('_', ' ')}")
+        audience = entry["audience"] or {}
+        if audience.get("newly_matching"):
+            lines.append(f"{audience['newly_matching']} partners newly match the audience "
+                         f"(e.g. {', '.join(audience['newly_sample'])})")
+        if audience.get("no_longer_matching"):
+            lines.append(f"{audience['no_longer_matching']} enrolled partners no longer match "
+                         f"(e.g. {', '.join(audience['no_longer_sample'])})")
+        removed = entry["removed_steps"] or {}
+        for step, n in removed.get("steps", {}).items():
+            lines.append(f"{n} enrollments wait for step {step}, which is no longer in the file (step_removed)")
+        if entry["locked"]:
+            lines.append(entry["locked"].splitlines()[0])
+        if lines:
+            print(f"{entry['campaign']}:")
+            for line in lines:
+                print(f"  {line}")
+    print("no changes" if not result["changes"] else f"{result['changes']} campaigns would change")

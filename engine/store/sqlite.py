@@ -103,6 +103,7 @@ class SQLiteStore:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA busy_timeout=60000")
             self.db.executescript(SCHEMA)
+            _add_missing_columns(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -702,6 +703,23 @@ class SQLiteStore:
                     "partner": p, "detail": json.loads(detail)}
                    for seq, at, user, action, c, number, p, detail in self.db.execute(sql, params)]
         return entries[-limit:] if limit else entries
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """A store made by an earlier version of the engine gains the columns added since (tables
+    and indexes are created by the schema itself): compared with a fresh copy of the schema."""
+    fresh = sqlite3.connect(":memory:")
+    try:
+        fresh.executescript(SCHEMA)
+        tables = [t for (t,) in fresh.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            for _, column, kind, _, default, _ in fresh.execute(f"PRAGMA table_info({table})"):
+                if column not in have:
+                    suffix = f" DEFAULT {default}" if default is not None else ""
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}{suffix}")
+    finally:
+        fresh.close()
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
