@@ -401,16 +401,15 @@ class SQLiteStore:
     def record_outcomes(self, outcomes: Sequence[tuple[str, str, str | None, datetime]], at: datetime) -> None:
         """(id, sent | retry | failed, error, when to try again after a retry)."""
         when = iso(at)
-        for mid, status, error, retry_at in outcomes:
-            if status == "sent":
-                self.db.execute("UPDATE outbox SET status = 'sent', delivered_at = ?, attempts = attempts + 1, "
-                                "next_attempt = NULL WHERE id = ? AND status = 'queued'", (when, mid))
-            elif status == "failed":
-                self.db.execute("UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, "
-                                "next_attempt = NULL WHERE id = ? AND status = 'queued'", (error, mid))
-            else:
-                self.db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ? "
-                                "WHERE id = ? AND status = 'queued'", (error, iso(retry_at), mid))
+        self.db.executemany("UPDATE outbox SET status = 'sent', delivered_at = ?, attempts = attempts + 1, "
+                            "next_attempt = NULL WHERE id = ? AND status = 'queued'",
+                            ((when, mid) for mid, status, _, _ in outcomes if status == "sent"))
+        self.db.executemany("UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, "
+                            "next_attempt = NULL WHERE id = ? AND status = 'queued'",
+                            ((error, mid) for mid, status, error, _ in outcomes if status == "failed"))
+        self.db.executemany("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ? "
+                            "WHERE id = ? AND status = 'queued'",
+                            ((error, iso(retry), mid) for mid, status, error, retry in outcomes if status == "retry"))
 
     def messages(self, channel: str | None = None, campaign: str | None = None, partner: str | None = None,
                  status: str | None = None) -> list[dict]:
