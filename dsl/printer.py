@@ -1,4 +1,6 @@
-"""AST → canonical expression text, with only the parentheses the grammar needs.
+"""AST → canonical expression text, with only the parentheses the grammar needs, and one more
+kind for readers: an ``and`` inside an ``or`` keeps its parentheses (``a or (b and c)``), as
+everyone writes it and no reader has to recall which binds tighter.
 
 ``parse(to_source(node)) == node`` for every node the parser can produce; ``engine fmt`` uses
 this to normalise spacing in rulesets and conditions.
@@ -46,8 +48,14 @@ def _print(node: Node) -> tuple[str, int]:
         left_min = precedence + 1 if precedence == PRECEDENCE["=="] else precedence
         left = _wrap(node.left, left_min)
         right = _wrap(node.right, precedence + 1)
+        if node.op == "or":
+            left, right = (_grouped_and(side, text) for side, text in ((node.left, left), (node.right, right)))
         return f"{left} {node.op} {right}", precedence
     raise TypeError(f"not an expression node: {node!r}")
+
+
+def _grouped_and(side: Node, text: str) -> str:
+    return f"({text})" if isinstance(side, Binary) and side.op == "and" else text
 
 
 def literal_source(node: Literal) -> str:

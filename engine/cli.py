@@ -121,6 +121,23 @@ def print_diagnostics(diagnostics: Sequence[Diagnostic], stream=None, sources: d
         print(d.render(line), file=stream)
 
 
+# --- engine fmt --------------------------------------------------------------------------------
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    """Rewrite campaign files in the canonical layout, comments kept; --check only lists them."""
+    from campaigns.fmt import format_paths
+
+    paths = [Path(p) for p in args.paths] or [Path(args.workspace)]
+    result = format_paths(paths, check=args.check)
+    print_diagnostics(result.diagnostics, sys.stderr)
+    for path in result.changed:
+        print(f"{'would reformat' if args.check else 'reformatted'} {path}")
+    if not result.changed and not result.diagnostics:
+        print("ok: nothing to reformat")
+    return INPUT_ERROR if result.diagnostics or (args.check and result.changed) else OK
+
+
 # --- engine schema -----------------------------------------------------------------------------
 
 
@@ -176,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help='print {"ok", "errors": [{"path","line","col","message","severity"}]}')
     check.add_argument("--strict", action="store_true", help="treat warnings as errors")
     check.set_defaults(run=cmd_check)
+
+    fmt = commands.add_parser("fmt", parents=[common], help="canonical formatting of campaign files, comments kept",
+                              description="Rewrite campaign files in one canonical layout (SPEC key order, two-space indentation, normalised expressions), keeping every comment. PATH: workspaces (their campaigns/) or files (engine.yaml too).")
+    fmt.add_argument("paths", nargs="*", metavar="PATH", help="default: the workspace")
+    fmt.add_argument("--check", action="store_true", help="change nothing; list the files that would change and exit 1 if any")
+    fmt.set_defaults(run=cmd_fmt)
 
     schema = commands.add_parser("schema", parents=[common], help="print the JSON Schema of campaign files",
                                  description="Print the JSON Schema of campaign files, for editors (yaml-language-server).")

@@ -86,7 +86,7 @@ def test_functions_facts_and_nested_fields() -> None:
         ('opened("welcome")', True), ('not opened("welcome")', False),
         ('lower(partner.address.city) == "oulu" and not opened("welcome")', False),
         ('in_group("summit-2026")', True),
-        ('lower(partner.address.city) == "oulu" and not opened("welcome") or in_group("summit-2026")', True),
+        ('(lower(partner.address.city) == "oulu" and not opened("welcome")) or in_group("summit-2026")', True),
     ]
 
 

@@ -82,3 +82,24 @@ def test_diff_of_two_git_revisions(capsys, ws):
         ("reenroll", "changed", "90d", "120d"),
     ]
     assert main(["-w", str(ws), "diff", "HEAD~9:campaigns/nurture.yaml", "HEAD:campaigns/nurture.yaml"]) == 2
+
+
+def test_fmt_check_then_write_and_a_file_and_its_fmt_output_have_no_semantic_changes(capsys, ws, tmp_path):
+    original = ws / "campaigns" / "renewal-reminder.yaml"
+    messy = original.read_text(encoding="utf-8").replace("exit_on_audience_loss: true", "exit_on_audience_loss:   true")
+    messy = messy.replace('partner.paid == true or partner.active == false', 'partner.paid==true or partner.active==false')
+    original.write_text(messy, encoding="utf-8")
+    kept = tmp_path / "before.yaml"
+    kept.write_text(messy, encoding="utf-8")
+    assert main(["fmt", "--check", str(ws)]) == 1
+    assert capsys.readouterr().out == f"would reformat {original}\n"
+    assert original.read_text(encoding="utf-8") == messy  # --check changes nothing
+    assert main(["fmt", str(ws)]) == 0
+    formatted = original.read_text(encoding="utf-8")
+    assert "partner.paid == true or partner.active == false" in formatted
+    assert formatted.count("#") == messy.count("#")  # every comment kept
+    capsys.readouterr()
+    assert main(["fmt", "--check", str(ws)]) == 0  # idempotent
+    capsys.readouterr()
+    code, result = run_json(capsys, "-w", str(ws), "diff", str(kept), str(original), "--json")
+    assert (code, result) == (0, {"changes": []})
