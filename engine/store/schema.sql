@@ -94,7 +94,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error   TEXT,
     delivered_at TEXT                        -- when the transport took it
 );
-CREATE INDEX IF NOT EXISTS outbox_queued ON outbox (channel, next_attempt) WHERE status = 'queued';
+DROP INDEX IF EXISTS outbox_queued;
+CREATE INDEX IF NOT EXISTS outbox_waiting ON outbox (status) WHERE status = 'queued';  -- in rowid order
 CREATE INDEX IF NOT EXISTS outbox_partner ON outbox (partner, campaign, step);
 
 CREATE TABLE IF NOT EXISTS activities (

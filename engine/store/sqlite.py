@@ -388,13 +388,15 @@ class SQLiteStore:
 
     def queued(self, at: datetime, channels: Sequence[str], limit: int) -> list[Queued]:
         """Committed messages of these channels that wait for their transport and are due for
-        an attempt at ``at``, oldest first."""
+        an attempt at ``at``, oldest first: read in the order of the index of waiting messages
+        (named, so that SQLite does not sort every waiting message for each batch)."""
         if not channels:
             return []
         marks = ",".join("?" * len(channels))
         return [Queued(mid, channel, json.loads(payload), bool(html), attempts)
                 for mid, channel, payload, html, attempts in self.db.execute(
-                    f"SELECT id, channel, payload, html, attempts FROM outbox WHERE status = 'queued' "
+                    f"SELECT id, channel, payload, html, attempts FROM outbox INDEXED BY outbox_waiting "
+                    f"WHERE status = 'queued' "
                     f"AND channel IN ({marks}) AND (next_attempt IS NULL OR next_attempt <= ?) ORDER BY rowid LIMIT ?",
                     (*channels, iso(at), limit))]
 
