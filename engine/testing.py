@@ -17,6 +17,7 @@ The copy leaves out ``.engine/`` (state never leaks between tests) and is delete
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Callable, Iterator
@@ -33,6 +34,16 @@ def copy_workspace(source: str | Path, target: Path) -> Path:
     """A copy of the workspace without its runtime state."""
     shutil.copytree(source, target, ignore=shutil.ignore_patterns(".engine", "__pycache__"))
     return target
+
+
+def rewrite(path: Path, text: str) -> None:
+    """Replace a workspace file (a campaign edited between two ticks) and move its modification
+    time at least a second forward, so the engine sees the change even when the file system's
+    clock has not moved since the last write."""
+    before = path.stat().st_mtime_ns if path.exists() else 0
+    path.write_text(text, encoding="utf-8")
+    later = max(path.stat().st_mtime_ns, before + 1_000_000_000)
+    os.utime(path, ns=(later, later))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -13,12 +13,12 @@ an exact value written in the test, never with something the engine computed.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 from engine.cli import main
+from engine.testing import rewrite
 
 # --- building workspaces ------------------------------------------------------------------------
 
@@ -66,15 +66,6 @@ def build(tmp_path: Path, campaigns: dict[str, str], *rows: dict[str, str]) -> P
     for cid, text in campaigns.items():
         (root / "campaigns" / f"{cid}.yaml").write_text(text, encoding="utf-8")
     return root
-
-
-def rewrite(path: Path, text: str) -> None:
-    """Replace a workspace file and move its mtime at least a second forward, so the engine sees
-    the change even when the file system's clock has not moved since the last write."""
-    before = path.stat().st_mtime_ns if path.exists() else 0
-    path.write_text(text, encoding="utf-8")
-    later = max(path.stat().st_mtime_ns, before + 1_000_000_000)
-    os.utime(path, ns=(later, later))
 
 
 def write_events(path: Path, lines: list[dict | str]) -> Path:

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from engine.cli import main
-from tests.engine.test_tick import campaign, email, partner, partners_csv, rewrite, sms, wait, workspace
+from engine.testing import rewrite
+from tests.engine.test_tick import campaign, email, partner, partners_csv, sms, wait, workspace
 
 
 def plan(capsys, root: Path) -> tuple[int, dict]:

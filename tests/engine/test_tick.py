@@ -10,9 +10,9 @@ UTC unless a test needs Europe/Helsinki (DST). Results are read back with ``engi
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
+from engine.testing import rewrite
 
 # --- building workspaces ------------------------------------------------------------------------
 
@@ -68,15 +68,6 @@ def workspace(tmp_path: Path, campaigns: dict[str, str], partners: str, settings
         for file_name, text in templates.items():
             (root / "templates" / file_name).write_text(text, encoding="utf-8")
     return root
-
-
-def rewrite(path: Path, text: str) -> None:
-    """Replace a workspace file and move its mtime at least a second forward, so the engine sees
-    the change even when the file system's clock has not moved since the last write."""
-    before = path.stat().st_mtime_ns if path.exists() else 0
-    path.write_text(text, encoding="utf-8")
-    later = max(path.stat().st_mtime_ns, before + 1_000_000_000)
-    os.utime(path, ns=(later, later))
 
 
 def set_partners(engine, *rows: dict[str, str]) -> None:

@@ -18,7 +18,6 @@ the CLI where the feature is a command) and compared as exact values.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import pytest
 
 from engine.cli import main
+from engine.testing import rewrite
 
 T0 = "2026-07-01T00:00Z"
 
@@ -92,15 +92,6 @@ def workspace(tmp_path: Path, campaigns: dict[str, str], *rows: dict[str, str], 
         for name, ids in groups.items():
             (root / "groups" / f"{name}.csv").write_text("id\n" + "".join(f"{i}\n" for i in ids), encoding="utf-8")
     return root
-
-
-def rewrite(path: Path, text: str) -> None:
-    """Replace a workspace file and move its mtime at least a second forward, so the engine sees
-    the change even when the file system's clock has not moved since the last write."""
-    before = path.stat().st_mtime_ns if path.exists() else 0
-    path.write_text(text, encoding="utf-8")
-    later = max(path.stat().st_mtime_ns, before + 1_000_000_000)
-    os.utime(path, ns=(later, later))
 
 
 def campaign(steps: str, *, trigger: str | None = "audience: true", rulesets: str = 'all: "true"',
