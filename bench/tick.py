@@ -134,7 +134,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     from engine.api import Engine  # noqa: E402  (timed: the cost of a fresh process)
 
-    engine = Engine.open(spec["root"])
+    engine = Engine.open(spec["root"], store=spec.get("store"))
     opened = time.perf_counter() - started
     baseline = rss_mb()
     profiler = None

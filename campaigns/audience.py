@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from dsl.compile import Compiled, compile_expression
+from dsl.functions import inputs
+from dsl.nodes import Node
 from dsl.parser import parse
 from dsl.runtime import Context
 
@@ -62,6 +64,17 @@ class CompiledAudience:
     dedupe: tuple[str, ...]
     consent: Mapping[str, Compiled]  # channel → consent expression
     id_field: str = "id"
+    # the parsed rulesets and exclusions, for the back ends that translate them (SQL)
+    ruleset_nodes: tuple[tuple[str, Node], ...] = ()
+    exclusion_nodes: tuple[tuple[str, Node], ...] = ()
+
+    @property
+    def inputs(self) -> frozenset[str]:
+        """What membership depends on besides the records (:func:`dsl.functions.inputs`)."""
+        found = frozenset(("groups",)) if self.groups else frozenset()
+        for _, node in self.ruleset_nodes + self.exclusion_nodes:
+            found |= inputs(node)
+        return found
 
     def matches(self, partner: Mapping, ctx: Context, groups: Mapping[str, frozenset[str]] = NO_GROUPS) -> bool:
         """Whether the partner is in the audience (before dedupe, which needs the others)."""
@@ -113,14 +126,18 @@ def compile_audience(campaign: Campaign, settings: Settings) -> CompiledAudience
     audience = campaign.audience
     exclusions = [("exclude (engine.yaml)", settings.exclude), ("audience.exclude", audience.exclude)]
     consent = {channel: getattr(settings.consent, channel) for channel in GATED_CHANNELS}
+    rulesets = tuple((name, parse(text)) for name, text in audience.rulesets.items())
+    excluded = tuple((name, parse(text)) for name, text in exclusions if text is not None)
     return CompiledAudience(
-        rulesets=tuple((name, _compile(text)) for name, text in audience.rulesets.items()),
+        rulesets=tuple((name, compile_expression(node)) for name, node in rulesets),
         groups=tuple(audience.groups),
-        exclusions=tuple((name, _compile(text)) for name, text in exclusions if text is not None),
+        exclusions=tuple((name, compile_expression(node)) for name, node in excluded),
         include_test=audience.include_test,
         dedupe=tuple(audience.dedupe),
         consent={channel: _compile(text) for channel, text in consent.items() if text is not None},
         id_field=settings.partners.id,
+        ruleset_nodes=rulesets,
+        exclusion_nodes=excluded,
     )
 
 

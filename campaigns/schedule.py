@@ -20,8 +20,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Iterator
 
-from croniter import CroniterBadDateError, croniter
-
 from .enrollment import _local_instants
 
 UTC = timezone.utc
@@ -36,6 +34,8 @@ def cron_occurrences(expression: str, after: datetime, until: datetime, tz: tzin
     expression or a naive datetime is a ValueError at once, not at the first ``next()``."""
     if after.tzinfo is None or until.tzinfo is None:
         raise ValueError("cron_occurrences needs aware datetimes")
+    from croniter import croniter  # here: a workspace without cron triggers never pays for importing it
+
     # Cheap to build and raises croniter's ValueError for an expression it cannot read.
     croniter(expression, datetime(2000, 1, 1))
     return _occurrences(expression, after.astimezone(UTC), until.astimezone(UTC), tz, inclusive)
@@ -43,6 +43,8 @@ def cron_occurrences(expression: str, after: datetime, until: datetime, tz: tzin
 
 def _occurrences(expression: str, after: datetime, until: datetime, tz: tzinfo,
                  inclusive: bool) -> Iterator[datetime]:
+    from croniter import CroniterBadDateError, croniter
+
     if until < after:
         return
     # Every wall time the clock had passed (read or jumped over) by ``after - 1s`` fires before

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from .nodes import Call, Name, Node
 from .types import BOOL, NUMBER, STRING, Type
 
 # What a parameter accepts:
@@ -25,6 +26,7 @@ class Signature:
     returns: Type | Callable[[list[Type]], Type]
     variadic: bool = False  # the last parameter may repeat (at least once)
     doc: str = ""
+    reads: str | None = None  # what it asks besides its arguments: "clock", "groups" or "store"
 
     @property
     def arity(self) -> str:
@@ -45,7 +47,7 @@ def _common(types: list[Type]) -> Type:
 SIGNATURES: dict[str, Signature] = {
     s.name: s
     for s in [
-        Signature("days_since", ("temporal",), NUMBER, doc="whole days from the date (or datetime) to now"),
+        Signature("days_since", ("temporal",), NUMBER, doc="whole days from the date (or datetime) to now", reads="clock"),
         Signature("lower", ("string",), STRING, doc="the string in lower case"),
         Signature("upper", ("string",), STRING, doc="the string in upper case"),
         Signature("len", ("sized",), NUMBER, doc="length of a string or list"),
@@ -54,13 +56,29 @@ SIGNATURES: dict[str, Signature] = {
         Signature("ends_with", ("string", "string"), BOOL),
         Signature("matches", ("string", "string"), BOOL, doc="the regular expression matches somewhere in the string"),
         Signature("coalesce", ("any",), _common, variadic=True, doc="the first argument that is not null"),
-        Signature("in_group", ("group",), BOOL, doc="the partner is in the static target group"),
-        Signature("in_campaign", ("campaign",), BOOL, doc="the partner has an active or paused enrollment"),
-        Signature("was_in_campaign", ("campaign",), BOOL, doc="the partner was ever enrolled"),
-        Signature("opened", ("step",), BOOL, doc="the partner opened the step's message"),
-        Signature("clicked", ("step",), BOOL, doc="the partner clicked in the step's message"),
-        Signature("bounced", ("step",), BOOL, doc="the step's message bounced"),
-        Signature("responded", ("step",), BOOL, doc="the partner responded to the step"),
-        Signature("response", ("step",), STRING, doc="the response key given to the step, or null"),
+        Signature("in_group", ("group",), BOOL, doc="the partner is in the static target group", reads="groups"),
+        Signature("in_campaign", ("campaign",), BOOL, doc="the partner has an active or paused enrollment", reads="store"),
+        Signature("was_in_campaign", ("campaign",), BOOL, doc="the partner was ever enrolled", reads="store"),
+        Signature("opened", ("step",), BOOL, doc="the partner opened the step's message", reads="store"),
+        Signature("clicked", ("step",), BOOL, doc="the partner clicked in the step's message", reads="store"),
+        Signature("bounced", ("step",), BOOL, doc="the step's message bounced", reads="store"),
+        Signature("responded", ("step",), BOOL, doc="the partner responded to the step", reads="store"),
+        Signature("response", ("step",), STRING, doc="the response key given to the step, or null", reads="store"),
     ]
 }
+
+
+def inputs(node: Node) -> frozenset[str]:
+    """What an expression's value depends on besides the partner's record: ``clock`` (``now``,
+    ``today``, ``days_since``), ``event``, ``groups`` (``in_group``) and ``store`` (enrollments,
+    engagement, responses). An audience that reads none of them changes only when a record
+    does, which is what lets the tick re-evaluate just the changed partners."""
+    found = set()
+    for item in node.walk():
+        if isinstance(item, Name) and item.name in ("now", "today"):
+            found.add("clock")
+        elif isinstance(item, Name) and item.name == "event":
+            found.add("event")
+        elif isinstance(item, Call) and item.function in SIGNATURES and SIGNATURES[item.function].reads:
+            found.add(SIGNATURES[item.function].reads)
+    return frozenset(found)

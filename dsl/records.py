@@ -21,10 +21,15 @@ Decisions:
   empty is ignored; a repeated one is an error (the first one is used).
 - Speed: the per-row path only splits (C ``csv``/``json``) and coerces; where a cell starts is
   worked out only for a row that has a problem, by re-scanning that one row.
+- Streaming: :class:`PartnerReader` reads line by line (a generator) and keeps only the text of
+  the current record, so the import reads a source of any size in bounded memory; it can leave
+  the duplicate check (a set of every id) to its caller. :func:`read_partners` is that reader
+  over a text already loaded.
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import json
@@ -32,7 +37,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone, tzinfo
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .diagnostics import Diagnostic, did_you_mean, error
 from .jsonline import JSON_SPACE, members
@@ -57,15 +62,213 @@ def read_partners(
 ) -> PartnerSource:
     """Read the partner source at ``path`` (its text already loaded); the format follows the
     file extension. Never raises on any text."""
-    if text.startswith("\ufeff"):  # a BOM from spreadsheet exports; editors do not show it
-        text = text[1:]
-    lowered = path.lower()
-    if lowered.endswith(".csv"):
-        return _read_csv(path, text, fields, id_field, tz)
-    if lowered.endswith(".jsonl"):
-        return _read_jsonl(path, text, fields, id_field, tz)
-    message = f"unsupported partner source '{path}': use a .csv or .jsonl file"
-    return PartnerSource([], [error(Span(path, 1, 1), message)])
+    reader = PartnerReader(path, fields, id_field, tz)
+    records = [record for _, _, record, _ in reader.rows(io.StringIO(text, newline="\n"))]
+    return PartnerSource(records, reader.diagnostics)
+
+
+Row = tuple[int, str, dict, str]
+"""(line, id, record, text): where a record starts, its id, the typed record, and its text
+(the physical lines it spans), which locates a problem found later (:meth:`PartnerReader.duplicate`)."""
+
+
+class PartnerReader:
+    """Reads a partner source record by record: :meth:`rows` is a generator over the source's
+    lines, so a source of any size is read in constant memory, apart from the ids it remembers
+    to find duplicates. Every problem goes to :attr:`diagnostics`, in source order, as
+    :func:`read_partners` reports them (that function is this reader over a text).
+
+    ``duplicates=False``: the reader remembers no ids and yields the later rows of an id too; a
+    caller that finds duplicates itself (the import does, in the store) reports each one with
+    :meth:`duplicate`, which gives the diagnostic the reader would have given, in its place."""
+
+    def __init__(self, path: str, fields: Mapping[str, Type], id_field: str, tz: tzinfo, *,
+                 duplicates: bool = True):
+        self.path, self.fields, self.id_field, self.tz = path, fields, id_field, tz
+        self.diagnostics: list[Diagnostic] = []
+        self._first_line: dict[str, int] | None = {} if duplicates else None
+        self._id_index = 0  # CSV: the id column, once the header is read
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity == "error" for d in self.diagnostics)
+
+    def rows(self, lines: Iterable[str]) -> Iterator[Row]:
+        """The usable records of the source whose lines (each with its ``\\n``, as a file opened
+        with ``newline="\\n"`` gives them) are ``lines``; the format follows the file extension.
+        Never raises on any text."""
+        lines = iter(lines)
+        lowered = self.path.lower()
+        if lowered.endswith(".csv"):
+            yield from self._csv(lines)
+        elif lowered.endswith(".jsonl"):
+            yield from self._jsonl(lines)
+        else:
+            message = f"unsupported partner source '{self.path}': use a .csv or .jsonl file"
+            self.diagnostics.append(error(Span(self.path, 1, 1), message))
+
+    def duplicate(self, line: int, pid: str, text: str, first_line: int) -> None:
+        """Report the row of ``line`` (its id, its text as :meth:`rows` gave them) as a later
+        occurrence of the id first seen on ``first_line``."""
+        message = f"duplicate id '{pid}' (first on line {first_line})"
+        found: list[Diagnostic] = []
+        if self.path.lower().endswith(".csv"):
+            _report(found, self.path, text, line, [(self._id_index, message)])
+        else:
+            _report_json(found, self.path, line, text, [(self.id_field, message)])
+        for diagnostic in found:
+            bisect.insort(self.diagnostics, diagnostic, key=_position)
+
+    # --- CSV -----------------------------------------------------------------------------------
+
+    def _csv(self, lines: Iterator[str]) -> Iterator[Row]:
+        path, fields, id_field, tz, diagnostics = self.path, self.fields, self.id_field, self.tz, self.diagnostics
+        records = _csv_records(path, lines, diagnostics)
+        header = next(records, None)
+        if header is None:
+            message = f"the partner source has no header row (it needs an '{id_field}' column)"
+            diagnostics.append(error(Span(path, 1, 1), message))
+            return
+        header_line, header_cells, header_text = header
+        names = [cell.strip() for cell in header_cells]
+        if id_field not in names:
+            message = f"the header has no id column '{id_field}'{did_you_mean(id_field, names)}"
+            diagnostics.append(error(Span(path, header_line, 1), message))
+            _check_unterminated(diagnostics, path, header_text, header_line)
+            return
+
+        self._id_index = id_index = names.index(id_field)
+        columns: list[tuple[int, str, Callable[[Any], Any] | None, Type]] = []  # None: keep the text
+        seen: set[str] = set()
+        for index, name in enumerate(names):
+            if not name or index == id_index:
+                continue
+            if name in seen or name == id_field:
+                twice = f"column '{name}' appears twice in the header"
+                _report(diagnostics, path, header_text, header_line, [(index, twice)])
+                continue
+            seen.add(name)
+            type_ = fields.get(name)
+            if type_ is None or type_.kind == "string":
+                columns.append((index, name, None, STRING))
+            else:
+                columns.append((index, name, _converter(type_, tz), type_))
+
+        width = len(names)
+        first_line = self._first_line
+        last, last_text = header_line, header_text
+        for line, row, text in records:
+            last, last_text = line, text
+            problems: list[tuple[int, str]] | None = None
+            cells = len(row)
+            if cells > width:
+                problems = [(width, f"this row has {cells} cells but the header has {width}")]
+            pid = row[id_index].strip() if id_index < cells else ""
+            if not pid:
+                at = id_index if id_index < cells else 0
+                problems = (problems or []) + [(at, f"missing id: the '{id_field}' cell is empty")]
+            elif first_line is not None and pid in first_line:
+                duplicate = f"duplicate id '{pid}' (first on line {first_line[pid]})"
+                problems = (problems or []) + [(id_index, duplicate)]
+                pid = ""  # reported; the first record of the id is the one kept
+            record: dict = {id_field: pid}
+            for index, name, convert, type_ in columns:
+                if index >= cells:
+                    break
+                raw = row[index]
+                if not raw:
+                    continue
+                if convert is None:
+                    record[name] = raw
+                    continue
+                try:
+                    value = convert(raw)  # the common spelling (inlined _typed: this is per cell)
+                except Exception:
+                    try:
+                        value = _coerce(type_, raw, tz)
+                    except ValueError as exc:
+                        problems = (problems or []) + [(index, f"field '{name}': {exc}")]
+                        continue
+                if value is not None:
+                    record[name] = value
+            if problems:
+                _report(diagnostics, path, text, line, problems)
+            if pid:
+                if first_line is not None:
+                    first_line[pid] = line
+                yield line, pid, record, text
+
+        _check_unterminated(diagnostics, path, last_text, last)
+
+    # --- JSONL ---------------------------------------------------------------------------------
+
+    def _jsonl(self, lines: Iterator[str]) -> Iterator[Row]:
+        path, id_field, tz, diagnostics = self.path, self.id_field, self.tz, self.diagnostics
+        plan = {name: (_converter(type_, tz), type_) for name, type_ in self.fields.items() if name != id_field}
+        first_line = self._first_line
+        number = 0
+        for line in lines:
+            number += 1
+            if line.endswith("\n"):
+                line = line[:-1]
+            if number == 1 and line.startswith("\ufeff"):  # a BOM, as in CSV
+                line = line[1:]
+            if not line or line.isspace():
+                continue
+            try:
+                obj = _STRICT.decode(line)
+            except json.JSONDecodeError as exc:
+                diagnostics.append(error(Span(path, number, exc.colno), f"not valid JSON: {exc.msg}"))
+                continue
+            except ValueError as exc:
+                span = Span(path, number, _constant_col(line, str(exc)))
+                diagnostics.append(error(span, f"not valid JSON: {exc}"))
+                continue
+            except RecursionError:
+                diagnostics.append(error(Span(path, number, 1), "not valid JSON: nested too deeply"))
+                continue
+            if not isinstance(obj, dict):
+                col = len(line) - len(line.lstrip(JSON_SPACE)) + 1
+                message = f"expected a JSON object, got {_describe(obj)}"
+                diagnostics.append(error(Span(path, number, col), message))
+                continue
+
+            problems: list[tuple[str | None, str]] | None = None  # (key; None = the object, message)
+            raw_id = obj.get(id_field)
+            pid = _json_id(raw_id)
+            if pid is None:
+                problems = [(id_field, f"'{id_field}' must be a string, got {_describe(raw_id)}")]
+            elif not pid:
+                problems = [(id_field if id_field in obj else None, f"missing id: no '{id_field}' value")]
+            elif first_line is not None and pid in first_line:
+                problems = [(id_field, f"duplicate id '{pid}' (first on line {first_line[pid]})")]
+                pid = ""  # reported; the first record of the id is the one kept
+            record: dict = {id_field: pid}
+            for key, raw in obj.items():
+                if key == id_field or raw is None or raw == "":
+                    continue
+                spec = plan.get(key)
+                if spec is None:
+                    record[key] = raw
+                    continue
+                convert, type_ = spec
+                try:
+                    value = _typed(convert, type_, raw, tz)
+                except ValueError as exc:
+                    problems = (problems or []) + [(key, f"field '{key}': {exc}")]
+                    continue
+                if value is not None:
+                    record[key] = value
+            if problems:
+                _report_json(diagnostics, path, number, line, problems)
+            if pid:
+                if first_line is not None:
+                    first_line[pid] = number
+                yield number, pid, record, line
+
+
+def _position(diagnostic: Diagnostic) -> tuple[int, int]:
+    return diagnostic.span.line, diagnostic.span.col
 
 
 def _coerce(type_: Type, raw: Any, tz: tzinfo) -> Any:
@@ -155,7 +358,7 @@ def _converter(type_: Type, tz: tzinfo) -> Callable[[Any], Any]:
 
         def strings(raw: Any) -> Any:
             if type(raw) is str and "[" not in raw:
-                return [part.strip() for part in raw.split(";") if part.strip()]
+                return list(filter(None, map(str.strip, raw.split(";"))))
             if type(raw) is list and all(type(item) is str for item in raw):
                 return [item for item in raw if item]
             raise _Slow
@@ -175,91 +378,28 @@ _BOOLS = {
 # --- CSV ---------------------------------------------------------------------------------------
 
 
-def _read_csv(path: str, text: str, fields: Mapping[str, Type], id_field: str, tz: tzinfo) -> PartnerSource:
-    diagnostics: list[Diagnostic] = []
-    lines = _LineStarts(text)
-    rows = _csv_rows(path, lines, diagnostics)
-    header = next(rows, None)
-    if header is None:
-        message = f"the partner source has no header row (it needs an '{id_field}' column)"
-        diagnostics.append(error(Span(path, 1, 1), message))
-        return PartnerSource([], diagnostics)
-    header_line, header_cells = header
-    names = [cell.strip() for cell in header_cells]
-    if id_field not in names:
-        message = f"the header has no id column '{id_field}'{did_you_mean(id_field, names)}"
-        diagnostics.append(error(Span(path, header_line, 1), message))
-        _check_unterminated(diagnostics, path, text, header_line)
-        return PartnerSource([], diagnostics)
+def _csv_records(
+    path: str, lines: Iterator[str], diagnostics: list[Diagnostic]
+) -> Iterator[tuple[int, list[str], str]]:
+    """(first physical line, cells, text) of each non-blank CSV record. A record may span lines
+    (quoted line breaks); its text is the lines ``csv`` took for it (it never reads ahead), kept
+    so that a problem in it can be located. What ``csv`` rejects is reported and skipped. Lines
+    end at line feeds only, as everywhere else in the project."""
+    taken: list[str] = []
 
-    id_index = names.index(id_field)
-    columns: list[tuple[int, str, Callable[[Any], Any] | None, Type]] = []  # None: keep the text
-    seen: set[str] = set()
-    for index, name in enumerate(names):
-        if not name or index == id_index:
-            continue
-        if name in seen or name == id_field:
-            twice = f"column '{name}' appears twice in the header"
-            _report(diagnostics, path, lines, header_line, [(index, twice)])
-            continue
-        seen.add(name)
-        type_ = fields.get(name)
-        if type_ is None or type_.kind == "string":
-            columns.append((index, name, None, STRING))
-        else:
-            columns.append((index, name, _converter(type_, tz), type_))
+    def feed() -> Iterator[str]:
+        take = taken.append
+        for text in lines:
+            if text.startswith("\ufeff"):  # a BOM from spreadsheet exports; editors do not show it
+                text = text[1:]
+            take(text)
+            yield text
+            break
+        for text in lines:
+            take(text)
+            yield text
 
-    width = len(names)
-    records: list[dict] = []
-    first_line: dict[str, int] = {}
-    last = header_line
-    for line, row in rows:
-        last = line
-        problems: list[tuple[int, str]] | None = None
-        cells = len(row)
-        if cells > width:
-            problems = [(width, f"this row has {cells} cells but the header has {width}")]
-        pid = row[id_index].strip() if id_index < cells else ""
-        if not pid:
-            at = id_index if id_index < cells else 0
-            problems = (problems or []) + [(at, f"missing id: the '{id_field}' cell is empty")]
-        elif pid in first_line:
-            duplicate = f"duplicate id '{pid}' (first on line {first_line[pid]})"
-            problems = (problems or []) + [(id_index, duplicate)]
-        record: dict = {id_field: pid}
-        for index, name, convert, type_ in columns:
-            if index >= cells:
-                break
-            raw = row[index]
-            if not raw:
-                continue
-            if convert is None:
-                record[name] = raw
-                continue
-            try:
-                value = _typed(convert, type_, raw, tz)
-            except ValueError as exc:
-                problems = (problems or []) + [(index, f"field '{name}': {exc}")]
-                continue
-            if value is not None:
-                record[name] = value
-        if problems:
-            _report(diagnostics, path, lines, line, problems)
-        if pid and pid not in first_line:
-            first_line[pid] = line
-            records.append(record)
-
-    _check_unterminated(diagnostics, path, text, last)
-    return PartnerSource(records, diagnostics)
-
-
-def _csv_rows(
-    path: str, lines: _LineStarts, diagnostics: list[Diagnostic]
-) -> Iterator[tuple[int, list[str]]]:
-    """(first physical line, cells) of each non-blank CSV record. A record may span lines
-    (quoted line breaks); what ``csv`` rejects is reported and skipped. Lines end at line feeds
-    only, as everywhere else in the project."""
-    reader = csv.reader(io.StringIO(lines.text, newline="\n"))
+    reader = csv.reader(feed())
     line = 1
     while True:
         try:
@@ -267,49 +407,26 @@ def _csv_rows(
         except StopIteration:
             return
         except csv.Error as exc:
-            diagnostics.append(_csv_error(path, lines, line, reader.line_num, str(exc)))
+            diagnostics.append(_csv_error(path, "".join(taken), line, str(exc)))
             row = None
         if row and not (len(row) == 1 and not row[0].strip()):
-            yield line, row
+            yield line, row, taken[0] if len(taken) == 1 else "".join(taken)
+        taken.clear()
         line = reader.line_num + 1
 
 
-def _csv_error(path: str, lines: _LineStarts, line: int, last_line: int, message: str) -> Diagnostic:
-    """What ``csv`` rejected, in words for people; a lone carriage return is pointed at."""
+def _csv_error(path: str, text: str, line: int, message: str) -> Diagnostic:
+    """What ``csv`` rejected in the record ``text`` (from ``line`` on), in words for people; a
+    lone carriage return is pointed at."""
     if "new-line character" in message:
-        text, start = lines.text, lines(line)
-        found = _LONE_CR.search(text, start, lines(last_line + 1))
-        at = found.start() if found else start
-        span = _span(path, text, line, start, at, at + 1)
+        found = _LONE_CR.search(text)
+        at = found.start() if found else 0
+        span = _span(path, text, line, 0, at, at + 1)
         return error(span, "not valid CSV: a carriage return inside an unquoted cell")
     return error(Span(path, line, 1), f"not valid CSV: {message}")
 
 
 _LONE_CR = re.compile("\r(?!\n)")
-
-
-class _LineStarts:
-    """Offsets where the lines of a text start, computed on first use: only a file with a
-    problem pays for them."""
-
-    def __init__(self, text: str):
-        self.text = text
-        self._starts: list[int] | None = None
-
-    def __call__(self, line: int) -> int:
-        if self._starts is None:
-            self._starts = [0] + [match.end() for match in re.finditer("\n", self.text)]
-        return self._starts[line - 1] if line <= len(self._starts) else len(self.text)
-
-
-def _line_start_from_end(text: str, line: int) -> int:
-    """Where ``line`` starts, found by walking back from the end: cheap for the last lines."""
-    pos = len(text)
-    for _ in range(text.count("\n") - line + 2):
-        pos = text.rfind("\n", 0, pos)
-        if pos < 0:
-            break
-    return pos + 1
 
 
 def _cells(text: str, start: int) -> tuple[list[tuple[int, int]], int]:
@@ -344,15 +461,14 @@ def _cells(text: str, start: int) -> tuple[list[tuple[int, int]], int]:
 
 
 def _report(
-    diagnostics: list[Diagnostic], path: str, lines: _LineStarts, line: int, problems: list[tuple[int, str]]
+    diagnostics: list[Diagnostic], path: str, text: str, line: int, problems: list[tuple[int, str]]
 ) -> None:
-    """Turn (cell index, message) pairs of the record on ``line`` into located errors,
-    re-scanning that one record to find where its cells are."""
-    text, start = lines.text, lines(line)
-    cells, _ = _cells(text, start)
+    """Turn (cell index, message) pairs of the record ``text`` (which starts on ``line``) into
+    located errors, re-scanning that one record to find where its cells are."""
+    cells, _ = _cells(text, 0)
     for index, message in sorted(problems, key=lambda p: p[0]):
         begin, end = cells[max(0, min(index, len(cells) - 1))]
-        diagnostics.append(error(_span(path, text, line, start, begin, end), message))
+        diagnostics.append(error(_span(path, text, line, 0, begin, end), message))
 
 
 def _span(path: str, text: str, line: int, record_start: int, begin: int, end: int) -> Span:
@@ -371,16 +487,13 @@ def _span(path: str, text: str, line: int, record_start: int, begin: int, end: i
 
 def _check_unterminated(diagnostics: list[Diagnostic], path: str, text: str, line: int) -> None:
     """A quote that is never closed swallows the rest of the file into one cell; ``csv`` says
-    nothing, so say it, at the opening quote. Only the last record can be affected."""
-    last_quote = text.rfind('"')
-    if last_quote < 0:
+    nothing, so say it, at the opening quote. Only the last record (``text``, from ``line`` on)
+    can be affected."""
+    if '"' not in text:
         return
-    start = _line_start_from_end(text, line)
-    if last_quote < start:
-        return
-    _, open_quote = _cells(text, start)
+    _, open_quote = _cells(text, 0)
     if open_quote >= 0:
-        span = _span(path, text, line, start, open_quote, open_quote + 1)
+        span = _span(path, text, line, 0, open_quote, open_quote + 1)
         diagnostics.append(error(span, "unterminated quoted cell: the closing '\"' is missing"))
 
 
@@ -393,65 +506,6 @@ def _reject_constant(name: str) -> Any:
 
 
 _STRICT = json.JSONDecoder(parse_constant=_reject_constant)  # NaN / Infinity are not JSON
-
-
-def _read_jsonl(path: str, text: str, fields: Mapping[str, Type], id_field: str, tz: tzinfo) -> PartnerSource:
-    diagnostics: list[Diagnostic] = []
-    records: list[dict] = []
-    first_line: dict[str, int] = {}
-    plan = {name: (_converter(type_, tz), type_) for name, type_ in fields.items() if name != id_field}
-    for number, line in enumerate(text.split("\n"), 1):
-        if not line or line.isspace():
-            continue
-        try:
-            obj = _STRICT.decode(line)
-        except json.JSONDecodeError as exc:
-            diagnostics.append(error(Span(path, number, exc.colno), f"not valid JSON: {exc.msg}"))
-            continue
-        except ValueError as exc:
-            span = Span(path, number, _constant_col(line, str(exc)))
-            diagnostics.append(error(span, f"not valid JSON: {exc}"))
-            continue
-        except RecursionError:
-            diagnostics.append(error(Span(path, number, 1), "not valid JSON: nested too deeply"))
-            continue
-        if not isinstance(obj, dict):
-            col = len(line) - len(line.lstrip(JSON_SPACE)) + 1
-            message = f"expected a JSON object, got {_describe(obj)}"
-            diagnostics.append(error(Span(path, number, col), message))
-            continue
-
-        problems: list[tuple[str | None, str]] | None = None  # (key; None = the object, message)
-        raw_id = obj.get(id_field)
-        pid = _json_id(raw_id)
-        if pid is None:
-            problems = [(id_field, f"'{id_field}' must be a string, got {_describe(raw_id)}")]
-        elif not pid:
-            problems = [(id_field if id_field in obj else None, f"missing id: no '{id_field}' value")]
-        elif pid in first_line:
-            problems = [(id_field, f"duplicate id '{pid}' (first on line {first_line[pid]})")]
-        record: dict = {id_field: pid}
-        for key, raw in obj.items():
-            if key == id_field or raw is None or raw == "":
-                continue
-            spec = plan.get(key)
-            if spec is None:
-                record[key] = raw
-                continue
-            convert, type_ = spec
-            try:
-                value = _typed(convert, type_, raw, tz)
-            except ValueError as exc:
-                problems = (problems or []) + [(key, f"field '{key}': {exc}")]
-                continue
-            if value is not None:
-                record[key] = value
-        if problems:
-            _report_json(diagnostics, path, number, line, problems)
-        if pid and pid not in first_line:
-            first_line[pid] = number
-            records.append(record)
-    return PartnerSource(records, diagnostics)
 
 
 def _typed(convert: Callable[[Any], Any], type_: Type, raw: Any, tz: tzinfo) -> Any:

@@ -82,6 +82,13 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                 pass
         return super().getattr(obj, attribute)
 
+    def make_globals(self, d: Any = None) -> dict[str, Any]:
+        """A template's globals as a plain dict rather than jinja's ChainMap over the
+        environment's: every render copies them into a fresh context, and copying a ChainMap
+        costs more than the rest of rendering a short template. Nothing changes the
+        environment's globals after it is made (:func:`_cached_environment`)."""
+        return {**self.globals, **(d or {})}
+
 
 def _autoescape(name: str | None) -> bool:
     """HTML and XML files are escaped, also when named ``welcome.html.j2``; inline strings,
@@ -138,8 +145,58 @@ def _inline_template(directory: str | None, text: str) -> Any:
 
 def render_inline(text: str, variables: Mapping[str, Any], templates_dir: str | Path | None = None) -> str:
     """Render a template written in a campaign string; any failure is a :class:`TemplateError`."""
+    pieces = _plain_pieces(text)
+    if pieces is not None:
+        rendered = _render_plain(pieces, variables)
+        if rendered is not None:
+            return rendered
     directory = _directory_key(templates_dir)
     return _render(lambda: _inline_template(directory, text), variables, "inline template", directory)
+
+
+@functools.lru_cache(maxsize=1024)
+def _plain_pieces(text: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]] | None:
+    """A template made only of text and ``{{ name.field }}`` (``Hello {{ partner.name }}``,
+    the common subject line) as its texts (as jinja's parser leaves them) and the (name,
+    field) printed between them. None for any other template (or one that does not parse)."""
+    try:
+        tree = _cached_environment(None).parse(text)
+    except exceptions.TemplateSyntaxError:
+        return None
+    texts, refs = [""], []
+    for node in tree.body:
+        if not isinstance(node, nodes.Output):
+            return None
+        for item in node.nodes:
+            if isinstance(item, nodes.TemplateData):
+                texts[-1] += item.data
+            elif isinstance(item, nodes.Getattr) and isinstance(item.node, nodes.Name) and item.node.ctx == "load":
+                refs.append((item.node.name, item.attr))
+                texts.append("")
+            else:
+                return None
+    return tuple(texts), tuple(refs)
+
+
+def _render_plain(pieces: tuple[tuple[str, ...], tuple[tuple[str, str], ...]], variables: Mapping[str, Any]) -> str | None:
+    """What jinja renders for such a template when each ``name`` is a dict holding ``field``:
+    the texts, and each value through :func:`_finalize` and ``str`` (inline templates are not
+    escaped). None for anything else (a missing field, a method, an undefined name, a value
+    that cannot be printed): jinja then renders it, or says what is wrong, itself."""
+    texts, refs = pieces
+    out = [texts[0]]
+    for (name, field), text in zip(refs, texts[1:]):
+        record = variables.get(name)
+        if type(record) is not dict or field not in record:
+            return None
+        value = record[field]
+        if type(value) is not str:
+            try:
+                value = str(_finalize(value))
+            except Exception:
+                return None
+        out += (value, text)
+    return "".join(out)
 
 
 def render_file(name: str, variables: Mapping[str, Any], templates_dir: str | Path) -> str:

@@ -14,6 +14,8 @@ test can edit a campaign between two ticks.
 
 from __future__ import annotations
 
+import os
+import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -31,37 +33,47 @@ from .errors import UnknownName
 from .explain import explain_partner
 from .ingest import EventImport, import_events
 from .partners import PartnerBook
-from .store import Enrollment, SQLiteStore, Store, store_path
+from .store import Enrollment, Store, connect, store_location
 from .tick import TickReport, tick
 
 LAST_TICK = "tick.last"
+STORE_VARIABLE = "ENGINE_STORE"  # a store URL: overrides engine.yaml's store
 
+
+
+def copy_workspace(source: str | Path, target: Path) -> Path:
+    """A copy of the workspace without its runtime state (`engine simulate`, the test fixtures)."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(".engine", "__pycache__"))
+    return target
 
 class Engine:
-    def __init__(self, root: Path, store: Store | Path, clock: Clock):
-        """``store`` is a store, or the path of the SQLite file to open on first use (so a
-        command that fails on its arguments leaves no database behind)."""
+    def __init__(self, root: Path, store: Store | Path | str, clock: Clock):
+        """``store`` is a store, or where to open one on first use (so a command that fails on
+        its arguments leaves no database behind): the path of a SQLite file, or a PostgreSQL URL."""
         self.root, self.clock = root, clock
-        self._store = store if not isinstance(store, Path) else None
-        self._store_path = store if isinstance(store, Path) else None
+        self._store = store if not isinstance(store, (Path, str)) else None
+        self._store_location = store if isinstance(store, (Path, str)) else None
         self._plan: CompiledWorkspace | None = None
         self._book: PartnerBook | None = None
 
     @classmethod
     def open(cls, workspace: str | Path = ".", store: str | None = None, clock: Clock | None = None) -> "Engine":
-        """The engine of a workspace. SourceError when engine.yaml itself is unusable (the
-        campaigns' own errors only keep those campaigns from running)."""
+        """The engine of a workspace, on the store ``store`` (a URL), else the one the
+        ``ENGINE_STORE`` environment variable names, else engine.yaml's. SourceError when
+        engine.yaml itself is unusable (the campaigns' own errors only keep those campaigns from
+        running); ValueError for a URL that names no store."""
         root = Path(workspace)
         loaded = load_plan(root)
-        engine = cls(root, store_path(store or loaded.workspace.settings.store, root), clock or SystemClock())
+        url = store or os.environ.get(STORE_VARIABLE) or loaded.workspace.settings.store
+        engine = cls(root, store_location(url, root), clock or SystemClock())
         engine._plan = loaded
         return engine
 
     @property
     def store(self) -> Store:
         if self._store is None:
-            assert self._store_path is not None
-            self._store = SQLiteStore(self._store_path)
+            assert self._store_location is not None
+            self._store = connect(self._store_location)
         return self._store
 
     def close(self) -> None:

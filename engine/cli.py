@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 from campaigns.enrollment import Refused
 from dsl.diagnostics import Diagnostic, SourceError
 
-from .errors import UnknownName, UsageError
+from .errors import StoreError, UnknownName, UsageError
 
 OK, INPUT_ERROR, USAGE_ERROR, REFUSED = 0, 1, 2, 3
 
@@ -57,10 +57,10 @@ def _lock_errors(root: Path, workspace) -> list[Diagnostic]:
     """One-shot campaigns that started sending and whose steps or audience were edited since,
     as the workspace's store (if there is one) remembers them."""
     from .locks import lock_error, stored_locks
-    from .store import store_path
+    from .store import store_location
 
     try:
-        locks = stored_locks(store_path(workspace.settings.store, root))
+        locks = stored_locks(store_location(os.environ.get("ENGINE_STORE") or workspace.settings.store, root))
     except ValueError:
         return []
     found = []
@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-w", "--workspace", default=argparse.SUPPRESS, help="workspace directory (default: .)")
     state = argparse.ArgumentParser(add_help=False, parents=[common])
-    state.add_argument("--store", metavar="URL", help="store URL (default: engine.yaml's store, sqlite:///.engine/state.db)")
+    state.add_argument("--store", metavar="URL", help="store URL: sqlite:///PATH or postgresql://... (default: $ENGINE_STORE, else engine.yaml's store, sqlite:///.engine/state.db)")
     reading = argparse.ArgumentParser(add_help=False, parents=[state])
     reading.add_argument("--json", action="store_true", help="print one JSON document")
     operating = argparse.ArgumentParser(add_help=False, parents=[state])
@@ -395,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Refused as exc:
         print(f"engine: refused: {exc.message}", file=sys.stderr)
         return REFUSED
-    except UnknownName as exc:
+    except (UnknownName, StoreError) as exc:
         print(f"engine: error: {exc}", file=sys.stderr)
         return INPUT_ERROR
     except SourceError as exc:

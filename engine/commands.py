@@ -17,19 +17,22 @@ from typing import Any, Iterator, Sequence
 
 from dsl.diagnostics import Diagnostic, SourceError
 
-from .api import Engine, load_plan
+from .api import Engine, copy_workspace, load_plan
 from .clock import SystemClock, iso, parse_every, parse_time
 from .cli import INPUT_ERROR, OK, print_diagnostics
 from .errors import UnknownName, UsageError
-from .testing import copy_workspace
 from .tick import TickReport
 
 
+SIMULATION_STORE = "sqlite:///.engine/state.db"
+
+
 @contextmanager
-def opened(args: argparse.Namespace, workspace: Path | None = None) -> Iterator[Engine]:
-    """The workspace's engine, with the --store override; bad times and URLs are usage errors."""
+def opened(args: argparse.Namespace, workspace: Path | None = None, store: str | None = None) -> Iterator[Engine]:
+    """The workspace's engine, with the --store override (``store`` wins over it); bad times
+    and URLs are usage errors."""
     try:
-        engine = Engine.open(workspace or Path(args.workspace), store=getattr(args, "store", None))
+        engine = Engine.open(workspace or Path(args.workspace), store=store or getattr(args, "store", None))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     try:
@@ -127,7 +130,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise UsageError(f"no engine.yaml in {source}: not a workspace")
     with tempfile.TemporaryDirectory(prefix="engine-simulate-") as scratch:
         copy = copy_workspace(source, Path(scratch) / "workspace")
-        with opened(args, copy) as engine:
+        # its own SQLite file in the copy, whatever --store, ENGINE_STORE or engine.yaml name:
+        # a simulation never touches the workspace's state
+        with opened(args, copy, store=SIMULATION_STORE) as engine:
             start, until = _time(engine, args.start, "--from"), _time(engine, args.until, "--until")
             if args.events:
                 imported = engine.import_events(Path(args.events).resolve(), at=start)

@@ -13,6 +13,11 @@ to each channel's transport and records what became of each message in one trans
 A kill between a transport taking a message and the store recording it means the message is
 handed over again: the file transport writes each id once; mail servers and SMS providers get
 the same ``Message-ID`` / ``Idempotency-Key`` and can recognise it.
+
+Several workers on one server store (PostgreSQL) deliver side by side: each batch is read,
+sent and recorded inside ``store.delivering()``, which keeps the messages it read to that
+worker until their outcomes are committed (the others skip them), so no message is handed to
+two transports at once. On SQLite that is a no-op and each step below is as it always was.
 """
 
 from __future__ import annotations
@@ -50,10 +55,8 @@ def backoff(attempts: int) -> timedelta:
 
 
 def transports(plan: CompiledWorkspace) -> dict[str, Transport | None]:
-    """channel → its transport as engine.yaml configures it (None: cannot run here)."""
-    from .channels.smtp import SmtpTransport
-    from .channels.webhook import WebhookTransport
-
+    """channel → its transport as engine.yaml configures it (None: cannot run here). The SMTP
+    and webhook modules are imported only when a channel uses them (a tick stays quick to start)."""
     files = FileTransport(plan.root / ".engine" / "outbox", plan.root / ".engine" / "letters", LETTER_COLUMNS)
     found: dict[str, Transport | None] = {"letter": files}
     for name in ("email", "sms"):
@@ -61,9 +64,15 @@ def transports(plan: CompiledWorkspace) -> dict[str, Transport | None]:
         if channel.transport == "file":
             found[name] = files
         elif channel.transport == "smtp":
+            from .channels.smtp import SmtpTransport
+
             found[name] = SmtpTransport(channel) if name == "email" else None
+        elif channel.url:
+            from .channels.webhook import WebhookTransport
+
+            found[name] = WebhookTransport(channel.url)
         else:
-            found[name] = WebhookTransport(channel.url) if channel.url else None
+            found[name] = None
     return found
 
 
@@ -76,19 +85,21 @@ def deliver(store: Store, plan: CompiledWorkspace, at: datetime,
     result.waiting = sorted(channel for channel, transport in using.items() if transport is None)
     tried: set[str] = set()
     while True:
-        batch = [m for m in store.queued(at, runnable, BATCH) if m.id not in tried]
-        if not batch:
-            return result
-        tried.update(m.id for m in batch)
-        outcomes: list[Outcome] = []
-        for channel in dict.fromkeys(m.channel for m in batch):
-            transport = using[channel]
-            assert transport is not None
-            outcomes += transport.send([Outgoing(m.id, m.channel, m.record, m.html) for m in batch if m.channel == channel])
-        attempts = {m.id: m.attempts for m in batch}
-        with store.transaction():
-            store.record_outcomes([(o.id, o.status, o.error, at + backoff(attempts[o.id] + 1))
-                                   for o in outcomes], at)
+        with store.delivering():  # a server store's workers each send the messages they claimed
+            batch = [m for m in store.queued(at, runnable, BATCH) if m.id not in tried]
+            if not batch:
+                return result
+            tried.update(m.id for m in batch)
+            outcomes: list[Outcome] = []
+            for channel in dict.fromkeys(m.channel for m in batch):
+                transport = using[channel]
+                assert transport is not None
+                outcomes += transport.send([Outgoing(m.id, m.channel, m.record, m.html)
+                                            for m in batch if m.channel == channel])
+            attempts = {m.id: m.attempts for m in batch}
+            with store.transaction():
+                store.record_outcomes([(o.id, o.status, o.error, at + backoff(attempts[o.id] + 1))
+                                       for o in outcomes], at)
         counted = Counter(o.status for o in outcomes)
         result.sent += counted[SENT]
         result.retry += counted[RETRY]

@@ -8,3 +8,8 @@ class UsageError(Exception):
 
 class UnknownName(ValueError):
     """A campaign, partner or step that does not exist: the user's input is wrong (exit code 1)."""
+
+
+class StoreError(Exception):
+    """The store cannot be used: its server is unreachable, a driver is missing (exit code 1,
+    one line: not a bug of the engine)."""

@@ -62,9 +62,15 @@ def _first_change(old: Any, new: Any, path: tuple) -> tuple | None:
     return None if json.dumps(old, sort_keys=True, default=str) == json.dumps(new, sort_keys=True, default=str) else path
 
 
-def stored_locks(database: Path) -> Mapping[str, tuple[str, str]]:
-    """campaign → (locked at, snapshot) from a store on disk, read-only; {} without one (so
-    that `engine check` never creates a store)."""
+def stored_locks(database: Path | str) -> Mapping[str, tuple[str, str]]:
+    """campaign → (locked at, snapshot) from a store on disk (or a PostgreSQL URL), read-only;
+    {} without one (so that `engine check` never creates a store)."""
+    if isinstance(database, str):
+        try:
+            from .store.postgres import stored_locks as from_server
+        except ModuleNotFoundError:  # no psycopg: no store to read
+            return {}
+        return from_server(database)
     if not database.is_file():
         return {}
     try:

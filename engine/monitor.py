@@ -17,13 +17,15 @@ is back at or above the minimum, the alert is cleared (also listed in the tick's
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from campaigns.enrollment import PastEnrollment, eligible_for_trigger
 from dsl.runtime import Context
 
+from .audiences import audience_ids, audience_key
 from .clock import iso
 from .compiled import CompiledCampaign, CompiledWorkspace
 from .partners import PartnerBook
@@ -47,7 +49,7 @@ def in_campaign(store: Store, plan: CompiledWorkspace, book: PartnerBook, compil
     from .tick import StoreFacts
 
     ctx = Context(now=at, tz=compiled.tz, facts=StoreFacts(store, plan, compiled.id, None, at))
-    audience = set(compiled.audience.select(book.all(), ctx, plan.groups))
+    audience = set(audience_ids(store, plan, book, compiled, ctx, taken=()))
     current = store.partners_in(compiled.id, CURRENT) & audience
     active = store.partners_in(compiled.id, ("active",)) & audience
     others = audience - current
@@ -61,12 +63,17 @@ def in_campaign(store: Store, plan: CompiledWorkspace, book: PartnerBook, compil
 
 
 def check_monitors(store: Store, plan: CompiledWorkspace, book: PartnerBook, running: list[str],
-                   at: datetime) -> list[dict[str, Any]]:
-    """Raise and clear alerts as of ``at``; what changed, for the tick's report."""
+                   at: datetime, *, moved: bool = True) -> list[dict[str, Any]]:
+    """Raise and clear alerts as of ``at``; what changed, for the tick's report. ``moved``:
+    whether the caller changed any enrollment; when it did not, a campaign whose percentage
+    cannot have moved since it was last measured (:func:`_measured_as_of`) is not measured
+    again, so a tick with nothing to do stays cheap with a million enrollments."""
     changed: list[dict[str, Any]] = []
     for cid in running:
         compiled = plan.campaigns[cid]
         if compiled.trigger != "audience":
+            continue
+        if not moved and store.meta(f"monitor.{cid}") == _measured_as_of(store, plan, compiled, at):
             continue
         measured = in_campaign(store, plan, book, compiled, at)
         minimum = compiled.campaign.monitor.in_campaign_min
@@ -82,7 +89,19 @@ def check_monitors(store: Store, plan: CompiledWorkspace, book: PartnerBook, run
                 if store.clear_alert(alert["seq"], at, measured.pct if measured.pct is not None else 100.0):
                     changed.append(_entry(cid, "cleared", measured, minimum, at))
                     store.log(at, "engine", "alert.cleared", cid, pct=measured.pct, minimum=minimum)
+        with store.transaction():
+            store.set_meta(f"monitor.{cid}", _measured_as_of(store, plan, compiled, at))
     return changed
+
+
+def _measured_as_of(store: Store, plan: CompiledWorkspace, compiled: CompiledCampaign, at: datetime) -> str:
+    """What the In-Campaign % of a campaign depends on, short of measuring it: the audience's
+    definition, the partner records' revision and the audit log's position (operations and
+    ticks log what they change), plus the time when the audience or re-enrollment reads the
+    clock or the store."""
+    timeless = not compiled.audience.inputs & {"clock", "store"} and not isinstance(compiled.campaign.reenroll, timedelta)
+    return json.dumps([audience_key(plan, compiled), store.partner_revision(), store.log_position(),
+                       None if timeless else iso(at)])
 
 
 def _entry(cid: str, state: str, measured: InCampaign, minimum: float, at: datetime) -> dict[str, Any]:

@@ -40,18 +40,21 @@ Decisions where SPEC is silent:
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
 from campaigns.enrollment import (FinishReason, Origin, PastEnrollment, SkipReason, eligible_as_member,
                                   eligible_for_trigger,
                                   position_after, window_opens)
+from campaigns.audience import natural_key
 from campaigns.schedule import at_fire_time, cron_occurrences
 from dsl.diagnostics import Diagnostic
 from dsl.runtime import Context
 
+from .audiences import audience_ids, audience_key
 from .clock import aware, from_iso, iso
 from .compiled import CompiledCampaign, CompiledWorkspace
 from .partners import PartnerBook, import_partners
@@ -63,6 +66,7 @@ from .store import Conflict, Enrollment, Store
 
 ENGINE_USER = "engine"
 BATCH = 500
+FULL_SAMPLE_EVERY = timedelta(days=1)  # an `audience` trigger looks at everyone at least this often
 
 
 @dataclass
@@ -122,7 +126,9 @@ class Tick:
         self._sample_audiences()
         self._enroll_members()
         self._run_steps(self.at)
-        self.report.alerts += check_monitors(self.store, self.plan, self.book, self.running, self.at)
+        moved = any((self.report.enrolled, self.report.executed, self.report.skipped, self.report.finished,
+                     self.report.failed))
+        self.report.alerts += check_monitors(self.store, self.plan, self.book, self.running, self.at, moved=moved)
         self._deliver()
         return self.report
 
@@ -245,6 +251,10 @@ class Tick:
                 self.store.lock(compiled.id, when, snapshot(compiled.campaign))
 
     def _sample_audiences(self) -> None:
+        """Every `audience` trigger at the tick's time: whoever is in the audience and may be
+        enrolled is. A full sample asks the store for the whole audience (one query when it
+        can be pushed down); between full samples only the partners something happened to
+        since the last sample are looked at (:meth:`_sample_candidates`)."""
         for cid in self.running:
             compiled = self.plan.campaigns[cid]
             if compiled.trigger != "audience":
@@ -254,9 +264,42 @@ class Tick:
             with self.store.transaction():
                 # never re-enrolled: whoever was ever in it (and not removed) is out of the question
                 statuses = ("scheduled", "active", "paused") + (("finished",) if compiled.campaign.reenroll == "never" else ())
-                taken = self.store.partners_in(cid, statuses)
-                ids = [pid for pid in self._audience(compiled, self.at, taken) if pid not in taken]
+                state = _SampleState.read(self.store, cid)
+                candidates = self._sample_candidates(compiled, state)
+                ctx = self._context(compiled, self.at)
+                if candidates is None:
+                    taken = self.store.partners_in(cid, statuses) if compiled.audience.dedupe else None
+                    ids = audience_ids(self.store, self.plan, self.book, compiled, ctx, taken=taken, not_in=statuses)
+                else:
+                    partners = self.book.get_many(sorted(candidates, key=natural_key))
+                    ids = [pid for pid, partner in partners.items()
+                           if compiled.audience.matches(partner, ctx, self.plan.groups)]
                 self._enroll_all(compiled, ids, self.at, source="audience", not_again_at=self.at)
+                full_at = self.at if candidates is None else state.full_at
+                _SampleState(audience_key(self.plan, compiled), self.store.partner_revision(), self.at,
+                             full_at).write(self.store, cid)
+
+    def _sample_candidates(self, compiled: CompiledCampaign, state: "_SampleState | None") -> set[str] | None:
+        """The partners whose place in the audience, or whose eligibility, may have changed
+        since the last sample; None when everyone must be looked at (a full sample). Between
+        full samples, membership changes only with a partner's record (imports number the
+        records they change), and eligibility only when an enrollment ends (in any campaign,
+        for exclusivity) or, with ``reenroll: 90d``, when an exit grows old enough.
+
+        A full sample is taken the first time, after the campaign, a group or the partner
+        schema changed, at least once a day (logical time), at every tick when the audience
+        reads the clock or the store (``now``, ``days_since``, ``in_campaign`` ...), and
+        always with ``dedupe`` (who is a duplicate depends on the others)."""
+        audience = compiled.audience
+        if state is None or state.key != audience_key(self.plan, compiled) or audience.dedupe \
+                or audience.inputs & {"clock", "store"} or not state.at <= self.at < state.full_at + FULL_SAMPLE_EVERY:
+            return None
+        candidates = set(self.store.partners_changed_since(state.revision))
+        candidates |= self.store.partners_finished(state.at, self.at)
+        reenroll = compiled.campaign.reenroll
+        if isinstance(reenroll, timedelta):
+            candidates |= self.store.partners_finished(state.at - reenroll, self.at - reenroll, compiled.id)
+        return candidates
 
     def _enroll_members(self) -> None:
         """Members added to a target group since the last tick (engine group), at the tick's time."""
@@ -281,16 +324,10 @@ class Tick:
                 if enrolled:
                     self.store.log(self.at, ENGINE_USER, "enrolled", cid, count=enrolled, origin="manual", trigger="members")
 
-    def _audience(self, compiled: CompiledCampaign, at: datetime, taken: set[str] | None = None) -> list[str]:
-        """The audience as of ``at``; with dedupe, the partners the campaign has (``taken``,
-        default: its current enrollments) keep their email or company for themselves."""
-        ctx = self._context(compiled, at)
-        already: list[Mapping] = []
-        if compiled.audience.dedupe:
-            if taken is None:
-                taken = self.store.partners_in(compiled.id, ("scheduled", "active", "paused"))
-            already = list(self.book.get_many(taken).values())
-        return compiled.audience.select(self.book.all(), ctx, self.plan.groups, already)
+    def _audience(self, compiled: CompiledCampaign, at: datetime) -> list[str]:
+        """The audience as of ``at`` (with dedupe, the partners the campaign has keep their
+        email or company for themselves)."""
+        return audience_ids(self.store, self.plan, self.book, compiled, self._context(compiled, at))
 
     def _enroll_all(self, compiled: CompiledCampaign, ids: list[str], at: datetime, source: str,
                     not_again_at: datetime | None = None) -> int:
@@ -387,21 +424,26 @@ class Tick:
     # --- steps -----------------------------------------------------------------------------
 
     def _run_steps(self, until: datetime) -> None:
-        """Execute every step due at or before ``until``, earliest first, in batches."""
+        """Execute every step due at or before ``until``, earliest first, in batches: one
+        transaction per batch, which asks the store about all its steps at once and writes
+        their step runs and messages at once (:class:`StepBatch`)."""
         while True:
-            with self.store.transaction():
+            with self.store.transaction(exclusive=False):
                 batch = self.store.due(until, self.running, BATCH)
                 if not batch:
                     return
                 partners = self.book.get_many({e.partner for e in batch})
+                steps = StepBatch(self.store)
+                steps.prefetch(self.plan, batch, partners)
                 counts: Counter = Counter()
                 earliest_new = None
                 for e in batch:
                     if earliest_new is not None and e.due_at > earliest_new:
                         break  # a step this batch made due comes first: keep time order
-                    new_due = self._advance(e, partners.get(e.partner), counts)
+                    new_due = self._advance(e, partners.get(e.partner), counts, steps)
                     if new_due is not None and (earliest_new is None or new_due < earliest_new):
                         earliest_new = new_due
+                steps.write()
                 for (cid, step, status), n in sorted(counts.items()):
                     self._log_batch(cid, step, status, n)
 
@@ -411,8 +453,15 @@ class Tick:
         self.store.log(self.at, ENGINE_USER, f"step.{status}", cid, partner, step=step_id,
                        kind=step.kind if step else None, count=count)
 
-    def _advance(self, e: Enrollment, partner: Mapping | None, counts: Counter) -> datetime | None:
-        """Bring one enrollment past its due step (or end); the new due time, if any."""
+    def _advance(self, e: Enrollment, partner: Mapping | None, counts: Counter,
+                 batch: "StepBatch | None" = None) -> datetime | None:
+        """Bring one enrollment past its due step (or end); the new due time, if any. Its
+        writes go with ``batch``'s, or at once when it is on its own."""
+        if batch is None:
+            batch = StepBatch(self.store)
+            new_due = self._advance(e, partner, counts, batch)
+            batch.write()
+            return new_due
         compiled = self.plan.campaigns[e.campaign]
         campaign, due = compiled.campaign, e.due_at
         assert due is not None
@@ -430,45 +479,53 @@ class Tick:
             if opens > due:
                 self.store.update_enrollment(e, due_at=opens)
                 return opens
-            reason = self._exit_reason(compiled, e, partner, due)
-            if reason is not None:
-                return self._finish(e, reason, due)
-            if self.store.step_run(e.id, step.id) is None:  # not skipped ahead by a user
-                effects = self.effects(compiled, e, step, partner, due)
-                self._record(e, step.id, 1, effects, due)
-                counts[(e.campaign, step.id, effects.status)] += 1
-            next_step, next_due = position_after(campaign, step.id, due, compiled.tz)
+            if compiled.exit_when is not None or campaign.exit_on_audience_loss:
+                reason = self._exit_reason(compiled, e, partner, due)
+                if reason is not None:
+                    return self._finish(e, reason, due)
+            skipped_ahead = batch.has_run(e.id, step.id)  # by a user
+            effects = None if skipped_ahead else self.effects(compiled, e, step, partner, due, batch=batch)
+            next_step, next_due = batch.position_after(compiled, step.id, due)
             self.store.update_enrollment(e, after_step=step.id, next_step=next_step, due_at=next_due)
+            if effects is not None:  # recorded only once the compare-and-set won
+                self._record(e, step.id, 1, effects, due, batch=batch)
+                counts[(e.campaign, step.id, effects.status)] += 1
             return next_due
         except Conflict:
             return None  # another tick moved it first
 
     def effects(self, compiled: CompiledCampaign, e: Enrollment, step, partner: Mapping, due: datetime, *,
-                run: int = 1, condition: bool = True) -> Effects:
+                run: int = 1, condition: bool = True, batch: "StepBatch | None" = None) -> Effects:
         """What the step does for this partner as of ``due``: skipped (``when``, exclude,
-        consent) or executed (rendered)."""
+        consent, a hard bounce) or executed (rendered). The store is asked through ``batch``
+        (what it fetched in advance), or directly."""
+        facts = batch if batch is not None else StepBatch(self.store)
+        kind = facts.kind(compiled.id, step)
         ctx = self._context(compiled, due, enrollment=e)
         when = compiled.step_when.get(step.id) if condition else None
         if when is not None and not when.test(partner, ctx):
             return Effects("skipped", SkipReason.CONDITION)
         if self.plan.exclude is not None and self.plan.exclude.test(partner, ctx):
             return Effects("skipped", SkipReason.EXCLUDED)
-        if step.kind in ("email", "sms"):
-            ledger = self.store.consent_latest(e.partner, step.kind, due)
-            if not compiled.audience.consents(step.kind, partner, ledger, ctx):
+        if kind in StepBatch.GATED:
+            ledger = facts.consent_latest(e.partner, kind, due)
+            if not compiled.audience.consents(kind, partner, ledger, ctx):
                 return Effects("skipped", SkipReason.NO_CONSENT)
-        address = partner.get({"email": "email", "sms": "phone"}.get(step.kind, ""))
-        if isinstance(address, str) and self.store.undeliverable(address, due):  # it hard-bounced before
+        address = partner.get(StepBatch.ADDRESS_FIELDS.get(kind, ""))
+        if isinstance(address, str) and facts.undeliverable(address, due):  # it hard-bounced before
             return Effects("skipped", SkipReason.UNDELIVERABLE)
         if compiled.id not in self._numbers:
             self._numbers[compiled.id] = self.store.campaign_number(compiled.id)
         job = Job(compiled.id, compiled.campaign, self._numbers[compiled.id], step, partner, e.partner,
-                  e.id, e.number, run, due, compiled.tz, self.plan.templates_dir, self.plan.settings)
+                  e.id, e.number, run, due, compiled.tz, self.plan.templates_dir, self.plan.settings, kind)
         return execute(job)
 
     def _record(self, e: Enrollment, step_id: str, run: int, effects: Effects, due: datetime | None,
-                at: datetime | None = None) -> None:
-        record_effects(self.store, e, step_id, run, effects, due, at or due)
+                at: datetime | None = None, batch: "StepBatch | None" = None) -> None:
+        if batch is None:
+            record_effects(self.store, e, step_id, run, effects, due, at or due)
+        else:
+            batch.record(e, step_id, run, effects, due, at or due)
         if effects.status == "executed":
             self.report.executed += 1
         elif effects.status == "skipped":
@@ -521,20 +578,114 @@ class Tick:
 def record_effects(store: Store, e: Enrollment, step_id: str, run: int, effects: Effects, due: datetime | None,
                    at: datetime) -> None:
     """A step's state and everything it produced, in the caller's transaction."""
-    store.record_step(e.id, step_id, run, effects.status, effects.reason, due, at, effects.detail)
-    for message in effects.messages:
-        store.add_message(message, e.id, effects.html)
-    if effects.activity is not None:
-        store.add_activity(effects.activity)
-    if effects.popup is not None:
-        store.add_popup(effects.popup)
+    batch = StepBatch(store)
+    batch.record(e, step_id, run, effects, due, at)
+    batch.write()
 
 
-@dataclass(frozen=True)
+class StepBatch:
+    """Steps executed together in one transaction (a batch of due steps; or one step). What
+    the rules ask the store about each step (has it run already, the partner's consent ledger,
+    a hard bounce of the address) is asked for all of them in one query each
+    (:meth:`prefetch`); a question not asked in advance goes to the store when it comes. The
+    step runs and outbox rows they produce are written in one statement each (:meth:`write`)."""
+
+    GATED = ("email", "sms")  # the channels the consent ledger speaks for
+    ADDRESS_FIELDS = {"email": "email", "sms": "phone"}  # the partner field a channel's messages go to
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._ran: dict[tuple[int, str], bool] = {}
+        self._consent: dict[tuple[str, str, datetime], bool | None] = {}
+        self._bounced: dict[tuple[str, datetime], bool] = {}
+        self._steps: list[tuple] = []
+        self._messages: list[tuple[Mapping, int, bool]] = []
+        self._positions: dict[tuple[str, str, datetime], tuple[str | None, datetime]] = {}
+        self._kinds: dict[tuple[str, str], str] = {}
+
+    def prefetch(self, plan: CompiledWorkspace, enrollments: list[Enrollment], partners: Mapping[str, Mapping]) -> None:
+        """Ask what the steps these enrollments wait for will ask, each as of its due time."""
+        runs, consents, addresses = [], [], []
+        for e in enrollments:
+            compiled = plan.campaigns.get(e.campaign)
+            step = compiled.steps.get(e.next_step) if compiled is not None and e.next_step is not None else None
+            partner = partners.get(e.partner)
+            if step is None or partner is None or e.due_at is None:
+                continue
+            kind = self.kind(e.campaign, step)
+            runs.append((e.id, step.id))
+            if kind in self.GATED:
+                consents.append((e.partner, kind, e.due_at))
+            address = partner.get(self.ADDRESS_FIELDS.get(kind, ""))
+            if isinstance(address, str):
+                addresses.append((address, e.due_at))
+        ran = self.store.have_run(runs) if runs else set()
+        self._ran.update((key, key in ran) for key in runs)
+        if consents:
+            self._consent.update(self.store.consents_latest(consents))
+        bounced = self.store.undeliverable_among(addresses) if addresses else set()
+        self._bounced.update((key, key in bounced) for key in addresses)
+
+    def kind(self, campaign_id: str, step) -> str:
+        """``step.kind`` (a step of the campaign), worked out once per batch."""
+        key = (campaign_id, step.id)
+        if key not in self._kinds:
+            self._kinds[key] = step.kind
+        return self._kinds[key]
+
+    def position_after(self, compiled: CompiledCampaign, step_id: str, due: datetime) -> tuple[str | None, datetime]:
+        """Where an enrollment goes after the step due at ``due`` (:func:`position_after`),
+        worked out once per batch for the many that are at the same place at the same time."""
+        key = (compiled.id, step_id, due)
+        if key not in self._positions:
+            self._positions[key] = position_after(compiled.campaign, step_id, due, compiled.tz)
+        return self._positions[key]
+
+    def has_run(self, enrollment_id: int, step_id: str) -> bool:
+        key = (enrollment_id, step_id)
+        if key not in self._ran:
+            self._ran[key] = key in self.store.have_run([key])
+        return self._ran[key]
+
+    def consent_latest(self, partner: str, channel: str, until: datetime) -> bool | None:
+        key = (partner, channel, until)
+        if key not in self._consent:
+            self._consent[key] = self.store.consent_latest(partner, channel, until)
+        return self._consent[key]
+
+    def undeliverable(self, address: str, until: datetime) -> bool:
+        key = (address, until)
+        if key not in self._bounced:
+            self._bounced[key] = self.store.undeliverable(address, until)
+        return self._bounced[key]
+
+    def record(self, e: Enrollment, step_id: str, run: int, effects: Effects, due: datetime | None,
+               at: datetime) -> None:
+        """A step's state and everything it produced (written by :meth:`write`; activities and
+        pop-ups, which are rare, at once)."""
+        self._steps.append((e.id, step_id, run, effects.status, effects.reason, due, at, effects.detail))
+        self._messages += [(message, e.id, effects.html) for message in effects.messages]
+        if effects.activity is not None:
+            self.store.add_activity(effects.activity)
+        if effects.popup is not None:
+            self.store.add_popup(effects.popup)
+        self._ran[(e.id, step_id)] = True
+
+    def write(self) -> None:
+        """What :meth:`record` kept, into the caller's transaction."""
+        if self._steps:
+            self.store.record_steps(self._steps)
+        if self._messages:
+            self.store.add_messages(self._messages)
+        self._steps, self._messages = [], []
+
+
+@dataclass
 class StoreFacts:
     """What expressions may ask about a partner (``opened("welcome")``, ``in_campaign("x")``),
     answered from the store as of the evaluation's time. Steps are those of ``campaign``;
-    engagement counts within the current enrollment (since it started)."""
+    engagement counts within the current enrollment (since it started). Never changed once
+    made (not frozen: one is made for every step executed, and a frozen one costs more)."""
 
     store: Store
     plan: CompiledWorkspace
@@ -574,6 +725,28 @@ class StoreFacts:
         if self.enrollment is None:
             return None
         return self.store.response(self.enrollment.id, step_id, self.now)
+
+
+@dataclass(frozen=True)
+class _SampleState:
+    """What the last sample of an `audience` trigger saw, kept in the store's meta table."""
+
+    key: str  # audience_key() of the campaign then
+    revision: int  # the partner records' revision then
+    at: datetime  # when it was taken
+    full_at: datetime  # when the last full sample was taken
+
+    @classmethod
+    def read(cls, store: Store, campaign_id: str) -> "_SampleState | None":
+        raw = store.meta(f"audience.{campaign_id}")
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return cls(data["key"], data["revision"], from_iso(data["at"]), from_iso(data["full_at"]))
+
+    def write(self, store: Store, campaign_id: str) -> None:
+        store.set_meta(f"audience.{campaign_id}", json.dumps(
+            {"key": self.key, "revision": self.revision, "at": iso(self.at), "full_at": iso(self.full_at)}))
 
 
 def _aware_local(value: datetime, compiled: CompiledCampaign) -> datetime:

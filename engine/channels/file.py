@@ -150,7 +150,8 @@ def _append(
         db.execute("BEGIN IMMEDIATE")
         try:
             end, ino = _catch_up(path, db, fd, scan, columns)
-            new = [(rid, data) for rid, data in encoded if _claim(db, rid)]
+            claimed = _claim(db, [rid for rid, _ in encoded])
+            new = [(rid, data) for rid, data in encoded if rid in claimed]
             chunk = b"".join(data for _, data in new)
             if end == 0 and header is not None:
                 chunk = header + chunk
@@ -196,8 +197,17 @@ def _at_boundary(fd: int, length: int) -> bool:
     return length == 0 or os.pread(fd, 1, length - 1) == b"\n"
 
 
-def _claim(db: sqlite3.Connection, rid: str) -> bool:
-    return db.execute("INSERT OR IGNORE INTO ids (id) VALUES (?)", (rid,)).rowcount == 1
+def _claim(db: sqlite3.Connection, ids: list[str]) -> set[str]:
+    """The ids (distinct) not in the index yet, now added to it: one lookup per 500 ids, one
+    insert for the new ones (the caller holds the lock and the index transaction)."""
+    known: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        known.update(rid for (rid,) in db.execute(f"SELECT id FROM ids WHERE id IN ({marks})", chunk))
+    new = [rid for rid in ids if rid not in known]
+    db.executemany("INSERT INTO ids (id) VALUES (?)", [(rid,) for rid in new])
+    return set(new)
 
 
 def _save_state(db: sqlite3.Connection, length: int, ino: int, columns: list[str] | None) -> None:
@@ -284,9 +294,12 @@ def _unique(records: Sequence[Mapping[str, Any]], key: str) -> list[tuple[str, M
 # --- JSON lines ------------------------------------------------------------------------------
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=False, default=str)
+
+
 def _json_line(record: Mapping[str, Any]) -> bytes:
-    # json.dumps escapes control characters, so a line never holds a raw "\n".
-    text = json.dumps(dict(record), ensure_ascii=False, separators=(",", ":"), sort_keys=False, default=str)
+    # JSON escapes control characters, so a line never holds a raw "\n".
+    text = _ENCODER.encode(record if type(record) is dict else dict(record))
     return (text + "\n").encode("utf-8")
 
 
@@ -381,18 +394,18 @@ class FileTransport:
         self.outbox, self.letters, self.letter_columns = outbox, letters, tuple(letter_columns)
 
     def send(self, batch: Sequence[Outgoing]) -> list[Outcome]:
-        files: dict[tuple[Path, bool], list[Mapping[str, Any]]] = {}
+        files: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}  # (channel,) or ("letter", campaign, step)
         for message in batch:
             record = message.record
-            if message.channel == "letter":
-                key = (self.letters / record["campaign"] / f"{record['step']}.csv", True)
-            else:
-                key = (self.outbox / f"{message.channel}.jsonl", False)
+            key = ("letter", record["campaign"], record["step"]) if message.channel == "letter" else (message.channel,)
             files.setdefault(key, []).append(record)
-        for (path, is_letter), records in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if is_letter:
+        for key, records in files.items():
+            if key[0] == "letter":
+                path = self.letters / key[1] / f"{key[2]}.csv"
+                path.parent.mkdir(parents=True, exist_ok=True)
                 append_rows_once(path, self.letter_columns, records)
             else:
+                path = self.outbox / f"{key[0]}.jsonl"
+                path.parent.mkdir(parents=True, exist_ok=True)
                 append_once(path, records)
         return [Outcome(message.id, SENT) for message in batch]

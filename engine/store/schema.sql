@@ -13,8 +13,10 @@ CREATE TABLE IF NOT EXISTS partners (
     data       TEXT NOT NULL,          -- the typed record as JSON (dates as ISO text)
     hash       TEXT NOT NULL,          -- of data: which records an import changed
     updated_at TEXT NOT NULL,
-    removed_at TEXT                    -- gone from the source since then
+    removed_at TEXT,                   -- gone from the source since then
+    revision   INTEGER NOT NULL DEFAULT 0  -- the import that last added, changed or removed it
 );
+CREATE INDEX IF NOT EXISTS partners_revision ON partners (revision, id);
 
 CREATE TABLE IF NOT EXISTS campaigns (
     id            TEXT PRIMARY KEY,
@@ -65,6 +67,7 @@ CREATE INDEX IF NOT EXISTS enrollments_due ON enrollments (due_at) WHERE status 
 CREATE INDEX IF NOT EXISTS enrollments_scheduled ON enrollments (started_at) WHERE status = 'scheduled';
 CREATE INDEX IF NOT EXISTS enrollments_partner ON enrollments (partner, campaign);
 CREATE INDEX IF NOT EXISTS enrollments_campaign ON enrollments (campaign, status);
+CREATE INDEX IF NOT EXISTS enrollments_finished ON enrollments (finished_at) WHERE finished_at IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS step_runs (
     enrollment INTEGER NOT NULL,

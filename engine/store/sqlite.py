@@ -22,6 +22,7 @@ from ..clock import from_iso, iso, maybe_from_iso, maybe_iso
 
 SCHEMA = (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
 CURRENT = ("scheduled", "active", "paused")
+PARTNER_REVISION = "partners.revision"  # meta key: the latest import that changed anything
 
 
 @dataclass(frozen=True)
@@ -102,21 +103,20 @@ class SQLiteStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA busy_timeout=60000")
+            _add_missing_columns(self.db)  # first: the schema's indexes may be on the new columns
             self.db.executescript(SCHEMA)
-            _add_missing_columns(self.db)
 
     def close(self) -> None:
         self.db.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One atomic unit of work; nested uses join the outer one."""
+    def transaction(self, exclusive: bool = True) -> Iterator[None]:
+        """One atomic unit of work; nested uses join the outer one. ``exclusive=False`` marks a
+        batch of due steps, which workers of a server store may run side by side (each on rows
+        it claimed); SQLite lets one writer in at a time either way."""
         if self._depth:
-            self._depth += 1
-            try:
+            with self._joined():
                 yield
-            finally:
-                self._depth -= 1
             return
         self.db.execute("BEGIN IMMEDIATE")
         self._depth = 1
@@ -128,6 +128,22 @@ class SQLiteStore:
             raise
         self._depth = 0
         self.db.execute("COMMIT")
+
+    @contextmanager
+    def _joined(self) -> Iterator[None]:
+        """A transaction inside another one joins it: the outermost commits or rolls back."""
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+
+    @contextmanager
+    def delivering(self) -> Iterator[None]:
+        """Around one delivery batch (read the waiting messages, hand them to their transports,
+        record the outcomes). Nothing to do here; a server store keeps the messages it read to
+        this process until then, so two workers never send one at once (PostgresStore)."""
+        yield
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         row = self.db.execute(sql, params).fetchone()
@@ -144,22 +160,103 @@ class SQLiteStore:
 
     # --- partners --------------------------------------------------------------------------
 
+    # An import stages the source's records batch by batch in temporary tables of this connection
+    # (outside the main transaction: only the staging tables are written): every id with its line
+    # (duplicates and removals are found by SQL), and the records that differ from the stored
+    # ones, found by looking the batch up. It then applies them in one transaction. No process
+    # holds the ids of every partner. Each import that changes anything gets the next revision
+    # number, and the rows it wrote carry it. Only imports write the partners table, so an
+    # unchanged revision means that the lookups still hold when the import applies its changes.
+
+    def start_partner_import(self) -> int:
+        """Empty staging tables for one import (private to this connection); the partner
+        revision the import starts from (:meth:`upsert_partners` checks that it still is)."""
+        self.end_partner_import()
+        self.db.execute("CREATE TEMP TABLE partners_import_ids (line INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE)")
+        self.db.execute("CREATE TEMP TABLE partners_import (id TEXT NOT NULL, data TEXT NOT NULL, hash TEXT NOT NULL)")
+        return self.partner_revision()
+
+    def stage_partners(self, rows: Sequence[tuple[str, int, str | None, str | None]]) -> list[tuple[int, int]]:
+        """Stage (id, line, data JSON, hash) rows, in line order; with data None, only the id
+        (for its duplicates). A row whose id is staged already is left out: for each one, (its
+        index in ``rows``, the line of the id's first row)."""
+        if not rows:
+            return []
+        with self.transaction():
+            staged = self.db.executemany(
+                "INSERT INTO partners_import_ids (line, id) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+                [(line, pid) for pid, line, _, _ in rows]).rowcount
+            duplicates: list[tuple[int, int]] = []
+            if staged < len(rows):
+                first: dict[str, int] = {}
+                for chunk in _chunks(sorted({row[0] for row in rows}), 500):
+                    marks = ",".join("?" * len(chunk))
+                    first.update(self.db.execute(f"SELECT id, line FROM partners_import_ids WHERE id IN ({marks})",
+                                                 chunk))
+                duplicates = [(index, first[pid]) for index, (pid, line, _, _) in enumerate(rows)
+                              if first[pid] != line]
+            known = dict(self.db.execute(
+                "SELECT p.id, p.hash FROM partners_import_ids s JOIN partners p ON p.id = s.id "
+                "WHERE s.line >= ? AND s.line <= ? AND p.removed_at IS NULL", (rows[0][1], rows[-1][1])))
+            left_out = {index for index, _ in duplicates}
+            self.db.executemany("INSERT INTO partners_import (id, data, hash) VALUES (?, ?, ?)",
+                                [(pid, data, digest) for index, (pid, _, data, digest) in enumerate(rows)
+                                 if data is not None and known.get(pid) != digest and index not in left_out])
+        return duplicates
+
+    def upsert_partners(self, at: datetime, since: int) -> int | None:
+        """Apply the staged import, begun at revision ``since``: write the staged records (new,
+        changed or back after a removal) and mark removed the present partners whose id was not
+        staged, all with the next revision. That revision, or None if nothing changed (the
+        revision stays). :class:`Conflict` if another import changed the partners meanwhile."""
+        with self.transaction():
+            if self.partner_revision() != since:
+                raise Conflict("another import changed the partners since this one began")
+            revision, when = since + 1, iso(at)
+            written = self.db.execute(
+                "INSERT INTO partners (id, data, hash, updated_at, removed_at, revision) "
+                "SELECT id, data, hash, ?, NULL, ? FROM partners_import WHERE true "
+                "ON CONFLICT (id) DO UPDATE SET data = excluded.data, hash = excluded.hash, "
+                "updated_at = excluded.updated_at, removed_at = NULL, revision = excluded.revision",
+                (when, revision)).rowcount
+            removed = self.db.execute(
+                "UPDATE partners SET removed_at = ?, revision = ? WHERE removed_at IS NULL "
+                "AND NOT EXISTS (SELECT 1 FROM partners_import_ids s WHERE s.id = partners.id)",
+                (when, revision)).rowcount
+            if not (written or removed):
+                return None
+            self.set_meta(PARTNER_REVISION, str(revision))
+        return revision
+
+    def end_partner_import(self) -> None:
+        """Drop the staging tables."""
+        self.db.execute("DROP TABLE IF EXISTS partners_import")
+        self.db.execute("DROP TABLE IF EXISTS partners_import_ids")
+
     def partner_hashes(self) -> dict[str, tuple[str, bool]]:
-        """id → (hash, present in the source)."""
+        """id → (hash, present in the source), of every partner (the import does not use it)."""
         return {pid: (h, removed is None) for pid, h, removed in
                 self.db.execute("SELECT id, hash, removed_at FROM partners")}
 
-    def upsert_partners(self, rows: Iterable[tuple[str, str, str]], at: datetime) -> None:
-        """(id, data JSON, hash) rows that are new or changed."""
-        when = iso(at)
-        self.db.executemany(
-            "INSERT INTO partners (id, data, hash, updated_at, removed_at) VALUES (?, ?, ?, ?, NULL) "
-            "ON CONFLICT (id) DO UPDATE SET data = excluded.data, hash = excluded.hash, "
-            "updated_at = excluded.updated_at, removed_at = NULL",
-            ((pid, data, digest, when) for pid, data, digest in rows))
+    def partner_revision(self) -> int:
+        """The revision of the latest import that changed anything (0: none yet)."""
+        return int(self.meta(PARTNER_REVISION) or 0)
 
-    def mark_partners_removed(self, ids: Iterable[str], at: datetime) -> None:
-        self.db.executemany("UPDATE partners SET removed_at = ? WHERE id = ?", ((iso(at), pid) for pid in ids))
+    def partners_changed_since(self, revision: int) -> Iterator[str]:
+        """The ids of the partners added, changed or removed by the imports after ``revision``."""
+        return (pid for pid, _ in self.partner_changes(revision))
+
+    def partner_changes(self, revision: int, batch: int = 10_000) -> Iterator[tuple[str, bool]]:
+        """(id, present) of the partners added, changed or removed after ``revision``, in
+        revision and id order; read page by page through the revision index."""
+        rows = self.db.execute("SELECT revision, id, removed_at FROM partners WHERE revision > ? "
+                               "ORDER BY revision, id LIMIT ?", (revision, batch)).fetchall()
+        while rows:
+            yield from ((pid, removed is None) for _, pid, removed in rows)
+            if len(rows) < batch:
+                return
+            rows = self.db.execute("SELECT revision, id, removed_at FROM partners WHERE (revision, id) > (?, ?) "
+                                   "ORDER BY revision, id LIMIT ?", (*rows[-1][:2], batch)).fetchall()
 
     def partner_rows(self, ids: Iterable[str] | None = None) -> Iterator[tuple[str, str, bool]]:
         """(id, data JSON, present) of the given partners, or of all that are present."""
@@ -295,12 +392,10 @@ class SQLiteStore:
 
     def update_enrollment(self, e: Enrollment, **changes: Any) -> None:
         """Compare-and-set on the row's version: :class:`Conflict` when someone else changed it."""
-        columns, params = [], []
-        for name, value in changes.items():
-            columns.append(f"{name} = ?")
-            params.append(iso(value) if isinstance(value, datetime) else value)
+        columns = ", ".join(f"{name} = ?" for name in changes)
+        params = [_stamp(value) if isinstance(value, datetime) else value for value in changes.values()]
         cursor = self.db.execute(
-            f"UPDATE enrollments SET {', '.join(columns)}, version = version + 1 WHERE id = ? AND version = ?",
+            f"UPDATE enrollments SET {columns}, version = version + 1 WHERE id = ? AND version = ?",
             (*params, e.id, e.version))
         if cursor.rowcount != 1:
             raise Conflict(f"enrollment {e.id} changed meanwhile")
@@ -364,12 +459,29 @@ class SQLiteStore:
         runs = [r for r in self.step_runs(enrollment_id) if r.step == step]
         return max(runs, key=lambda r: r.run) if runs else None
 
+    def have_run(self, steps: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
+        """Which of these (enrollment, step) pairs have a run, whatever its status (a batch of
+        due steps asks once for all of them)."""
+        asked = set(steps)
+        found: set[tuple[int, str]] = set()
+        for chunk in _chunks(sorted({enrollment for enrollment, _ in asked}), 500):
+            marks = ",".join("?" * len(chunk))
+            found.update((enrollment, step) for enrollment, step in self.db.execute(
+                f"SELECT DISTINCT enrollment, step FROM step_runs WHERE enrollment IN ({marks})", chunk))
+        return found & asked
+
     def record_step(self, enrollment_id: int, step: str, run: int, status: str, reason: str | None,
                     due_at: datetime | None, at: datetime, detail: Mapping[str, Any] | None = None) -> None:
-        self.db.execute("INSERT INTO step_runs (enrollment, step, run, status, reason, due_at, at, detail) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (enrollment_id, step, run, status, reason, maybe_iso(due_at), iso(at),
-                         json.dumps(detail) if detail else None))
+        self.record_steps([(enrollment_id, step, run, status, reason, due_at, at, detail)])
+
+    def record_steps(self, rows: Iterable[tuple[int, str, int, str, str | None, datetime | None, datetime,
+                                                Mapping[str, Any] | None]]) -> None:
+        """(enrollment, step, run, status, reason, due_at, at, detail) rows, in one statement."""
+        self.db.executemany("INSERT INTO step_runs (enrollment, step, run, status, reason, due_at, at, detail) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            [(enrollment_id, step, run, status, reason, None if due_at is None else _stamp(due_at),
+                              _stamp(at), json.dumps(detail) if detail else None)
+                             for enrollment_id, step, run, status, reason, due_at, at, detail in rows])
 
     def replace_step(self, enrollment_id: int, step: str, run: int, status: str, reason: str | None,
                      due_at: datetime | None, at: datetime, detail: Mapping[str, Any] | None = None) -> None:
@@ -381,10 +493,16 @@ class SQLiteStore:
     # --- effects ---------------------------------------------------------------------------
 
     def add_message(self, record: Mapping[str, Any], enrollment_id: int, html: bool = False) -> None:
-        self.db.execute("INSERT INTO outbox (id, channel, enrollment, campaign, step, partner, at, payload, html) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (record["id"], record["channel"], enrollment_id, record["campaign"], record["step"],
-                         record["partner"], record["at"], json.dumps(record, ensure_ascii=False), int(html)))
+        self.add_messages([(record, enrollment_id, html)])
+
+    def add_messages(self, messages: Iterable[tuple[Mapping[str, Any], int, bool]]) -> None:
+        """(record, enrollment, html) of messages to queue, in one statement."""
+        payload = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(record, ensure_ascii=False), made once
+        self.db.executemany("INSERT INTO outbox (id, channel, enrollment, campaign, step, partner, at, payload, html) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            [(record["id"], record["channel"], enrollment_id, record["campaign"], record["step"],
+                              record["partner"], record["at"], payload(record), int(html))
+                             for record, enrollment_id, html in messages])
 
     def queued(self, at: datetime, channels: Sequence[str], limit: int) -> list[Queued]:
         """Committed messages of these channels that wait for their transport and are due for
@@ -629,9 +747,24 @@ class SQLiteStore:
                          "ORDER BY at DESC, seq DESC LIMIT 1", (enrollment_id, step, iso(until)))
 
     def consent_latest(self, partner: str, channel: str, until: datetime) -> bool | None:
-        granted = self._one("SELECT granted FROM consent WHERE partner = ? AND channel = ? AND at <= ? "
-                            "ORDER BY at DESC, seq DESC LIMIT 1", (partner, channel, iso(until)))
-        return None if granted is None else bool(granted)
+        return self.consents_latest([(partner, channel, until)])[(partner, channel, until)]
+
+    def consents_latest(self, asks: Iterable[tuple[str, str, datetime]]
+                        ) -> dict[tuple[str, str, datetime], bool | None]:
+        """(partner, channel, until) → the partner's latest consent ledger entry for the channel
+        at or before ``until`` (None: there is none), for many at once."""
+        asked = list(dict.fromkeys(asks))
+        found: dict[tuple[str, str, datetime], bool | None] = {}
+        for chunk in _chunks(asked, 250):
+            values = ", ".join(["(?, ?, ?, ?)"] * len(chunk))
+            params = [value for n, (partner, channel, until) in enumerate(chunk)
+                      for value in (n, partner, channel, _stamp(until))]
+            for n, granted in self.db.execute(
+                    f"WITH asks (n, partner, channel, upto) AS (VALUES {values}) "
+                    "SELECT a.n, (SELECT c.granted FROM consent c WHERE c.partner = a.partner AND c.channel = a.channel "
+                    "AND c.at <= a.upto ORDER BY c.at DESC, c.seq DESC LIMIT 1) FROM asks a", params):
+                found[chunk[n]] = None if granted is None else bool(granted)
+        return found
 
     def mark_undeliverable(self, address: str, at: datetime, source: str) -> None:
         self.db.execute("INSERT INTO undeliverable (address, at, source) VALUES (?, ?, ?) "
@@ -639,8 +772,20 @@ class SQLiteStore:
                         (address.strip().lower(), iso(at), source))
 
     def undeliverable(self, address: str, until: datetime) -> bool:
-        return self._one("SELECT 1 FROM undeliverable WHERE address = ? AND at <= ?",
-                         (address.strip().lower(), iso(until))) is not None
+        return (address, until) in self.undeliverable_among([(address, until)])
+
+    def undeliverable_among(self, asks: Iterable[tuple[str, datetime]]) -> set[tuple[str, datetime]]:
+        """Which of these (address, until) had hard-bounced at or before ``until``, for many at once."""
+        asked = list(dict.fromkeys(asks))
+        found: set[tuple[str, datetime]] = set()
+        for chunk in _chunks(asked, 250):
+            values = ", ".join(["(?, ?, ?)"] * len(chunk))
+            params = [value for n, (address, until) in enumerate(chunk)
+                      for value in (n, address.strip().lower(), _stamp(until))]
+            found.update(chunk[n] for (n,) in self.db.execute(
+                f"WITH asks (n, address, upto) AS (VALUES {values}) SELECT a.n FROM asks a "
+                "WHERE EXISTS (SELECT 1 FROM undeliverable u WHERE u.address = a.address AND u.at <= a.upto)", params))
+        return found
 
     def last_address(self, partner: str, campaign: str, step: str) -> str | None:
         """Where the step's latest message to the partner went."""
@@ -685,6 +830,37 @@ class SQLiteStore:
         cursor = self.db.execute("UPDATE events SET processed = 1 WHERE id = ? AND processed = 0", (event_id,))
         return cursor.rowcount == 1
 
+    # --- audiences, pushed down ------------------------------------------------------------
+
+    def partners_where(self, condition: str, params: Sequence[Any], *, with_data: bool = False,
+                       not_in: tuple[str, Sequence[str]] | None = None) -> Iterator[tuple[str, str | None]]:
+        """(id, data JSON if asked) of the present partners meeting ``condition``: SQL that the
+        expression language's SQL back end (:mod:`dsl.sql`) made over the ``data`` column, with
+        its parameters. ``not_in=(campaign, statuses)`` leaves out the partners with an
+        enrollment of the campaign in one of those statuses (one index probe each)."""
+        sql = f"SELECT id, {'data' if with_data else 'NULL'} FROM partners WHERE removed_at IS NULL AND ({condition})"
+        params = list(params)
+        if not_in is not None:
+            campaign, statuses = not_in
+            sql += (" AND NOT EXISTS (SELECT 1 FROM enrollments e WHERE e.partner = partners.id AND e.campaign = ?"
+                    f" AND e.status IN ({','.join('?' * len(statuses))}))")
+            params += [campaign, *statuses]
+        yield from self.db.execute(sql, params)
+
+    def partners_finished(self, since: datetime, until: datetime, campaign: str | None = None) -> set[str]:
+        """The partners with an enrollment (of ``campaign``, or of any) that finished or was
+        removed in [since, until]: a range scan of the finish index."""
+        sql = "SELECT DISTINCT partner FROM enrollments WHERE finished_at >= ? AND finished_at <= ?"
+        params: list[Any] = [iso(since), iso(until)]
+        if campaign is not None:
+            sql += " AND campaign = ?"
+            params.append(campaign)
+        return {pid for (pid,) in self.db.execute(sql, params)}
+
+    def log_position(self) -> int:
+        """The audit log's latest line number: it moves whenever anything changes state."""
+        return self._one("SELECT max(seq) FROM log") or 0
+
     # --- audit log -------------------------------------------------------------------------
 
     def log(self, at: datetime, user: str, action: str, campaign: str | None = None, partner: str | None = None,
@@ -708,19 +884,35 @@ class SQLiteStore:
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
     """A store made by an earlier version of the engine gains the columns added since (tables
-    and indexes are created by the schema itself): compared with a fresh copy of the schema."""
+    and indexes are created by the schema itself, after this): compared with a fresh copy of
+    the schema."""
     fresh = sqlite3.connect(":memory:")
     try:
         fresh.executescript(SCHEMA)
         tables = [t for (t,) in fresh.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         for table in tables:
             have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            if not have:  # a new table (or a new store): the schema creates it
+                continue
             for _, column, kind, _, default, _ in fresh.execute(f"PRAGMA table_info({table})"):
                 if column not in have:
                     suffix = f" DEFAULT {default}" if default is not None else ""
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}{suffix}")
     finally:
         fresh.close()
+
+
+_STAMPS: dict[datetime, str] = {}
+
+
+def _stamp(at: datetime) -> str:
+    """``iso(at)``, remembered: a batch of due steps stores the same few times many times over."""
+    text = _STAMPS.get(at)
+    if text is None:
+        if len(_STAMPS) >= 4096:
+            _STAMPS.clear()
+        text = _STAMPS[at] = iso(at)
+    return text
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsl.records import PartnerSource, read_partners
+from dsl.records import PartnerReader, PartnerSource, read_partners
 from dsl.source import SourceText
 from dsl.types import parse_field_type
 
@@ -373,3 +373,100 @@ def test_fast_conversions_agree_with_coerce(field, raw):
         return
     assert fast == _coerce(type_, raw, TZ)
     assert type(fast) is type(_coerce(type_, raw, TZ))
+
+
+# --- streaming (PartnerReader) -----------------------------------------------------------------
+
+
+def _lines(text: str) -> list[str]:
+    return io.StringIO(text, newline="\n").readlines()
+
+
+def test_the_reader_reads_record_by_record():
+    """A record is there as soon as its lines are: the reader never reads ahead (a source of
+    any size is read in constant memory)."""
+    taken = []
+
+    def source():
+        for n, line in enumerate(["id,name\n", 'p1,"two\n', 'lines"\n'] + [f"p{n},x\n" for n in range(2, 10**6)]):
+            taken.append(n)
+            yield line
+
+    rows = PartnerReader("p.csv", FIELDS, "id", TZ).rows(source())
+    assert next(rows) == (2, "p1", {"id": "p1", "name": "two\nlines"}, 'p1,"two\nlines"\n')
+    assert len(taken) == 3
+    assert next(rows)[:3] == (4, "p2", {"id": "p2", "name": "x"}) and len(taken) == 4
+
+
+@pytest.mark.parametrize("path, text", [
+    ("p.csv", "\ufeffid,name\np1,a\n"),
+    ("p.jsonl", '\ufeff{"id": "p1", "name": "a"}\n'),
+])
+def test_the_reader_takes_any_iterable_of_lines_and_drops_a_bom(path, text):
+    reader = PartnerReader(path, FIELDS, "id", TZ)
+    assert [record for _, _, record, _ in reader.rows(_lines(text))] == [{"id": "p1", "name": "a"}]
+    assert reader.diagnostics == [] and reader.ok
+
+
+def _with_duplicates_found_by_the_caller(path: str, text: str, batch: int) -> PartnerSource:
+    """What the import does: a reader that remembers no ids, and a caller that finds the
+    duplicates in batches (here with a dict; the import asks the store) and reports them."""
+    reader = PartnerReader(path, FIELDS, "id", TZ, duplicates=False)
+    first: dict[str, int] = {}
+    kept, pending = [], []
+
+    def flush():
+        for line, pid, record, row_text in pending:
+            if pid in first:
+                reader.duplicate(line, pid, row_text, first[pid])
+            else:
+                first[pid] = line
+                kept.append(record)
+        pending.clear()
+
+    for row in reader.rows(_lines(text)):
+        pending.append(row)
+        if len(pending) == batch:
+            flush()
+    flush()
+    return PartnerSource(kept, reader.diagnostics)
+
+
+def _full(source: PartnerSource) -> list:
+    return [(d.span, d.severity, d.message) for d in source.diagnostics]
+
+
+@pytest.mark.parametrize("path, text", [
+    ("p.csv", "name,id\nA,p1\nB,p2\nC,p1\n"),
+    ("p.csv", 'id,revenue,tier\np1,1,gold\np1,x,"bronze\nb"\np2,2,gold\n,3,gold\np2,y,z,w\n'),
+    ("p.jsonl", '{"id": "p1"}\n{"revenue": "x", "id": "p1", "tier": "b"}\n{"id": "p1"}\n'),
+])
+@pytest.mark.parametrize("batch", [1, 2, 100])
+def test_duplicates_found_by_the_caller_read_as_the_reader_reports_them(path, text, batch):
+    expected = read(path, text)
+    assert any("duplicate id" in d.message for d in expected.diagnostics)
+    got = _with_duplicates_found_by_the_caller(path, text, batch)
+    assert (got.records, _full(got)) == (expected.records, _full(expected))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=120), csv_like_text,
+                 st.lists(st.sampled_from(["id,name,revenue\n", "p1,", "p2,", "x,", "1\n", '"', "\n", "\r",
+                                           "p1,a,1\n", "p1,b,x\n", ",,\n"]), max_size=25).map("".join)),
+       st.integers(1, 4))
+def test_csv_duplicates_found_by_the_caller_are_reported_as_the_reader_would(text, batch):
+    expected = read("p.csv", text)
+    got = _with_duplicates_found_by_the_caller("p.csv", text, batch)
+    assert (got.records, _full(got)) == (expected.records, _full(expected))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(json_like_text,
+                 st.lists(st.sampled_from(['{"id": "p1"}\n', '{"id": "p2", "revenue": "x"}\n', '{"id": 1}\n',
+                                           '{"revenue": 1, "id": "p1"}\n', "\n", "[]\n", '{"id": "1"}\n']),
+                          max_size=12).map("".join)),
+       st.integers(1, 4))
+def test_jsonl_duplicates_found_by_the_caller_are_reported_as_the_reader_would(text, batch):
+    expected = read("p.jsonl", text)
+    got = _with_duplicates_found_by_the_caller("p.jsonl", text, batch)
+    assert (got.records, _full(got)) == (expected.records, _full(expected))

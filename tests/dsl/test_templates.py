@@ -334,6 +334,44 @@ def test_environment_is_cached_per_directory_and_sandboxed(tmp_path):
     assert templates.TEMPLATE_NAMES == ("partner", "campaign", "step", "now", "today")
 
 
+# Inline templates of text and `{{ name.field }}` only skip jinja's rendering machinery: the same
+# output, and the same failures (which jinja itself then reports).
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=4),
+                    st.dates(), st.lists(st.text(max_size=2), max_size=2))
+_PLAIN_PIECES = st.sampled_from(
+    ["{{ partner.name }}", "{{partner.tier}}", "{{- partner.name -}}", "{{ partner.items }}", "{{ partner.nick }}",
+     "{{ campaign.name }}", "{{ step.id }}", "{{ promo.x }}", "{{ now.year }}", "{{ partner.__class__ }}",
+     "{{ partner.name | upper }}", "Hello ", " ", "\n", "\r\n", ",", "é", "{% raw %}{{ x }}{% endraw %}", "{# c #}"]
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_PLAIN_PIECES, max_size=8).map("".join),
+       st.dictionaries(st.sampled_from(["name", "tier", "items", "__class__"]), _VALUES))
+def test_inline_templates_render_as_jinja_renders_them(text, fields):
+    from datetime import datetime, timezone
+
+    variables = {"partner": fields, "campaign": {"name": "C"}, "step": {"id": "s"},
+                 "now": datetime(2026, 7, 1, tzinfo=timezone.utc)}
+    try:
+        expected = environment().from_string(text).render(variables)
+    except Exception:
+        expected = TemplateError
+    try:
+        got = render_inline(text, variables)
+    except TemplateError:
+        got = TemplateError
+    assert got == expected
+
+
+def test_a_subject_line_is_rendered_without_jinja_and_anything_more_with_it():
+    assert templates._plain_pieces("Hello {{ partner.name }}!") == (("Hello ", "!"), (("partner", "name"),))
+    assert templates._plain_pieces("{{ partner.name | upper }}") is None
+    assert templates._plain_pieces("{% if partner.name %}x{% endif %}") is None
+    assert render_inline("Hello {{ partner.name }}!", {"partner": {"name": None}}) == "Hello !"
+
+
 # --- Never raising -----------------------------------------------------------------------------
 
 _PIECES = st.sampled_from(

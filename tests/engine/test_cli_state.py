@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.testing import copy_workspace
+from engine.testing import copy_workspace, dump_store
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -160,14 +160,7 @@ def test_python_dash_m_engine_runs_without_a_traceback(tmp_path):
 
 
 def _dump(ws: Path) -> dict[str, list]:
-    import sqlite3
-
-    db = sqlite3.connect(ws / ".engine" / "state.db")
-    try:
-        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-        return {t: sorted(map(repr, db.execute(f"SELECT * FROM {t}"))) for t in tables}
-    finally:
-        db.close()
+    return dump_store(ws)
 
 
 REFUSED = [

@@ -19,6 +19,7 @@ from engine.dryrun import dry_run, record_pass
 from engine.errors import UnknownName
 from engine.testing import copy_workspace
 
+pytestmark = pytest.mark.no_store  # dry runs never open the store (the one test that ticks too: on SQLite)
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 HELSINKI = ZoneInfo("Europe/Helsinki")
 ONBOARDING = "partner-onboarding"

@@ -13,12 +13,11 @@ an exact value written in the test, never with something the engine computed.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 from engine.cli import main
-from engine.testing import rewrite
+from engine.testing import dump_store, rewrite
 
 # --- building workspaces ------------------------------------------------------------------------
 
@@ -112,12 +111,7 @@ def outbox(root: Path, channel: str) -> list[dict]:
 
 def dump(root: Path) -> dict[str, list]:
     """Every row of every table of the store."""
-    db = sqlite3.connect(root / ".engine" / "state.db")
-    try:
-        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-        return {t: sorted(db.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables}
-    finally:
-        db.close()
+    return dump_store(root)
 
 
 def refused(capsys, root: Path, *argv: str) -> str:

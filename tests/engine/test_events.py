@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from engine.events import KEYS, Event, EventsFile, content_id, read_events
 
+pytestmark = pytest.mark.no_store  # reading events files: no store
 TZ = ZoneInfo("Europe/Helsinki")
 UTC = timezone.utc
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

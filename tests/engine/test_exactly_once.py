@@ -6,11 +6,15 @@ tests/engine/_tick_worker.py simulates the example workspace's month (July 2026,
 uninterrupted run of the same month on the same tick grid, run in this process: the message
 files (every id once, every line valid, the same content per message) and the store (every
 message delivered, the same enrollments, step runs, activities and pop-ups).
+
+The workers use the test's store (SQLite, or PostgreSQL: ``ENGINE_STORE``, see engine.testing);
+the uninterrupted runs always use SQLite, so on PostgreSQL the comparison is across stores too.
 """
 
 import csv
 import io
 import json
+import os
 import queue
 import random
 import signal
@@ -20,6 +24,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +43,7 @@ START, UNTIL = "2026-07-01T00:00", "2026-08-01T00:00"  # as in the worker
 COUNTS = ("enrolled", "executed", "skipped", "finished", "failed", "delivered")
 MESSAGE_KEYS = {"id", "campaign", "step", "partner", "channel", "to", "body", "language", "at"}
 SLOW = 0.02  # the worker's SLOW in the kill test: the windows it widens (see _tick_worker.py)
+REFERENCE_STORE = "sqlite:///.engine/state.db"  # the uninterrupted runs', whatever the workers use
 
 
 # --- what a run left behind ----------------------------------------------------------------
@@ -98,15 +104,34 @@ def torn(root: Path) -> list[str]:
     return [p.name for p in paths if p.exists() and p.stat().st_size and not p.read_bytes().endswith(b"\n")]
 
 
-def connect(root: Path) -> sqlite3.Connection:
-    return sqlite3.connect(root / ".engine" / "state.db", timeout=60)
+@contextmanager
+def opened_store(root: Path, store: str | None = None):
+    """(connection, table names) of the workspace's store: the workers' one (``ENGINE_STORE``,
+    else the SQLite file), or ``store``. The connection takes SQL with ``?`` parameters on both
+    stores. (None, set()) for a SQLite store not created yet."""
+    url = store or os.environ.get("ENGINE_STORE")
+    if url is None or url.startswith("sqlite:"):
+        path = root / ".engine" / "state.db"
+        if not path.exists():
+            yield None, set()
+            return
+        db = sqlite3.connect(path, timeout=60)
+        try:
+            assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+            yield db, {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            db.close()
+        return
+    with Engine.open(root, store=url) as engine:
+        db = engine.store.db
+        yield db, {name for (name,) in db.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")}
 
 
-def store_state(root: Path) -> dict[str, list]:
+def store_state(root: Path, store: str | None = None) -> dict[str, list]:
     """The store's invariants, checked; and its tables without ids or versions, for comparing."""
-    db = connect(root)
-    try:
-        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    with opened_store(root, store) as (db, _):
+        assert db is not None, "no store"
         twice = db.execute("SELECT enrollment, step, run, count(*) FROM step_runs "
                            "GROUP BY enrollment, step, run HAVING count(*) > 1").fetchall()
         assert twice == [], f"steps executed more than once: {twice}"
@@ -140,8 +165,6 @@ def store_state(root: Path) -> dict[str, list]:
             "campaigns": rows("SELECT id, number, first_seen_at, active, active_since FROM campaigns"),
             "partners": rows("SELECT id, hash, updated_at, removed_at FROM partners"),
         }
-    finally:
-        db.close()
 
 
 def assert_same_messages(got: list[tuple[str, dict]], want: list[tuple[str, dict]]) -> None:
@@ -185,14 +208,15 @@ def reference(tmp_path_factory):
                 if any(counts.values()):
                     busy.append((report.at, counts))
 
-            with Engine.open(root) as engine:
+            with Engine.open(root, store=REFERENCE_STORE) as engine:
                 engine.import_events(root / "events.jsonl", at=START)
                 total = engine.run(until=UNTIL, every=every, start=START, progress=note)
                 assert len(engine.outbox()) == 77
             messages = outputs(root)
             assert len(messages) == 77
             assert {where.split("/")[0] for where, _ in messages} == {"email.jsonl", "sms.jsonl", "letters"}
-            runs[every] = Run(messages, store_state(root), {k: getattr(total, k) for k in COUNTS}, busy)
+            runs[every] = Run(messages, store_state(root, REFERENCE_STORE), {k: getattr(total, k) for k in COUNTS},
+                              busy)
         return runs[every]
 
     return get
@@ -360,22 +384,17 @@ def attempt(root: Path, worker: Worker, kill: Kill, rng: random.Random, n: int) 
         assert lines[-2:-1] == ["done"], (n, lines[-5:], stderr)
     markers = [line for line in lines if " " not in line and line not in ("ready", "done")]
     landing = Landing(kill, None, killed, missed, markers[-1] if markers else None, torn=torn(root))
-    if (root / ".engine" / "state.db").exists():
-        db = connect(root)
-        try:
-            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if {"meta", "outbox"} <= tables:
-                last = db.execute("SELECT value FROM meta WHERE key = 'tick.last'").fetchone()
-                landing.last_tick = last[0] if last else None
-                outbox = dict(db.execute("SELECT id, delivered_at FROM outbox").fetchall())
-                written = file_ids(root)
-                landing.committed = len(outbox)
-                landing.not_in_file = sorted(set(outbox) - set(written))
-                landing.unmarked = sorted(i for i in written if outbox.get(i, "") is None)
-                assert set(written) <= set(outbox), "a file holds a message the store never committed"
-                assert max(written.values(), default=1) == 1, f"written twice: {written.most_common(3)}"
-        finally:
-            db.close()
+    with opened_store(root) as (db, tables):
+        if {"meta", "outbox"} <= tables:
+            last = db.execute("SELECT value FROM meta WHERE key = 'tick.last'").fetchone()
+            landing.last_tick = last[0] if last else None
+            outbox = dict(db.execute("SELECT id, delivered_at FROM outbox").fetchall())
+            written = file_ids(root)
+            landing.committed = len(outbox)
+            landing.not_in_file = sorted(set(outbox) - set(written))
+            landing.unmarked = sorted(i for i in written if outbox.get(i, "") is None)
+            assert set(written) <= set(outbox), "a file holds a message the store never committed"
+            assert max(written.values(), default=1) == 1, f"written twice: {written.most_common(3)}"
     return landing
 
 
@@ -426,8 +445,8 @@ def test_sigkill_at_random_moments_sends_every_message_exactly_once(tmp_path, re
 
 @pytest.mark.parametrize("grids", [("1h", "1h"), ("5h", "5h"), ("1h", "5h")], ids="-".join)
 def test_two_processes_ticking_one_store_execute_each_step_once(tmp_path, reference, processes, grids):
-    """Two workers start at the same instant on one workspace and SQLite store and both run the
-    whole month: no step runs twice, nothing is lost, neither crashes (a busy store waits)."""
+    """Two workers start at the same instant on one workspace and store and both run the whole
+    month: no step runs twice, nothing is lost, neither crashes (a busy store waits)."""
     want = reference(grids[0])
     if grids[1] != grids[0]:  # granularity invariance (SPEC §6): the two grids make the same month
         other = reference(grids[1])
@@ -456,7 +475,7 @@ def test_a_tick_starting_while_another_records_new_campaigns_waits_for_it(tmp_pa
     that starts meanwhile (here: while the first is inside that transaction, widened to ~0.1 s a
     campaign) must wait for it and go on, not crash; then each step ran once, as if alone."""
     alone = copy_workspace(EXAMPLES, tmp_path / "alone")
-    with Engine.open(alone) as engine:
+    with Engine.open(alone, store=REFERENCE_STORE) as engine:
         executed = engine.tick(START).executed
     root = copy_workspace(EXAMPLES, tmp_path / "ws")
     first = processes(Worker(root, "1h", "tick", "campaign=0.1", name="first"))
@@ -472,4 +491,4 @@ def test_a_tick_starting_while_another_records_new_campaigns_waits_for_it(tmp_pa
     totals = [json.loads(lines[-1]) for _, lines, _ in results]
     assert sum(t["executed"] for t in totals) == executed, totals
     assert_same_messages(outputs(root), outputs(alone))
-    assert_same_state(store_state(root), store_state(alone))
+    assert_same_state(store_state(root), store_state(alone, REFERENCE_STORE))

@@ -14,6 +14,7 @@ import pytest
 
 from engine.channels.file import append_once, append_rows_once, read_lines, read_rows
 
+pytestmark = pytest.mark.no_store  # the file transport alone: no store
 WORKER = Path(__file__).with_name("_append_worker.py")
 COLUMNS = ["id", "name", "address"]
 

@@ -2,7 +2,7 @@
 the target-group summary of `engine status --campaign` (SPEC §7; issue 4).
 
 Every refused (exit 3) or failed (exit 1) command is checked to leave the store as it was: each
-table of ``.engine/state.db`` is dumped before and after and compared.
+table of the store (engine.testing.dump_store) is dumped before and after and compared.
 
 The workspace (UTC, users alice = marketing and bob = viewer, consent ``partner.supplier_emails``,
 engine.yaml's ``exclude`` of sales reps and default lead owners) has a campaign ``calls`` (no
@@ -14,13 +14,13 @@ members; ``groups/vip.csv`` lists p10, p1, p3 and an unknown p99.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.cli import main
+from engine.testing import dump_store
 
 T0 = "2026-07-01T00:00Z"
 RESPONDED = "2026-07-02T00:00Z"
@@ -175,12 +175,7 @@ def run(capsys, engine, *argv: str) -> tuple[int, str, str]:
 
 def dump(engine) -> dict[str, list]:
     """Every row of every table of the store."""
-    db = sqlite3.connect(engine.root / ".engine" / "state.db")
-    try:
-        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-        return {t: sorted(db.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables}
-    finally:
-        db.close()
+    return dump_store(engine.root)
 
 
 def unchanged(capsys, engine, *argv: str) -> tuple[int, str]:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from engine.api import Engine
 from engine.clock import FixedClock
+from engine.testing import separate_store
 
 UTC = timezone.utc
 START = datetime(2026, 3, 20, 0, 0, tzinfo=UTC)
@@ -95,20 +96,19 @@ def _run(times: list[datetime]) -> tuple[list[tuple], list[tuple]]:
     """Sends and step states after ticking at START, at ``times`` and at END."""
     root = Path(tempfile.mkdtemp(prefix="tick-property-"))
     try:
-        engine = Engine.open(_workspace(root), clock=FixedClock(START))
-        engine.import_events(root / "events.jsonl")
-        for moment in [START, *sorted(times), END]:
-            engine.tick(moment)
-        repeat = engine.tick(END)
-        assert (repeat.enrolled, repeat.executed, repeat.skipped, repeat.finished) == (0, 0, 0, 0)
-        sent = [(m["channel"], m["campaign"], m["step"], m["partner"], m["at"], m.get("subject"), m["body"])
-                for channel in ("email", "sms") for m in engine.sent(channel)]
-        ids = [m["id"] for channel in ("email", "sms") for m in engine.sent(channel)]
-        assert len(ids) == len(set(ids)), "a message was sent twice"
-        states = engine.store.db.execute(
-            "SELECT e.campaign, e.partner, e.number, e.status, e.reason, r.step, r.status, r.reason, r.at "
-            "FROM enrollments e LEFT JOIN step_runs r ON r.enrollment = e.id ORDER BY 1, 2, 3, 6").fetchall()
-        engine.close()
+        with separate_store() as store, Engine.open(_workspace(root), store=store, clock=FixedClock(START)) as engine:
+            engine.import_events(root / "events.jsonl")
+            for moment in [START, *sorted(times), END]:
+                engine.tick(moment)
+            repeat = engine.tick(END)
+            assert (repeat.enrolled, repeat.executed, repeat.skipped, repeat.finished) == (0, 0, 0, 0)
+            sent = [(m["channel"], m["campaign"], m["step"], m["partner"], m["at"], m.get("subject"), m["body"])
+                    for channel in ("email", "sms") for m in engine.sent(channel)]
+            ids = [m["id"] for channel in ("email", "sms") for m in engine.sent(channel)]
+            assert len(ids) == len(set(ids)), "a message was sent twice"
+            states = engine.store.db.execute(
+                "SELECT e.campaign, e.partner, e.number, e.status, e.reason, r.step, r.status, r.reason, r.at "
+                "FROM enrollments e LEFT JOIN step_runs r ON r.enrollment = e.id ORDER BY 1, 2, 3, 6").fetchall()
         return sorted(sent), [tuple(s) for s in states]
     finally:
         shutil.rmtree(root, ignore_errors=True)

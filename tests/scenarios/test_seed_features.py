@@ -18,14 +18,13 @@ the CLI where the feature is a command) and compared as exact values.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.cli import main
-from engine.testing import rewrite
+from engine.testing import dump_store, rewrite
 
 T0 = "2026-07-01T00:00Z"
 
@@ -148,12 +147,7 @@ def enrolled_partners(engine, campaign_id: str, pids) -> list[str]:
 
 def dump(root: Path) -> dict[str, list]:
     """Every row of every table of the workspace's store."""
-    db = sqlite3.connect(root / ".engine" / "state.db")
-    try:
-        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-        return {t: sorted(db.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables}
-    finally:
-        db.close()
+    return dump_store(root)
 
 
 def cli(capsys, root: Path, *argv: str) -> tuple[int, str, str]:
