@@ -121,7 +121,15 @@ def revision() -> str:
 
 
 def rss_mb() -> float:
-    """Peak resident set of this process so far, in MB (Linux: KiB, macOS: bytes)."""
+    """Peak resident set of this process so far, in MB. On Linux, VmHWM of /proc/self/status:
+    ``ru_maxrss`` is carried across fork and exec, so a worker started by a parent that holds
+    the generated data would report the parent's peak as its own."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 

@@ -5,7 +5,8 @@
     note campaigns switched on or off
     repeat: execute the steps due up to the next trigger occurrence, then fire it
             (scheduled manual starts, events, cron and `at` occurrences, each at its own time)
-    sample every `audience` trigger at `at`, and execute the steps that makes due
+    sample every `audience` trigger at `at` (only the partners something happened to, between
+            full samples), and execute the steps that makes due
     deliver the outbox
 
 Steps execute *as of their due time*: that time is the expression's ``now``, the template's
@@ -14,7 +15,9 @@ send the same messages at the same logical times (only audience sampling happens
 
 Exactly once: a batch of step executions is one store transaction holding each step's new state,
 its outbox records, activities, pop-ups and log lines. Rows are re-read inside the transaction
-(SQLite's ``BEGIN IMMEDIATE`` lets one writer in at a time) and changed by compare-and-set on
+(SQLite's ``BEGIN IMMEDIATE`` lets one writer in at a time; on PostgreSQL each batch claims
+its enrollments with ``FOR UPDATE SKIP LOCKED``, so several workers run batches side by side,
+and everything else takes the store's advisory lock) and changed by compare-and-set on
 their version, and the database refuses a second run of a step (primary key) or a second current
 enrollment (unique index): two ticks at once cannot both execute a step. Messages reach their
 files only after the commit, through the idempotent file transport, so a kill at any instant
