@@ -122,6 +122,8 @@ def audience_key(plan: CompiledWorkspace, compiled: CompiledCampaign) -> str:
     the campaign file, the workspace's exclusion and partner schema, the group files."""
     cache = (plan.fingerprint, compiled.id, compiled.content_hash)
     if cache not in _KEYS:
+        if len(_KEYS) > 1024:  # a long-lived process that saw many edits: start over
+            _KEYS.clear()
         _KEYS[cache] = _audience_key(plan, compiled)
     return _KEYS[cache]
 
