@@ -561,8 +561,10 @@ def load_revision(spec: str, cwd: Path) -> tuple[str, str]:
             raise ValueError(f"{spec}: cannot read: {exc}") from None
     if ":" not in spec:
         raise ValueError(f"{spec}: no such file")
-    content = _git(["show", "--no-textconv", spec], cwd)
-    kind = _git(["cat-file", "-t", spec], cwd).decode().strip()
+    if spec.startswith("-"):  # never an option of git's, whatever git version runs
+        raise ValueError(f"{spec}: no such file, and not REV:path (a revision does not start with '-')")
+    content = _git(["show", "--no-textconv", "--end-of-options", spec], cwd)
+    kind = _git(["cat-file", "-t", "--end-of-options", spec], cwd).decode().strip()
     if kind != "blob":
         raise ValueError(f"{spec}: not a file (a git {kind})")
     try:
@@ -572,6 +574,9 @@ def load_revision(spec: str, cwd: Path) -> tuple[str, str]:
 
 
 def _git(args: list[str], cwd: Path) -> bytes:
+    """Run git with ``args``. Whatever a user wrote goes after ``--end-of-options`` (git 2.24 or
+    later), so a revision or path can never be read as an option (``--output=FILE`` would make
+    git write a file)."""
     try:
         result = subprocess.run(
             ["git", *args], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, check=False

@@ -774,7 +774,11 @@ def _place(original: _Skeleton) -> _Placement:
     last_top = next((e for e in reversed(entries) if len(e.path) == 1), None)
     pending: list[_Item] = []
     chain: tuple[int, tuple] | None = None  # (column, anchor) of an eol comment on the line above
-    for line, text in enumerate(original.lines):
+    # Blank lines at the end of the file (and the empty "line" after its final newline) are
+    # dropped here, not left to _assemble: with no block entry everything goes in the header,
+    # above the document, where they would become a blank line the next run keeps.
+    end = max((i + 1 for i, text in enumerate(original.lines) if text.strip()), default=0)
+    for line, text in enumerate(original.lines[:end]):
         comment = comment_at.get(line)
         if comment is not None and comment.full_line:
             if chain is not None and comment.col == chain[0]:

@@ -32,16 +32,16 @@ from pydantic import (
 )
 
 from dsl.diagnostics import Diagnostic, did_you_mean, error
+from dsl.ids import check_slug
 from dsl.parser import parse_duration
 from dsl.source import Span
-from dsl.types import parse_field_type
+from dsl.types import check_date, check_duration, parse_field_type
 from dsl.yamlload import Document
 
 STEP_KINDS = ("email", "sms", "popup", "activity", "letter")
 ACTIVITY_KINDS = ("call", "meeting", "survey", "work_order", "task")
 MAX_RESPONSES = 5
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_CLOCK = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+_CLOCK = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])")
 
 
 class Located(BaseModel):
@@ -86,12 +86,38 @@ TemplateText = Annotated[str, Field(description="jinja2 text; variables: partner
 
 
 def _duration(value: Any) -> Any:
-    return parse_duration(value) if isinstance(value, str) else value
+    """A duration is written with its unit, and is at most 100 years (see dsl.types)."""
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"'{value}' is not a duration such as 30m, 12h, 3d or 2w (write the unit)")
+    return value
 
+
+def _bounded_duration(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError("a duration cannot be negative")
+    problem = check_duration(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _bounded_date(value: date) -> date:
+    """Dates and times in a campaign file are bounded like those in expressions (dsl.types)."""
+    problem = check_date(value)
+    if problem is not None:
+        raise ValueError(f"{value.isoformat()} is out of range: {problem}")
+    return value
+
+
+BoundedDate = Annotated[date, AfterValidator(_bounded_date)]
+BoundedDatetime = Annotated[datetime, AfterValidator(_bounded_date)]
 
 Duration = Annotated[
     timedelta,
     BeforeValidator(_duration),
+    AfterValidator(_bounded_duration),
     WithJsonSchema({"type": "string", "pattern": "^[0-9]+[mhdw]$", "examples": ["3d", "12h", "30m", "2w"]}),
 ]
 
@@ -99,6 +125,8 @@ Duration = Annotated[
 def _percentage(value: Any) -> float:
     if isinstance(value, str) and value.strip().endswith("%"):
         value = value.strip()[:-1]
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError("a percentage such as 90%")
     number = float(value)
     if not 0 <= number <= 100:
         raise ValueError("a percentage between 0% and 100%")
@@ -156,7 +184,7 @@ class ConsentSettings(Located):
 class Channel(Located):
     transport: Literal["file", "smtp", "webhook"] = "file"
     host: str | None = None
-    port: int | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
     from_: str | None = Field(default=None, alias="from")
     bcc: str | list[str] | None = None
     starttls: bool = False
@@ -185,7 +213,7 @@ class Channels(Located):
 
 
 class User(Located):
-    roles: list[Literal["marketing", "viewer"]] = Field(default_factory=list)
+    roles: list[Literal["marketing", "events", "viewer"]] = Field(default_factory=list)
 
 
 class Settings(Located):
@@ -204,8 +232,8 @@ class Settings(Located):
 
 
 class Window(Located):
-    start: date | None = None
-    end: date | None = None
+    start: BoundedDate | None = None
+    end: BoundedDate | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> "Window":
@@ -224,7 +252,7 @@ class Audience(Located):
 
 class Trigger(Located):
     audience: bool | None = None
-    at: datetime | None = None
+    at: BoundedDatetime | None = None
     cron: str | None = None
     event: str | None = None
     when: Expression | None = None
@@ -237,6 +265,8 @@ class Trigger(Located):
 
             if not croniter.is_valid(value):
                 raise ValueError(f"'{value}' is not a valid cron expression (e.g. \"0 9 * * MON\")")
+            if len(value.split()) != 5:  # croniter also reads seconds and years: at most once a minute
+                raise ValueError(f"'{value}' is not a cron expression of five fields: minute hour day month weekday")
         return value
 
     @field_validator("event")
@@ -362,8 +392,9 @@ class Step(Located):
     @field_validator("id")
     @classmethod
     def _slug(cls, value: str) -> str:
-        if not _ID.match(value):
-            raise ValueError(f"'{value}' is not a step id (letters, digits, '-', '_' and '.')")
+        problem = check_slug(value, "step id")
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -389,7 +420,7 @@ class Until(Located):
     @field_validator("until")
     @classmethod
     def _clock(cls, value: str) -> str:
-        if not _CLOCK.match(value):
+        if not _CLOCK.fullmatch(value):
             raise ValueError(f"'{value}' is not a local time such as \"09:00\"")
         return value
 
@@ -447,11 +478,13 @@ class Campaign(Located):
     @field_validator("reenroll", mode="before")
     @classmethod
     def _reenroll(cls, value: Any) -> Any:
+        wrong = f"reenroll is never, after_exit or a duration such as 90d, not '{value}'"
         if isinstance(value, str) and value not in ("never", "after_exit"):
-            try:
-                return parse_duration(value)
-            except ValueError:
-                raise ValueError(f"reenroll is never, after_exit or a duration such as 90d, not '{value}'") from None
+            if re.fullmatch(r"\s*[0-9]+[mhdw]\s*", value):
+                return parse_duration(value)  # a duration, or why it is too long
+            raise ValueError(wrong)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ValueError(wrong)
         return value
 
     @property

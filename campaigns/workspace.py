@@ -12,7 +12,7 @@ import csv
 import gc
 import io
 from dataclasses import dataclass, field, replace
-from datetime import tzinfo
+from datetime import timedelta, tzinfo
 from pathlib import Path
 from typing import Iterable, Iterator
 from zoneinfo import ZoneInfo
@@ -20,12 +20,13 @@ from zoneinfo import ZoneInfo
 from dsl import templates
 from dsl.checker import Scope, check_text
 from dsl.diagnostics import Diagnostic, SourceError, did_you_mean, error, warning
+from dsl.ids import check_slug
 from dsl.records import PartnerSource, read_partners
 from dsl.source import SourceText
-from dsl.types import BOOL, Type, record
+from dsl.types import BOOL, MAX_DURATION, MAX_DURATION_DAYS, Type, record
 from dsl.yamlload import Document, load_yaml
 
-from .model import Campaign, Email, Located, Popup, Settings, Sms, Step, build, salvage
+from .model import Campaign, Email, Located, Popup, Settings, Sms, Step, Wait, build, salvage
 
 SETTINGS_FILE = "engine.yaml"
 
@@ -124,6 +125,9 @@ def _load_workspace(root: Path, only: Iterable[Path] | None, check_partners: boo
         if checkable is not None:
             context = _Context(root, partner_type, tuple(groups), campaign_ids, consented, checked_templates, included_templates)
             file.diagnostics.extend(check_campaign(checkable, context))
+        if file.id in files:  # x.yaml and x.yml: the later one replaces the first, and has an error
+            message = f"campaign id '{file.id}' is also that of {files[file.id].path.name}: neither runs until one is renamed"
+            file.diagnostics.append(error(SourceText(str(path), "").span(0), message))
         files[file.id] = file
         diagnostics.extend(file.diagnostics)
     if settings_document is not None:
@@ -184,7 +188,8 @@ def _partners(root: Path, settings: Settings, diagnostics: list[Diagnostic]) -> 
         span = settings.partners.span("source") if settings.partners.document else SourceText(str(root / SETTINGS_FILE), "").span(0)
         diagnostics.append(error(span, f"partner source '{settings.partners.source}' not found"))
         return None
-    text = path.read_text(encoding="utf-8", errors="replace")
+    with path.open(encoding="utf-8", errors="replace", newline="") as file:  # as the import reads it: CR kept
+        text = file.read()
     source = read_partners(str(path), text, settings.partners.types(), settings.partners.id, ZoneInfo(settings.timezone))
     diagnostics.extend(source.diagnostics)
     return source
@@ -225,12 +230,24 @@ def _load_campaign(path: Path) -> tuple[CampaignFile, Campaign | None]:
     """The file, and the campaign to run the workspace checks on: the file's campaign, or
     when it has shape errors, what can be salvaged of it (checked, never run)."""
     file = CampaignFile(path.stem, path)
+    file.diagnostics.extend(_campaign_id(path))
     document = _read_yaml(path, file.diagnostics)
     if document is None:
         return file, None
     file.campaign, problems = build(Campaign, document)
     file.diagnostics.extend(problems)
     return file, file.campaign or salvage(Campaign, document)
+
+
+def _campaign_id(path: Path) -> list[Diagnostic]:
+    """The file name is the campaign id, and ids go into message ids and file names: one that
+    breaks the id rule (dsl.ids) is an error at the top of the file, and the campaign does not
+    run (the file is still checked, so every other problem shows too)."""
+    problem = check_slug(path.stem, "campaign id")
+    if problem is None:
+        return []
+    span = SourceText(str(path), "").span(0)
+    return [error(span, f"{problem}: the file name is the campaign id, rename the file")]
 
 
 def check_campaign(campaign: Campaign, context: _Context) -> list[Diagnostic]:
@@ -262,7 +279,20 @@ def check_campaign(campaign: Campaign, context: _Context) -> list[Diagnostic]:
             found.append(warning(step.key_span(step.kind), f"engine.yaml has no consent expression for {step.kind}: "
                                  "only partners who opted in through the consent ledger will get this step"))
     found.extend(_check_window(campaign))
+    found.extend(_check_waits(campaign))
     return found
+
+
+def _check_waits(campaign: Campaign) -> list[Diagnostic]:
+    """Each wait is at most 100 years, and so are all of them together: an enrollment's due
+    times (and `engine test`'s timeline) must stay dates Python can hold, whatever the file."""
+    total = timedelta(0)
+    for step in campaign.steps:
+        if isinstance(step, Wait):
+            total += step.wait if isinstance(step.wait, timedelta) else timedelta(days=1)  # {until}: under a day
+            if total > MAX_DURATION:
+                return [error(step.span("wait"), f"the waits of this campaign add up to more than {MAX_DURATION_DAYS}d (100 years)")]
+    return []
 
 
 def _check_window(campaign: Campaign) -> list[Diagnostic]:
@@ -338,6 +368,9 @@ def _template_file(owner: Located, context: _Context) -> list[Diagnostic]:
     if not path.is_file():
         available = sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()) if directory.is_dir() else []
         return [error(owner.span("template"), f"unknown template '{name}' (no templates/{name}){did_you_mean(name, available)}")]
+    if not templates.inside(path, directory):  # a link out of templates/: never read, never emailed
+        return [error(owner.span("template"), f"template '{name}' resolves outside templates/ (a link?): it would not "
+                                              "be read; put the file itself in templates/")]
     if name in context.checked_templates:  # a template file's problems are reported once
         return []
     context.checked_templates.add(name)

@@ -19,9 +19,9 @@ from .diagnostics import Diagnostic, SourceError, did_you_mean, error, warning
 from .functions import SIGNATURES, Signature
 from .nodes import BOOLEAN_OPS, Attribute, Binary, Call, Index, ListExpr, Literal, Name, Node, Unary
 from .parser import inline, parse
-from .printer import to_source
+from .printer import literal_source, to_source
 from .source import ScalarText
-from .types import ANY, BOOL, DATE, DATETIME, DURATION, NULL, NUMBER, STRING, Type, list_of, record
+from .types import ANY, BOOL, DATE, DATETIME, DURATION, NULL, NUMBER, STRING, Type, check_date, list_of, record
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,12 @@ _KEYWORDS = ("true", "false", "null")
 
 
 def _literal(node: Literal, run: _Run) -> Type:
+    """A date far outside any campaign's life is a typo (9999-12-31) that the engine's date
+    arithmetic could not follow; durations are bounded by the parser already."""
+    if node.kind in ("date", "datetime"):
+        problem = check_date(node.value)
+        if problem is not None:
+            run.error(node, f"{literal_source(node)} is out of range: {problem}")
     return _LITERAL_TYPES.get(node.kind, ANY)
 
 

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Iterable, Literal
 
+from .ids import shown
 from .source import Span
 
 Severity = Literal["error", "warning"]
@@ -24,7 +25,10 @@ class Diagnostic:
     message: str
 
     def headline(self) -> str:
-        return f"{display_path(self.span.path)}:{self.span.line}:{self.span.col}: {self.severity}: {self.message}"
+        path = display_path(self.span.path)
+        if not path.isprintable():  # a file named with a tab or a line break must not break the line
+            path = shown(path, limit=len(path))[1:-1]
+        return f"{path}:{self.span.line}:{self.span.col}: {self.severity}: {self.message}"
 
     def render(self, source_line: str | None = None) -> str:
         """The headline, then the source line and a caret under the offending token."""

@@ -111,6 +111,17 @@ MAX_DEPTH = 300
 risk Python's recursion limit."""
 
 
+def too_deep(node: Node, limit: int) -> Node | None:
+    """The first node found deeper than ``limit`` levels, or None (without recursion)."""
+    stack = [(node, 1)]
+    while stack:
+        current, level = stack.pop()
+        if level > limit:
+            return current
+        stack.extend((child, level + 1) for child in current.children())
+    return None
+
+
 def depth(node: Node) -> int:
     """How many levels the tree has (without recursion: the tree may be very deep)."""
     deepest, stack = 0, [(node, 1)]

@@ -15,12 +15,19 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from .diagnostics import SourceError, error
-from .nodes import MAX_DEPTH, Attribute, Binary, Call, Index, ListExpr, Literal, Name, Node, Unary, depth
+from .ids import describe, first_surrogate
+from .nodes import MAX_DEPTH, Attribute, Binary, Call, Index, ListExpr, Literal, Name, Node, Unary, too_deep
 from .source import ScalarText, SourceText
+from .types import DURATION_LIMIT, MAX_DURATION
 
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_UNIT_MINUTES = {"m": 1, "h": 60, "d": 24 * 60, "w": 7 * 24 * 60}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "b": "\b", "f": "\f", "/": "/", "\\": "\\", "'": "'", '"': '"'}
-_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)")
+# A surrogate pair written as two escapes (as JSON does) is one character; a lone one is refused.
+_ESCAPE = re.compile(r"\\(u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.)")
+
+MAX_NUMBER_DIGITS = 30
+"""Digits a number in an expression may have before its decimal point: more than any quantity
+needs, and far from where floats turn into infinity or Python refuses to convert an int."""
 
 # How the parser names what it expected, in error messages.
 _TOKEN_NAMES = {
@@ -42,6 +49,9 @@ class _Problem(Exception):
 def _literal_value(token: Token) -> tuple[str, object]:
     kind, text = token.type, str(token)
     if kind == "NUMBER":
+        if len(text.split(".", 1)[0].lstrip("0")) > MAX_NUMBER_DIGITS:
+            message = f"number too large: at most {MAX_NUMBER_DIGITS} digits before the decimal point"
+            raise _Problem(message, token.start_pos, token.end_pos)
         return "number", float(text) if "." in text else int(text)
     if kind == "STRING":
         return "string", _unescape(text[1:-1], token.start_pos + 1)
@@ -50,20 +60,45 @@ def _literal_value(token: Token) -> tuple[str, object]:
     if kind == "NULL":
         return "null", None
     if kind == "DURATION":
-        return "duration", timedelta(**{_UNITS[text[-1]]: int(text[:-1])})
+        try:
+            return "duration", _bounded_duration(text[:-1], text[-1])
+        except ValueError as exc:
+            raise _Problem(str(exc), token.start_pos, token.end_pos) from None
     try:
         if kind == "DATE":
-            return "date", date.fromisoformat(text)
-        return "datetime", datetime.fromisoformat(text.replace("Z", "+00:00"))
+            value: date = date.fromisoformat(text)
+        else:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise _Problem(f"invalid {kind.lower()} '{text}'", token.start_pos, token.end_pos) from None
+    return kind.lower(), value  # its range is the checker's (dsl.types.check_date)
+
+
+def _bounded_duration(count: str, unit: str) -> timedelta:
+    """``count`` units as a timedelta; ValueError naming the limit when it is longer than a
+    campaign may wait (checked before timedelta, which overflows on absurd counts)."""
+    digits = count.lstrip("0") or "0"
+    minutes = int(digits) * _UNIT_MINUTES[unit] if len(digits) <= 12 else None
+    if minutes is None or minutes > _MAX_MINUTES:
+        raise ValueError(f"{count}{unit} is too long: {DURATION_LIMIT}")
+    return timedelta(minutes=minutes)
+
+
+_MAX_MINUTES = MAX_DURATION // timedelta(minutes=1)
 
 
 def _unescape(body: str, offset: int) -> str:
     def replace(match: re.Match) -> str:
         code = match.group(1)
+        if code[0] == "u" and len(code) == 11:  # a surrogate pair
+            high, low = int(code[1:5], 16), int(code[7:], 16)
+            return chr(0x10000 + (high - 0xD800) * 0x400 + (low - 0xDC00))
         if code[0] == "u" and len(code) == 5:
-            return chr(int(code[1:], 16))
+            char = chr(int(code[1:], 16))
+            if first_surrogate(char) is not None:
+                start = offset + match.start()
+                raise _Problem(f"'\\{code}' is {describe(char)}: write the character itself", start, start + 6)
+            return char
         if code in _ESCAPES:
             return _ESCAPES[code]
         start = offset + match.start()
@@ -125,9 +160,12 @@ def _parser() -> Lark:
 
 @lru_cache(maxsize=8192)
 def _parse_cached(text: str) -> Node | _Problem:
+    surrogate = first_surrogate(text)
+    if surrogate is not None:  # not from a file (read as UTF-8), but a command line can hold one
+        return _Problem(f"the expression holds {describe(text[surrogate])}", surrogate, surrogate + 1)
     try:
         node = _parser().parse(text)
-        if depth(node) > MAX_DEPTH:
+        if too_deep(node, MAX_DEPTH) is not None:
             return _Problem(f"expression is nested too deeply (more than {MAX_DEPTH} levels)", 0, len(text))
         return node
     except _Problem as problem:
@@ -140,7 +178,7 @@ def _parse_cached(text: str) -> Node | _Problem:
             return inner
         return _Problem(f"syntax error: {exc}", 0, len(text))
     except RecursionError:
-        return _Problem("expression is nested too deeply", 0, len(text))
+        return _Problem(f"expression is nested too deeply (more than {MAX_DEPTH} levels)", 0, len(text))
 
 
 def _describe(exc: UnexpectedInput, text: str) -> _Problem:
@@ -172,11 +210,12 @@ _DURATION = re.compile(r"([0-9]+)([mhdw])")
 
 
 def parse_duration(text: str) -> timedelta:
-    """``15m``, ``12h``, ``3d`` or ``2w``, as in expressions; ValueError otherwise."""
+    """``15m``, ``12h``, ``3d`` or ``2w``, as in expressions, at most 100 years; ValueError
+    (with the reason) otherwise."""
     match = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
     if not match:
         raise ValueError(f"'{text}' is not a duration such as 30m, 12h, 3d or 2w")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    return _bounded_duration(match.group(1), match.group(2))
 
 
 def inline(text: str, path: str = "<expression>") -> ScalarText:

@@ -14,7 +14,14 @@ Decisions:
   carry more (templates and exports can still show it).
 - Empty values (an empty CSV cell, JSON ``null`` or ``""``) are missing: the key is absent.
 - The id is always a string, stripped of surrounding whitespace; JSON integers are accepted
-  as ids and turned into strings. The id column is never coerced to its schema type.
+  as ids and turned into strings. The id column is never coerced to its schema type. An id
+  that breaks the partner id rule (:func:`dsl.ids.check_partner_id`: a control character such
+  as CR or LF, a lone surrogate, more than 200 characters) is an error and its row is dropped:
+  ids go into message ids, e-mail and HTTP headers and file names.
+- A lone surrogate (``"\\ud800"`` in JSON; never in text decoded from UTF-8) is not a character
+  and cannot be stored or sent, and U+0000 cannot be stored in PostgreSQL (so neither store
+  takes it, and both hold the same records): such a value (any key or value, at any depth) is
+  an error and is dropped.
 - CSV: the first non-blank row is the header (names stripped, a UTF-8 BOM ignored); blank
   lines are skipped; a row with fewer cells than the header lacks the last fields (no error);
   a row with more cells is an error and its extra cells are dropped. A header cell that is
@@ -40,6 +47,7 @@ from datetime import date, datetime, timezone, tzinfo
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .diagnostics import Diagnostic, did_you_mean, error
+from .ids import check_partner_id, describe, first_unstorable, unstorable_in
 from .jsonline import JSON_SPACE, members
 from .source import Span
 from .types import STRING, Type, coerce
@@ -163,10 +171,16 @@ class PartnerReader:
             cells = len(row)
             if cells > width:
                 problems = [(width, f"this row has {cells} cells but the header has {width}")]
+            if (not text.isascii() or "\0" in text) and first_unstorable(text) is not None:
+                problems = (problems or []) + _surrogate_cells(row, names, id_index)
             pid = row[id_index].strip() if id_index < cells else ""
+            bad_id = check_partner_id(pid) if pid else None
             if not pid:
                 at = id_index if id_index < cells else 0
                 problems = (problems or []) + [(at, f"missing id: the '{id_field}' cell is empty")]
+            elif bad_id is not None:
+                problems = (problems or []) + [(id_index, bad_id)]
+                pid = ""  # reported; the row cannot be kept without an id
             elif first_line is not None and pid in first_line:
                 duplicate = f"duplicate id '{pid}' (first on line {first_line[pid]})"
                 problems = (problems or []) + [(id_index, duplicate)]
@@ -234,14 +248,20 @@ class PartnerReader:
                 continue
 
             problems: list[tuple[str | None, str]] | None = None  # (key; None = the object, message)
+            if "\\u" in line:  # only a JSON escape can make a lone surrogate or a U+0000
+                problems = _surrogate_members(obj, id_field)
             raw_id = obj.get(id_field)
             pid = _json_id(raw_id)
+            bad_id = check_partner_id(pid) if pid else None
             if pid is None:
-                problems = [(id_field, f"'{id_field}' must be a string, got {_describe(raw_id)}")]
+                problems = (problems or []) + [(id_field, f"'{id_field}' must be a string, got {_describe(raw_id)}")]
             elif not pid:
-                problems = [(id_field if id_field in obj else None, f"missing id: no '{id_field}' value")]
+                problems = (problems or []) + [(id_field if id_field in obj else None, f"missing id: no '{id_field}' value")]
+            elif bad_id is not None:
+                problems = (problems or []) + [(id_field, bad_id)]
+                pid = ""  # reported; the record cannot be kept without an id
             elif first_line is not None and pid in first_line:
-                problems = [(id_field, f"duplicate id '{pid}' (first on line {first_line[pid]})")]
+                problems = (problems or []) + [(id_field, f"duplicate id '{pid}' (first on line {first_line[pid]})")]
                 pid = ""  # reported; the first record of the id is the one kept
             record: dict = {id_field: pid}
             for key, raw in obj.items():
@@ -265,6 +285,33 @@ class PartnerReader:
                 if first_line is not None:
                     first_line[pid] = number
                 yield number, pid, record, line
+
+
+def _surrogate_cells(row: list[str], names: list[str], id_index: int) -> list[tuple[int, str]]:
+    """The cells of ``row`` holding a lone surrogate, reported and emptied (the id cell is left
+    to the id rule, which reports it)."""
+    found = []
+    for index, cell in enumerate(row):
+        at = first_unstorable(cell)
+        if at is not None and index != id_index:
+            name = names[index] if index < len(names) else f"cell {index + 1}"
+            found.append((index, f"field '{name}': holds {describe(cell[at])}; the value is dropped"))
+            row[index] = ""
+    return found
+
+
+def _surrogate_members(obj: dict, id_field: str) -> list[tuple[str | None, str]]:
+    """The members of ``obj`` whose key or value holds a lone surrogate (at any depth),
+    reported and removed (the id is left to the id rule)."""
+    found: list[tuple[str | None, str]] = []
+    for key in list(obj):
+        text = unstorable_in(key) or (unstorable_in(obj[key]) if key != id_field else None)
+        if text is not None:
+            shown_key = key if first_unstorable(key) is None else None  # a key that cannot be shown or found
+            message = f"field '{shown_key}': " if shown_key is not None else "a key "
+            found.append((shown_key, f"{message}holds {describe(text[first_unstorable(text) or 0])}; the value is dropped"))
+            del obj[key]
+    return found
 
 
 def _position(diagnostic: Diagnostic) -> tuple[int, int]:

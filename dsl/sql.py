@@ -27,6 +27,11 @@ jsonb containment ``@>`` and ``jsonb_array_length``), dates (``julianday`` / ``d
 arithmetic and ``to_char``), ISO text to microseconds (``strftime`` / ``extract(epoch ...)``)
 and numbers (next). The differences are the methods of ``_SQLite`` and ``_PostgreSQL``.
 
+**Modules**, imports flowing one way: this one holds :func:`to_sql` and the compiler;
+:mod:`dsl.sql_sqlite` and :mod:`dsl.sql_postgresql` the dialects; :mod:`dsl.sql_dates` local
+days and instants found with Python's own arithmetic; :mod:`dsl.sql_values` what all of them
+share (:class:`Unsupported`, :class:`Condition`, SQL fragments, what is known of a value).
+
 **Numbers.** SQLite stores a JSON number as an integer or a float, like Python, and its
 arithmetic is the one used here (``/`` on REAL, ``%`` fixed to the divisor's sign). jsonb keeps
 a number as the exact decimal it was written as (``numeric``): an int as its digits, a float as
@@ -76,7 +81,8 @@ the query; a date or datetime field must be the import's ISO text, as it is cast
   durations ``±`` (on PostgreSQL null beyond timedelta's range, like Python's OverflowError);
   ``date ± whole days`` (calendar days; null outside years 1–9999); ``datetime ± duration``
   (elapsed time, null out of range); ``date - date``; ``datetime - datetime``; unary minus.
-- ``len`` (strings, list fields, list literals), ``contains``, ``starts_with``, ``ends_with``,
+- ``len`` (strings, list fields, list literals), ``contains``, ``starts_with``, ``ends_with`` (on
+  any text: see "Text" below),
   ``coalesce``; ``lower``/``upper`` of enum fields (their values are mapped in Python);
   ``days_since`` of dates; string and list-field indexing by a constant position.
 - A date compared with a constant datetime, and ``days_since(x)`` compared with a constant
@@ -111,6 +117,8 @@ on both dialects unless said:
   is not constant, non-finite constants; on SQLite integer constants beyond 64 bits and field
   names with quotes, backslashes or control characters (a JSON path cannot hold them); on
   PostgreSQL strings and names with U+0000 (its text cannot hold it).
+- Strings and field names with a lone surrogate (``"\\ud800"``): they are not UTF-8, which
+  neither database (nor its driver) takes.
 - Expressions nested so deeply that the database's parser would refuse the SQL: SQLite's stack
   is fixed, so :func:`to_sql` prepares every condition once on an empty in-memory table to
   know; for PostgreSQL (no server at hand) the nesting of the SQL is measured and refused
@@ -120,8 +128,23 @@ The SQLite SQL uses SQLite's JSON functions and, for ``%``, ``mod()`` (SQLite 3.
 its math functions, as the usual builds are). The PostgreSQL SQL needs version 14 or later
 (``numeric`` infinities, ``extract`` as ``numeric``); 15 is tested.
 
-**Known limits**, where the back ends can still differ. SQLite: its JSON functions cut a string
-at U+0000 (the import accepts such a value today); integers beyond ±2⁶³ in the data, integer
+**Text** is compared, searched, cut and counted by code point, as Python does, on any
+surrogate-free string: ``== != in`` and list membership exactly (no normalisation, no
+collation), ``< <= > >=`` in code point order (SQLite: UTF-8 byte order; PostgreSQL: ``COLLATE
+"C"``), ``len`` in code points (astral-plane characters and combining marks count one each),
+``s[i]`` one code point, ``+``, ``starts_with``, ``ends_with``, ``contains``; ``lower``/``upper``
+only of enum fields (Python maps each value) and constants. U+0000: PostgreSQL's text cannot
+hold it, so an expression with one is refused (and a record cannot hold one: the store's
+problem). SQLite's JSON functions end a string at U+0000 (3.40), ``length()`` stops there,
+``substr()`` miscounts after it and ``replace()`` cannot search for it; so its dialect spells
+U+0000 as the byte 0xFF, which UTF-8 never uses: a record whose JSON text holds the escape
+``\\u0000`` (rare: ``instr`` finds out per row) is read with that escape made 0xFF; a constant
+with U+0000 is a 0xFF text parameter; ``length``, ``substr``, ``instr``, ``||``, ``=`` and
+``IN`` then count and compare as Python does, and an ordering puts U+0000 back first. Any other
+failure inside the compiler is a refusal too (``Unsupported.internal``): the tick goes on in
+Python.
+
+**Known limits**, where the back ends can still differ. SQLite: integers beyond ±2⁶³ in the data, integer
 arithmetic overflowing 64 bits and ``/`` of integers beyond 2⁵³ are float arithmetic in SQLite
 but exact in Python; a float overflow to ``inf - inf`` is NaN in Python but NULL in SQLite.
 PostgreSQL: jsonb cannot tell a float written with an exponent and no point (Python writes
@@ -136,29 +159,51 @@ from __future__ import annotations
 import itertools
 import math
 import re
-import sqlite3
-import threading
-from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
-from decimal import Decimal
-from functools import lru_cache
+from dataclasses import replace
+from datetime import date, datetime, time, tzinfo
 from typing import Any, Callable, Mapping
 
 from . import runtime
 from .compile import CompileError, compile_expression
 from .nodes import Attribute, Binary, Call, Index, ListExpr, Name, Node, Unary
 from .runtime import Context
+from .sql_dates import (
+    _MIN_DAY,
+    EMPTY,
+    _ambiguous,
+    _day_start,
+    _fixed_offset,
+    _intersect,
+    _local_range,
+    _micros,
+    _split,
+)
+from .sql_postgresql import _PostgreSQL
+from .sql_sqlite import _SQLite
+from .sql_values import (
+    _DOMAINS,
+    _E,
+    _FLIP,
+    _ORDERED_KINDS,
+    _S,
+    INT64,
+    MAX_US,
+    MICROSECOND,
+    MIN_US,
+    NULL,
+    NULL_E,
+    UTC,
+    Condition,
+    Unsupported,
+    _bool,
+    _comparable,
+    _p,
+    _q,
+)
 from .types import Type
 
 __all__ = ["Condition", "Unsupported", "to_sql"]
 
-UTC = timezone.utc
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
-DAY_US = 86_400_000_000
-MIN_US = (datetime.min.replace(tzinfo=UTC) - EPOCH) // MICROSECOND  # 0001-01-01T00:00Z
-MAX_US = (datetime.max.replace(tzinfo=UTC) - EPOCH) // MICROSECOND  # 9999-12-31T23:59:59.999999Z
-INT64 = 2**63
 MAX_SQL = 200_000  # characters: larger conditions are refused rather than sent
 FACTS = ("in_group", "in_campaign", "was_in_campaign", "opened", "clicked", "bounced", "responded",
          "response")
@@ -166,27 +211,6 @@ _COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
 # Names a column may not have: those of json_each's columns (they would shadow it inside the
 # membership subqueries) and this module's own aliases.
 _RESERVED = {"key", "value", "type", "atom", "id", "parent", "fullkey", "path", "json", "root"}
-_ISO_TO_US = ("(CAST(strftime('%s', substr({}, 1, 19)) AS INTEGER) * 1000000"
-              " + CASE WHEN substr({}, 20, 1) = '.' THEN CAST(substr({}, 21, 6) AS INTEGER) ELSE 0 END)")
-
-
-class Unsupported(Exception):
-    """The expression (or a part of it) cannot be evaluated exactly in SQL; ``reason`` says
-    what. The caller evaluates it in Python instead."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class Condition:
-    """A SQL condition with placeholders (``?`` for SQLite, ``%s`` for PostgreSQL), and the
-    values for them in order."""
-
-    sql: str
-    params: tuple
-
 
 def to_sql(node: Node, schema: Mapping[str, Type], *, now: datetime, tz: tzinfo, column: str = "data",
            dialect: str = "sqlite") -> Condition:
@@ -201,730 +225,19 @@ def to_sql(node: Node, schema: Mapping[str, Type], *, now: datetime, tz: tzinfo,
         raise ValueError(f"not a usable column name: {column!r}")
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
-    compiler = _Compiler(schema, now, tz, column, _DIALECTS[dialect])
     try:
-        sql = compiler.condition(node)
-    except RecursionError:
-        raise Unsupported("the expression is nested too deeply for the SQL back end") from None
-    if len(sql.text) > MAX_SQL:
-        raise Unsupported("the SQL condition would be too large")
-    return compiler.dialect.finish(sql, column, compiler)
-
-
-_TOO_BIG = ("parser stack overflow", "expression tree is too large", "too many sql variables",
-            "too many terms",
-            "too big", "too many columns")
-
-
-def _check_sqlite_accepts(sql: _S, column: str) -> None:
-    """Prepare the condition once on an empty table: SQLite's parser has a fixed stack and
-    limits on expression depth and parameters, so a very deep expression can give SQL that it
-    refuses. That is refused here (Unsupported); any other error would be a bug, and raises."""
-    table, _, name = column.rpartition(".")
-    scratch = _SCRATCH.__dict__.setdefault("tables", {})
-    if name not in scratch:
-        db = sqlite3.connect(":memory:")
-        db.execute(f"CREATE TABLE t ({name} TEXT)")
-        scratch[name] = db
-    try:
-        alias = f"AS {table}" if table else ""
-        scratch[name].execute(f"SELECT 1 FROM t {alias} WHERE {sql.text}", sql.params)
-    except sqlite3.Error as exc:
-        if any(reason in str(exc).lower() for reason in _TOO_BIG):
-            raise Unsupported(f"SQLite refuses a condition this large ({exc})") from None
-        raise
-
-
-_SCRATCH = threading.local()  # one empty in-memory database per thread and column name
-
-
-# --- SQL fragments --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _S:
-    """A piece of SQL and its parameters; ``simple`` when repeating it costs nothing."""
-
-    text: str
-    params: tuple = ()
-    simple: bool = False
-
-
-NULL = _S("NULL", simple=True)
-TRUE = _S("1", simple=True)
-FALSE = _S("0", simple=True)
-
-
-def _p(value: Any) -> _S:
-    return _S("?", (value,), simple=True)
-
-
-def _q(template: str, *parts: Any) -> _S:
-    """Fill each ``{}`` of the template, in order, with a fragment (or a value as ``?``)."""
-    pieces = template.split("{}")
-    if len(pieces) != len(parts) + 1:
-        raise AssertionError(f"{len(parts)} parts for {template!r}")
-    text, params = [pieces[0]], []
-    for part, piece in zip(parts, pieces[1:]):
-        part = part if isinstance(part, _S) else _p(part)
-        text.append(part.text)
-        params.extend(part.params)
-        text.append(piece)
-    return _S("".join(text), tuple(params))
-
-
-# --- Values ---------------------------------------------------------------------------------
-
-_NOT_CONSTANT = object()
-
-
-@dataclass(frozen=True)
-class _E:
-    """A compiled sub-expression: its SQL value and what is known about it.
-
-    ``kind`` is the language type (``null number string bool date datetime duration list``).
-    SQL NULL is the language's null, except for conditions (``falsy_null``), whose NULL means
-    false. Datetimes are either UTC ISO text (``form="iso"``: fields, constants) or epoch
-    microseconds (``form="us"``: results of arithmetic); durations are microseconds."""
-
-    kind: str
-    sql: _S | None = None
-    nullable: bool = True
-    falsy_null: bool = False
-    form: str = ""
-    const: Any = _NOT_CONSTANT
-    values: frozenset | None = None  # a string that can only take these values (enum fields)
-    path: str | None = None  # a list field: its JSON path
-    item: str | None = None  # a list field: the kind of its items
-    items: tuple[_E, ...] | None = None  # a list literal: its items
-    # numbers, for PostgreSQL: "int" or "float" when known (else either, per row), and whether
-    # the value may be infinite or NaN (a float overflowed somewhere before)
-    numtype: str = ""
-    inf: bool = False
-    nan: bool = False
-
-    @property
-    def constant(self) -> bool:
-        return self.const is not _NOT_CONSTANT
-
-
-def _bool(sql: _S, nullable: bool) -> _E:
-    return _E("bool", sql, nullable=nullable, falsy_null=True)
-
-
-NULL_E = _E("null", NULL, const=None)
-_ORDERED_KINDS = ("number", "string", "date", "datetime", "duration")
-_DOMAINS = {"string": "text", "date": "text", "number": "number", "bool": "bool", "duration": "micros"}
-_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
-
-
-def _comparable(a: str, b: str) -> bool:
-    return a == b or {a, b} == {"date", "datetime"}
-
-
-def _micros(moment: datetime) -> int:
-    return (moment - EPOCH) // MICROSECOND
-
-
-def _ambiguous(moment: datetime) -> bool:
-    """A local time in a DST fold or gap: Python's ``==`` between time zones never finds it
-    equal to anything (PEP 495), whatever the instants."""
-    if moment.tzinfo is None or moment.tzinfo is UTC:
-        return False
-    return moment.utcoffset() != moment.replace(fold=1 - moment.fold).utcoffset()
-
-
-def _fixed_offset(tz: tzinfo) -> timedelta | None:
-    """The offset of a timezone without DST, or None."""
-    if isinstance(tz, timezone):
-        return tz.utcoffset(None)
-    key = getattr(tz, "key", None)
-    if key in ("UTC", "Etc/UTC", "Etc/UCT", "UCT", "GMT", "Etc/GMT", "Etc/Universal", "Universal", "Zulu",
-               "Etc/Zulu", "Etc/Greenwich", "Greenwich", "GMT0", "Etc/GMT0", "GMT+0", "GMT-0", "Etc/GMT+0",
-               "Etc/GMT-0"):
-        return timedelta(0)
-    match = re.fullmatch(r"Etc/GMT([+-])(\d{1,2})", key or "")
-    if match:  # POSIX style: Etc/GMT+3 is three hours *behind* UTC
-        return timedelta(hours=int(match.group(2))) * (-1 if match.group(1) == "+" else 1)
-    return None
-
-
-@lru_cache(maxsize=64)
-def _local_range(tz: tzinfo) -> tuple[datetime | None, datetime | None]:
-    """The UTC instants [lo, hi) whose local date in ``tz`` exists (None: no limit)."""
-
-    def works(moment: datetime) -> bool:
+        compiler = _Compiler(schema, now, tz, column, _DIALECTS[dialect])
         try:
-            moment.astimezone(tz)
-            return True
-        except (ArithmeticError, ValueError):
-            return False
-
-    lowest, highest = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
-    lo = hi = None
-    if not works(lowest):
-        a, b = 0, 3 * DAY_US  # first working micro offset from the lowest instant
-        while a < b:
-            m = (a + b) // 2
-            a, b = (a, m) if works(lowest + m * MICROSECOND) else (m + 1, b)
-        lo = lowest + a * MICROSECOND
-    if not works(highest):
-        a, b = 0, 3 * DAY_US  # first failing micro offset back from the highest instant
-        while a < b:
-            m = (a + b) // 2
-            a, b = (m + 1, b) if not works(highest - m * MICROSECOND) else (a, m)
-        hi = highest - (a - 1) * MICROSECOND
-    return lo, hi
-
-
-@lru_cache(maxsize=4096)
-def _day_start(day: date, tz: tzinfo) -> datetime:
-    """The first instant (UTC) whose local date in ``tz`` is ``day`` or later, checked: the
-    local date must step from before ``day`` to ``day`` (or after) exactly there, for every
-    instant within 36 hours (more than any offset change, so further away it cannot step back)."""
-    try:
-        start = datetime.combine(day, time(), tz).astimezone(UTC)
-        samples = [start + timedelta(minutes=15) * i for i in range(-36 * 4, 36 * 4 + 1)]
-        points = set(samples) | {start - MICROSECOND}
-        for a, b in zip(samples, samples[1:]):
-            if a.astimezone(tz).utcoffset() != b.astimezone(tz).utcoffset():  # a change: find it
-                lo, hi = 0, (b - a) // MICROSECOND
-                while lo < hi:
-                    m = (lo + hi) // 2
-                    same = (a + m * MICROSECOND).astimezone(tz).utcoffset() == a.astimezone(tz).utcoffset()
-                    lo, hi = (m + 1, hi) if same else (lo, m)
-                points |= {a + (lo - 1) * MICROSECOND, a + lo * MICROSECOND}
-        for point in points:
-            if (point.astimezone(tz).date() >= day) != (point >= start):
-                raise Unsupported(f"the local date in {tz} does not advance simply around {day}")
-    except (ArithmeticError, ValueError):
-        raise Unsupported("a date at the end of the calendar") from None
-    return start
-
-
-def _first(test: Callable[[int], bool], lo: int, hi: int) -> int:
-    """The least ``i`` in [lo, hi] with ``test(i)``, ``test`` being monotonic (false, then
-    true) and ``test(hi)`` true."""
-    while lo < hi:
-        m = (lo + hi) // 2
-        lo, hi = (lo, m) if test(m) else (m + 1, hi)
-    return lo
-
-
-_MIN_DAY, _MAX_DAY = date.min.toordinal(), date.max.toordinal()
-# An interval of dates (ordinals) [lo, hi); None for no bound; EMPTY for no date at all.
-EMPTY = "empty"
-
-
-def _split(test: Callable[[date], bool]):
-    """The dates where a monotonic predicate of a date holds, as an interval."""
-    low, high = test(date.min), test(date.max)
-    if low == high:
-        return (None, None) if low else EMPTY
-    first = _first(lambda o: test(date.fromordinal(o)) == high, _MIN_DAY, _MAX_DAY)
-    return (first, None) if high else (None, first)
-
-
-def _intersect(a, b):
-    if a == EMPTY or b == EMPTY:
-        return EMPTY
-    lo = a[0] if b[0] is None else b[0] if a[0] is None else max(a[0], b[0])
-    hi = a[1] if b[1] is None else b[1] if a[1] is None else min(a[1], b[1])
-    return EMPTY if lo is not None and hi is not None and lo >= hi else (lo, hi)
-
-
-# --- Dialects -------------------------------------------------------------------------------
-# One compiler, two dialects: the compiler decides *what* to compute (the language's semantics,
-# which is the same everywhere); a dialect says how its SQL spells each piece. SQLite reads the
-# record with json_extract() and has 1/0 for booleans; PostgreSQL reads jsonb with -> and ->>,
-# has real booleans, orders text by the collation (so every ordering of text says COLLATE "C"),
-# and keeps jsonb numbers as exact ``numeric`` (so Python's int/float arithmetic is rebuilt on
-# top of it: _PostgreSQL.numbers()).
-
-
-class _SQLite:
-    """SQLite 3.35+ with JSON and math functions; ``?`` placeholders."""
-
-    name = "sqlite"
-    true, false = TRUE, FALSE
-    int_limit = INT64  # beyond, SQLite's integers become floats
-    fence = ""  # appended to a let() subquery
-
-    def finish(self, sql: _S, column: str, compiler: _Compiler) -> Condition:
-        _check_sqlite_accepts(sql, column)
-        return Condition(sql.text, sql.params)
-
-    def check_name(self, name: str) -> None:
-        if any(c in name for c in '"\\') or any(ord(c) < 0x20 for c in name):
-            raise Unsupported("a field name with quotes, backslashes or control characters")
-
-    def check_string(self, value: str) -> None:
-        pass
-
-    def path(self, name: str) -> str:
-        return f'$."{name}"'
-
-    def field(self, column: str, path: str, kind: str) -> _S:
-        return _S(f"json_extract({column}, ?)", (path,), simple=True)
-
-    def list_item(self, column: str, path: str, position: int, kind: str) -> _S:
-        return _S(f"json_extract({column}, ?)", (f"{path}[{position}]",), simple=True)
-
-    def number_constant(self, value: Any) -> _S:
-        return _p(value if type(value) in (int, float) else float(value))
-
-    def plain_in(self, constant: _E) -> bool:
-        """Whether ``x IN (..., constant)`` compares x with it as the language does."""
-        return True
-
-    def relation(self, c: _Compiler, op: str, x: _S, y: _S, domain: str, a: _E, b: _E) -> _S:
-        """``op`` is ``==`` (null-safe), ``!=`` (null-safe), ``=`` (null is not equal) or an order."""
-        return _q(f"({{}} {_SQLITE_OPS.get(op, op)} {{}})", x, y)
-
-    def order(self, op: str, x: _S, y: Any, textual: bool) -> _S:
-        return _q(f"{{}} {op} {{}}", x, y)
-
-    def substring(self, container: _S, part: _S, found: bool) -> _S:
-        return _q(f"(instr({{}}, {{}}) {'> 0' if found else '= 0'})", container, part)
-
-    def list_contains(self, c: _Compiler, column: str, path: str, item: _S, x: _E, kind: str) -> _S:
-        return _q(f"EXISTS (SELECT 1 FROM json_each({column}, {{}}) AS _j WHERE _j.value = {{}})", path, item)
-
-    def is_array(self, column: str, path: str) -> _S:
-        return _q(f"json_type({column}, {{}}) = 'array'", path)
-
-    def list_length(self, column: str, path: str) -> _S:
-        return _q(f"(CASE WHEN json_type({column}, {{}}) = 'array'"
-                  f" THEN json_array_length({column}, {{}}) END)", path, path)
-
-    def length(self, text: _S) -> _S:
-        return _q("length({})", text)
-
-    def char_at(self, text: _S, position: int) -> _S:
-        return _q("CASE WHEN length({}) > {} THEN substr({}, {}, 1) END", text, position, text, position + 1)
-
-    def affix(self, name: str, text: _S, affix: _S) -> _S:
-        if name == "starts_with":
-            return _q("(substr({}, 1, length({})) = {})", text, affix, affix)
-        return _q("(CASE WHEN length({}) = 0 THEN {} IS NOT NULL ELSE substr({}, - length({})) = {} END)",
-                  affix, text, text, affix, affix)
-
-    def numbers(self, c: _Compiler, op: str, a: _E, b: _E) -> _E:
-        if op == "/":
-            return _E("number", _q("(CAST({} AS REAL) / {})", a.sql, b.sql))
-        if op == "%":
-            return _E("number", c.let([a.sql, b.sql], self.remainder(c)))
-        return _E("number", _q(f"({{}} {op} {{}})", a.sql, b.sql))
-
-    def remainder(self, c: _Compiler) -> Callable[[list[_S]], _S]:
-        """Python's ``%``: the sign of the divisor; of two integers exactly, else like
-        ``math.fmod`` then corrected, as CPython does; null for a zero divisor."""
-
-        def build(parts: list[_S]) -> _S:
-            a, b = parts
-            r = _q("CASE WHEN typeof({}) = 'integer' AND typeof({}) = 'integer' THEN {} % {}"
-                   " ELSE mod({}, {}) END", a, b, a, b, a, b)
-            return c.let([r], lambda p: _q(
-                "(CASE WHEN {} = 0 THEN NULL WHEN {} <> 0 AND (({} < 0) <> ({} < 0)) THEN {} + {}"
-                " ELSE {} END)", b, p[0], p[0], b, p[0], b, p[0]))
-
-        return build
-
-    def negate(self, c: _Compiler, e: _E) -> _E:
-        return _E(e.kind, _q("(- {})", e.sql))
-
-    def durations(self, c: _Compiler, sql: _S) -> _S:
-        return sql
-
-    def days_between(self, later: Any, earlier: Any) -> _S:
-        return _q("CAST(julianday({}) - julianday({}) AS INTEGER)", later, earlier)
-
-    def add_days(self, c: _Compiler, day: _S, days: int) -> _S:
-        shifted = _q("date({}, {})", day, f"{days:+d} days")
-        if days >= 0:
-            return shifted  # SQLite gives NULL after 9999-12-31, like Python
-        return c.let([shifted], lambda p: _q("CASE WHEN {} >= '0001-01-01' THEN {} END", p[0], p[0]))
-
-    def date_micros(self, day: _S, offset: int) -> _S:
-        return _q("(CAST(julianday({}) - 2440587.5 AS INTEGER) * 86400000000 - {})", day, offset)
-
-    def iso_micros(self, c: _Compiler, text: _S) -> _S:
-        return c.let([text], lambda p: _q(_ISO_TO_US, p[0], p[0], p[0]))
-
-
-_SQLITE_OPS = {"==": "IS", "!=": "IS NOT"}
-
-
-# PostgreSQL's numbers. jsonb keeps a number as the exact decimal it was written as: an int as
-# its digits, a float as Python's repr (the shortest decimal that reads back as the double).
-# Both stay ``numeric`` here, told apart by their scale: an int has none, a float always has
-# one (``+ 0.0`` gives it one when its repr has no point), so ``scale(x) = 0`` means int, per
-# row. Arithmetic of two ints is exact numeric arithmetic, as in Python; anything with a float
-# goes through ``double precision``, which is IEEE arithmetic like Python's, except that
-# PostgreSQL raises an error where IEEE gives an infinity or an underflow to zero; so each
-# operation checks its operands first (a range in which it cannot happen, the common case), and
-# otherwise takes the exact value of each double (its bits, float8send) and rounds the exact
-# result itself (numeric → float8 is correctly rounded, through strtod). The result goes back
-# to numeric through its shortest text (float8out, with extra_float_digits > 0, which is
-# checked there). Shortest reprs order like the doubles and compare exactly with integers
-# below 2⁵³; beyond, where PostgreSQL and Python may print a double differently, a comparison
-# uses the exact values.
-_OVERFLOW = "(2::numeric ^ 1024 - 2::numeric ^ 970)"  # from here on, |x| rounds to infinity
-_UNDERFLOW = "2::numeric ^ 1075"  # |x| * this <= 1: x rounds to zero
-_TWO53 = 2**53
-_TIMEDELTA = ((timedelta.min // MICROSECOND), (timedelta.max // MICROSECOND))
-_PG_DEPTH = 400  # nesting of parentheses and CASEs that PostgreSQL's parser surely takes
-_PG_OPS = {"==": "IS NOT DISTINCT FROM", "!=": "IS DISTINCT FROM"}
-# a double's shortest text, or (extra_float_digits <= 0) a text that numeric refuses, loudly
-_FLOAT_TEXT = ("(CASE WHEN current_setting('extra_float_digits')::integer > 0 THEN ({})::text"
-               " ELSE 'extra_float_digits=' || current_setting('extra_float_digits') || ', must be > 0' END)")
-
-
-class _PostgreSQL:
-    """PostgreSQL 14+ (15 tested), the record in a ``jsonb`` column; ``%s`` placeholders."""
-
-    name = "postgresql"
-    int_limit = 10**1000  # numeric holds any of them exactly
-    true = _S("TRUE", simple=True)
-    false = _S("FALSE", simple=True)
-    fence = " OFFSET 0"  # keeps the planner from copying a bound value into every use of it
-
-    def finish(self, sql: _S, column: str, compiler: _Compiler) -> Condition:
-        depth = deepest = 0
-        for token in re.findall(r"[()]|\bCASE\b|\bEND\b", sql.text):
-            depth += 1 if token in ("(", "CASE") else -1
-            deepest = max(deepest, depth)
-        if deepest > _PG_DEPTH:
-            raise Unsupported(f"PostgreSQL's parser may refuse a condition nested this deeply ({deepest})")
-        pieces = sql.text.replace("%", "%%").split("?")
-        text = [pieces[0]]
-        for value, piece in zip(sql.params, pieces[1:]):
-            text.append(f"%s::{_pg_type(value)}")
-            text.append(piece)
-        return Condition("".join(text), sql.params)
-
-    def check_name(self, name: str) -> None:
-        if "\0" in name:
-            raise Unsupported("a field name with U+0000, which PostgreSQL's text cannot hold")
-
-    def check_string(self, value: str) -> None:
-        if "\0" in value:
-            raise Unsupported("a string with U+0000, which PostgreSQL's text cannot hold")
-
-    def path(self, name: str) -> str:
-        return name
-
-    def field(self, column: str, path: str, kind: str) -> _S:
-        if kind in ("number", "bool"):  # cast only what is one (no error on other data)
-            json, sql = ("number", "numeric") if kind == "number" else ("boolean", "boolean")
-            return _S(f"(CASE WHEN jsonb_typeof({column} -> ?) = '{json}' THEN ({column} ->> ?)::{sql} END)",
-                      (path, path), simple=True)
-        return _S(f"({column} ->> ?)", (path,), simple=True)
-
-    def list_item(self, column: str, path: str, position: int, kind: str) -> _S:
-        item = f"{column} -> ? -> CAST(? AS integer)"
-        if kind == "number":
-            return _S(f"(CASE WHEN jsonb_typeof({item}) = 'number' THEN ({item})::numeric END)",
-                      (path, position, path, position), simple=True)
-        return _S(f"({column} -> ? ->> CAST(? AS integer))", (path, position), simple=True)
-
-    def number_constant(self, value: Any) -> _S:
-        if isinstance(value, int):
-            return _p(int(value))
-        return _p(_float_decimal(float(value)))
-
-    def plain_in(self, constant: _E) -> bool:
-        return constant.kind != "number" or _small(constant)  # (beyond 2^53: number_relation)
-
-    def relation(self, c: _Compiler, op: str, x: _S, y: _S, domain: str, a: _E, b: _E) -> _S:
-        if domain == "number":
-            return self.number_relation(c, op, a, b)
-        if domain == "text" and op in ("<", "<=", ">", ">="):
-            return _q(f'({{}} COLLATE "C" {op} {{}})', x, y)
-        return _q(f"({{}} {_PG_OPS.get(op, op)} {{}})", x, y)
-
-    def order(self, op: str, x: _S, y: Any, textual: bool) -> _S:
-        if textual and op != "=":
-            return _q(f'{{}} COLLATE "C" {op} {{}}', x, y)
-        return _q(f"{{}} {op} {{}}", x, y)
-
-    def substring(self, container: _S, part: _S, found: bool) -> _S:
-        return _q(f"(strpos({{}}, {{}}) {'> 0' if found else '= 0'})", container, part)
-
-    def elements(self, column: str, path: str) -> _S:
-        return _q(f"jsonb_array_elements(CASE WHEN jsonb_typeof({column} -> {{}}) = 'array'"
-                  f" THEN {column} -> {{}} END)", path, path)
-
-    def list_contains(self, c: _Compiler, column: str, path: str, item: _S, x: _E, kind: str) -> _S:
-        if kind != "number":  # jsonb's containment compares strings exactly (and may use an index)
-            contains = _q(f"COALESCE({column} -> {{}} @> jsonb_build_array({{}}), FALSE)", path, item)
-            return _q("({} IS NOT NULL AND {})", item, contains) if x.nullable else contains
-        element = _E("number", _S("(_j._v0)::numeric", simple=True))
-        x = replace(x, sql=item)
-        if not (_small(x) or x.numtype == "int"):
-            x, element = replace(x, sql=self.exact_if_large(c, x)), replace(
-                element, sql=self.exact_if_large(c, element))
-        return _q("EXISTS (SELECT 1 FROM {} AS _j(_v0) WHERE CASE WHEN jsonb_typeof(_j._v0) = 'number'"
-                  " THEN {} = {} END)", self.elements(column, path), element.sql, x.sql)
-
-    def is_array(self, column: str, path: str) -> _S:
-        return _q(f"jsonb_typeof({column} -> {{}}) = 'array'", path)
-
-    def list_length(self, column: str, path: str) -> _S:
-        return _q(f"(CASE WHEN jsonb_typeof({column} -> {{}}) = 'array'"
-                  f" THEN jsonb_array_length({column} -> {{}})::numeric END)", path, path)
-
-    def length(self, text: _S) -> _S:
-        return _q("length({})::numeric", text)
-
-    def char_at(self, text: _S, position: int) -> _S:
-        return _q("CASE WHEN length({}) > {} THEN substr({}, CAST({} AS integer), 1) END",
-                  text, position, text, position + 1)
-
-    def affix(self, name: str, text: _S, affix: _S) -> _S:
-        if name == "starts_with":
-            return _q("(left({}, length({})) = {})", text, affix, affix)
-        return _q("(right({}, length({})) = {})", text, affix, affix)
-
-    def days_between(self, later: Any, earlier: Any) -> _S:
-        return _q("(({})::date - ({})::date)::numeric", later, earlier)
-
-    def add_days(self, c: _Compiler, day: _S, days: int) -> _S:
-        """In days since 0001-01-01, checked against 9999-12-31 (Python's range)."""
-        ordinal = _q("(({})::date - DATE '0001-01-01' + CAST({} AS integer))", day, days)
-        return c.let([ordinal], lambda q: _q(
-            "CASE WHEN {} BETWEEN 0 AND 3652058 THEN to_char(DATE '0001-01-01' + {}, 'YYYY-MM-DD') END",
-            q[0], q[0]))
-
-    def date_micros(self, day: _S, offset: int) -> _S:
-        return _q("((({})::date - DATE '1970-01-01')::numeric * 86400000000 - {})", day, offset)
-
-    def iso_micros(self, c: _Compiler, text: _S) -> _S:
-        return _q("(extract(epoch from ({})::timestamptz) * 1000000)", text)
-
-    def durations(self, c: _Compiler, sql: _S) -> _S:
-        """A duration out of timedelta's range is Python's OverflowError: null."""
-        low, high = _TIMEDELTA
-        return c.let([sql], lambda p: _q("CASE WHEN {} BETWEEN {} AND {} THEN {} END", p[0], low, high, p[0]))
-
-    def negate(self, c: _Compiler, e: _E) -> _E:
-        if e.kind == "duration":
-            return _E("duration", self.durations(c, _q("(- {})", e.sql)))
-        return _E("number", _q("(- {})", e.sql), numtype=e.numtype, inf=e.inf, nan=e.nan)
-
-    # --- numbers ---
-
-    def numbers(self, c: _Compiler, op: str, a: _E, b: _E) -> _E:
-        """``a op b`` of two numbers as Python computes it (see above)."""
-        ta, tb = a.numtype, b.numtype
-        ints = ta == tb == "int"
-        floats = "float" in (ta, tb)
-        if op == "%":
-            numtype = "int" if ints else "float" if floats else ""
-            inf, nan = b.inf, a.inf or a.nan or b.nan
-        else:
-            numtype = "float" if op == "/" else "int" if ints else "float" if floats else ""
-            inf, nan = not ints, a.inf or a.nan or b.inf or b.nan
-        if ints and op in "+-*":
-            return _E("number", _q(f"({{}} {op} {{}})", a.sql, b.sql), numtype="int")
-
-        def build(parts: list[_S]) -> _S:
-            x, y = parts
-
-            def as_floats() -> _S:
-                doubles = self.float_arithmetic(c, op, self.to_float(x, a), self.to_float(y, b))
-                return self.to_numeric(c, doubles)
-
-            if ints:
-                body = self.int_arithmetic(c, op, x, y)
-            elif floats:
-                body = as_floats()
-            else:
-                tests = [_q("scale({}) = 0", v) for v, t in ((x, ta), (y, tb)) if t != "int"]
-                body = _q("CASE WHEN " + " AND ".join(["{}"] * len(tests)) + " THEN {} ELSE {} END",
-                          *tests, self.int_arithmetic(c, op, x, y), as_floats())
-            if op in "/%":
-                body = _q("CASE WHEN {} = 0 THEN NULL ELSE {} END", y, body)
-            return _q("({})", body)
-
-        return _E("number", c.let([a.sql, b.sql], build), numtype=numtype, inf=inf, nan=nan)
-
-    def int_arithmetic(self, c: _Compiler, op: str, x: _S, y: _S) -> _S:
-        """Of two ints (``y`` is not 0 for ``/`` and ``%``)."""
-        if op in "+-*":
-            return _q(f"({{}} {op} {{}})", x, y)
-        if op == "%":
-            return c.let([_q("mod({}, {})", x, y)], lambda r: self.divisors_sign(r[0], y))
-        # true division: exact below 2^53, like CPython, else the exact quotient rounded once
-        exact = self.rounded(c, self.quotient(c, x, y), overflow=NULL)
-        quotient = _q("CASE WHEN abs({}) <= {} AND abs({}) <= {} THEN ({})::float8 / ({})::float8"
-                      " ELSE {} END", x, _TWO53, y, _TWO53, x, y, exact)
-        return self.to_numeric(c, quotient)
-
-    def divisors_sign(self, r: _S, divisor: _S) -> _S:
-        """A remainder (C's, with the dividend's sign) given the divisor's sign, as Python does."""
-        return _q("CASE WHEN {} <> 0 AND ({} < 0) <> ({} < 0) THEN {} + {} ELSE {} END",
-                  r, r, divisor, r, divisor, r)
-
-    def float_arithmetic(self, c: _Compiler, op: str, p: _S, q: _S) -> _S:
-        """``p op q`` of two doubles as IEEE arithmetic (``q`` is not 0 for ``/`` and ``%``),
-        without PostgreSQL's overflow and underflow errors."""
-
-        def build(v: list[_S]) -> _S:
-            p, q = v
-            special = _q("(abs({}) = 'Infinity' OR abs({}) = 'Infinity' OR {} = 'NaN' OR {} = 'NaN')",
-                         p, q, p, q)
-            native = _q(f"({{}} {op} {{}})", p, q)
-            if op in "+-":
-                safe = _q("abs({}) <= 1e307::float8 AND abs({}) <= 1e307::float8", p, q)
-                exact = _q(f"({{}} {op} {{}})", self.exact(c, p), self.exact(c, q))
-            elif op == "*":
-                safe = _q("abs({}) <= 1e154::float8 AND abs({}) <= 1e154::float8"
-                          " AND (abs({}) >= 1e-154::float8 OR {} = 0)"
-                          " AND (abs({}) >= 1e-154::float8 OR {} = 0)", p, q, p, p, q, q)
-                special = _q("{} OR {} = 0 OR {} = 0", special, p, q)
-                exact = _q("({} * {})", self.exact(c, p), self.exact(c, q))
-            elif op == "/":
-                safe = _q("abs({}) <= 1e154::float8 AND abs({}) <= 1e154::float8"
-                          " AND abs({}) >= 1e-154::float8 AND (abs({}) >= 1e-154::float8 OR {} = 0)",
-                          p, q, q, p, p)
-                special = _q("{} OR {} = 0", special, p)
-                exact = self.quotient(c, self.exact(c, p), self.exact(c, q))
-            else:
-                return self.fmod(c, p, q)
-            return _q("CASE WHEN {} THEN {} WHEN {} THEN {} ELSE {} END", safe, native, special, native,
-                      self.rounded(c, exact, overflow=None))
-
-        return c.let([p, q], build)
-
-    def fmod(self, c: _Compiler, p: _S, q: _S) -> _S:
-        """CPython's float ``%``: ``fmod`` (exact), then the sign of the divisor."""
-        fmod = _q("(mod({}, {}))::float8", self.exact(c, p), self.exact(c, q))  # exact: no rounding
-        remainder = c.let([fmod], lambda r: self.divisors_sign(r[0], q))
-        return _q("CASE WHEN {} IS NULL OR {} IS NULL THEN NULL"
-                  " WHEN {} = 'NaN' OR {} = 'NaN' OR abs({}) = 'Infinity' THEN 'NaN'::float8"
-                  " WHEN abs({}) = 'Infinity'"
-                  " THEN CASE WHEN {} <> 0 AND ({} < 0) <> ({} < 0) THEN {} ELSE {} END"  # x % ±inf
-                  " ELSE {} END", p, q, p, q, p, q, p, p, q, q, p, remainder)
-
-    def quotient(self, c: _Compiler, a: _S, b: _S) -> _S:
-        """``a / b`` of two exact numerics, to 1076 decimals with a sticky last digit: every
-        double, and every midpoint between two, is a multiple of 2^-1075, so this rounds to the
-        same double as the exact quotient would."""
-        def digits(v: list[_S]) -> _S:
-            return c.let([_q("abs({}) * 1e1076", v[0]), _q("abs({})", v[1])], lambda w: _q(
-                "(sign({}) * sign({}) * (div({}, {}) * 10 + CASE WHEN mod({}, {}) = 0 THEN 0 ELSE 1 END)"
-                " * 1e-1077)", v[0], v[1], w[0], w[1], w[0], w[1]))
-
-        return c.let([a, b], digits)
-
-    def rounded(self, c: _Compiler, exact: _S, *, overflow: _S | None) -> _S:
-        """An exact numeric rounded to the nearest double (ties to even); beyond the largest
-        double, ``overflow`` (None: an infinity of the same sign)."""
-
-        def build(v: list[_S]) -> _S:
-            x = v[0]
-            big = overflow if overflow is not None else _q(
-                "CASE WHEN {} > 0 THEN 'Infinity'::float8 ELSE '-Infinity'::float8 END", x)
-            return _q(f"CASE WHEN abs({{}}) >= {_OVERFLOW} THEN {{}} WHEN abs({{}}) * {_UNDERFLOW} <= 1"
-                      " THEN 0::float8 ELSE ({})::float8 END", x, big, x, x)
-
-        return c.let([exact], build)
-
-    def exact(self, c: _Compiler, p: _S) -> _S:
-        """The exact value of a (finite) double as numeric, from its bits."""
-        bits = _q("('x' || encode(float8send({}), 'hex'))::bit(64)::bigint", p)
-
-        def build(v: list[_S]) -> _S:
-            b = v[0].text
-            e = f"(({b} >> 52) & 2047)"
-            low = f"(greatest({e}, 1) - 1075)"
-            text = (f"(CASE WHEN {b} < 0 THEN -1 ELSE 1 END"  # sign * mantissa * 2^exponent
-                    f" * (({b} & 4503599627370495)"
-                    f" + CASE WHEN {e} = 0 THEN 0 ELSE 4503599627370496 END)::numeric"
-                    f" * CASE WHEN {e} >= 1075 THEN 2::numeric ^ ({e} - 1075)"
-                    f" ELSE 5::numeric ^ (- {low}) * ('1e' || {low})::numeric END)")
-            assert not v[0].params  # a bound name
-            return _S(text)
-
-        return c.let([bits], build)
-
-    def to_float(self, x: _S, e: _E) -> _S:
-        """A number as a double, as Python's float(): null (OverflowError) for an int too large."""
-        if e.constant:
-            try:
-                float(e.const)
-            except OverflowError:
-                return NULL  # (not a cast that fails: PostgreSQL folds constants before it runs)
-            return _q("({})::float8", x)
-        if e.numtype == "float":
-            return _q("({})::float8", x)
-        if e.numtype == "int":
-            return _q(f"CASE WHEN abs({{}}) < {_OVERFLOW} THEN ({{}})::float8 END", x, x)
-        return _q(f"CASE WHEN scale({{}}) = 0 AND abs({{}}) >= {_OVERFLOW} THEN NULL ELSE ({{}})::float8 END",
-                  x, x, x)
-
-    def to_numeric(self, c: _Compiler, double: _S) -> _S:
-        """A double back as a number: its shortest text, with a scale (a float)."""
-        return _q(f"({_FLOAT_TEXT}::numeric + 0.0)", double)
-
-    def exact_if_large(self, c: _Compiler, e: _E) -> _S:
-        """The number for comparing: a float from 2^53 on (which PostgreSQL and Python may
-        print differently) as its exact value; ints, and smaller floats, as they are."""
-        if e.numtype == "int":
-            return e.sql
-        if e.constant:
-            return _p(Decimal(e.const))
-        def build(v: list[_S]) -> _S:
-            kept = [_q("scale({}) = 0", v[0])] if e.numtype != "float" else []
-            kept += [_q(f"abs({{}}) < {_TWO53}", v[0]), _q("{} = 'NaN'", v[0]),
-                     _q("abs({}) = 'Infinity'", v[0])]
-            return _q("CASE WHEN " + " OR ".join(["{}"] * len(kept)) + " THEN {} ELSE {} END",
-                      *kept, v[0], self.exact(c, _q("({})::float8", v[0])))
-
-        return c.let([e.sql], build)
-
-    def number_relation(self, c: _Compiler, op: str, a: _E, b: _E) -> _S:
-        x, y = a.sql, b.sql
-        if not (a.numtype == b.numtype == "int" or _small(a) or _small(b)):
-            x, y = self.exact_if_large(c, a), self.exact_if_large(c, b)
-        equality = op in ("==", "=", "!=")
-        if not (a.nan and b.nan if equality else a.nan or b.nan):  # NaN = NaN, and NaN > x, in PostgreSQL
-            return _q(f"({{}} {_PG_OPS.get(op, op)} {{}})", x, y)
-
-        def build(v: list[_S]) -> _S:
-            x, y = v
-            if op == "==":
-                return _q("(({} IS NOT DISTINCT FROM {}) AND {} IS DISTINCT FROM 'NaN')", x, y, x)
-            if op == "=":
-                return _q("({} = {} AND {} <> 'NaN')", x, y, x)
-            if op == "!=":
-                return _q("(({} IS DISTINCT FROM {}) OR COALESCE({} = 'NaN', FALSE))", x, y, x)
-            checks = [_q("{} <> 'NaN'", v) for v, e in ((x, a), (y, b)) if e.nan]
-            return _q(f"({{}} {op} {{}}" + " AND {}" * len(checks) + ")", x, y, *checks)
-
-        return c.let([x, y], build)
-
-
-def _small(e: _E) -> bool:
-    """A constant number that compares exactly with any number in its SQL form."""
-    return e.constant and e.kind == "number" and abs(e.const) < _TWO53
-
-
-def _float_decimal(value: float) -> Decimal:
-    """A float as the decimal Python writes it, with a scale (so that it stays a float)."""
-    text = format(Decimal(repr(value)), "f")
-    return Decimal(text if "." in text else text + ".0")
-
-
-def _pg_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, (int, Decimal)):
-        return "numeric"
-    raise AssertionError(f"no PostgreSQL parameter for {type(value).__name__}")
+            sql = compiler.condition(node)
+        except RecursionError:
+            raise Unsupported("the expression is nested too deeply for the SQL back end") from None
+        if len(sql.text) > MAX_SQL:
+            raise Unsupported("the SQL condition would be too large")
+        return compiler.dialect.finish(sql, column, compiler)
+    except Unsupported:
+        raise
+    except Exception as exc:  # a bug here must not stop a tick: Python evaluates it instead
+        raise Unsupported(f"the SQL back end failed ({type(exc).__name__}: {exc})", internal=True) from exc
 
 
 _DIALECTS = {"sqlite": _SQLite(), "postgresql": _PostgreSQL(), "postgres": _PostgreSQL()}
@@ -1013,8 +326,7 @@ class _Compiler:
             return _E("number", self.dialect.number_constant(value), nullable=False, const=value,
                       numtype=numtype)
         if k == "string":
-            self.dialect.check_string(str(value))
-            return _E("string", _p(str(value)), nullable=False, const=value, values=frozenset([value]))
+            return self.string(str(value))
         if k == "date":
             return _E("date", _p(value.isoformat()), nullable=False, const=value)
         if k == "datetime":
@@ -1032,6 +344,11 @@ class _Compiler:
         if k == "list":
             return _E("list", nullable=False, const=value, items=tuple(self.constant(v) for v in value))
         raise Unsupported(f"a constant {k}")
+
+    def string(self, value: str) -> _E:
+        self.dialect.check_string(value)
+        return _E("string", self.dialect.string_constant(value), nullable=False, const=value,
+                  values=frozenset([value]), nul="\0" in value)
 
     # --- nodes ---
 
@@ -1064,10 +381,12 @@ class _Compiler:
         path = self.dialect.path(name)
         kind = declared.kind
         sql = self.dialect.field(self.column, path, kind)
-        if kind in ("string", "number", "bool", "date"):
+        if kind in ("number", "bool", "date"):
             return _E(kind, sql)
+        if kind == "string":
+            return _E(kind, sql, nul=True)
         if kind == "enum":
-            return _E("string", sql, values=frozenset(declared.values))
+            return _E("string", sql, values=frozenset(declared.values), nul=True)
         if kind == "datetime":
             return _E("datetime", sql, form="iso")
         listed = declared.item.kind if declared.item is not None else None
@@ -1096,11 +415,12 @@ class _Compiler:
             if position < 0:
                 return NULL_E
             item = self.dialect.list_item(self.column, container.path, position, container.item)
-            return _E(container.item, item)
+            return _E(container.item, item, nul=container.item == "string")
         if container.kind == "string":
             if position is None or position < 0:
                 return NULL_E
-            return _E("string", self.let([container.sql], lambda p: self.dialect.char_at(p[0], position)))
+            return _E("string", self.let([container.sql], lambda p: self.dialect.char_at(p[0], position)),
+                      nul=container.nul)
         return NULL_E  # numbers, dates… cannot be indexed: a surprise, null
 
     def let(self, parts: list[_S], build: Callable[[list[_S]], _S]) -> _S:
@@ -1430,7 +750,7 @@ class _Compiler:
         if ka == kb == "number":
             return self.dialect.numbers(self, op, a, b)
         if op == "+" and ka == kb == "string":
-            return _E("string", _q("({} || {})", a.sql, b.sql))
+            return _E("string", _q("({} || {})", a.sql, b.sql), nul=a.nul or b.nul)
         if op in "+-" and ka == kb == "duration":
             return _E("duration", self.dialect.durations(self, _q(f"({{}} {op} {{}})", a.sql, b.sql)))
         if op == "+" and ka == "duration" and kb in ("date", "datetime"):
@@ -1487,9 +807,9 @@ class _Compiler:
                 raise Unsupported(f"{name}() of a string: SQLite changes the case of ASCII letters only")
             mapped = {v: v.lower() if name == "lower" else v.upper() for v in sorted(arg.values)}
             cases = " ".join(["WHEN {} THEN {}"] * len(mapped))
-            parts = [part for pair in mapped.items() for part in pair]
+            parts = [self.string(part).sql for pair in mapped.items() for part in pair]
             sql = _q(f"(CASE {{}} {cases} END)", arg.sql, *parts)
-            return _E("string", sql, values=frozenset(mapped.values()))
+            return _E("string", sql, values=frozenset(mapped.values()), nul=any("\0" in v for v in mapped.values()))
         if name == "len":
             if arg.kind == "string":
                 return _E("number", self.dialect.length(arg.sql), numtype="int")
@@ -1539,4 +859,4 @@ class _Compiler:
         numtypes = {a.numtype for a in useful}
         return _E(kind, sql, nullable=all(a.nullable for a in useful), form=form, values=values,
                   numtype=numtypes.pop() if len(numtypes) == 1 else "", inf=any(a.inf for a in useful),
-                  nan=any(a.nan for a in useful))
+                  nan=any(a.nan for a in useful), nul=any(a.nul for a in useful))

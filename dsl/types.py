@@ -9,8 +9,38 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, Mapping
+
+# --- Limits of the values a campaign file may write ------------------------------------------
+#
+# Every date and duration written in a campaign file (window, `at`, literals in expressions,
+# `wait`, `reenroll`) is bounded, so that the engine's arithmetic on them (a window end plus a
+# day, an enrollment time plus every wait of a campaign) stays far inside what Python's dates
+# can hold (years 1 to 9999) and `engine check` accepts nothing a tick cannot run.
+
+EARLIEST_DATE = date(1900, 1, 1)
+LATEST_DATE = date(2199, 12, 31)
+MAX_DURATION_DAYS = 36500  # 100 years
+MAX_DURATION = timedelta(days=MAX_DURATION_DAYS)
+DURATION_LIMIT = f"a duration is at most {MAX_DURATION_DAYS}d (100 years)"
+DATE_RANGE = f"between {EARLIEST_DATE.isoformat()} and {LATEST_DATE.isoformat()}"
+
+
+def check_date(value: date) -> str | None:
+    """Why a date (or a datetime, by its own date) written in a campaign is out of bounds, or None."""
+    day = value.date() if isinstance(value, datetime) else value
+    if EARLIEST_DATE <= day <= LATEST_DATE:
+        return None
+    return f"dates must be {DATE_RANGE}"
+
+
+def check_duration(value: timedelta) -> str | None:
+    """Why a duration written in a campaign is out of bounds, or None."""
+    if abs(value) <= MAX_DURATION:
+        return None
+    return DURATION_LIMIT
+
 
 @dataclass(frozen=True)
 class Type:

@@ -4,6 +4,22 @@ We compose with PyYAML (libyaml when present) and build plain Python values ours
 every key and value keeps its span, duplicate keys are errors, and scalars follow the YAML 1.2
 core schema: ``yes``, ``no``, ``on`` and ``off`` stay strings, and dates stay strings for the
 models to parse (a campaign file means what it says, not what YAML 1.1 guessed).
+
+Limits (campaign files and engine.yaml are small, hand-written documents; what exceeds these is
+a mistake or an attack, and is one located error, found before memory or the stack can grow):
+
+- Aliases (``*name``) may repeat at most :data:`MAX_ALIAS_VALUES` values in all. An alias
+  repeats what its anchor holds, so a "billion laughs" (ten nested anchors, each used ten
+  times by the next) would expand to ten billion values, gigabytes, in every command that reads
+  the file. Composing keeps the nodes shared (it is as small as the text); the expansion
+  happens here, value by value, and stops at the budget. Aliases are not refused outright:
+  they are valid YAML, a small one costs nothing, and ``engine fmt`` already refuses a layout
+  that an alias would change the meaning of.
+- Nesting deeper than :data:`MAX_DEPTH` levels is refused where it happens (a campaign file
+  needs about eight), so no later stage can run into Python's recursion limit. An alias that
+  refers to a value containing it is nesting without end, and is refused the same way.
+- A lone surrogate (text not decoded from UTF-8, or an escape in a double-quoted scalar) is
+  refused: it is not a character, and could not be written to the store or any output.
 """
 
 from __future__ import annotations
@@ -15,6 +31,7 @@ from typing import Any
 import yaml
 
 from .diagnostics import SourceError, error
+from .ids import describe, first_surrogate
 from .source import ScalarText, SourceText, Span
 
 _BaseLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -29,6 +46,12 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
         return "tag:yaml.org,2002:seq" if kind is yaml.SequenceNode else "tag:yaml.org,2002:map"
 
 Path = tuple[Any, ...]
+
+MAX_DEPTH = 64
+"""Levels of nested mappings and lists a document may have (a campaign file has about eight)."""
+
+MAX_ALIAS_VALUES = 10_000
+"""Values (mappings, lists and scalars) that aliases may repeat in one document, in all."""
 
 _CONSTANTS = {
     "": None, "~": None, "null": None, "Null": None, "NULL": None,
@@ -113,8 +136,11 @@ class Document:
 def load_yaml(path: str, text: str) -> Document:
     """Load one YAML document; raise :class:`SourceError` for anything that is not valid YAML."""
     source = SourceText(path, text)
+    surrogate = first_surrogate(text)
+    if surrogate is not None:
+        raise SourceError(error(source.span(surrogate), f"not UTF-8 text: {describe(text[surrogate])}"))
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        root = yaml.compose(text, Loader=_Loader)  # aliases stay shared nodes: no expansion yet
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         span = source.span(source.index(mark.line, mark.column)) if mark else source.span(0)
@@ -135,6 +161,26 @@ def load_yaml(path: str, text: str) -> Document:
     return document
 
 
+def _alias_bomb(source: SourceText) -> SourceError:
+    """The error for a document whose aliases expand beyond the budget, at its first alias
+    (the composed nodes do not say where their aliases are: the events do)."""
+    span = source.span(0)
+    name = "name"
+    for event in yaml.parse(source.text, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent):
+            mark = event.start_mark
+            span = source.span(source.index(mark.line, mark.column), source.index(event.end_mark.line, event.end_mark.column))
+            name = event.anchor
+            break
+    message = (f"aliases (*{name}) expand this file to more than {MAX_ALIAS_VALUES} repeated values: "
+               "write the values out, or use fewer aliases")
+    return SourceError(error(span, message))
+
+
+class _TooManyAliasValues(Exception):
+    pass
+
+
 def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or ["invalid YAML"])[0]
 
@@ -144,23 +190,50 @@ class _Builder:
         self.source = source
         self.locations = locations
         self.errors: list = []
+        self.built: set[int] = set()  # the collection nodes built so far: met again, an alias
+        self.expanding = 0  # how many aliases the value being built is inside
+        self.repeated = 0  # values built inside aliases, against MAX_ALIAS_VALUES
 
     def build(self, node: yaml.Node, path: Path, key: yaml.Node | None) -> Any:
-        value = self._value(node, path)
+        try:
+            value = self._value(node, path)
+        except _TooManyAliasValues:
+            raise _alias_bomb(self.source) from None
         if self.errors and not path:
             raise SourceError(self.errors)
         return value
 
     def _value(self, node: yaml.Node, path: Path, key: yaml.Node | None = None) -> Any:
+        if self.expanding:
+            self.repeated += 1
+            if self.repeated > MAX_ALIAS_VALUES:
+                raise _TooManyAliasValues
         self.locations[path] = Located(self.source, node, key)
         if isinstance(node, yaml.ScalarNode):
+            if node.style == '"' and first_surrogate(node.value) is not None:
+                self._surrogate(node)
             return _resolve(node)
+        if len(path) >= MAX_DEPTH:
+            span = _node_span(self.source.path, node)
+            raise SourceError(error(span, f"nested too deeply (more than {MAX_DEPTH} levels of lists and mappings)"))
+        alias = id(node) in self.built
+        self.built.add(id(node))
+        self.expanding += alias
+        try:
+            return self._collection(node, path)
+        finally:
+            self.expanding -= alias
+
+    def _collection(self, node: yaml.Node, path: Path) -> Any:
         if isinstance(node, yaml.SequenceNode):
             return [self._value(item, path + (i,)) for i, item in enumerate(node.value)]
         mapping: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 self.errors.append(error(_node_span(self.source.path, key_node), "a mapping key must be a plain value"))
+                continue
+            if key_node.style == '"' and first_surrogate(key_node.value) is not None:
+                self._surrogate(key_node)
                 continue
             key = _resolve(key_node)
             if isinstance(key, float) or key is None or isinstance(key, bool):
@@ -170,6 +243,11 @@ class _Builder:
                 continue
             mapping[key] = self._value(value_node, path + (key,), key_node)
         return mapping
+
+    def _surrogate(self, node: yaml.ScalarNode) -> None:
+        """An escape such as ``"\\ud800"`` in a double-quoted scalar (libyaml refuses them itself)."""
+        char = node.value[first_surrogate(node.value) or 0]
+        self.errors.append(error(_node_span(self.source.path, node), f"this text holds {describe(char)}"))
 
 
 def _resolve(node: yaml.ScalarNode) -> Any:

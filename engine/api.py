@@ -29,8 +29,10 @@ from . import groups, operations, stats, views
 from .channels.file import read_lines, read_rows
 from .clock import Clock, SystemClock, aware, from_iso, iso, parse_every, parse_time
 from .compiled import CompiledWorkspace, compile_workspace, fingerprint
+from .delivery import offline_transports
 from .errors import UnknownName
 from .explain import explain_partner
+from .horizon import check_tick
 from .ingest import EventImport, import_events
 from .partners import PartnerBook
 from .store import Enrollment, Store, connect, store_location
@@ -55,6 +57,7 @@ class Engine:
         self._store_location = store if isinstance(store, (Path, str)) else None
         self._plan: CompiledWorkspace | None = None
         self._book: PartnerBook | None = None
+        self.offline = False  # a simulation: every channel to the workspace's own files, never a server
 
     @classmethod
     def open(cls, workspace: str | Path = ".", store: str | None = None, clock: Clock | None = None) -> "Engine":
@@ -113,10 +116,15 @@ class Engine:
 
     # --- ticks -------------------------------------------------------------------------------
 
-    def tick(self, at: datetime | str | None = None) -> TickReport:
+    def tick(self, at: datetime | str | None = None, *, force: bool = False) -> TickReport:
+        """Everything due at or before ``at``. Refused (:class:`~campaigns.enrollment.Refused`)
+        when ``at`` is far beyond the last tick and the wall clock, unless ``force``
+        (:mod:`engine.horizon`)."""
         when = self.time(at)
         plan = self.plan
-        report = tick(self.store, plan, self.book, when)
+        if not force:
+            check_tick(self.store, plan, when, SystemClock().now(), self.store.meta(LAST_TICK))
+        report = tick(self.store, plan, self.book, when, offline_transports(plan) if self.offline else None)
         with self.store.transaction():
             last = self.store.meta(LAST_TICK)
             if last is None or from_iso(last) < when:
@@ -124,7 +132,7 @@ class Engine:
         return report
 
     def run(self, until: datetime | str, every: timedelta | str = "1h", start: datetime | str | None = None,
-            progress: Callable[[int, int, TickReport], None] | None = None) -> TickReport:
+            progress: Callable[[int, int, TickReport], None] | None = None, *, force: bool = False) -> TickReport:
         """Ticks at ``start``, ``start + every``, … and at ``until``; the totals. Without
         ``start``, from one interval after the last tick (or just one tick at ``until``)."""
         end = self.time(until)
@@ -144,7 +152,7 @@ class Engine:
         times.append(end)
         total = TickReport(end)
         for i, moment in enumerate(times, 1):
-            report = self.tick(moment)
+            report = self.tick(moment, force=force)
             total.add(report)
             if progress is not None:
                 progress(i, len(times), report)
@@ -153,10 +161,19 @@ class Engine:
 
     # --- events --------------------------------------------------------------------------------
 
-    def import_events(self, path: str | Path, at: datetime | str | None = None) -> EventImport:
+    def import_events(self, path: str | Path, at: datetime | str | None = None, *,
+                      user: str | None = None) -> EventImport:
         """Store the events of a JSONL file (SPEC §8); event triggers use them at the next tick.
-        Bad lines are reported and skipped; an event seen before counts once."""
-        return import_events(self.store, self.plan, self.book, Path(path), self.time(at))
+        Bad lines are reported and skipped; an event seen before counts once.
+
+        ``user``: who imports, refused (:class:`~campaigns.enrollment.Refused`) unless they have
+        the ``events`` or ``marketing`` role when engine.yaml lists users, and written to the
+        audit log. Without one, the import is the program's own feed (a simulation, a test, a
+        signed webhook), logged as ``engine``; the command line always names a user."""
+        plan = self.plan
+        who = operations.resolve_user(plan, user, "events.import") if user is not None else "engine"
+        when = self.time(at)
+        return import_events(self.store, plan, self.book, Path(path), when, who)
 
     # --- operations ------------------------------------------------------------------------------
 
@@ -211,16 +228,23 @@ class Engine:
         """Return a scheduled one-shot campaign to draft (until its file is edited)."""
         operations.draft(self._operator(user, at), campaign)
 
-    def read_popup(self, popup_id: str, partner: str, *, at: datetime | str | None = None) -> dict:
-        """The partner marked the pop-up read: it no longer shows on its pages (it stays in the
-        message center). Reading it again changes nothing."""
+    def read_popup(self, popup_id: str, partner: str, *, user: str | None = None,
+                   at: datetime | str | None = None) -> dict:
+        """The pop-up was read: it no longer shows on the partner's pages (it stays in the
+        message center). Reading it again changes nothing.
+
+        ``user``: who marks it read for the partner, refused unless they have the ``marketing``
+        or ``events`` role when engine.yaml lists users, and written to the audit log. Without
+        one, it is the partner's own action (the partner portal's signed link), logged as
+        ``partner:P``; the command line always names a user."""
+        who = operations.resolve_user(self.plan, user, "popup.read") if user is not None else f"partner:{partner}"
         when = self.time(at)
         popup = self.store.popup(popup_id)
         if popup is None or popup["partner"] != partner:
             raise UnknownName(f"partner {partner} has no pop-up '{popup_id}' (see engine popups --partner {partner})")
         with self.store.transaction():
             if self.store.mark_popup_read(popup_id, partner, when):
-                self.store.log(when, f"partner:{partner}", "popup.read", popup["campaign"], partner, popup=popup_id)
+                self.store.log(when, who, "popup.read", popup["campaign"], partner, popup=popup_id)
         found = self.store.popup(popup_id)
         assert found is not None
         return found

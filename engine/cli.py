@@ -9,17 +9,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
 from campaigns.enrollment import Refused
-from dsl.diagnostics import Diagnostic, SourceError
+from dsl.diagnostics import Diagnostic, SourceError, display_path
+from dsl.ids import first_surrogate, shown
+from dsl.source import Span
 
-from .errors import StoreError, UnknownName, UsageError
+from .errors import StoreBusy, StoreError, UnknownName, UsageError
 
 OK, INPUT_ERROR, USAGE_ERROR, REFUSED = 0, 1, 2, 3
+
+
+def store_failure(exc: sqlite3.Error) -> StoreError:
+    """What a SQLite error that reached the command means to its user, in one line."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return StoreBusy("the store is busy: another process kept it locked too long")
+    if "full" in text:
+        return StoreError(f"the store cannot be written: {text} (free some space, then run the command again)")
+    return StoreError(f"the store failed: {text}")
 
 
 # --- engine check ------------------------------------------------------------------------------
@@ -27,11 +40,12 @@ OK, INPUT_ERROR, USAGE_ERROR, REFUSED = 0, 1, 2, 3
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate workspaces or single campaign files and report every problem found."""
-    from campaigns.workspace import load_workspace
+    from campaigns.workspace import SETTINGS_FILE, load_workspace
 
+    targets, refused = _check_targets(args)
     diagnostics: list[Diagnostic] = []
     campaigns = 0
-    for root, only in _check_targets(args):
+    for root, only in targets:
         workspace = load_workspace(root, only=only)
         diagnostics.extend(workspace.diagnostics)
         diagnostics.extend(_lock_errors(root, workspace))
@@ -40,14 +54,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     diagnostics = sorted(set(diagnostics), key=lambda d: (d.span.path, d.span.line, d.span.col, d.message))
     if args.strict:
         diagnostics = [Diagnostic(d.span, "error", d.message) for d in diagnostics]
-    errors = sum(d.severity == "error" for d in diagnostics)
+    errors = sum(d.severity == "error" for d in diagnostics) + len(refused)
     if args.json:
-        print(json.dumps({"ok": errors == 0, "errors": [d.to_json() for d in diagnostics]}, indent=2))
+        print(json.dumps({"ok": errors == 0, "errors": [d.to_json() for d in refused + diagnostics]}, indent=2))
     else:
+        for d in refused:  # one line each: the file was not checked, there is no line to show
+            print(d.headline())
         print_diagnostics(diagnostics)
-        warnings = len(diagnostics) - errors
-        if diagnostics:
+        warnings = len(diagnostics) - (errors - len(refused))
+        if diagnostics or refused:
             print(f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}")
+        elif targets and all(only == [] for _, only in targets):
+            print(f"ok: settings checked ({SETTINGS_FILE}, groups, partner source)")
         else:
             print(f"ok: {_plural(campaigns, 'campaign')} checked")
     return INPUT_ERROR if errors else OK
@@ -85,13 +103,17 @@ def _checklist(root: Path, workspace, only: list[Path] | None) -> list[Diagnosti
     return [d for d in found if str(Path(d.span.path).resolve()) in wanted]
 
 
-def _check_targets(args: argparse.Namespace) -> list[tuple[Path, list[Path] | None]]:
-    """Each workspace to check, with the campaign files to limit it to (None: all of them)."""
-    from campaigns.workspace import find_root
+def _check_targets(args: argparse.Namespace) -> tuple[list[tuple[Path, list[Path] | None]], list[Diagnostic]]:
+    """Each workspace to check, with the campaign files to limit it to (None: all of them; []:
+    its settings only), and an error for each file given that is neither a campaign file of a
+    workspace (``<root>/campaigns/*.yaml`` or ``.yml``, found by walking up to the nearest
+    engine.yaml) nor a workspace's engine.yaml: such a file is not checked, so it is never "ok"."""
+    from campaigns.workspace import SETTINGS_FILE, find_root
 
     if not args.paths:
-        return [(Path(args.workspace), None)]
+        return [(Path(args.workspace), None)], []
     targets: dict[Path, list[Path] | None] = {}
+    refused: list[Diagnostic] = []
     for raw in args.paths:
         path = Path(raw)
         if not path.exists():
@@ -99,10 +121,35 @@ def _check_targets(args: argparse.Namespace) -> list[tuple[Path, list[Path] | No
         if path.is_dir():
             targets[path] = None
             continue
-        root = find_root(path) or Path(args.workspace)
+        root = find_root(path)
+        problem = _not_checkable(path, root)
+        if problem is not None:
+            refused.append(Diagnostic(Span(str(path), 1, 1), "error", problem))
+            continue
+        assert root is not None
         if targets.get(root, []) is not None:
-            targets.setdefault(root, []).append(path)  # type: ignore[union-attr]
-    return list(targets.items())
+            files = targets.setdefault(root, [])
+            if path.resolve() != (root / SETTINGS_FILE).resolve():
+                files.append(path)  # type: ignore[union-attr]
+    return list(targets.items()), refused
+
+
+def _not_checkable(path: Path, root: Path | None) -> str | None:
+    """Why ``engine check`` cannot check the file ``path`` on its own, or None when it is a
+    campaign file of the workspace at ``root`` or that workspace's engine.yaml."""
+    from campaigns.workspace import SETTINGS_FILE
+
+    if root is None:
+        return f"not a campaign file: no {SETTINGS_FILE} in its directory or any above it, so it is in no workspace"
+    resolved = path.resolve()
+    if resolved == (root / SETTINGS_FILE).resolve():
+        return None
+    campaigns = root / "campaigns"
+    files = {p.resolve() for p in campaigns.glob("*.y*ml") if p.suffix in (".yaml", ".yml") and p.is_file()}
+    if resolved in files:
+        return None
+    return (f"not a campaign file: a workspace's campaign files are {display_path(str(campaigns))}/*.yaml or .yml "
+            f"(beside its {SETTINGS_FILE}); give the workspace directory to check its other files")
 
 
 def print_diagnostics(diagnostics: Sequence[Diagnostic], stream=None, sources: dict[str, str] | None = None) -> None:
@@ -208,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     tick = commands.add_parser("tick", parents=[reading], help="run everything due at or before a time",
                                description="One tick: import changed partners, fire triggers, execute every step due at or before --at, deliver.")
     tick.add_argument("--at", metavar="T", help="logical time, e.g. 2026-07-01T09:00 (workspace timezone) or ...Z (default: now)")
+    tick.add_argument("--force", action="store_true", help="run even a tick more than a year after the last tick and the wall clock, or one that fires a cron trigger more than 1000 times")
     tick.set_defaults(run=_command("cmd_tick"))
 
     run = commands.add_parser("run", parents=[reading], help="many ticks up to a time, with a progress bar",
@@ -215,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--until", required=True, metavar="T", help="the last tick's time")
     run.add_argument("--from", dest="start", metavar="T", help="the first tick's time (default: one interval after the last tick, or only --until)")
     run.add_argument("--every", default="1h", metavar="D", help="interval between ticks: 15m, 1h, 1d (default: 1h)")
+    run.add_argument("--force", action="store_true", help="run even ticks more than a year apart (see engine tick --force)")
     run.set_defaults(run=_command("cmd_run"))
 
     simulate = commands.add_parser("simulate", parents=[reading], help="run a period on a throw-away copy and list what would be sent",
@@ -246,8 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     events = commands.add_parser("events", help="engagement, consent and trigger events")
     events_commands = events.add_subparsers(dest="events_command", metavar="SUBCOMMAND", required=True)
     events_import = events_commands.add_parser("import", parents=[reading], help="import a JSONL events file",
-                                               description="Import events (SPEC §8). Bad lines are reported with their line number and skipped; an event imported before counts once.")
+                                               description="Import events (SPEC §8). Bad lines are reported with their line number and skipped; an event imported before counts once. "
+                                                           "When engine.yaml lists users, the importer needs the events or marketing role; the audit log records who imported. "
+                                                           "On the local command line --as is a declaration, not authentication (the web API's keys are).")
     events_import.add_argument("file", metavar="FILE.jsonl")
+    events_import.add_argument("--as", dest="user", metavar="USER", help="who imports (default: $ENGINE_USER); needs the events or marketing role when engine.yaml lists users")
     events_import.add_argument("--at", metavar="T", help="logical time of the import (default: now)")
     events_import.set_defaults(run=_command("cmd_events_import"))
 
@@ -310,12 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_argument("--partner", metavar="P")
     outbox.set_defaults(run=_command("cmd_outbox"))
 
-    stats = commands.add_parser("stats", parents=[reading], help="sent, opens, clicks, bounces, read per step; In-Campaign %",
+    stats = commands.add_parser("stats", parents=[reading], help="sent, opens, clicks, bounces, read per step; In-Campaign %%",
                                 description="Per step and language: sent, opens and clicks (total and unique), bounces, and for pop-ups read / unread; and the campaign's In-Campaign %.")
     stats.add_argument("campaign", metavar="C")
     stats.set_defaults(run=_command("cmd_stats"))
 
-    alerts = commands.add_parser("alerts", parents=[reading], help="In-Campaign % alerts",
+    alerts = commands.add_parser("alerts", parents=[reading], help="In-Campaign %% alerts",
                                  description="Alerts raised when a campaign's In-Campaign % dropped below monitor.in_campaign_min, and when they cleared.")
     alerts.add_argument("--campaign", metavar="C")
     alerts.add_argument("--open", action="store_true", help="only alerts not cleared yet")
@@ -331,9 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
     popup = commands.add_parser("popup", help="pop-up actions")
     popup_commands = popup.add_subparsers(dest="popup_command", metavar="SUBCOMMAND", required=True)
     popup_read = popup_commands.add_parser("read", parents=[state], help="mark a pop-up read for a partner",
-                                           description="The partner read the pop-up: it stops showing on its pages and stays in the message center.")
+                                           description="The partner read the pop-up: it stops showing on its pages and stays in the message center. "
+                                                       "When engine.yaml lists users, this needs the marketing or events role; the audit log records who marked it. "
+                                                       "On the local command line --as is a declaration, not authentication (the web API's keys are).")
     popup_read.add_argument("popup", metavar="ID")
     popup_read.add_argument("--partner", required=True, metavar="P")
+    popup_read.add_argument("--as", dest="user", metavar="USER", help="who marks it read (default: $ENGINE_USER); needs the marketing or events role when engine.yaml lists users")
     popup_read.add_argument("--at", metavar="T", help="logical time (default: now)")
     popup_read.set_defaults(run=_command("cmd_popup_read"))
 
@@ -380,12 +435,44 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--dry-run", action="store_true", help="list who would be added or go; change nothing")
     group.add_argument("--json", action="store_true", help="print one JSON document")
     group.set_defaults(run=_command("cmd_group"))
+    _identifiers(parser)
     return parser
 
 
+IDENTIFIERS = ("campaign", "partner", "partners", "step", "popup")  # argument dests that name something
+
+
+def identifier(text: str) -> str:
+    """A campaign, partner, step or pop-up id on the command line, without surrounding
+    whitespace (as the partner source reads ids); an empty or blank one is a usage error."""
+    value = text.strip()
+    if not value:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
+def _identifiers(parser: argparse.ArgumentParser) -> None:
+    """Every argument of every command that names a campaign, partner, step or pop-up is read
+    with :func:`identifier`: the one place that rule lives, for the commands added later too."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                _identifiers(sub)
+        elif action.dest in IDENTIFIERS and action.type is None:
+            action.type = identifier
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # an argument that is not UTF-8 is echoed escaped, not a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    for argument in arguments:  # bytes that are not UTF-8 arrive as lone surrogates: a file's name
+        if first_surrogate(argument) is not None and not os.path.lexists(argument):  # may be any bytes, text not
+            print(f"engine: error: the argument {shown(argument)} is not UTF-8 text", file=sys.stderr)
+            return USAGE_ERROR
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
@@ -395,6 +482,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Refused as exc:
         print(f"engine: refused: {exc.message}", file=sys.stderr)
         return REFUSED
+    except StoreBusy as exc:
+        print(f"engine: refused: {exc}; try again", file=sys.stderr)
+        return REFUSED
+    except sqlite3.Error as exc:  # the store's file failed under us (locked for too long, disk full, damaged)
+        problem = store_failure(exc)
+        print(f"engine: {'refused' if isinstance(problem, StoreBusy) else 'error'}: {problem}", file=sys.stderr)
+        return REFUSED if isinstance(problem, StoreBusy) else INPUT_ERROR
     except (UnknownName, StoreError) as exc:
         print(f"engine: error: {exc}", file=sys.stderr)
         return INPUT_ERROR

@@ -6,6 +6,14 @@ the CLI asks a :class:`Clock` once, at the edge. Tests hold a :class:`FixedClock
 Logical times have one-second resolution: ``--at 2026-07-01T09:00:00.750`` is 09:00:00. They are
 stored and printed as ISO 8601 in UTC with a ``Z`` (``2026-07-01T06:00:00Z``), which also sorts
 as text, so the store's index on due times works in any database.
+
+Bounds: a time a person writes (``--at``, ``--from``, ``--until``, ``--on``) lies between
+1900-01-01 and 2199-12-31, and a duration (``--every``, ``--duration``) is positive and at most
+100 years: the same bounds as the dates and durations of campaign files and events
+(:func:`dsl.types.check_date`, :func:`dsl.types.check_duration`, where they live). Outside them
+a time is a typo (``9999-12-31``) that would otherwise overflow the calendar arithmetic deep
+inside a tick. Such errors are :class:`TimeError`: a ValueError, and a usage error (exit 2)
+when one reaches the command line unhandled.
 """
 
 from __future__ import annotations
@@ -14,7 +22,16 @@ import re
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Protocol
 
+from dsl.ids import shown
+from dsl.types import MAX_DURATION, check_date, check_duration
+
+from .errors import UsageError
+
 UTC = timezone.utc
+
+
+class TimeError(UsageError, ValueError):
+    """A written time or duration that is malformed or out of bounds (a usage error, exit 2)."""
 
 
 class Clock(Protocol):
@@ -88,15 +105,26 @@ def parse_time(text: str, tz: tzinfo) -> datetime:
         else:
             value = datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw)
     except ValueError:
-        raise ValueError(f"'{text}' is not a time such as 2026-07-01T09:00, 2026-07-01 or 2026-07-01T06:00:00Z") from None
+        raise TimeError(f"{shown(text, 40)} is not a time such as 2026-07-01T09:00, 2026-07-01 or 2026-07-01T06:00:00Z") from None
+    problem = check_date(value)
+    if problem is not None:
+        raise TimeError(f"{shown(text, 40)} is out of range: {problem}")
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz)
     return aware(value)
 
 
 def parse_every(text: str) -> timedelta:
-    """A tick interval such as ``1h``, ``15m``, ``1d`` (``s`` for seconds, too)."""
+    """A tick interval such as ``1h``, ``15m``, ``1d`` (``s`` for seconds, too, ``w`` for
+    weeks): positive, at most 100 years."""
     match = _DURATION.match(text)
-    if not match or int(match.group(1)) == 0:
-        raise ValueError(f"'{text}' is not a positive duration such as 15m, 1h or 1d")
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    digits = match.group(1).lstrip("0") if match else ""
+    if not digits:
+        raise TimeError(f"{shown(text, 40)} is not a positive duration such as 15m, 1h or 1d")
+    # no int() of thousands of digits, no timedelta overflow: 12 digits are too long in any unit
+    seconds = int(digits) * _UNITS[match.group(2)] if len(digits) <= 12 else None  # type: ignore[union-attr]
+    value = timedelta(seconds=seconds) if seconds is not None and seconds <= MAX_DURATION.total_seconds() else MAX_DURATION * 2
+    problem = check_duration(value)
+    if problem is not None:
+        raise TimeError(f"{shown(text, 40)} is too long: {problem}")
+    return value

@@ -21,7 +21,8 @@ from .api import Engine, copy_workspace, load_plan
 from .clock import SystemClock, iso, parse_every, parse_time
 from .cli import INPUT_ERROR, OK, print_diagnostics
 from .errors import UnknownName, UsageError
-from .tick import TickReport
+from .operations import resolve_user
+from .report import TickReport
 
 
 SIMULATION_STORE = "sqlite:///.engine/state.db"
@@ -89,7 +90,7 @@ def _report(args: argparse.Namespace, report: TickReport) -> int:
 def cmd_tick(args: argparse.Namespace) -> int:
     """Run everything due at or before --at (default: now)."""
     with opened(args) as engine:
-        return _report(args, engine.tick(_time(engine, args.at, "--at")))
+        return _report(args, engine.tick(_time(engine, args.at, "--at"), force=args.force))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -100,7 +101,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if start is not None and start > until:
             raise UsageError("--from is after --until")
         try:
-            report = engine.run(until, every=args.every, start=start, progress=_progress_bar() if not args.json else None)
+            report = engine.run(until, every=args.every, start=start, progress=_progress_bar() if not args.json else None,
+                                force=args.force)
         except ValueError as exc:
             raise UsageError(f"--every: {exc}") from None
         return _report(args, report)
@@ -130,15 +132,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise UsageError(f"no engine.yaml in {source}: not a workspace")
     with tempfile.TemporaryDirectory(prefix="engine-simulate-") as scratch:
         copy = copy_workspace(source, Path(scratch) / "workspace")
-        # its own SQLite file in the copy, whatever --store, ENGINE_STORE or engine.yaml name:
-        # a simulation never touches the workspace's state
+        # its own SQLite file in the copy, whatever --store, ENGINE_STORE or engine.yaml name, and
+        # every channel to the copy's files, whatever transports engine.yaml names: a simulation
+        # never touches the workspace's state and never reaches a mail server or SMS provider
         with opened(args, copy, store=SIMULATION_STORE) as engine:
+            engine.offline = True
             start, until = _time(engine, args.start, "--from"), _time(engine, args.until, "--until")
             if args.events:
                 imported = engine.import_events(Path(args.events).resolve(), at=start)
                 if imported.diagnostics:
                     _print_errors(imported.diagnostics)
-            report = engine.run(until, every=args.every, start=start, progress=_progress_bar() if not args.json else None)
+            report = engine.run(until, every=args.every, start=start, progress=_progress_bar() if not args.json else None,
+                                force=True)
             messages = engine.outbox()
             activities = engine.activities()
             popups = engine.popups()
@@ -189,7 +194,8 @@ def cmd_events_import(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise UsageError(f"no such file: {args.file}")
     with opened(args) as engine:
-        result = engine.import_events(path, at=_time(engine, args.at, "--at"))
+        user = resolve_user(engine.plan, args.user, "events.import")  # the events or marketing role
+        result = engine.import_events(path, at=_time(engine, args.at, "--at"), user=user)
     if args.json:
         _print_json(result.to_json())
     else:
@@ -207,17 +213,17 @@ def cmd_events_import(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """The partner campaign list (--partner), a campaign's counts (--campaign), or all campaigns."""
     with opened(args) as engine:
-        if args.campaign and args.campaign not in engine.plan.workspace.files and not engine.store.campaign_number(args.campaign):
+        if args.campaign is not None and args.campaign not in engine.plan.workspace.files and not engine.store.campaign_number(args.campaign):
             raise UnknownName(f"unknown campaign '{args.campaign}'")
         data = engine.status(partner=args.partner, campaign=args.campaign)
     if args.json:
         _print_json(data)
-    elif args.partner:
+    elif args.partner is not None:
         print(f"partner {args.partner}")
         _table(("no.", "campaign", "#", "status", "reason", "started", "started_at", "finished_at", "next_step", "due_at"),
                [(e["campaign_number"], e["campaign"], e["number"], e["status"], e["reason"], e["started"], e["started_at"],
                  e["finished_at"], e["next_step"], e["due_at"]) for e in data["enrollments"]])
-    elif args.campaign:
+    elif args.campaign is not None:
         _print_campaign(data)
     else:
         _table(("number", "campaign", "on", "scheduled", "active", "paused", "finished", "removed"),
@@ -451,7 +457,8 @@ def cmd_popups(args: argparse.Namespace) -> int:
 
 def cmd_popup_read(args: argparse.Namespace) -> int:
     with opened(args) as engine:
-        popup = engine.read_popup(args.popup, args.partner, at=_time(engine, args.at, "--at"))
+        user = resolve_user(engine.plan, args.user, "popup.read")  # the marketing or events role
+        popup = engine.read_popup(args.popup, args.partner, user=user, at=_time(engine, args.at, "--at"))
     print(f"read: pop-up {popup['id']} of partner {popup['partner']} (at {popup['read_at']})")
     return OK
 
@@ -523,7 +530,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
         path = Path(args.textconv)
         if not path.is_file():
             raise UsageError(f"no such file: {args.textconv}")
-        print(textconv(path.read_text(encoding="utf-8"), str(path)))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror or str(exc)
+            raise UsageError(f"{args.textconv}: cannot read: {reason}") from None
+        print(textconv(text, str(path)))
         return OK
     if not args.old or not args.new:
         raise UsageError("give OLD and NEW (files or REV:path), or --textconv FILE")

@@ -2,22 +2,31 @@
 
 A step's transaction writes its messages to the store's outbox as ``queued``. After the commit
 (at the start and end of every tick, and after an operation), :func:`deliver` hands what is due
-to each channel's transport and records what became of each message in one transaction:
+to each channel's transport and records what became of each message:
 
 - ``sent``: the transport took it (``delivered_at`` is the logical time of that attempt);
-- a temporary failure (server down, 4xx, timeout): still ``queued``, ``attempts`` + 1, and not
-  tried again before ``next_attempt``: 1 minute after the first failure, then 2, 4, 8 … capped
-  at one hour, all on the logical clock (a tick's ``--at``), so an outage loses nothing;
-- a permanent failure (a 5xx reply, a 4xx from a webhook): ``failed`` with the reason.
+- a temporary failure (server down, 4xx, timeout, a full disk): still ``queued``, ``attempts``
+  + 1, and not tried again before ``next_attempt``: 1 minute after the first failure, then 2, 4,
+  8 … capped at one hour, all on the logical clock (a tick's ``--at``), so an outage loses
+  nothing;
+- a permanent failure (a 5xx reply, a 4xx from a webhook, a message the transport cannot even
+  build): ``failed`` with the reason. It is that message's outcome alone: the others of the
+  batch go on.
 
-A kill between a transport taking a message and the store recording it means the message is
-handed over again: the file transport writes each id once; mail servers and SMS providers get
-the same ``Message-ID`` / ``Idempotency-Key`` and can recognise it.
+**Claims.** Before a message is handed over, the process claims it in the store
+(:meth:`~engine.store.sqlite.SQLiteStore.claim_messages`): one short transaction marks a batch
+of waiting messages as this process's, and no other process (another `engine tick`, a worker,
+`engine serve`) takes a claimed message. The outcome clears the claim. A process that dies
+holding claims leaves them to be taken back by the next delivery that sees the process gone
+(:meth:`~engine.store.sqlite.SQLiteStore.reclaim_abandoned`), on both stores.
 
-Several workers on one server store (PostgreSQL) deliver side by side: each batch is read,
-sent and recorded inside ``store.delivering()``, which keeps the messages it read to that
-worker until their outcomes are committed (the others skip them), so no message is handed to
-two transports at once. On SQLite that is a no-op and each step below is as it always was.
+**One message at a time.** An external transport (SMTP, webhook) yields each outcome as soon as
+it is known, and it is committed before the next message is handed over: a message that reached
+a mail server is never handed over again because something later failed. What a kill can still
+repeat is the one message in flight at that instant (the server took it, the store had not
+recorded it yet): it goes again with the same ``Message-ID`` / ``Idempotency-Key``, which is
+what those headers are for. The file transport writes each id once whatever it is asked, so
+its outcomes are recorded a batch at a time.
 """
 
 from __future__ import annotations
@@ -25,17 +34,22 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Mapping
+from itertools import groupby
+from typing import Callable, Iterator, Mapping, Sequence
 
 from .channels import FAILED, RETRY, SENT, Outcome, Outgoing, Transport
 from .channels.file import FileTransport
 from .compiled import CompiledWorkspace
 from .steps import LETTER_COLUMNS
 from .store import Store
+from .store.sqlite import Queued
 
 FIRST_RETRY = timedelta(minutes=1)
 LONGEST_WAIT = timedelta(hours=1)
-BATCH = 1000
+BATCH = 1000  # messages claimed at a time for the file transport
+EXTERNAL_BATCH = 100  # and for a transport that reaches another system (claims held shorter)
+
+Transports = Mapping[str, Transport | None]
 
 
 @dataclass
@@ -43,6 +57,7 @@ class Delivery:
     sent: int = 0
     retry: int = 0
     failed: int = 0
+    reclaimed: int = 0  # messages a process that died had claimed, handed over again
     waiting: list[str] = field(default_factory=list)  # channels whose transport cannot run
 
     def to_json(self) -> dict[str, int]:
@@ -57,7 +72,7 @@ def backoff(attempts: int) -> timedelta:
 def transports(plan: CompiledWorkspace) -> dict[str, Transport | None]:
     """channel → its transport as engine.yaml configures it (None: cannot run here). The SMTP
     and webhook modules are imported only when a channel uses them (a tick stays quick to start)."""
-    files = FileTransport(plan.root / ".engine" / "outbox", plan.root / ".engine" / "letters", LETTER_COLUMNS)
+    files = _files(plan)
     found: dict[str, Transport | None] = {"letter": files}
     for name in ("email", "sms"):
         channel = getattr(plan.settings.channels, name)
@@ -76,34 +91,99 @@ def transports(plan: CompiledWorkspace) -> dict[str, Transport | None]:
     return found
 
 
-def deliver(store: Store, plan: CompiledWorkspace, at: datetime,
-            using: Mapping[str, Transport | None] | None = None) -> Delivery:
-    """Hand every queued message that is due at ``at`` to its transport; safe to repeat."""
+def offline_transports(plan: CompiledWorkspace) -> dict[str, Transport | None]:
+    """Every channel to the workspace's own files, whatever engine.yaml configures: what a
+    simulation delivers through (it must never reach a mail server or an SMS provider)."""
+    files = _files(plan)
+    return {"letter": files, "email": files, "sms": files}
+
+
+def _files(plan: CompiledWorkspace) -> FileTransport:
+    return FileTransport(plan.root / ".engine" / "outbox", plan.root / ".engine" / "letters", LETTER_COLUMNS)
+
+
+def deliver(store: Store, plan: CompiledWorkspace, at: datetime, using: Transports | None = None) -> Delivery:
+    """Hand every queued message that is due at ``at`` to its transport; safe to repeat, and
+    safe beside other processes doing the same on the same store."""
     using = transports(plan) if using is None else using
-    result = Delivery()
-    runnable = [channel for channel, transport in using.items() if transport is not None]
-    result.waiting = sorted(channel for channel, transport in using.items() if transport is None)
-    tried: set[str] = set()
-    while True:
-        with store.delivering():  # a server store's workers each send the messages they claimed
-            batch = [m for m in store.queued(at, runnable, BATCH) if m.id not in tried]
+    result = Delivery(waiting=sorted(channel for channel, transport in using.items() if transport is None))
+    result.reclaimed = store.reclaim_abandoned(at)
+    for external in (False, True):
+        channels = [c for c, t in using.items() if t is not None and t.external == external]
+        while channels:
+            batch = store.claim_messages(at, channels, EXTERNAL_BATCH if external else BATCH)
             if not batch:
-                return result
-            tried.update(m.id for m in batch)
-            outcomes: list[Outcome] = []
-            for channel in dict.fromkeys(m.channel for m in batch):
-                transport = using[channel]
-                assert transport is not None
-                outcomes += transport.send([Outgoing(m.id, m.channel, m.record, m.html)
-                                            for m in batch if m.channel == channel])
-            attempts = {m.id: m.attempts for m in batch}
-            with store.transaction():
-                store.record_outcomes([(o.id, o.status, o.error, at + backoff(attempts[o.id] + 1))
-                                       for o in outcomes], at)
+                break
+            _deliver_batch(store, using, batch, at, result)
+    return result
+
+
+def _deliver_batch(store: Store, using: Transports, batch: list[Queued], at: datetime, result: Delivery) -> None:
+    """Hand a claimed batch over, channel by channel, recording each outcome as the transport
+    allows; whatever was not recorded (the store failed meanwhile) is released."""
+    attempts = {m.id: m.attempts for m in batch}
+    recorded: set[str] = set()
+
+    def record(outcomes: list[Outcome]) -> None:
+        if not outcomes:
+            return
+        with store.delivering():
+            store.record_outcomes([(o.id, o.status, o.error, at + backoff(attempts[o.id] + 1)) for o in outcomes], at)
+        recorded.update(o.id for o in outcomes)
         counted = Counter(o.status for o in outcomes)
         result.sent += counted[SENT]
         result.retry += counted[RETRY]
         result.failed += counted[FAILED]
+        outcomes.clear()
+
+    try:
+        for channel, messages in groupby(sorted(batch, key=lambda m: m.channel), key=lambda m: m.channel):
+            transport = using[channel]
+            assert transport is not None
+            pending: list[Outcome] = []
+            outgoing = [Outgoing(m.id, m.channel, m.record, m.html) for m in messages]
+            for outcome in hand_over(transport, outgoing):
+                pending.append(outcome)
+                if not transport.idempotent:
+                    record(pending)  # committed before the next message is handed over
+            record(pending)
+    finally:
+        left = [m.id for m in batch if m.id not in recorded]
+        if left:
+            store.release_claims(left)
 
 
-__all__ = ["Delivery", "Outgoing", "backoff", "deliver", "transports"]
+def hand_over(transport: Transport, messages: Sequence[Outgoing]) -> Iterator[Outcome]:
+    """Each message's outcome, in order, whatever the transport raises: an exception is the
+    outcome of the message it was handing over (a full disk or a lost connection: try again
+    later; anything else: that message failed), and the rest of the batch goes on. A batch the
+    file transport could not write is handed over again one message at a time, so that a
+    message that cannot be written fails alone."""
+    rest = list(messages)
+    while rest:
+        done = 0
+        try:
+            for outcome in transport.send(rest):
+                yield outcome
+                done += 1
+            return
+        except Exception as exc:  # noqa: BLE001 - the transport's problem is the message's outcome
+            if transport.idempotent and done == 0 and len(rest) > 1:
+                for message in rest:
+                    yield from hand_over(transport, [message])
+                return
+            yield _outcome_of(rest[done], exc)
+            rest = rest[done + 1:]
+
+
+def _outcome_of(message: Outgoing, exc: Exception) -> Outcome:
+    reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    if isinstance(exc, OSError):
+        return Outcome(message.id, RETRY, f"could not hand it over: {reason}")
+    return Outcome(message.id, FAILED, f"the {message.channel} transport cannot take it: {reason}")
+
+
+TransportFactory = Callable[[CompiledWorkspace], Mapping[str, Transport | None]]
+
+__all__ = ["Delivery", "Outgoing", "TransportFactory", "backoff", "deliver", "hand_over", "offline_transports",
+           "transports"]

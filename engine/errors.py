@@ -13,3 +13,12 @@ class UnknownName(ValueError):
 class StoreError(Exception):
     """The store cannot be used: its server is unreachable, a driver is missing (exit code 1,
     one line: not a bug of the engine)."""
+
+
+class StoreBusy(StoreError):
+    """Another process kept the store locked longer than we wait (exit code 3: try again)."""
+
+
+class StoreContention(StoreError):
+    """A server store rolled a transaction back because of another worker (a deadlock, a
+    serialization failure): doing the work again succeeds (the tick does, by itself)."""

@@ -27,12 +27,30 @@ Decisions:
   event happened at a time, and midnight is rarely what the exporter meant.
 - An unknown key is an error with a "did you mean"; when it suggests a key that is missing
   (``partnr`` for ``partner``), the missing key is not reported a second time.
+
+Limits, so that nothing a line holds can make the import's store transaction (or a later tick)
+fail; each is a bad line, reported at its column and skipped:
+
+- A line is at most 64 KiB (65,536 bytes of UTF-8); ``data`` nests at most 32 levels (an
+  object or list inside ``data`` is level 2), and its numbers are finite (``1e400`` is not).
+- Text is Unicode: a byte that is not UTF-8 is an error at its column (:func:`read_text` keeps
+  it as a lone surrogate, so it spoils its line, not the file); a lone surrogate escape
+  (``"\\ud800"``) or a NUL (``"\\u0000"``) in a string of ``data`` (keys too) is an error at
+  that string (Python's json decodes them; the store cannot encode the one, SQLite's text
+  functions stop at the other). In ids they break the id rules below.
+- ``partner`` is a partner id and ``campaign`` and ``step`` are a campaign's and a step's ids,
+  by the rules of :mod:`dsl.ids` (no control characters or line breaks, at most 200 and 100
+  characters); ``id`` and ``message`` are one line of printable text of at most 512 bytes of
+  UTF-8; ``type`` at most 100 characters.
+- ``at`` lies between 1900-01-01 and 2199-12-31 (:func:`dsl.types.check_date`, the bounds of
+  every written date).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -44,7 +62,8 @@ from dsl.diagnostics import Diagnostic, did_you_mean, error
 from dsl import jsonline
 from dsl.jsonline import skip_space
 from dsl.source import Span
-from dsl.types import to_utc
+from dsl.ids import MAX_SLUG, check_partner_id, check_slug, describe, first_bad_character
+from dsl.types import check_date, to_utc
 
 ENGAGEMENT = ("opened", "clicked", "bounced", "read")
 CONSENT = ("unsubscribed", "opted_in", "terms.accepted")
@@ -53,6 +72,13 @@ KEYS = ("type", "at", "partner", "id", "data", "message", "campaign", "step")
 CHANNELS = ("email", "sms")
 BOUNCE_KINDS = ("hard", "soft")
 EXAMPLE_AT = "2026-07-01T09:00:00Z"
+
+MAX_LINE_BYTES = 65536  # a line of the file, UTF-8
+MAX_DATA_DEPTH = 32  # `data` itself is level 1
+MAX_TYPE_CHARS = MAX_SLUG
+MAX_ID_BYTES = 512  # `id` and `message`, UTF-8
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_BAD_IN_STRING = re.compile(r"[\ud800-\udfff\x00]")
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _AT = re.compile(
@@ -109,7 +135,7 @@ def read_events(path: str, text: str, tz: tzinfo) -> EventsFile:
         if not line or line.isspace():
             continue
         try:
-            result = _read_line(path, number, line, tz)
+            result = _text_problem(path, number, line) or _read_line(path, number, line, tz)
         except RecursionError:
             result = error(Span(path, number, 1), "not valid JSON: nested too deeply")
         except Exception as exc:  # defensive: one odd line must never stop the import
@@ -125,6 +151,87 @@ def read_events(path: str, text: str, tz: tzinfo) -> EventsFile:
 
 
 # --- one line ----------------------------------------------------------------------------------
+
+
+def _text_problem(path: str, number: int, line: str) -> Diagnostic | None:
+    """Text that is not Unicode, before any JSON is parsed (bytes that were not UTF-8 come in as
+    lone surrogates: see ``read_text``)."""
+    found = _SURROGATE.search(line)
+    if found is not None:
+        char = ord(found.group())
+        what = (f"a byte that is not UTF-8 (0x{char - 0xDC00:02x})" if 0xDC80 <= char <= 0xDCFF
+                else f"a lone surrogate (U+{char:04X}), which is not Unicode text")
+        return error(Span(path, number, found.start() + 1), f"not valid text: {what}")
+    return None
+
+
+def read_text(path) -> str:
+    """The text of an events file, for :func:`read_events`: bytes that are not UTF-8 become lone
+    surrogates (``surrogateescape``), which the reader reports at their line and column, so one
+    bad byte spoils one line rather than the file. OSError when it cannot be read."""
+    with open(path, encoding="utf-8", errors="surrogateescape") as stream:
+        return stream.read()
+
+
+def _size_problem(line: str) -> str | None:
+    if len(line) * 4 > MAX_LINE_BYTES and len(line.encode("utf-8", "surrogatepass")) > MAX_LINE_BYTES:
+        return (f"the line is longer than {MAX_LINE_BYTES // 1024} KiB ({MAX_LINE_BYTES:,} bytes), "
+                "the most an event may take")
+    return None
+
+
+def _string_problem(line: str, start: int, stop: int) -> tuple[int, int, str] | None:
+    """The first JSON string between offsets ``start`` and ``stop`` of a line that parsed, that
+    holds a lone surrogate escape or a NUL: its (start, end) offsets and the message. Python's
+    json decodes ``"\\ud800"`` into a string that cannot be encoded (the store's transaction
+    failed on it), and NUL ends text in SQLite's functions and is refused by PostgreSQL."""
+    i = start
+    while i < stop:
+        i = line.find('"', i, stop)
+        if i < 0:
+            return None
+        try:
+            text, end = scanstring(line, i + 1)
+        except ValueError:
+            return None
+        what = _bad_text(text)
+        if what is not None:
+            return i, end, f"a string holds {what}"
+        i = end
+    return None
+
+
+def _bad_text(text: str) -> str | None:
+    found = _BAD_IN_STRING.search(text)
+    if found is None:
+        return None
+    char = ord(found.group())
+    return "a NUL character (\\u0000)" if char == 0 else f"a lone surrogate (\\u{char:04x}), which is not Unicode text"
+
+
+def _data_problem(data: Any) -> str | None:
+    """Why ``data`` cannot be stored as it is (too deep, a number that is not finite, text that
+    is not Unicode), or None. Walks without recursion."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_DATA_DEPTH:
+                return f"'data' nests more than {MAX_DATA_DEPTH} levels deep"
+            if isinstance(value, dict):
+                for key in value:
+                    what = _bad_text(key)
+                    if what is not None:
+                        return f"a key in 'data' holds {what}"
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+        elif isinstance(value, str):
+            what = _bad_text(value)
+            if what is not None:
+                return f"a string in 'data' holds {what}"
+        elif isinstance(value, float) and not math.isfinite(value):
+            return "'data' holds a number out of range (JSON numbers are finite)"
+    return None
 
 
 class _Constant(ValueError):
@@ -153,6 +260,9 @@ def _read_line(path: str, number: int, line: str, tz: tzinfo) -> Event | Diagnos
     start = skip_space(line, 0)
     if not isinstance(obj, dict):
         return error(Span(path, number, start + 1), f"expected a JSON object, got {_show(obj)}")
+    too_long = _size_problem(line)
+    if too_long is not None:
+        return error(Span(path, number, 1), too_long)
 
     members = jsonline.members(line, start)
     whole = (start, start + 1)
@@ -194,6 +304,8 @@ def _read_line(path: str, number: int, line: str, tz: tzinfo) -> Event | Diagnos
         bad("type", "'type' must not be empty")
     elif not _NAME.fullmatch(raw):
         bad("type", f"'type' must be a name such as opened or invoice.payment_failed, got {_show(raw)}")
+    elif len(raw) > MAX_TYPE_CHARS:
+        bad("type", f"'type' is longer than {MAX_TYPE_CHARS} characters")
     else:
         type_ = raw
 
@@ -229,8 +341,9 @@ def _read_line(path: str, number: int, line: str, tz: tzinfo) -> Event | Diagnos
                 failed.add(key)
         elif isinstance(raw, str):
             value = raw.strip()
-            if not value:
-                bad(key, f"'{key}' must not be empty")
+            problem = _identifier_problem(key, value)
+            if problem is not None:
+                bad(key, problem)
                 failed.add(key)
                 value = None
         elif integers and isinstance(raw, int) and not isinstance(raw, bool):
@@ -244,7 +357,14 @@ def _read_line(path: str, number: int, line: str, tz: tzinfo) -> Event | Diagnos
     data: dict = {}
     raw = obj.get("data")
     if isinstance(raw, dict):
-        data = raw
+        problem = _data_problem(raw)
+        if problem is not None:
+            # at the offending string when there is one, else at 'data'
+            located = _string_problem(line, *value_at("data")) if " holds " in problem else None
+            problems.append((*located[:2], problem) if located else (*value_at("data"), problem))
+            failed.add("data")
+        else:
+            data = raw
     elif raw is not None:
         bad("data", f"'data' must be an object, got {_show(raw)}")
         failed.add("data")
@@ -300,6 +420,26 @@ def _read_line(path: str, number: int, line: str, tz: tzinfo) -> Event | Diagnos
     )
 
 
+def _identifier_problem(key: str, value: str) -> str | None:
+    """Why a (stripped) identifier cannot be stored and used in ids and headers, or None: the
+    rules of :mod:`dsl.ids` for partner, campaign and step ids; one line of printable text of
+    at most 512 bytes for an event's own ``id`` and a ``message`` id."""
+    if not value:
+        return f"'{key}' must not be empty"
+    if key == "partner":
+        problem = check_partner_id(value)
+    elif key in ("campaign", "step"):
+        problem = check_slug(value, f"{key} id")
+    else:
+        bad_char = first_bad_character(value)
+        if bad_char is not None:
+            return f"'{key}' must not contain {describe(bad_char[1])}"
+        if len(value) * 4 > MAX_ID_BYTES and len(value.encode("utf-8")) > MAX_ID_BYTES:
+            return f"'{key}' is longer than {MAX_ID_BYTES} bytes"
+        return None
+    return f"'{key}': {problem}" if problem is not None else None
+
+
 def content_id(obj: Mapping[str, Any]) -> str:
     """The id of an event line without one: the hash of its canonical JSON."""
     canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -327,7 +467,11 @@ def _parse_at(raw: str, tz: tzinfo) -> datetime | str:
             offset = timezone(-delta if sign == "-" else delta)
         numbers = (int(year), int(month), int(day), int(hour), int(minute), int(second or 0))
         value = datetime(*numbers, tzinfo=offset)
-        return to_utc(value, tz).replace(microsecond=0)
+        utc = to_utc(value, tz).replace(microsecond=0)
+        problem = check_date(value)
+        if problem is not None:
+            return f"'at' is out of range: {problem}"
+        return utc
     except OverflowError:
         return "'at' is out of range"
     except ValueError as exc:

@@ -44,7 +44,7 @@ from .compiled import CompiledCampaign, CompiledWorkspace
 from .errors import UnknownName
 from .partners import PartnerBook
 from .store import Enrollment, Store
-from .tick import StoreFacts
+from .facts import StoreFacts
 
 CURRENT_STATUSES = ("scheduled", "active", "paused")
 ENGINE_EXCLUDE = "exclude (engine.yaml)"  # the names CompiledAudience.excluded_by gives

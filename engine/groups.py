@@ -36,7 +36,7 @@ from dsl.types import BOOL, record
 from .compiled import CompiledCampaign, read_group
 from .errors import UnknownName
 from .operations import Operator, campaign
-from .tick import StoreFacts
+from .facts import StoreFacts
 
 PRUNE_KINDS = ("email", "company", "opt-outs")
 

@@ -10,7 +10,13 @@
 A line is bad, reported at its line and skipped, when the reader refuses it (see
 :mod:`engine.events`), or when it is engagement that names a campaign or step the workspace does
 not have, or a message that was sent to another partner. Everything else of the file is kept,
-in one transaction, and an event seen before (same id, or same content) counts once.
+in one transaction, and an event seen before (same id, or same content) counts once. The reader
+refuses whatever could make that transaction fail (text that is not Unicode, control characters
+in ids, sizes, depth, times out of range), so one bad line never costs the others.
+
+The import is written to the audit log as ``events.import`` by ``user``: the person the command
+ran as (``--as``, checked for the ``events`` or ``marketing`` role when engine.yaml lists users;
+see :data:`engine.operations.ROLES`), or ``engine`` for the program's own feeds.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from dsl.diagnostics import Diagnostic, SourceError, did_you_mean, error
 from dsl.source import Span
 
 from .compiled import CompiledWorkspace
-from .events import CONSENT, ENGAGEMENT, Event, read_events
+from .events import CONSENT, ENGAGEMENT, Event, read_events, read_text
 from .partners import PartnerBook
 from .store import Store
 
@@ -40,12 +46,12 @@ class EventImport:
                 "errors": [d.to_json() for d in self.diagnostics]}
 
 
-def import_events(store: Store, plan: CompiledWorkspace, book: PartnerBook, path: Path, at: datetime) -> EventImport:
+def import_events(store: Store, plan: CompiledWorkspace, book: PartnerBook, path: Path, at: datetime,
+                  user: str = "engine") -> EventImport:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise SourceError([error(Span(str(path), 1, 1), f"cannot read the events file: {reason}")]) from None
+        text = read_text(path)
+    except OSError as exc:
+        raise SourceError([error(Span(str(path), 1, 1), f"cannot read the events file: {exc.strerror or exc}")]) from None
     parsed = read_events(str(path), text, plan.tz)
     result = EventImport(duplicates=parsed.duplicates, diagnostics=list(parsed.diagnostics))
     with store.transaction():
@@ -61,10 +67,16 @@ def import_events(store: Store, plan: CompiledWorkspace, book: PartnerBook, path
                 continue
             result.imported += 1
             _apply(store, plan, book, event, channel)
-        store.log(at, "engine", "events.import", None, file=str(path), imported=result.imported,
+        store.log(at, user, "events.import", None, file=_printable(str(path)), imported=result.imported,
                   duplicates=result.duplicates, errors=len(result.diagnostics))
     result.diagnostics.sort(key=lambda d: (d.span.line, d.span.col))
     return result
+
+
+def _printable(text: str) -> str:
+    """A file name for the log: a name that is not UTF-8 (its bytes came in as surrogates)
+    must not make the log entry, and with it the import, fail."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _resolve(store: Store, plan: CompiledWorkspace, event: Event) -> tuple[Event, str | None] | str:

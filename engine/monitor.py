@@ -28,6 +28,7 @@ from dsl.runtime import Context
 from .audiences import audience_ids, audience_key
 from .clock import iso
 from .compiled import CompiledCampaign, CompiledWorkspace
+from .facts import StoreFacts
 from .partners import PartnerBook
 from .store import Store
 
@@ -46,7 +47,6 @@ class InCampaign:
 
 def in_campaign(store: Store, plan: CompiledWorkspace, book: PartnerBook, compiled: CompiledCampaign,
                 at: datetime) -> InCampaign:
-    from .tick import StoreFacts
 
     ctx = Context(now=at, tz=compiled.tz, facts=StoreFacts(store, plan, compiled.id, None, at))
     audience = set(audience_ids(store, plan, book, compiled, ctx, taken=()))

@@ -7,9 +7,15 @@ nothing: one refusal refuses the batch.
 
 Decisions where SPEC is silent:
 
-- When ``users`` is configured, an operation needs a user with the ``marketing`` role; without
-  ``users`` anyone may operate, and the log records ``--as`` (or ``ENGINE_USER``, else the
-  login name).
+- When ``users`` is configured, an operation needs a user with a role that :data:`ROLES` (the
+  one table of who may do what) allows: ``marketing`` for the operations on enrollments and
+  target groups; ``events`` or ``marketing`` to import events (``engine events import``) and to
+  mark a pop-up read for a partner (``engine popup read``). Without ``users`` anyone may
+  operate, and the log records ``--as`` (or ``ENGINE_USER``, else the login name).
+- ``--as`` on the local command line is a *declaration*, not authentication: whoever can run
+  ``engine`` on the workspace can read and write its store directly, so the check keeps honest
+  people from mistakes and the audit log says who acted, no more. The web API authenticates (an
+  API key acts as its user, with that user's roles).
 - ``start`` ignores the audience's rulesets (a person chose this partner) but not engine.yaml's
   ``exclude``: a partner who must never be contacted cannot be started either.
 - ``start --on DATE`` with a date in the future schedules the enrollment for that date's local
@@ -54,19 +60,33 @@ class Operator:
     at: datetime
 
 
-def resolve_user(plan: CompiledWorkspace, user: str | None) -> str:
-    """The user an operation runs as, refused unless they may operate campaigns."""
+# Who may do what when engine.yaml lists users (SPEC §7): each action, what it is called in a
+# refusal, and the roles that allow it (any one of them). The one place these rules live.
+ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "operate": ("operate campaigns", ("marketing",)),
+    "events.import": ("import events", ("events", "marketing")),
+    "popup.read": ("mark pop-ups read", ("marketing", "events")),
+}
+
+
+def resolve_user(plan: CompiledWorkspace, user: str | None, action: str = "operate") -> str:
+    """The user an action (a key of :data:`ROLES`) runs as: ``user``, else ``ENGINE_USER``, else
+    (without ``users`` in engine.yaml) the login name; refused unless engine.yaml's users give
+    them a role the action needs."""
+    what, roles = ROLES[action]
     users = plan.settings.users
-    name = user or os.environ.get("ENGINE_USER")
+    name = (user or os.environ.get("ENGINE_USER") or "").strip()
     if not users:
         return name or getpass.getuser()
     if not name:
         raise Refused(f"engine.yaml lists users: say who you are with --as USER (one of {', '.join(sorted(users))})")
     if name not in users:
         raise Refused(f"unknown user '{name}'{did_you_mean(name, list(users))}: engine.yaml lists {', '.join(sorted(users))}")
-    if "marketing" not in users[name].roles:
-        raise Refused(f"user '{name}' may not operate campaigns: that needs the marketing role "
-                      f"(they have {', '.join(users[name].roles) or 'no roles'})")
+    held = users[name].roles
+    if not any(role in held for role in roles):
+        needed = " or ".join(f"the {role} role" for role in roles)
+        raise Refused(f"user '{name}' may not {what}: that needs {needed} "
+                      f"(they have {', '.join(held) or 'no roles'})")
     return name
 
 

@@ -31,7 +31,7 @@ from dsl.runtime import Context
 from .compiled import CompiledWorkspace
 from .locks import lock_error
 from .store import Store
-from .tick import StoreFacts
+from .facts import StoreFacts
 
 SAMPLE = 5
 CURRENT = ("scheduled", "active", "paused")

@@ -44,76 +44,79 @@ Decisions where SPEC is silent:
 from __future__ import annotations
 
 import json
+import random
+import sqlite3
+import time
 from collections import Counter
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from campaigns.enrollment import (FinishReason, Origin, PastEnrollment, SkipReason, eligible_as_member,
                                   eligible_for_trigger,
                                   position_after, window_opens)
 from campaigns.audience import natural_key
 from campaigns.schedule import at_fire_time, cron_occurrences
-from dsl.diagnostics import Diagnostic
+from dsl.diagnostics import error
+from dsl.source import Span
 from dsl.runtime import Context
 
 from .audiences import audience_ids, audience_key
 from .clock import aware, from_iso, iso
 from .compiled import CompiledCampaign, CompiledWorkspace
 from .partners import PartnerBook, import_partners
-from .delivery import deliver
+from .delivery import Transports, deliver
 from .locks import lock_error, snapshot
 from .monitor import check_monitors
 from .steps import Effects, Job, execute
+from .errors import StoreContention, StoreError
+from .batch import StepBatch, record_effects
+from .facts import StoreFacts
+from .report import CampaignFailed, TickReport, _Unit
 from .store import Conflict, Enrollment, Store
 
 ENGINE_USER = "engine"
 BATCH = 500
 FULL_SAMPLE_EVERY = timedelta(days=1)  # an `audience` trigger looks at everyone at least this often
+CONTENTION_ATTEMPTS = 5  # runs of a tick that another worker's deadlock may cut short
+FAILING_RENDERS_SECONDS = 5.0  # CPU a campaign's failing steps may take in one tick before it stops
 
 
-@dataclass
-class TickReport:
-    at: datetime
-    enrolled: int = 0
-    executed: int = 0
-    skipped: int = 0
-    finished: int = 0
-    failed: int = 0
-    delivered: int = 0  # messages their transport took
-    retried: int = 0  # delivery attempts that failed for now (tried again later)
-    undeliverable: int = 0  # messages a transport refused for good
-    alerts: list[dict] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)  # from expressions meeting unexpected data
-    diagnostics: list[Diagnostic] = field(default_factory=list)  # bad input the tick worked around
-
-    def to_json(self) -> dict[str, Any]:
-        return {"at": iso(self.at), "enrolled": self.enrolled, "executed": self.executed, "skipped": self.skipped,
-                "finished": self.finished, "failed": self.failed, "delivered": self.delivered,
-                "delivery": {"sent": self.delivered, "retry": self.retried, "failed": self.undeliverable},
-                "alerts": self.alerts, "warnings": len(self.warnings),
-                "errors": [d.to_json() for d in self.diagnostics]}
-
-    def add(self, other: "TickReport") -> None:
-        for name in ("enrolled", "executed", "skipped", "finished", "failed", "delivered", "retried", "undeliverable"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.alerts += other.alerts
-        self.warnings += other.warnings
-        self.diagnostics += other.diagnostics
-
-
-def tick(store: Store, plan: CompiledWorkspace, book: PartnerBook, at: datetime) -> TickReport:
-    return Tick(store, plan, book, aware(at)).run()
+def tick(store: Store, plan: CompiledWorkspace, book: PartnerBook, at: datetime,
+         using: Transports | None = None) -> TickReport:
+    """One tick at ``at``; messages go through ``using`` (default: the transports engine.yaml
+    configures)."""
+    return Tick(store, plan, book, aware(at), using).run()
 
 
 class Tick:
-    def __init__(self, store: Store, plan: CompiledWorkspace, book: PartnerBook, at: datetime):
+    def __init__(self, store: Store, plan: CompiledWorkspace, book: PartnerBook, at: datetime,
+                 using: Transports | None = None):
         self.store, self.plan, self.book, self.at = store, plan, book, at
+        self.using = using
         self.report = TickReport(at, diagnostics=list(plan.workspace.errors))
         self.running: list[str] = []  # campaigns that run: loaded without errors and active
+        self._failing_time: Counter = Counter()  # campaign → CPU seconds its failed steps took
+        self._halted: dict[str, str] = {}  # campaign → why it stops after the batch in progress
         self._numbers: dict[str, int | None] = {}
 
     def run(self) -> TickReport:
+        """The tick. A deadlock or serialization failure on a server store (another worker got in
+        the way) rolls back one transaction, whose counts are taken back; the tick then runs
+        again from the top, which does only what was not committed (ticks are idempotent)."""
+        for attempt in range(1, CONTENTION_ATTEMPTS + 1):
+            try:
+                self._run()
+                break
+            except StoreContention:
+                if attempt == CONTENTION_ATTEMPTS:
+                    raise
+                time.sleep(random.uniform(0, 0.05 * attempt))
+        self.report.diagnostics = list(dict.fromkeys(self.report.diagnostics))
+        return self.report
+
+    def _run(self) -> None:
         self._deliver()  # what an earlier tick committed but did not hand over (killed, or an outage)
         imported = import_partners(self.store, self.plan, self.at)
         self.report.diagnostics += imported.diagnostics
@@ -125,7 +128,8 @@ class Tick:
             self._run_steps(upcoming[0] if upcoming else self.at)
             if upcoming is None:
                 break
-            upcoming[1]()
+            with self._unit():
+                upcoming[1]()
         self._sample_audiences()
         self._enroll_members()
         self._run_steps(self.at)
@@ -133,10 +137,9 @@ class Tick:
                      self.report.failed))
         self.report.alerts += check_monitors(self.store, self.plan, self.book, self.running, self.at, moved=moved)
         self._deliver()
-        return self.report
 
     def _deliver(self) -> None:
-        done = deliver(self.store, self.plan, self.at)
+        done = deliver(self.store, self.plan, self.at, self.using)
         self.report.delivered += done.sent
         self.report.retried += done.retry
         self.report.undeliverable += done.failed
@@ -165,6 +168,48 @@ class Tick:
                 break  # nothing moved (another process has it): do not spin
         for (cid, step, status), n in sorted(counts.items()):
             self._log_batch(cid, step, status, n, partner_id)
+
+    # --- a campaign that fails at run time fails alone ---------------------------------------
+
+    @contextmanager
+    def _as_campaign(self, cid: str) -> Iterator[None]:
+        """Work done for one campaign: what it raises, unless the store failed, is that
+        campaign's failure (:class:`CampaignFailed`)."""
+        try:
+            yield
+        except (CampaignFailed, Conflict, StoreError, sqlite3.Error):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug, or input the checker let through: reported
+            raise CampaignFailed(cid, exc) from exc
+
+    @contextmanager
+    def _unit(self) -> Iterator["_Unit"]:
+        """One unit of work around a transaction: if the transaction rolls back, so do the
+        counts it added to the report. A campaign that failed inside it stops for the rest of
+        the tick (reported; the other campaigns go on, and the unit may be done again)."""
+        unit = _Unit(self.report.counts())
+        try:
+            yield unit
+        except CampaignFailed as failed:
+            self.report.restore(unit.counts)
+            unit.failed = True
+            self._stop(failed)
+        except BaseException:
+            self.report.restore(unit.counts)
+            raise
+
+    def _stop(self, failed: "CampaignFailed") -> None:
+        if failed.campaign not in self.running:
+            return
+        self.running.remove(failed.campaign)
+        file = self.plan.workspace.files.get(failed.campaign)
+        cause = f"{type(failed.cause).__name__}: {failed.cause}".rstrip(": ")
+        self.report.diagnostics.append(error(
+            Span(str(file.path) if file else failed.campaign, 1, 1),
+            f"campaign '{failed.campaign}' failed at run time and stopped for this tick ({cause}); "
+            "the other campaigns ran, and it tries again at the next tick"))
+        with self.store.transaction():
+            self.store.log(self.at, ENGINE_USER, "campaign.failed", failed.campaign, error=cause)
 
     # --- campaigns switched on and off -----------------------------------------------------
 
@@ -210,10 +255,11 @@ class Tick:
         event = self.store.next_pending_event(self.at)
         if event is not None:
             found.append((event[2], 1, event[0], lambda: self._on_event(*event)))
-        for cid in self.running:
-            compiled = self.plan.campaigns[cid]
-            occurrence = self._next_firing(compiled)
-            if occurrence is not None:
+        for cid in list(self.running):
+            compiled, occurrence = self.plan.campaigns[cid], None
+            with self._unit(), self._as_campaign(cid):
+                occurrence = self._next_firing(compiled)
+            if cid in self.running and occurrence is not None:
                 when, key = occurrence
                 found.append((when, 2, cid, lambda c=compiled, k=key, w=when: self._fire(c, k, w)))
         if not found:
@@ -244,7 +290,7 @@ class Tick:
 
     def _fire(self, compiled: CompiledCampaign, key: str, when: datetime) -> None:
         """A cron or `at` occurrence: the whole audience, as of that time."""
-        with self.store.transaction():
+        with self._as_campaign(compiled.id), self.store.transaction():
             if not self.store.record_firing(compiled.id, key, when):
                 return
             ids = self._audience(compiled, when) if window_opens(when, compiled.campaign.window, compiled.tz) else []
@@ -258,12 +304,13 @@ class Tick:
         enrolled is. A full sample asks the store for the whole audience (one query when it
         can be pushed down); between full samples only the partners something happened to
         since the last sample are looked at (:meth:`_sample_candidates`)."""
-        for cid in self.running:
-            compiled = self.plan.campaigns[cid]
-            if compiled.trigger != "audience":
-                continue
-            if window_opens(self.at, compiled.campaign.window, compiled.tz) is None:
-                continue
+        for cid in list(self.running):
+            with self._unit(), self._as_campaign(cid):
+                self._sample_audience(self.plan.campaigns[cid])
+
+    def _sample_audience(self, compiled: CompiledCampaign) -> None:
+        cid = compiled.id
+        if compiled.trigger == "audience" and window_opens(self.at, compiled.campaign.window, compiled.tz) is not None:
             with self.store.transaction():
                 # never re-enrolled: whoever was ever in it (and not removed) is out of the question
                 statuses = ("scheduled", "active", "paused") + (("finished",) if compiled.campaign.reenroll == "never" else ())
@@ -306,11 +353,11 @@ class Tick:
 
     def _enroll_members(self) -> None:
         """Members added to a target group since the last tick (engine group), at the tick's time."""
-        for cid in self.running:
+        for cid in list(self.running):
             compiled = self.plan.campaigns[cid]
             if window_opens(self.at, compiled.campaign.window, compiled.tz) is None:
                 continue
-            with self.store.transaction():
+            with self._unit(), self._as_campaign(cid), self.store.transaction():
                 ids = self.store.members_to_enroll(cid)
                 if not ids:
                     continue
@@ -365,7 +412,7 @@ class Tick:
     def _activate(self, scheduled: Enrollment) -> None:
         """A manual start whose date came."""
         compiled = self.plan.campaigns[scheduled.campaign]
-        with self.store.transaction():
+        with self._as_campaign(compiled.id), self.store.transaction():
             fresh = self.store.enrollment(scheduled.id)
             if fresh is None or fresh.status != "scheduled":
                 return
@@ -386,16 +433,22 @@ class Tick:
                 since = self.since.get(cid)
                 if since is None or at < since or window_opens(at, compiled.campaign.window, compiled.tz) is None:
                     continue
-                event = {"type": kind, "at": at, "partner": pid, "id": event_id, "data": dict(data)}
-                ctx = self._context(compiled, at, event=event, pid=pid)
-                if not compiled.audience.matches(partner, ctx, self.plan.groups):
-                    continue
-                if compiled.trigger_when is not None and not compiled.trigger_when.test(partner, ctx):
-                    continue
-                past = self._past(self.store.enrollments_of(pid))
-                if eligible_for_trigger(cid, compiled.campaign, past, at) and \
-                        self._enroll(compiled, pid, at, Origin.TRIGGER, f"event:{event_id}"):
-                    self.store.log(at, ENGINE_USER, "enrolled", cid, pid, count=1, origin="trigger", event=event_id)
+                with self._as_campaign(cid):
+                    self._enroll_on_event(compiled, partner, event_id, kind, at, pid, data)
+
+    def _enroll_on_event(self, compiled: CompiledCampaign, partner: Mapping, event_id: str, kind: str, at: datetime,
+                         pid: str, data: Mapping[str, Any]) -> None:
+        cid = compiled.id
+        event = {"type": kind, "at": at, "partner": pid, "id": event_id, "data": dict(data)}
+        ctx = self._context(compiled, at, event=event, pid=pid)
+        if not compiled.audience.matches(partner, ctx, self.plan.groups):
+            return
+        if compiled.trigger_when is not None and not compiled.trigger_when.test(partner, ctx):
+            return
+        past = self._past(self.store.enrollments_of(pid))
+        if eligible_for_trigger(cid, compiled.campaign, past, at) and \
+                self._enroll(compiled, pid, at, Origin.TRIGGER, f"event:{event_id}"):
+            self.store.log(at, ENGINE_USER, "enrolled", cid, pid, count=1, origin="trigger", event=event_id)
 
     # --- exits on changed records ----------------------------------------------------------
 
@@ -407,14 +460,21 @@ class Tick:
         if not watched:
             return
         for chunk in _chunks(changed, BATCH):
-            with self.store.transaction():
-                partners = self.book.get_many(chunk)
-                for pid, enrollments in self.store.history(chunk).items():
-                    for e in enrollments:
-                        if e.campaign in watched and e.status == "active" and pid in partners:
+            while not self._check_exits_of(chunk, watched & set(self.running)):
+                pass  # a campaign failed: the chunk again, without it
+
+    def _check_exits_of(self, chunk: list[str], watched: set[str]) -> bool:
+        """Whether the chunk was done (not rolled back because a campaign failed)."""
+        with self._unit() as unit, self.store.transaction():
+            partners = self.book.get_many(chunk)
+            for pid, enrollments in self.store.history(chunk).items():
+                for e in enrollments:
+                    if e.campaign in watched and e.status == "active" and pid in partners:
+                        with self._as_campaign(e.campaign):
                             reason = self._exit_reason(self.plan.campaigns[e.campaign], e, partners[pid], self.at)
-                            if reason is not None:
-                                self._finish(e, reason, self.at)
+                        if reason is not None:
+                            self._finish(e, reason, self.at)
+        return not unit.failed
 
     def _exit_reason(self, compiled: CompiledCampaign, e: Enrollment, partner: Mapping, at: datetime) -> str | None:
         ctx = self._context(compiled, at, enrollment=e)
@@ -431,7 +491,7 @@ class Tick:
         transaction per batch, which asks the store about all its steps at once and writes
         their step runs and messages at once (:class:`StepBatch`)."""
         while True:
-            with self.store.transaction(exclusive=False):
+            with self._unit(), self.store.transaction(exclusive=False):
                 batch = self.store.due(until, self.running, BATCH)
                 if not batch:
                     return
@@ -443,12 +503,18 @@ class Tick:
                 for e in batch:
                     if earliest_new is not None and e.due_at > earliest_new:
                         break  # a step this batch made due comes first: keep time order
-                    new_due = self._advance(e, partners.get(e.partner), counts, steps)
+                    if e.campaign in self._halted:
+                        continue  # it stops after this batch: its steps wait
+                    with self._as_campaign(e.campaign):
+                        new_due = self._advance(e, partners.get(e.partner), counts, steps)
                     if new_due is not None and (earliest_new is None or new_due < earliest_new):
                         earliest_new = new_due
                 steps.write()
                 for (cid, step, status), n in sorted(counts.items()):
                     self._log_batch(cid, step, status, n)
+            for cid, why in list(self._halted.items()):
+                self._stop(CampaignFailed(cid, RuntimeError(why)))
+            self._halted.clear()
 
     def _log_batch(self, cid: str, step_id: str, status: str, count: int, partner: str | None = None) -> None:
         """One audit-log line per batch of generated records: which step, what kind, how many."""
@@ -521,7 +587,21 @@ class Tick:
             self._numbers[compiled.id] = self.store.campaign_number(compiled.id)
         job = Job(compiled.id, compiled.campaign, self._numbers[compiled.id], step, partner, e.partner,
                   e.id, e.number, run, due, compiled.tz, self.plan.templates_dir, self.plan.settings, kind)
-        return execute(job)
+        began = time.thread_time()
+        effects = execute(job)
+        if effects.status == "failed":
+            self._note_failing(compiled.id, time.thread_time() - began, effects)
+        return effects
+
+    def _note_failing(self, cid: str, seconds: float, effects: Effects) -> None:
+        """A template that runs out of its render budget fails its step, but spends that budget
+        (2 s) first, for every partner: past :data:`FAILING_RENDERS_SECONDS` in one tick, the
+        campaign stops for the rest of the tick (the steps done so far stay done, the others
+        wait), so a broken template costs seconds a tick, not hours."""
+        self._failing_time[cid] += seconds
+        if self._failing_time[cid] > FAILING_RENDERS_SECONDS and cid in self.running:
+            self._halted.setdefault(cid, f"its failing steps took {self._failing_time[cid]:.1f} s of this tick; "
+                                         f"the last: {effects.detail.get('error', effects.reason)}")
 
     def _record(self, e: Enrollment, step_id: str, run: int, effects: Effects, due: datetime | None,
                 at: datetime | None = None, batch: "StepBatch | None" = None) -> None:
@@ -576,158 +656,6 @@ class Tick:
                  event: Mapping | None = None, pid: str | None = None) -> Context:
         facts = StoreFacts(self.store, self.plan, compiled.id, enrollment, at)
         return Context(now=at, tz=compiled.tz, event=event, facts=facts, warnings=self.report.warnings)
-
-
-def record_effects(store: Store, e: Enrollment, step_id: str, run: int, effects: Effects, due: datetime | None,
-                   at: datetime) -> None:
-    """A step's state and everything it produced, in the caller's transaction."""
-    batch = StepBatch(store)
-    batch.record(e, step_id, run, effects, due, at)
-    batch.write()
-
-
-class StepBatch:
-    """Steps executed together in one transaction (a batch of due steps; or one step). What
-    the rules ask the store about each step (has it run already, the partner's consent ledger,
-    a hard bounce of the address) is asked for all of them in one query each
-    (:meth:`prefetch`); a question not asked in advance goes to the store when it comes. The
-    step runs and outbox rows they produce are written in one statement each (:meth:`write`)."""
-
-    GATED = ("email", "sms")  # the channels the consent ledger speaks for
-    ADDRESS_FIELDS = {"email": "email", "sms": "phone"}  # the partner field a channel's messages go to
-
-    def __init__(self, store: Store):
-        self.store = store
-        self._ran: dict[tuple[int, str], bool] = {}
-        self._consent: dict[tuple[str, str, datetime], bool | None] = {}
-        self._bounced: dict[tuple[str, datetime], bool] = {}
-        self._steps: list[tuple] = []
-        self._messages: list[tuple[Mapping, int, bool]] = []
-        self._positions: dict[tuple[str, str, datetime], tuple[str | None, datetime]] = {}
-        self._kinds: dict[tuple[str, str], str] = {}
-
-    def prefetch(self, plan: CompiledWorkspace, enrollments: list[Enrollment], partners: Mapping[str, Mapping]) -> None:
-        """Ask what the steps these enrollments wait for will ask, each as of its due time."""
-        runs, consents, addresses = [], [], []
-        for e in enrollments:
-            compiled = plan.campaigns.get(e.campaign)
-            step = compiled.steps.get(e.next_step) if compiled is not None and e.next_step is not None else None
-            partner = partners.get(e.partner)
-            if step is None or partner is None or e.due_at is None:
-                continue
-            kind = self.kind(e.campaign, step)
-            runs.append((e.id, step.id))
-            if kind in self.GATED:
-                consents.append((e.partner, kind, e.due_at))
-            address = partner.get(self.ADDRESS_FIELDS.get(kind, ""))
-            if isinstance(address, str):
-                addresses.append((address, e.due_at))
-        ran = self.store.have_run(runs) if runs else set()
-        self._ran.update((key, key in ran) for key in runs)
-        if consents:
-            self._consent.update(self.store.consents_latest(consents))
-        bounced = self.store.undeliverable_among(addresses) if addresses else set()
-        self._bounced.update((key, key in bounced) for key in addresses)
-
-    def kind(self, campaign_id: str, step) -> str:
-        """``step.kind`` (a step of the campaign), worked out once per batch."""
-        key = (campaign_id, step.id)
-        if key not in self._kinds:
-            self._kinds[key] = step.kind
-        return self._kinds[key]
-
-    def position_after(self, compiled: CompiledCampaign, step_id: str, due: datetime) -> tuple[str | None, datetime]:
-        """Where an enrollment goes after the step due at ``due`` (:func:`position_after`),
-        worked out once per batch for the many that are at the same place at the same time."""
-        key = (compiled.id, step_id, due)
-        if key not in self._positions:
-            self._positions[key] = position_after(compiled.campaign, step_id, due, compiled.tz)
-        return self._positions[key]
-
-    def has_run(self, enrollment_id: int, step_id: str) -> bool:
-        key = (enrollment_id, step_id)
-        if key not in self._ran:
-            self._ran[key] = key in self.store.have_run([key])
-        return self._ran[key]
-
-    def consent_latest(self, partner: str, channel: str, until: datetime) -> bool | None:
-        key = (partner, channel, until)
-        if key not in self._consent:
-            self._consent[key] = self.store.consent_latest(partner, channel, until)
-        return self._consent[key]
-
-    def undeliverable(self, address: str, until: datetime) -> bool:
-        key = (address, until)
-        if key not in self._bounced:
-            self._bounced[key] = self.store.undeliverable(address, until)
-        return self._bounced[key]
-
-    def record(self, e: Enrollment, step_id: str, run: int, effects: Effects, due: datetime | None,
-               at: datetime) -> None:
-        """A step's state and everything it produced (written by :meth:`write`; activities and
-        pop-ups, which are rare, at once)."""
-        self._steps.append((e.id, step_id, run, effects.status, effects.reason, due, at, effects.detail))
-        self._messages += [(message, e.id, effects.html) for message in effects.messages]
-        if effects.activity is not None:
-            self.store.add_activity(effects.activity)
-        if effects.popup is not None:
-            self.store.add_popup(effects.popup)
-        self._ran[(e.id, step_id)] = True
-
-    def write(self) -> None:
-        """What :meth:`record` kept, into the caller's transaction."""
-        if self._steps:
-            self.store.record_steps(self._steps)
-        if self._messages:
-            self.store.add_messages(self._messages)
-        self._steps, self._messages = [], []
-
-
-@dataclass
-class StoreFacts:
-    """What expressions may ask about a partner (``opened("welcome")``, ``in_campaign("x")``),
-    answered from the store as of the evaluation's time. Steps are those of ``campaign``;
-    engagement counts within the current enrollment (since it started). Never changed once
-    made (not frozen: one is made for every step executed, and a frozen one costs more)."""
-
-    store: Store
-    plan: CompiledWorkspace
-    campaign: str
-    enrollment: Enrollment | None
-    now: datetime
-
-    def _id(self, partner: Mapping) -> str:
-        return str(partner.get(self.plan.id_field))
-
-    def in_group(self, partner: Mapping, name: str) -> bool:
-        return self._id(partner) in self.plan.groups.get(name, ())
-
-    def in_campaign(self, partner: Mapping, campaign_id: str) -> bool:
-        return self.store.has_current(self._id(partner), campaign_id)
-
-    def was_in_campaign(self, partner: Mapping, campaign_id: str) -> bool:
-        return self.store.was_enrolled(self._id(partner), campaign_id, self.now)
-
-    def _engaged(self, partner: Mapping, step_id: str, kind: str) -> bool:
-        since = self.enrollment.started_at if self.enrollment is not None else None
-        return self.store.engaged(self._id(partner), self.campaign, step_id, kind, since, self.now)
-
-    def opened(self, partner: Mapping, step_id: str) -> bool:
-        return self._engaged(partner, step_id, "opened") or self._engaged(partner, step_id, "clicked")
-
-    def clicked(self, partner: Mapping, step_id: str) -> bool:
-        return self._engaged(partner, step_id, "clicked")
-
-    def bounced(self, partner: Mapping, step_id: str) -> bool:
-        return self._engaged(partner, step_id, "bounced")
-
-    def responded(self, partner: Mapping, step_id: str) -> bool:
-        return self.response(partner, step_id) is not None
-
-    def response(self, partner: Mapping, step_id: str) -> str | None:
-        if self.enrollment is None:
-            return None
-        return self.store.response(self.enrollment.id, step_id, self.now)
 
 
 @dataclass(frozen=True)

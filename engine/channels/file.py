@@ -388,12 +388,15 @@ def _scan_csv(path: Path, tail: bytes, start: int, columns: list[str], key: str)
 
 class FileTransport:
     """The default transport (SPEC §8): messages as JSON lines in `<outbox>/<channel>.jsonl`,
-    letters as rows of `<letters>/<campaign>/<step>.csv`. Always succeeds, or raises."""
+    letters as rows of `<letters>/<campaign>/<step>.csv`. Always succeeds, or raises (a full
+    disk). Writes each id once, however often it is handed over: idempotent."""
+
+    idempotent, external = True, False
 
     def __init__(self, outbox: Path, letters: Path, letter_columns: Sequence[str]):
         self.outbox, self.letters, self.letter_columns = outbox, letters, tuple(letter_columns)
 
-    def send(self, batch: Sequence[Outgoing]) -> list[Outcome]:
+    def send(self, batch: Sequence[Outgoing]) -> Iterator[Outcome]:
         files: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}  # (channel,) or ("letter", campaign, step)
         for message in batch:
             record = message.record
@@ -408,4 +411,4 @@ class FileTransport:
                 path = self.outbox / f"{key[0]}.jsonl"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 append_once(path, records)
-        return [Outcome(message.id, SENT) for message in batch]
+        return iter([Outcome(message.id, SENT) for message in batch])

@@ -8,7 +8,8 @@ BCC addresses are envelope recipients only: they get the message, nobody sees th
 
 What happens to each message: accepted → sent; refused with a 5xx reply (no such mailbox,
 policy) → failed with the server's reason; anything temporary (connection refused or lost, a 4xx
-reply, a timeout) → retry, and the rest of the batch waits for the next attempt too.
+reply, a timeout) → retry, and the rest of the batch waits for the next attempt too. Outcomes are
+yielded one message at a time (see :mod:`engine.channels`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
 from email.utils import formatdate
 from html.parser import HTMLParser
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from campaigns.model import Channel
 
@@ -33,22 +34,29 @@ TIMEOUT = 30
 
 
 class SmtpTransport:
+    idempotent, external = False, True
+
     def __init__(self, channel: Channel):
         self.channel = channel
         self.sender = channel.from_ or "campaign-engine@localhost"
 
-    def send(self, batch: Sequence[Outgoing]) -> list[Outcome]:
-        outcomes: list[Outcome] = []
+    def send(self, batch: Sequence[Outgoing]) -> Iterator[Outcome]:
+        """One connection for the batch, one SMTP transaction per message."""
         try:
-            with smtplib.SMTP(self.channel.host or "localhost", self.channel.port or 25, timeout=TIMEOUT) as server:
-                self._hello(server)
-                for message in batch:
-                    outcomes.append(self._one(server, message))
-        except (OSError, smtplib.SMTPException) as exc:  # the server is down or went away
-            reason = _reason(exc)
-            done = {o.id for o in outcomes}
-            outcomes += [Outcome(m.id, RETRY, reason) for m in batch if m.id not in done]
-        return outcomes
+            server = smtplib.SMTP(self.channel.host or "localhost", self.channel.port or 25, timeout=TIMEOUT)
+        except (OSError, smtplib.SMTPException) as exc:  # the server is down
+            yield from _all_wait(batch, _reason(exc))
+            return
+        with server:
+            for n, message in enumerate(batch):
+                try:
+                    if n == 0:
+                        self._hello(server)
+                    outcome = self._one(server, message)
+                except (OSError, smtplib.SMTPException) as exc:  # the connection went away
+                    yield from _all_wait(batch[n:], _reason(exc))
+                    return
+                yield outcome
 
     def _hello(self, server: smtplib.SMTP) -> None:
         server.ehlo()
@@ -169,6 +177,10 @@ def html_to_text(html: str) -> str:
     lines = [" ".join(line.split()) for line in "".join(parser.parts).splitlines()]
     text = "\n".join(lines)
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+def _all_wait(messages: Sequence[Outgoing], reason: str) -> Iterator[Outcome]:
+    return (Outcome(m.id, RETRY, reason) for m in messages)
 
 
 def _text(reply: bytes | str) -> str:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from typing import Sequence
+from urllib.parse import quote
+from typing import Iterator, Sequence
 
 from . import FAILED, RETRY, SENT, Outcome, Outgoing
 
@@ -18,25 +19,32 @@ TIMEOUT = 15
 TRANSIENT = {408, 425, 429}
 
 
+def idempotency_key(message_id: str) -> str:
+    """The message id as a header value: HTTP headers are Latin-1 text on one line, partner ids
+    may be any readable text (``名前``), so everything but ASCII letters, digits and ``:-._~``
+    is percent-encoded (one id, one key; the JSON body carries the id as it is)."""
+    return quote(message_id, safe=":-._~")
+
+
 class WebhookTransport:
+    idempotent, external = False, True
+
     def __init__(self, url: str):
         self.url = url
 
-    def send(self, batch: Sequence[Outgoing]) -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        for message in batch:
+    def send(self, batch: Sequence[Outgoing]) -> Iterator[Outcome]:
+        for n, message in enumerate(batch):
             outcome = self._post(message)
-            outcomes.append(outcome)
+            yield outcome
             if outcome.status == RETRY and outcome.error and outcome.error.startswith("unreachable"):
                 # the endpoint is down: the rest of the batch waits for the next attempt too
-                outcomes += [Outcome(m.id, RETRY, outcome.error) for m in batch[len(outcomes):]]
-                break
-        return outcomes
+                yield from (Outcome(m.id, RETRY, outcome.error) for m in batch[n + 1:])
+                return
 
     def _post(self, message: Outgoing) -> Outcome:
         body = json.dumps(dict(message.record), ensure_ascii=False).encode("utf-8")
         request = urllib.request.Request(self.url, data=body, method="POST", headers={
-            "Content-Type": "application/json", "Idempotency-Key": message.id, "User-Agent": "campaign-engine"})
+            "Content-Type": "application/json", "Idempotency-Key": idempotency_key(message.id), "User-Agent": "campaign-engine"})
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
                 response.read()

@@ -40,10 +40,11 @@ Only what means something else on a server is written here:
   to later trigger occurrences (or end its tick) while earlier steps are still running. A batch
   first asks, outside any transaction, whether anything is due at all: a tick with nothing to
   do costs one query, not a transaction.
-- **Delivery.** :meth:`delivering` is a transaction (without the advisory lock) around one
-  delivery batch: :meth:`queued` locks the messages it returns (``FOR UPDATE SKIP LOCKED``)
-  until their outcomes are recorded, so two workers never hand one message to a transport at
-  the same time.
+- **Delivery.** Messages are claimed as on SQLite (:meth:`claim_messages`: one statement, which
+  passes over the rows another worker's claim is locking at that instant); the claimer is this
+  *connection* (its backend's pid and start time), alive as long as ``pg_stat_activity`` lists
+  it: a worker killed while delivering loses its connection, and its claims are taken back.
+  :meth:`delivering` (recording outcomes) is a transaction without the advisory lock.
 - **Opening.** The schema (``schema_postgresql.sql``) is created in one transaction under the
   advisory lock, so processes opening a fresh store together take turns; afterwards its hash in
   ``meta`` says there is nothing to do.
@@ -73,8 +74,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg.types.string import TextLoader
 
-from ..errors import StoreError
-from .sqlite import Enrollment, Queued, SQLiteStore
+from ..errors import StoreContention, StoreError
+from .sqlite import Enrollment, SQLiteStore
 
 SCHEMA = (Path(__file__).parent / "schema_postgresql.sql").read_text(encoding="utf-8")
 SCHEMA_KEY = "schema.postgresql"  # meta: the hash of the schema script that last ran
@@ -98,6 +99,7 @@ class PostgresStore(SQLiteStore):
     def __init__(self, url: str):
         self.url, self.path = url, None
         self._depth, self._mode, self._begun = 0, None, False
+        self._claimer: str | None = None
         try:
             self.conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
         except psycopg.Error as exc:
@@ -174,7 +176,7 @@ class PostgresStore(SQLiteStore):
                 try:
                     self.conn.execute("COMMIT")
                 except psycopg.OperationalError as exc:
-                    raise StoreError(f"the PostgreSQL store failed: {first_line(exc)}") from None
+                    raise failure(exc) from None
         finally:
             self._depth, self._mode, self._begun = 0, None, False
             self.db.before_next = None
@@ -202,16 +204,26 @@ class PostgresStore(SQLiteStore):
                 if not super().due(until, campaigns, 1):
                     return []
 
-    def queued(self, at: datetime, channels: Sequence[str], limit: int) -> list[Queued]:
-        """SQLiteStore's waiting messages; inside :meth:`delivering`, claimed."""
-        if self._mode != DELIVERY:
-            return super().queued(at, channels, limit)
-        if not self._begun:
-            with self.db.outside():  # nothing waiting (the usual case): no transaction
-                if not super().queued(at, channels, 1):
-                    return []
-        with self.db.locking(SKIP_LOCKED):
-            return super().queued(at, channels, limit)
+    SKIP_LOCKED_ROWS = SKIP_LOCKED
+
+    def claimer(self) -> str:
+        """``pg:PID:START`` of this connection's backend (the server ends it when we die)."""
+        if self._claimer is None:
+            with self.db.outside():
+                pid, started = self.db.execute(
+                    "SELECT pid, extract(epoch FROM backend_start)::text FROM pg_stat_activity "
+                    "WHERE pid = pg_backend_pid()").fetchone()
+            self._claimer = f"pg:{pid}:{started}"
+        return self._claimer
+
+    def claimer_alive(self, claimer: str) -> bool:
+        kind, _, rest = claimer.partition(":")
+        pid, _, started = rest.partition(":")
+        if kind != "pg" or not pid.isdigit():
+            return False
+        with self.db.outside():
+            return self.db.execute("SELECT 1 FROM pg_stat_activity WHERE pid = ? AND "
+                                   "extract(epoch FROM backend_start)::text = ?", (int(pid), started)).fetchone() is not None
 
     # --- differences of form -----------------------------------------------------------------
 
@@ -253,6 +265,14 @@ def redacted(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def failure(exc: psycopg.OperationalError) -> StoreError:
+    """The store's error for a failed statement: a deadlock or a serialization failure (another
+    worker in the way) is :class:`StoreContention`, which a tick retries; anything else, one line."""
+    if isinstance(exc, psycopg.errors.TransactionRollback):
+        return StoreContention(f"the PostgreSQL store rolled a transaction back: {first_line(exc)}")
+    return StoreError(f"the PostgreSQL store failed: {first_line(exc)}")
 
 
 def first_line(exc: BaseException) -> str:
@@ -325,7 +345,7 @@ class _Connection:
         try:
             cursor.execute(query.sql, tuple(params))
         except psycopg.OperationalError as exc:
-            raise StoreError(f"the PostgreSQL store failed: {first_line(exc)}") from None
+            raise failure(exc) from None
         if query.returning:
             row = cursor.fetchone()
             if row is None and query.strict:
@@ -344,7 +364,7 @@ class _Connection:
         try:
             cursor.executemany(query.sql, rows)
         except psycopg.OperationalError as exc:
-            raise StoreError(f"the PostgreSQL store failed: {first_line(exc)}") from None
+            raise failure(exc) from None
         if query.strict and cursor.rowcount < len(rows):
             raise IntegrityError("UNIQUE constraint failed: a row exists")
         return _Cursor(cursor)
@@ -354,7 +374,7 @@ class _Connection:
         try:
             self.conn.execute(sql)  # type: ignore[arg-type]
         except psycopg.OperationalError as exc:
-            raise StoreError(f"the PostgreSQL store failed: {first_line(exc)}") from None
+            raise failure(exc) from None
 
 
 def _qmark(sql: str) -> str:

@@ -94,12 +94,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     status       TEXT NOT NULL DEFAULT 'queued',  -- queued | sent | failed
     attempts     INTEGER NOT NULL DEFAULT 0,
     next_attempt TEXT,                       -- after a failed attempt: not before then
-    last_error   TEXT,
-    delivered_at TEXT                        -- when the transport took it
+    last_error   TEXT,                       -- why the last attempt failed (cleared when sent)
+    delivered_at TEXT,                       -- when the transport took it
+    claimed_by   TEXT,                       -- the process handing it over now (engine.delivery)
+    claimed_at   TEXT                        -- since when (wall clock)
 );
 DROP INDEX IF EXISTS outbox_queued;
 CREATE INDEX IF NOT EXISTS outbox_waiting ON outbox (status) WHERE status = 'queued';  -- in rowid order
 CREATE INDEX IF NOT EXISTS outbox_partner ON outbox (partner, campaign, step);
+CREATE INDEX IF NOT EXISTS outbox_claimed ON outbox (claimed_by) WHERE claimed_by IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS activities (
     id           TEXT PRIMARY KEY,

@@ -109,7 +109,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_attempt TEXT COLLATE "C",
     last_error   TEXT COLLATE "C",
     delivered_at TEXT COLLATE "C",
-    rowid        BIGINT GENERATED ALWAYS AS IDENTITY
+    rowid        BIGINT GENERATED ALWAYS AS IDENTITY,
+    claimed_by   TEXT COLLATE "C",
+    claimed_at   TEXT COLLATE "C"
 );
 CREATE INDEX IF NOT EXISTS outbox_waiting ON outbox (rowid) WHERE status = 'queued';
 CREATE INDEX IF NOT EXISTS outbox_partner ON outbox (partner, campaign, step);
@@ -230,4 +232,7 @@ CREATE TABLE IF NOT EXISTS log (
 );
 CREATE INDEX IF NOT EXISTS log_campaign ON log (campaign, seq);
 
--- Columns added after a table's first version (none yet): ALTER TABLE t ADD COLUMN IF NOT EXISTS ...
+-- Columns added after a table's first version.
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_by TEXT COLLATE "C";
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_at TEXT COLLATE "C";
+CREATE INDEX IF NOT EXISTS outbox_claimed ON outbox (claimed_by) WHERE claimed_by IS NOT NULL;

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,10 +19,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from ..clock import from_iso, iso, maybe_from_iso, maybe_iso
+from ..clock import SystemClock, from_iso, iso, maybe_from_iso, maybe_iso
+from ..errors import StoreBusy, StoreError
+from .processes import process_alive, this_process
 
 SCHEMA = (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
 CURRENT = ("scheduled", "active", "paused")
+BUSY_TIMEOUT = 60.0  # seconds a statement waits for another process's write lock before "busy"
 PARTNER_REVISION = "partners.revision"  # meta key: the latest import that changed anything
 
 
@@ -92,19 +96,41 @@ class SQLiteStore:
     dialect = "sqlite"
 
     def __init__(self, path: Path):
+        """Open the store at ``path``, creating it when there is no file. A file that is there
+        but is not a store (empty, another program's database, damaged) is a
+        :class:`~engine.errors.StoreError` naming it: taking it for a new store would enroll
+        and message everyone a second time."""
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=60, check_same_thread=False)
         self._depth = 0
-        # Switching a new database to WAL needs it to itself, and SQLite does not wait for that
-        # (no busy handler): two processes opening a fresh store at once take turns here.
-        with open(path.with_name(path.name + ".lock"), "a") as lock:
+        if path.is_dir():
+            raise StoreError(f"the store {path} is a directory: name a file (sqlite:///.engine/state.db)")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(path.with_name(path.name + ".lock"), "a")
+        except OSError as exc:
+            raise StoreError(f"cannot open the store {path}: {exc.strerror or exc}") from None
+        # Processes opening a store at once take turns here: one creates it, the others find it.
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA busy_timeout=60000")
-            _add_missing_columns(self.db)  # first: the schema's indexes may be on the new columns
-            self.db.executescript(SCHEMA)
+            if not path.exists():
+                try:
+                    _create(path)
+                except (OSError, sqlite3.Error) as exc:
+                    raise StoreError(f"cannot create the store {path}: {getattr(exc, 'strerror', None) or exc}") from None
+            check_store_file(path)
+            self.db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT, check_same_thread=False)
+            try:
+                _check_tables(self.db, path)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+                _add_missing_columns(self.db)  # first: the schema's indexes may be on the new columns
+                self.db.executescript(SCHEMA)
+            except sqlite3.DatabaseError as exc:
+                self.db.close()
+                if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                    raise StoreBusy(f"the store {path} is busy: another process kept it locked for {BUSY_TIMEOUT:g} s") from None
+                raise StoreError(f"the store {path} is damaged: {exc}; restore it from a backup") from None
 
     def close(self) -> None:
         self.db.close()
@@ -140,10 +166,10 @@ class SQLiteStore:
 
     @contextmanager
     def delivering(self) -> Iterator[None]:
-        """Around one delivery batch (read the waiting messages, hand them to their transports,
-        record the outcomes). Nothing to do here; a server store keeps the messages it read to
-        this process until then, so two workers never send one at once (PostgresStore)."""
-        yield
+        """A transaction of the delivery loop (recording outcomes): on SQLite any transaction; a
+        server store's does not wait for the store's advisory lock (PostgresStore)."""
+        with self.transaction():
+            yield
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         row = self.db.execute(sql, params).fetchone()
@@ -504,32 +530,71 @@ class SQLiteStore:
                               record["partner"], record["at"], payload(record), int(html))
                              for record, enrollment_id, html in messages])
 
-    def queued(self, at: datetime, channels: Sequence[str], limit: int) -> list[Queued]:
-        """Committed messages of these channels that wait for their transport and are due for
-        an attempt at ``at``, oldest first: read in the order of the index of waiting messages
-        (named, so that SQLite does not sort every waiting message for each batch)."""
+    # The delivery loop (engine.delivery) claims the messages it hands over: ``claimed_by`` names
+    # the process, and only unclaimed messages are claimed, so two processes never hand one
+    # message over at once. Recording the outcome clears the claim; the claims of a process that
+    # died are taken back by the next delivery (reclaim_abandoned).
+
+    SKIP_LOCKED_ROWS = ""  # PostgreSQL: rows another claim is locking right now are passed over
+
+    def claimer(self) -> str:
+        """Who this store's claims belong to: the running process."""
+        return this_process()
+
+    def claimer_alive(self, claimer: str) -> bool:
+        return process_alive(claimer)
+
+    def claim_messages(self, at: datetime, channels: Sequence[str], limit: int) -> list[Queued]:
+        """Claim for this process up to ``limit`` unclaimed messages of these channels that wait
+        for their transport and are due for an attempt at ``at``, oldest first (read in the
+        order of the index of waiting messages, so SQLite does not sort them for each batch)."""
         if not channels:
             return []
         marks = ",".join("?" * len(channels))
+        rows = self.db.execute(
+            "UPDATE outbox SET claimed_by = ?, claimed_at = ? WHERE rowid IN ("
+            f"SELECT rowid FROM outbox INDEXED BY outbox_waiting WHERE status = 'queued' AND claimed_by IS NULL "
+            f"AND channel IN ({marks}) AND (next_attempt IS NULL OR next_attempt <= ?) ORDER BY rowid LIMIT ?"
+            f"{self.SKIP_LOCKED_ROWS}) RETURNING rowid, id, channel, payload, html, attempts",
+            (self.claimer(), iso(SystemClock().now()), *channels, iso(at), limit)).fetchall()
         return [Queued(mid, channel, json.loads(payload), bool(html), attempts)
-                for mid, channel, payload, html, attempts in self.db.execute(
-                    f"SELECT id, channel, payload, html, attempts FROM outbox INDEXED BY outbox_waiting "
-                    f"WHERE status = 'queued' "
-                    f"AND channel IN ({marks}) AND (next_attempt IS NULL OR next_attempt <= ?) ORDER BY rowid LIMIT ?",
-                    (*channels, iso(at), limit))]
+                for _, mid, channel, payload, html, attempts in sorted(rows)]
+
+    def release_claims(self, ids: Sequence[str]) -> None:
+        """Give back claimed messages that were not handed over (queued as they were)."""
+        self.db.executemany("UPDATE outbox SET claimed_by = NULL, claimed_at = NULL WHERE id = ? AND status = 'queued'",
+                            [(mid,) for mid in ids])
+
+    def reclaim_abandoned(self, at: datetime) -> int:
+        """Release the claims of processes that are gone (killed while delivering): their messages
+        wait again, and the one that was in flight is handed over again with the same id. How
+        many were released (each claimer's count goes to the audit log)."""
+        released = 0
+        for (claimer,) in self.db.execute("SELECT DISTINCT claimed_by FROM outbox WHERE claimed_by IS NOT NULL").fetchall():
+            if self.claimer_alive(claimer):
+                continue
+            with self.transaction():
+                count = self.db.execute("UPDATE outbox SET claimed_by = NULL, claimed_at = NULL WHERE claimed_by = ?",
+                                        (claimer,)).rowcount
+                if count:
+                    self.log(at, "engine", "delivery.reclaimed", claimed_by=claimer, count=count)
+            released += count
+        return released
 
     def record_outcomes(self, outcomes: Sequence[tuple[str, str, str | None, datetime]], at: datetime) -> None:
-        """(id, sent | retry | failed, error, when to try again after a retry)."""
+        """(id, sent | retry | failed, error, when to try again after a retry); each clears the
+        message's claim."""
         when = iso(at)
         self.db.executemany("UPDATE outbox SET status = 'sent', delivered_at = ?, attempts = attempts + 1, "
-                            "next_attempt = NULL WHERE id = ? AND status = 'queued'",
-                            ((when, mid) for mid, status, _, _ in outcomes if status == "sent"))
-        self.db.executemany("UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, "
-                            "next_attempt = NULL WHERE id = ? AND status = 'queued'",
-                            ((error, mid) for mid, status, error, _ in outcomes if status == "failed"))
-        self.db.executemany("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ? "
+                            "next_attempt = NULL, last_error = NULL, claimed_by = NULL, claimed_at = NULL "
                             "WHERE id = ? AND status = 'queued'",
-                            ((error, iso(retry), mid) for mid, status, error, retry in outcomes if status == "retry"))
+                            [(when, mid) for mid, status, _, _ in outcomes if status == "sent"])
+        self.db.executemany("UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, "
+                            "next_attempt = NULL, claimed_by = NULL, claimed_at = NULL WHERE id = ? AND status = 'queued'",
+                            [(error, mid) for mid, status, error, _ in outcomes if status == "failed"])
+        self.db.executemany("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ?, "
+                            "claimed_by = NULL, claimed_at = NULL WHERE id = ? AND status = 'queued'",
+                            [(error, iso(retry), mid) for mid, status, error, retry in outcomes if status == "retry"])
 
     def messages(self, channel: str | None = None, campaign: str | None = None, partner: str | None = None,
                  status: str | None = None) -> list[dict]:
@@ -880,6 +945,53 @@ class SQLiteStore:
                     "partner": p, "detail": json.loads(detail)}
                    for seq, at, user, action, c, number, p, detail in self.db.execute(sql, params)]
         return entries[-limit:] if limit else entries
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+STORE_TABLES = {"partners", "enrollments"}  # one of them, and meta, is in every version of the store
+
+
+def _create(path: Path) -> None:
+    """A new store, made under another name and renamed into place once its schema is in: a
+    store file is never seen half made (an empty file at ``path`` is never ours)."""
+    draft = path.with_name(f"{path.name}.new-{os.getpid()}")
+    for leftover in (draft, draft.with_name(draft.name + "-wal"), draft.with_name(draft.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+    db = sqlite3.connect(draft, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(SCHEMA)
+    finally:
+        db.close()
+    os.rename(draft, path)
+
+
+def check_store_file(path: Path) -> None:
+    """:class:`StoreError` unless ``path`` looks like a SQLite database of its full length."""
+    with open(path, "rb") as file:
+        header = file.read(100)
+    size = path.stat().st_size
+    if size == 0:
+        raise StoreError(f"{path} is not an engine store: the file is empty (move it away to start a new "
+                         "store, or restore it from a backup)")
+    if not header.startswith(SQLITE_HEADER):
+        raise StoreError(f"{path} is not an engine store: it is not a SQLite database")
+    if len(header) < 100:
+        raise StoreError(f"the store {path} is damaged: the file is cut short ({size} bytes)")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    if header[92:96] == header[96:100] and pages and size < pages * page_size:
+        raise StoreError(f"the store {path} is damaged: the file is cut short ({size} bytes of "
+                         f"{pages * page_size}); restore it from a backup")
+
+
+def _check_tables(db: sqlite3.Connection, path: Path) -> None:
+    """A database with tables, but not the store's, belongs to someone else."""
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if tables and not ("meta" in tables and tables & STORE_TABLES):
+        raise StoreError(f"{path} is not an engine store: a SQLite database with other tables "
+                         f"({', '.join(sorted(tables)[:3])}{', …' if len(tables) > 3 else ''})")
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from campaigns.model import Campaign, Settings, build
@@ -489,6 +489,16 @@ def test_a_layout_that_would_change_the_meaning_is_refused():
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(alphabet="ab:-#'\"|>[]{}&*!,. \n\t\\", max_size=60))
+# A comment beside a top-level flow collection (no block entry: every comment goes in the
+# header) once gained a blank line on the second run, from the file's final newline.
+@example("{}#")
+@example("{}#\n")
+@example("{} #")
+@example("{} # a")
+@example("[]#")
+@example("#\n{}\n")
+@example("{}\n#\n\n")
+@example("#\n\n{}\n\n#b\n")
 def test_any_text_formats_or_is_a_source_error(text: str):
     try:
         out = format_campaign(text)

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from dsl import templates
 from dsl.source import ScalarText, SourceText
+from dsl.template_render import plain_pieces
 from dsl.templates import TemplateError, check_file, check_inline, environment, render_file, render_inline
 from dsl.types import NUMBER, STRING, list_of, record
 from dsl.yamlload import load_yaml
@@ -366,9 +367,9 @@ def test_inline_templates_render_as_jinja_renders_them(text, fields):
 
 
 def test_a_subject_line_is_rendered_without_jinja_and_anything_more_with_it():
-    assert templates._plain_pieces("Hello {{ partner.name }}!") == (("Hello ", "!"), (("partner", "name"),))
-    assert templates._plain_pieces("{{ partner.name | upper }}") is None
-    assert templates._plain_pieces("{% if partner.name %}x{% endif %}") is None
+    assert plain_pieces("Hello {{ partner.name }}!") == (("Hello ", "!"), (("partner", "name"),))
+    assert plain_pieces("{{ partner.name | upper }}") is None
+    assert plain_pieces("{% if partner.name %}x{% endif %}") is None
     assert render_inline("Hello {{ partner.name }}!", {"partner": {"name": None}}) == "Hello !"
 
 

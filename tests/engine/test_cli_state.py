@@ -55,7 +55,7 @@ def test_usage_errors_exit_2_in_one_line(capsys, ws, argv, message):
 
 
 def test_status_steps_and_log(capsys, ws):
-    run(capsys, "-w", str(ws), "events", "import", str(ws / "events.jsonl"), "--at", "2026-07-01")
+    run(capsys, "-w", str(ws), "events", "import", str(ws / "events.jsonl"), "--as", "alice", "--at", "2026-07-01")
     run(capsys, "-w", str(ws), "run", "--from", "2026-07-01", "--until", "2026-07-05", "--every", "6h")
     code, out, _ = run(capsys, "-w", str(ws), "status", "--partner", "p001", "--json")
     assert code == 0
@@ -122,11 +122,11 @@ def test_events_import_reports_bad_lines_and_keeps_good_ones(capsys, ws, tmp_pat
     events.write_text('{"type": "invoice.payment_failed", "at": "2026-07-02T10:00:00Z", "partner": "p007", "data": {"amount": 500}}\n'
                       '{"type": "opened", "at": "not a time", "partner": "p001", "campaign": "c", "step": "s"}\n',
                       encoding="utf-8")
-    code, out, err = run(capsys, "-w", str(ws), "events", "import", str(events), "--at", "2026-07-01")
+    code, out, err = run(capsys, "-w", str(ws), "events", "import", str(events), "--as", "alice", "--at", "2026-07-01")
     assert code == 1
     assert out.startswith("imported 1 events, 0 already known, 1 bad lines skipped")
     assert f"{events}:2:" in err and "error:" in err
-    code, out, _ = run(capsys, "-w", str(ws), "events", "import", str(events), "--json")
+    code, out, _ = run(capsys, "-w", str(ws), "events", "import", str(events), "--as", "alice", "--json")
     assert json.loads(out)["imported"] == 0 and json.loads(out)["duplicates"] == 1
     code, out, _ = run(capsys, "-w", str(ws), "run", "--from", "2026-07-01", "--until", "2026-07-03", "--every", "1d")
     code, out, _ = run(capsys, "-w", str(ws), "steps", "payment-failed", "--partner", "p007", "--json")

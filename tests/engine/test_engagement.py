@@ -263,7 +263,7 @@ def test_stats_from_an_imported_events_file_equal_hand_counts(capsys, tmp_path):
     assert (report["enrolled"], report["executed"]) == (0, 0)
 
     events = write_events(tmp_path / "events.jsonl", NEWS_EVENTS)
-    code, out, err = run(capsys, root, "events", "import", str(events), "--at", "2026-07-01T15:00Z")
+    code, out, err = run(capsys, root, "events", "import", str(events), "--as", "alice", "--at", "2026-07-01T15:00Z")
     assert code == 1  # the bad line
     assert out == "imported 13 events, 1 already known, 1 bad lines skipped\n"
     assert err.startswith(f"{events}:14:") and "error:" in err and err.count(f"{events}:") == 1, err
@@ -271,7 +271,7 @@ def test_stats_from_an_imported_events_file_equal_hand_counts(capsys, tmp_path):
     assert run_json(capsys, root, "stats", "news") == NEWS_STATS
 
     # the same file again: nothing new, no count moves
-    code, out, err = run(capsys, root, "events", "import", str(events), "--at", "2026-07-01T16:00Z")
+    code, out, err = run(capsys, root, "events", "import", str(events), "--as", "alice", "--at", "2026-07-01T16:00Z")
     assert code == 1
     assert out == "imported 0 events, 14 already known, 1 bad lines skipped\n"
     assert run_json(capsys, root, "stats", "news") == NEWS_STATS
@@ -296,7 +296,7 @@ def test_engagement_events_that_name_no_message_sent_to_the_partner_are_bad_line
         # line 5: p5 was sent no `mail` (no consent): kept, not counted
         {"type": "opened", "at": "2026-07-01T10:00:00Z", "partner": "p5", "campaign": "news", "step": "mail"},
     ])
-    code, out, err = run(capsys, root, "events", "import", str(events), "--at", "2026-07-01T11:00Z")
+    code, out, err = run(capsys, root, "events", "import", str(events), "--as", "alice", "--at", "2026-07-01T11:00Z")
     assert (code, out) == (1, "imported 2 events, 0 already known, 3 bad lines skipped\n"), err
     assert [line.split(": error: ")[0].rsplit(":", 1)[0] for line in err.splitlines() if ": error: " in line] == [
         f"{events}:{n}" for n in (2, 3, 4)]  # path:line (the column is the importer's choice)
@@ -358,7 +358,7 @@ def test_hard_bounces_and_unsubscribes_stop_later_email_from_their_time_on(capsy
         {"type": "bounced", "at": "2026-07-04T00:00:00Z", "partner": "p6", "campaign": "flow", "step": "first",
          "data": {"kind": "hard"}},
     ])
-    code, out, err = run(capsys, root, "events", "import", str(events), "--at", "2026-07-04T01:00Z")
+    code, out, err = run(capsys, root, "events", "import", str(events), "--as", "alice", "--at", "2026-07-04T01:00Z")
     assert (code, out, err) == (0, "imported 6 events, 0 already known, 0 bad lines skipped\n", "")
 
     # one tick over both due times: each step sees the events up to its own due time only
@@ -452,7 +452,7 @@ def test_opened_clicked_bounced_in_when_see_events_up_to_the_due_time_only(capsy
         event("bounced", "p4", "2026-07-01T01:00:00Z", data={"kind": "soft"}),  # before the due time
         event("opened", "p5", "2026-07-02T00:00:00Z"),                          # at the due time: counts
     ])                                                                          # p6: nothing
-    code, out, err = run(capsys, root, "events", "import", str(events), "--at", "2026-07-02T06:00Z")
+    code, out, err = run(capsys, root, "events", "import", str(events), "--as", "alice", "--at", "2026-07-02T06:00Z")
     assert (code, err) == (0, "") and out.startswith("imported 7 events")
 
     tick(capsys, root, "2026-07-03T00:00Z")  # after every event: the steps still run as of 07-02T00:00
@@ -527,7 +527,7 @@ def test_popups_show_on_their_pages_until_read_and_stay_in_the_message_center(ca
     assert run_json(capsys, root, "popups", "--partner", "p1", "--page", "settings") == [notice1]
     assert run_json(capsys, root, "popups", "--partner", "p1", "--page", "nowhere") == []
 
-    code, out, err = run(capsys, root, "popup", "read", "portal:p1:1:promo:1", "--partner", "p1",
+    code, out, err = run(capsys, root, "popup", "read", "--as", "alice", "portal:p1:1:promo:1", "--partner", "p1",
                          "--at", "2026-07-02T08:00Z")
     assert code == 0, err
     read1 = {**promo1, "read_at": "2026-07-02T08:00:00Z"}
@@ -541,7 +541,7 @@ def test_popups_show_on_their_pages_until_read_and_stay_in_the_message_center(ca
 
     # reading again changes nothing (the first read time stays, nothing is logged again)
     before = dump(root)
-    code, _, err = run(capsys, root, "popup", "read", "portal:p1:1:promo:1", "--partner", "p1",
+    code, _, err = run(capsys, root, "popup", "read", "--as", "alice", "portal:p1:1:promo:1", "--partner", "p1",
                        "--at", "2026-07-03T08:00Z")
     assert code == 0, err
     assert dump(root) == before
@@ -549,7 +549,7 @@ def test_popups_show_on_their_pages_until_read_and_stay_in_the_message_center(ca
 
     # someone else's pop-up, or an unknown one: exit 1, nothing changes
     for argv in (("portal:p1:1:notice:1", "--partner", "p2"), ("portal:p1:1:nope:1", "--partner", "p1")):
-        code, out, err = run(capsys, root, "popup", "read", *argv, "--at", "2026-07-03T09:00Z")
+        code, out, err = run(capsys, root, "popup", "read", "--as", "alice", *argv, "--at", "2026-07-03T09:00Z")
         assert code == 1 and err.startswith("engine: error: "), (argv, code, err)
         assert dump(root) == before
     assert run_json(capsys, root, "popups", "--partner", "p1", "--page", "settings") == [notice1]

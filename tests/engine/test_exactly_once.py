@@ -231,12 +231,12 @@ class Worker:
     :meth:`go`."""
 
     def __init__(self, root: Path, every: str, mode: str, slow: float | str = 0, barrier: Path | None = None,
-                 name: str = "worker"):
-        args = [sys.executable, str(WORKER), str(root), every, mode, str(slow)]
+                 name: str = "worker", *, script: Path = WORKER, env: dict[str, str] | None = None):
+        args = [sys.executable, str(script), str(root), every, mode, str(slow)]
         args += [str(barrier)] if barrier else []
         self.barrier, self.stderr_path = barrier, root.parent / f"{name}.stderr"
         with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err)
+            self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, env=env)
         self.lines: queue.Queue = queue.Queue()
         self.seen: list[str] = []
         self.ended = False
@@ -258,8 +258,11 @@ class Worker:
             self.seen.append(text)
         return text
 
-    def go(self) -> None:
+    def ready(self) -> None:
         assert self.line() == "ready", self.stderr_path.read_text(errors="replace")
+
+    def go(self) -> None:
+        self.ready()
         if self.barrier is not None:
             self.barrier.touch()
 

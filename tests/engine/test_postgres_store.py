@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -221,11 +222,18 @@ def test_two_workers_delivering_claim_different_messages(two):
         for i in range(6):
             a.add_message({"id": f"m{i}", "channel": "email", "campaign": "c", "step": "s", "partner": f"p{i:02d}",
                            "at": "2026-07-01T00:00:00Z"}, 1)
-    with a.delivering():
-        mine = a.queued(due, ["email"], 4)
-        with b.delivering():
-            theirs = b.queued(due, ["email"], 10)
+    mine = a.claim_messages(due, ["email"], 4)
+    theirs = b.claim_messages(due, ["email"], 10)
     assert [m.id for m in mine] == ["m0", "m1", "m2", "m3"] and [m.id for m in theirs] == ["m4", "m5"]
+    assert a.claimer() != b.claimer() and a.claimer_alive(b.claimer()) and b.claimer_alive(a.claimer())
+    gone = b.claimer()
+    b.close()  # a worker gone: its claims are taken back by the next delivery that looks
+    for _ in range(100):  # the server ends the session a moment after the client left
+        if not a.claimer_alive(gone):
+            break
+        time.sleep(0.05)
+    assert a.reclaim_abandoned(due) == 2
+    assert [m.id for m in a.claim_messages(due, ["email"], 10)] == ["m4", "m5"]
 
 
 @SERVER

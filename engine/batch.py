@@ -1,0 +1,118 @@
+"""Steps executed together in one transaction: what they ask the store, asked once for all of
+them, and what they produce, written in one statement each (:class:`StepBatch`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Mapping
+
+from campaigns.enrollment import position_after
+
+from .compiled import CompiledCampaign, CompiledWorkspace
+from .steps import Effects
+from .store import Enrollment, Store
+
+
+def record_effects(store: Store, e: Enrollment, step_id: str, run: int, effects: Effects, due: datetime | None,
+                   at: datetime) -> None:
+    """A step's state and everything it produced, in the caller's transaction."""
+    batch = StepBatch(store)
+    batch.record(e, step_id, run, effects, due, at)
+    batch.write()
+
+
+class StepBatch:
+    """Steps executed together in one transaction (a batch of due steps; or one step). What
+    the rules ask the store about each step (has it run already, the partner's consent ledger,
+    a hard bounce of the address) is asked for all of them in one query each
+    (:meth:`prefetch`); a question not asked in advance goes to the store when it comes. The
+    step runs and outbox rows they produce are written in one statement each (:meth:`write`)."""
+
+    GATED = ("email", "sms")  # the channels the consent ledger speaks for
+    ADDRESS_FIELDS = {"email": "email", "sms": "phone"}  # the partner field a channel's messages go to
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._ran: dict[tuple[int, str], bool] = {}
+        self._consent: dict[tuple[str, str, datetime], bool | None] = {}
+        self._bounced: dict[tuple[str, datetime], bool] = {}
+        self._steps: list[tuple] = []
+        self._messages: list[tuple[Mapping, int, bool]] = []
+        self._positions: dict[tuple[str, str, datetime], tuple[str | None, datetime]] = {}
+        self._kinds: dict[tuple[str, str], str] = {}
+
+    def prefetch(self, plan: CompiledWorkspace, enrollments: list[Enrollment], partners: Mapping[str, Mapping]) -> None:
+        """Ask what the steps these enrollments wait for will ask, each as of its due time."""
+        runs, consents, addresses = [], [], []
+        for e in enrollments:
+            compiled = plan.campaigns.get(e.campaign)
+            step = compiled.steps.get(e.next_step) if compiled is not None and e.next_step is not None else None
+            partner = partners.get(e.partner)
+            if step is None or partner is None or e.due_at is None:
+                continue
+            kind = self.kind(e.campaign, step)
+            runs.append((e.id, step.id))
+            if kind in self.GATED:
+                consents.append((e.partner, kind, e.due_at))
+            address = partner.get(self.ADDRESS_FIELDS.get(kind, ""))
+            if isinstance(address, str):
+                addresses.append((address, e.due_at))
+        ran = self.store.have_run(runs) if runs else set()
+        self._ran.update((key, key in ran) for key in runs)
+        if consents:
+            self._consent.update(self.store.consents_latest(consents))
+        bounced = self.store.undeliverable_among(addresses) if addresses else set()
+        self._bounced.update((key, key in bounced) for key in addresses)
+
+    def kind(self, campaign_id: str, step) -> str:
+        """``step.kind`` (a step of the campaign), worked out once per batch."""
+        key = (campaign_id, step.id)
+        if key not in self._kinds:
+            self._kinds[key] = step.kind
+        return self._kinds[key]
+
+    def position_after(self, compiled: CompiledCampaign, step_id: str, due: datetime) -> tuple[str | None, datetime]:
+        """Where an enrollment goes after the step due at ``due`` (:func:`position_after`),
+        worked out once per batch for the many that are at the same place at the same time."""
+        key = (compiled.id, step_id, due)
+        if key not in self._positions:
+            self._positions[key] = position_after(compiled.campaign, step_id, due, compiled.tz)
+        return self._positions[key]
+
+    def has_run(self, enrollment_id: int, step_id: str) -> bool:
+        key = (enrollment_id, step_id)
+        if key not in self._ran:
+            self._ran[key] = key in self.store.have_run([key])
+        return self._ran[key]
+
+    def consent_latest(self, partner: str, channel: str, until: datetime) -> bool | None:
+        key = (partner, channel, until)
+        if key not in self._consent:
+            self._consent[key] = self.store.consent_latest(partner, channel, until)
+        return self._consent[key]
+
+    def undeliverable(self, address: str, until: datetime) -> bool:
+        key = (address, until)
+        if key not in self._bounced:
+            self._bounced[key] = self.store.undeliverable(address, until)
+        return self._bounced[key]
+
+    def record(self, e: Enrollment, step_id: str, run: int, effects: Effects, due: datetime | None,
+               at: datetime) -> None:
+        """A step's state and everything it produced (written by :meth:`write`; activities and
+        pop-ups, which are rare, at once)."""
+        self._steps.append((e.id, step_id, run, effects.status, effects.reason, due, at, effects.detail))
+        self._messages += [(message, e.id, effects.html) for message in effects.messages]
+        if effects.activity is not None:
+            self.store.add_activity(effects.activity)
+        if effects.popup is not None:
+            self.store.add_popup(effects.popup)
+        self._ran[(e.id, step_id)] = True
+
+    def write(self) -> None:
+        """What :meth:`record` kept, into the caller's transaction."""
+        if self._steps:
+            self.store.record_steps(self._steps)
+        if self._messages:
+            self.store.add_messages(self._messages)
+        self._steps, self._messages = [], []

@@ -1,0 +1,57 @@
+"""What expressions may ask the store about a partner, as of a time (:class:`StoreFacts`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Mapping
+
+from .compiled import CompiledWorkspace
+from .store import Enrollment, Store
+
+
+@dataclass
+class StoreFacts:
+    """What expressions may ask about a partner (``opened("welcome")``, ``in_campaign("x")``),
+    answered from the store as of the evaluation's time. Steps are those of ``campaign``;
+    engagement counts within the current enrollment (since it started). Never changed once
+    made (not frozen: one is made for every step executed, and a frozen one costs more)."""
+
+    store: Store
+    plan: CompiledWorkspace
+    campaign: str
+    enrollment: Enrollment | None
+    now: datetime
+
+    def _id(self, partner: Mapping) -> str:
+        return str(partner.get(self.plan.id_field))
+
+    def in_group(self, partner: Mapping, name: str) -> bool:
+        return self._id(partner) in self.plan.groups.get(name, ())
+
+    def in_campaign(self, partner: Mapping, campaign_id: str) -> bool:
+        return self.store.has_current(self._id(partner), campaign_id)
+
+    def was_in_campaign(self, partner: Mapping, campaign_id: str) -> bool:
+        return self.store.was_enrolled(self._id(partner), campaign_id, self.now)
+
+    def _engaged(self, partner: Mapping, step_id: str, kind: str) -> bool:
+        since = self.enrollment.started_at if self.enrollment is not None else None
+        return self.store.engaged(self._id(partner), self.campaign, step_id, kind, since, self.now)
+
+    def opened(self, partner: Mapping, step_id: str) -> bool:
+        return self._engaged(partner, step_id, "opened") or self._engaged(partner, step_id, "clicked")
+
+    def clicked(self, partner: Mapping, step_id: str) -> bool:
+        return self._engaged(partner, step_id, "clicked")
+
+    def bounced(self, partner: Mapping, step_id: str) -> bool:
+        return self._engaged(partner, step_id, "bounced")
+
+    def responded(self, partner: Mapping, step_id: str) -> bool:
+        return self.response(partner, step_id) is not None
+
+    def response(self, partner: Mapping, step_id: str) -> str | None:
+        if self.enrollment is None:
+            return None
+        return self.store.response(self.enrollment.id, step_id, self.now)
