@@ -262,6 +262,9 @@ def cmd_steps(args: argparse.Namespace) -> int:
           + (f" ({data['reason']})" if data["reason"] else ""))
     _table(("step", "kind", "run", "status", "reason", "due_at", "at"),
            [(s["step"], s["kind"], s["run"], s["status"], s["reason"], s["due_at"], s["at"]) for s in data["steps"]])
+    for s in data["steps"]:  # why a step failed, in full (the table has no room for it)
+        if s.get("error"):
+            print(f"{s['step']}: {s['error']}")
     return OK
 
 

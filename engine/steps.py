@@ -59,11 +59,24 @@ class Job:
 
     def __post_init__(self) -> None:
         self.kind = self.kind or self.step.kind
-        self.message_id = f"{self.campaign_id}:{self.partner_id}:{self.enrollment_number}:{self.step.id}:{self.run}"
+        self.message_id = message_id(self.campaign_id, self.partner_id, self.enrollment_number, self.step.id, self.run)
         self.stamp = _stamp(self.at)
 
 
 @lru_cache(maxsize=1024)
+def message_id(campaign: str, partner: str, number: int, step: str, run: int) -> str:
+    """``campaign:partner:n:step:run``. Campaign and step ids never hold ``:`` (dsl.ids), so the
+    id splits one way (:func:`message_parts`): two messages never share an id."""
+    return f"{campaign}:{partner}:{number}:{step}:{run}"
+
+
+def message_parts(message: str) -> tuple[str, str, int, str, int]:
+    """The (campaign, partner, enrollment number, step, run) of a :func:`message_id`."""
+    campaign, rest = message.split(":", 1)
+    partner, number, step, run = rest.rsplit(":", 3)
+    return campaign, partner, int(number), step, int(run)
+
+
 def _stamp(at: datetime) -> str:
     return iso(at)  # the steps of a batch are mostly due at the same few times
 

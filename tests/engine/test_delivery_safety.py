@@ -17,13 +17,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from dsl import ids
 from engine import tick as tick_module
 from engine.api import Engine
 from engine.channels import FAILED, RETRY, SENT, Outcome, Outgoing
 from engine.cli import main
 from engine.delivery import hand_over
 from engine.errors import StoreContention
+from engine.steps import message_id, message_parts
 from engine.store import sqlite as sqlite_store
 from engine.testing import copy_workspace
 from tests.engine.test_transports import (NOTE, TEXTS, TWO_EMAILS, hook_server, partners_csv,  # noqa: F401
@@ -379,3 +383,17 @@ def test_a_template_that_always_runs_out_of_time_costs_seconds_a_tick_not_hours(
         assert sum(e["detail"]["count"] for e in failed) == 3  # 3 × 2 s > 5 s: then it stopped
         summary = engine.status(campaign="runaway")
         assert summary["enrollments"]["active"] == summary["total"]  # the 3 past their failed step, the others before it
+
+
+# --- 2. message ids that cannot collide -------------------------------------------------------------
+
+slugs = st.from_regex(ids.SLUG, fullmatch=True).filter(ids.is_slug)
+partner_ids = st.text(min_size=1, max_size=40).filter(lambda text: ids.check_partner_id(text) is None)
+
+
+@pytest.mark.no_store
+@settings(max_examples=500, deadline=None)
+@given(slugs, partner_ids, st.integers(1, 10**6), slugs, st.integers(1, 10**6))
+def test_a_message_id_splits_back_into_its_parts_so_two_messages_never_share_one(campaign, partner, n, step, run):
+    """Partner ids may hold ':' (and anything readable); campaign and step ids never do."""
+    assert message_parts(message_id(campaign, partner, n, step, run)) == (campaign, partner, n, step, run)
