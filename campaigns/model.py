@@ -127,7 +127,10 @@ def _percentage(value: Any) -> float:
         value = value.strip()[:-1]
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError("a percentage such as 90%")
-    number = float(value)
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):  # "ninety", or an integer of a hundred digits
+        raise ValueError("a percentage such as 90%") from None
     if not 0 <= number <= 100:
         raise ValueError("a percentage between 0% and 100%")
     return number
