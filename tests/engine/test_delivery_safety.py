@@ -11,6 +11,7 @@ through the CLI (``engine.cli.main``) unless a test needs the engine's own objec
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -397,3 +398,34 @@ partner_ids = st.text(min_size=1, max_size=40).filter(lambda text: ids.check_par
 def test_a_message_id_splits_back_into_its_parts_so_two_messages_never_share_one(campaign, partner, n, step, run):
     """Partner ids may hold ':' (and anything readable); campaign and step ids never do."""
     assert message_parts(message_id(campaign, partner, n, step, run)) == (campaign, partner, n, step, run)
+
+
+# --- 4. two `engine tick` processes on one store ------------------------------------------------------
+
+
+def test_two_engine_tick_processes_on_one_store_send_each_message_once(tmp_path, smtp_server, hook_server):
+    """The reproduction of the issue, through the CLI: two `engine tick` processes started
+    together on one store, email over SMTP and SMS over the webhook (first down, so that both
+    processes find every message waiting), four ticks each: every message reaches its server
+    exactly once, and the store agrees."""
+    partners = partners_csv(*[(f"p{i:02d}", f"Name {i}", "fi" if i % 3 else "en") for i in range(40)])
+    root = workspace(tmp_path, {"note": NOTE, "texts": TEXTS}, partners, smtp_port=smtp_server.port,
+                     hook_url=hook_server.url)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    engine_cli = [sys.executable, "-m", "engine", "-w", str(root)]
+    queued = subprocess.run([*engine_cli, "tick", "--at", T0], env=env, capture_output=True, text=True, timeout=120)
+    assert queued.returncode == 0, queued.stderr  # committed; both servers down: all 80 wait
+    smtp_server.start()
+    hook_server.start()
+    times = ["2026-07-01T11:00:00Z", "2026-07-01T12:00:00Z", "2026-07-01T13:00:00Z", "2026-07-01T14:00:00Z"]
+    script = "; ".join(f"engine -w {root} tick --at {at}" for at in times)
+    ticking = [subprocess.Popen(["sh", "-c", script.replace("engine ", f"{sys.executable} -m engine ")], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for process in ticking:
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+    assert sorted(smtp_server.mailbox.ids().values()) == [1] * 40
+    assert sorted(hook_server.keys().values()) == [1] * 40
+    with Engine.open(root) as engine:
+        assert {(m["status"], m["attempts"]) for m in engine.outbox()} == {("sent", 2)}  # down once, then sent once
+        assert engine.store.claim_messages(engine.time("2026-07-02T00:00"), ["email", "sms"], 100) == []
