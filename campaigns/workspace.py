@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from dsl import templates
 from dsl.checker import Scope, check_text
 from dsl.diagnostics import Diagnostic, SourceError, did_you_mean, error, warning
-from dsl.ids import check_slug
+from dsl.ids import check_slug, shown
 from dsl.records import PartnerSource, read_partners
 from dsl.source import SourceText
 from dsl.types import BOOL, MAX_DURATION, MAX_DURATION_DAYS, Type, record
@@ -365,6 +365,12 @@ def _template_file(owner: Located, context: _Context) -> list[Diagnostic]:
     path = directory / name
     if ".." in Path(name).parts or Path(name).is_absolute():
         return [error(owner.span("template"), f"template '{name}' is outside templates/: name a file inside it")]
+    try:
+        path.stat()
+    except FileNotFoundError:
+        pass  # reported below, with the names that exist
+    except OSError as exc:  # a name too long for the file system, a directory we may not read ...
+        return [error(owner.span("template"), f"template {shown(name)} cannot be read: {exc.strerror or exc}")]
     if not path.is_file():
         available = sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()) if directory.is_dir() else []
         return [error(owner.span("template"), f"unknown template '{name}' (no templates/{name}){did_you_mean(name, available)}")]

@@ -74,7 +74,7 @@ def warning(span: Span, message: str) -> Diagnostic:
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
-    choices = [c for c in choices if isinstance(c, str)]
+    choices = [c for c in choices if isinstance(c, str) and c.isprintable()]  # never a line break in a message
     lowered = {c.lower(): c for c in choices}
     if word.lower() in lowered and lowered[word.lower()] != word:
         return f"; did you mean '{lowered[word.lower()]}'?"
