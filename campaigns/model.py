@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from dsl.diagnostics import Diagnostic, did_you_mean, error
-from dsl.ids import check_slug
+from dsl.ids import check_slug, shown
 from dsl.parser import parse_duration
 from dsl.source import Span
 from dsl.types import check_date, check_duration, parse_field_type
@@ -146,8 +146,8 @@ Percentage = Annotated[
 def _timezone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown timezone '{value}' (use an IANA name such as Europe/Helsinki)") from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
+        raise ValueError(f"unknown timezone {shown(value)} (use an IANA name such as Europe/Helsinki)") from None
     return value
 
 
