@@ -155,6 +155,11 @@ class Refused(Exception):
         self.message = message
 
 
+class NotAllowed(Refused):
+    """Refused because of who asks, not of the enrollment's state: the user lacks the role (the
+    CLI exits with 3 as for every refusal; the web API answers 403, not 409)."""
+
+
 def transition(operation: Operation | str, status: Status | str, *, partner: str | None = None,
                campaign: str | None = None) -> Status:
     """The enrollment's status after ``operation``, or :class:`Refused`."""

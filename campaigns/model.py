@@ -219,6 +219,24 @@ class User(Located):
     roles: list[Literal["marketing", "events", "viewer"]] = Field(default_factory=list)
 
 
+def _base_url(value: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+        raise ValueError(f"base_url must be an http(s) address such as https://campaigns.example.com, not {shown(value)}")
+    return value.rstrip("/")
+
+
+class Web(Located):
+    """engine.yaml's ``web``: the public address of ``engine serve`` and what links messages carry."""
+
+    base_url: Annotated[str, AfterValidator(_base_url)] | None = Field(
+        default=None, description="the public address used in links inside messages, e.g. https://campaigns.example.com")
+    secret_env: str = Field(default="ENGINE_SECRET", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                            description="environment variable holding the key that signs links and cookies")
+    tracking: bool = Field(default=True, description="open pixel and click redirects in HTML email")
+    unsubscribe_mailto: str | None = Field(default=None, pattern=r"^[^\s<>@,]+@[^\s<>@,]+$",
+                                           description="a second List-Unsubscribe target (an address)")
+
+
 class Settings(Located):
     """engine.yaml: the workspace's settings."""
 
@@ -229,6 +247,7 @@ class Settings(Located):
     exclude: Expression | None = None
     channels: Channels = Field(default_factory=Channels)
     users: dict[str, User] = Field(default_factory=dict)
+    web: Web = Field(default_factory=Web)
 
 
 # --- campaigns/*.yaml --------------------------------------------------------------------------

@@ -123,7 +123,8 @@ def _load_workspace(root: Path, only: Iterable[Path] | None, check_partners: boo
             continue
         file, checkable = _load_campaign(path)
         if checkable is not None:
-            context = _Context(root, partner_type, tuple(groups), campaign_ids, consented, checked_templates, included_templates)
+            context = _Context(root, partner_type, tuple(groups), campaign_ids, consented, checked_templates, included_templates,
+                               settings.web.base_url)
             file.diagnostics.extend(check_campaign(checkable, context))
         if file.id in files:  # x.yaml and x.yml: the later one replaces the first, and has an error
             message = f"campaign id '{file.id}' is also that of {files[file.id].path.name}: neither runs until one is renamed"
@@ -220,6 +221,7 @@ class _Context:
     consented_channels: frozenset[str]  # channels with a consent expression in engine.yaml
     checked_templates: set[str]  # template files checked as a campaign's template
     included_templates: set[str]  # template files checked as included by another template
+    base_url: str | None = None  # engine.yaml's web.base_url: emails carry signed links
 
     @property
     def templates_dir(self) -> Path:
@@ -280,7 +282,40 @@ def check_campaign(campaign: Campaign, context: _Context) -> list[Diagnostic]:
                                  "only partners who opted in through the consent ledger will get this step"))
     found.extend(_check_window(campaign))
     found.extend(_check_waits(campaign))
+    found.extend(_check_unsubscribe_links(steps, context))
     return found
+
+
+def _check_unsubscribe_links(steps: list[Step], context: _Context) -> list[Diagnostic]:
+    """Marketing email must let people leave (SPEC §12): a warning for each email step when no
+    ``web.base_url`` gives it a List-Unsubscribe header, and for each body (the step's and each
+    translation's) that has no ``unsubscribe_url``."""
+    found: list[Diagnostic] = []
+    for step in steps:
+        if not isinstance(step.action, Email):
+            continue
+        if not context.base_url:
+            found.append(warning(step.key_span("email"), "engine.yaml sets no web.base_url: this email carries no "
+                                 "one-click unsubscribe (List-Unsubscribe) and no open or click tracking"))
+        for variant in (step.action, *step.action.translations.values()):
+            text = _body_text(variant, context)
+            if text is not None and not templates.mentions(text, "unsubscribe_url", context.templates_dir):
+                where = variant.span("template") if variant.template else variant.span("body")
+                found.append(warning(where, "this marketing email has no unsubscribe link: add {{ unsubscribe_url }} to its body"))
+    return found
+
+
+def _body_text(variant: Located, context: _Context) -> str | None:
+    """An email's body as template text (its file's or inline), or None when it has none of
+    its own (a translation that keeps the step's body) or it cannot be read (reported elsewhere)."""
+    if getattr(variant, "template", None):
+        path = context.templates_dir / variant.template
+        try:
+            return path.read_text(encoding="utf-8") if templates.inside(path, context.templates_dir) else None
+        except (OSError, UnicodeDecodeError):
+            return None
+    body = getattr(variant, "body", None)
+    return body if isinstance(body, str) else None
 
 
 def _check_waits(campaign: Campaign) -> list[Diagnostic]:

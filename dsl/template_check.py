@@ -63,6 +63,31 @@ def check_file(
     return _check_file(Path(path), partner, templates_dir, seen if seen is not None else set(), True)
 
 
+def mentions(text: str, name: str, templates_dir: str | Path | None, depth: int = 0) -> bool:
+    """Whether a template, or one it includes, extends or imports, uses the variable ``name``
+    (a warning's question: "does this email have an unsubscribe link?"). A template that does
+    not parse, or a name that cannot be read, counts as not mentioning it: its own error is
+    reported elsewhere."""
+    env = environment(templates_dir)
+    try:
+        ast = env.parse(text)
+    except exceptions.TemplateSyntaxError:
+        return False
+    if name in meta.find_undeclared_variables(ast):
+        return True
+    if templates_dir is None or depth > 10:
+        return False
+    for included in meta.find_referenced_templates(ast):
+        path = Path(templates_dir, *split_template_path(included)) if isinstance(included, str) else None
+        try:
+            if path is not None and inside(path, templates_dir) and mentions(
+                    path.read_text(encoding="utf-8"), name, templates_dir, depth + 1):
+                return True
+        except (OSError, UnicodeDecodeError, exceptions.TemplateNotFound):
+            continue
+    return False
+
+
 def _check_file(
     path: Path, partner: Type, templates_dir: str | Path | None, seen: set[str], strict: bool
 ) -> list[Diagnostic]:

@@ -31,7 +31,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
 from . import template_limits as limits
 
-TEMPLATE_NAMES = ("partner", "campaign", "step", "now", "today")
+TEMPLATE_NAMES = ("partner", "campaign", "step", "now", "today", "unsubscribe_url", "preferences_url")
 
 _ESCAPED_SUFFIXES = (".html", ".htm", ".xml")
 _TEMPLATE_SUFFIXES = (".j2", ".jinja", ".jinja2")

@@ -17,6 +17,9 @@ empty string. The names a template may use are :data:`TEMPLATE_NAMES`; the engin
     the logical time at which the step executes (an aware datetime).
 ``today``
     the local date of ``now`` in the campaign's timezone.
+``unsubscribe_url``, ``preferences_url``
+    the message's signed one-click unsubscribe page and preference page (engine.yaml's
+    ``web.base_url``); empty strings when no ``base_url`` is set.
 
 Static checks (:func:`check_inline`, :func:`check_file`, in :mod:`dsl.template_check`) report
 problems at ``path:line:col`` of the file the text is in. Rendering (:func:`render_inline`,
@@ -29,11 +32,11 @@ This module is where callers import from; the modules behind it import one way:
 ``template_limits`` <- ``template_render`` <- ``template_check``.
 """
 
-from .template_check import check_file, check_inline
+from .template_check import check_file, check_inline, mentions
 from .template_limits import MAX_OUTPUT, MAX_VALUE, RENDER_SECONDS
 from .template_render import TEMPLATE_NAMES, TemplateError, environment, inside, render_file, render_inline
 
 __all__ = [
     "MAX_OUTPUT", "MAX_VALUE", "RENDER_SECONDS", "TEMPLATE_NAMES", "TemplateError", "check_file", "check_inline",
-    "environment", "inside", "render_file", "render_inline",
+    "environment", "inside", "mentions", "render_file", "render_inline",
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -58,6 +59,8 @@ class Engine:
         self._plan: CompiledWorkspace | None = None
         self._book: PartnerBook | None = None
         self.offline = False  # a simulation: every channel to the workspace's own files, never a server
+        self.recheck_seconds = 0.0  # how stale the compiled workspace may be (engine serve: 1 s)
+        self._checked = 0.0
 
     @classmethod
     def open(cls, workspace: str | Path = ".", store: str | None = None, clock: Clock | None = None) -> "Engine":
@@ -93,10 +96,14 @@ class Engine:
 
     @property
     def plan(self) -> CompiledWorkspace:
-        """The compiled workspace, re-loaded when one of its files changed."""
+        """The compiled workspace, re-loaded when one of its files changed (looked at on every use,
+        or at most every ``recheck_seconds``: a server's requests need not scan the workspace)."""
+        if self._plan is not None and self.recheck_seconds and time.monotonic() - self._checked < self.recheck_seconds:
+            return self._plan
         if self._plan is None or self._plan.fingerprint != fingerprint(self.root):
             self._plan = load_plan(self.root)
             self._book = None
+        self._checked = time.monotonic()
         return self._plan
 
     @property
@@ -124,7 +131,8 @@ class Engine:
         plan = self.plan
         if not force:
             check_tick(self.store, plan, when, SystemClock().now(), self.store.meta(LAST_TICK))
-        report = tick(self.store, plan, self.book, when, offline_transports(plan) if self.offline else None)
+        report = tick(self.store, plan, self.book, when, offline_transports(plan) if self.offline else None,
+                      offline=self.offline)
         with self.store.transaction():
             last = self.store.meta(LAST_TICK)
             if last is None or from_iso(last) < when:

@@ -20,7 +20,7 @@ from dsl.diagnostics import Diagnostic, SourceError, display_path
 from dsl.ids import first_surrogate, shown
 from dsl.source import Span
 
-from .errors import StoreBusy, StoreError, UnknownName, UsageError
+from .errors import ConfigError, StoreBusy, StoreError, UnknownName, UsageError
 
 OK, INPUT_ERROR, USAGE_ERROR, REFUSED = 0, 1, 2, 3
 
@@ -435,6 +435,29 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--dry-run", action="store_true", help="list who would be added or go; change nothing")
     group.add_argument("--json", action="store_true", help="print one JSON document")
     group.set_defaults(run=_command("cmd_group"))
+    serve = commands.add_parser("serve", parents=[state], help="the web process: links in messages, ESP webhooks, the API, and ticks",
+                                description="Serve the public routes (unsubscribe, preferences, open pixel, click redirects), the API "
+                                            "(/api/..., OpenAPI at /openapi.json) and the ESP webhooks, and tick on the wall clock in "
+                                            "the background. Needs the signing key in the environment variable that web.secret_env "
+                                            "names (default ENGINE_SECRET). SIGTERM or Ctrl-C finishes the running tick, then stops.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument("--tick-every", default="1m", metavar="DURATION",
+                       help="how often to tick in the background (default 1m; 0 = never: another process ticks)")
+    serve.set_defaults(run=_command("cmd_serve"))
+
+    apikey = commands.add_parser("apikey", parents=[state], help="API keys for the web API: create, list, revoke",
+                                 description="An API key acts as its user (engine.yaml's users), with that user's roles, in the audit log. "
+                                             "create prints the key once; the store keeps only a hash.")
+    apikey_actions = apikey.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = apikey_actions.add_parser("create", help="make a key for USER and print it once")
+    create.add_argument("user", metavar="USER")
+    create.add_argument("--json", action="store_true", help="print one JSON document")
+    listing = apikey_actions.add_parser("list", help="every key: id, user, created, last used, revoked")
+    listing.add_argument("--json", action="store_true", help="print one JSON document")
+    revoke = apikey_actions.add_parser("revoke", help="revoke a key: refused from the next request on")
+    revoke.add_argument("key_id", metavar="ID")
+    apikey.set_defaults(run=_command("cmd_apikey"))
     _identifiers(parser)
     return parser
 
@@ -489,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         problem = store_failure(exc)
         print(f"engine: {'refused' if isinstance(problem, StoreBusy) else 'error'}: {problem}", file=sys.stderr)
         return REFUSED if isinstance(problem, StoreBusy) else INPUT_ERROR
-    except (UnknownName, StoreError) as exc:
+    except (UnknownName, StoreError, ConfigError) as exc:
         print(f"engine: error: {exc}", file=sys.stderr)
         return INPUT_ERROR
     except SourceError as exc:

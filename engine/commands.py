@@ -605,3 +605,69 @@ def _print_plan(result: dict) -> None:
             for line in lines:
                 print(f"  {line}")
     print("no changes" if not result["changes"] else f"{result['changes']} campaigns would change")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .web.serve import serve
+
+    return serve(args)
+
+
+# --- API keys ------------------------------------------------------------------------------------
+
+
+def cmd_apikey(args: argparse.Namespace) -> int:
+    """The web API's keys: create (the key printed once), list, revoke; creating and revoking
+    go to the audit log under whoever ran the command (``ENGINE_USER``, else the login name)."""
+    import getpass
+    import os
+
+    from dsl.diagnostics import did_you_mean
+
+    from . import apikeys
+
+    with opened(args) as engine:
+        store, at = engine.store, engine.time(None)
+        if args.action == "list":
+            keys = apikeys.listing(store)
+            if args.json:
+                _print_json({"keys": keys})
+            elif not keys:
+                print("no API keys (engine apikey create USER makes one)")
+            else:
+                _table(("id", "user", "created", "last used", "revoked"),
+                       [(k["id"], k["user"], k["created_at"], k["last_used_at"], k["revoked_at"]) for k in keys])
+            return OK
+        actor = (os.environ.get("ENGINE_USER") or "").strip() or getpass.getuser()
+        if args.action == "create":
+            user = args.user.strip()
+            users = engine.plan.settings.users
+            if not user:
+                raise UsageError("USER is blank: name the user the key acts as")
+            if users and user not in users:
+                raise UnknownName(f"unknown user '{user}'{did_you_mean(user, list(users))}: "
+                                  f"engine.yaml lists {', '.join(sorted(users))}")
+            with store.transaction():  # the key and its audit log line, together
+                key_id, key = apikeys.create(store, user, at)
+                store.log(at, actor, "apikey.create", None, key_id=key_id, acts_as=user)
+            if args.json:
+                _print_json({"id": key_id, "user": user, "key": key})
+            else:
+                print(key)
+            print(f"API key {key_id} acts as {user}. It is shown only this once: the store keeps only its hash "
+                  f"(engine apikey revoke {key_id} to withdraw it).", file=sys.stderr)
+            return OK
+        key_id = args.key_id
+        with store.transaction():
+            found = store.api_key(key_id)
+            if found is None:
+                known = [k["id"] for k in apikeys.listing(store)]
+                raise UnknownName(f"unknown API key '{key_id}'{did_you_mean(key_id, known)} (engine apikey list)")
+            revoked = apikeys.revoke(store, key_id, at)
+            if revoked:
+                store.log(at, actor, "apikey.revoke", None, key_id=key_id, acts_as=found["user"])
+    if not revoked:
+        print(f"API key {key_id} of {found['user']} was revoked already (at {found['revoked_at']})")
+    else:
+        print(f"revoked: API key {key_id} of {found['user']}; refused from the next request on")
+    return OK

@@ -56,6 +56,7 @@ from dsl.records import PartnerSource, read_partners
 from dsl.runtime import Context
 from dsl.source import Span
 
+from .links import links_for, signer
 from .clock import aware, iso
 from .compiled import CompiledCampaign, CompiledWorkspace, compile_workspace
 from .errors import UnknownName
@@ -249,7 +250,7 @@ class _DryRun:
         if step.kind in ("email", "sms") and not compiled.audience.consents(step.kind, partner, None, ctx):
             return _entry(step, due, "skipped", str(SkipReason.NO_CONSENT))
         job = Job(compiled.id, compiled.campaign, None, step, partner, pid, 0, 1, 1, due, compiled.tz,
-                  plan.templates_dir, plan.settings)
+                  plan.templates_dir, plan.settings, links=links_for(plan.settings.web, signer(plan.settings.web, offline=True)))
         effects = execute(job)
         if effects.status == "executed":
             return _entry(step, due, "would_execute", None, message=_message(step.kind, effects))

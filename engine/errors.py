@@ -10,6 +10,11 @@ class UnknownName(ValueError):
     """A campaign, partner or step that does not exist: the user's input is wrong (exit code 1)."""
 
 
+class ConfigError(Exception):
+    """engine.yaml asks for something the environment does not give, such as the signing key
+    that ``web.secret_env`` names (exit code 1, one line)."""
+
+
 class StoreError(Exception):
     """The store cannot be used: its server is unreachable, a driver is missing (exit code 1,
     one line: not a bug of the engine)."""

@@ -116,6 +116,7 @@ class EventsFile:
     events: list[Event]
     diagnostics: list[Diagnostic]
     duplicates: int
+    path: str = ""  # where the lines came from, as diagnostics name it
 
     @property
     def ok(self) -> bool:
@@ -147,7 +148,7 @@ def read_events(path: str, text: str, tz: tzinfo) -> EventsFile:
         else:
             seen.add(result.id)
             events.append(result)
-    return EventsFile(events, diagnostics, duplicates)
+    return EventsFile(events, diagnostics, duplicates, path)
 
 
 # --- one line ----------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from dsl.diagnostics import Diagnostic, SourceError, did_you_mean, error
 from dsl.source import Span
 
 from .compiled import CompiledWorkspace
-from .events import CONSENT, ENGAGEMENT, Event, read_events, read_text
+from .events import CONSENT, ENGAGEMENT, Event, EventsFile, read_events, read_text
 from .partners import PartnerBook
 from .store import Store
 
@@ -53,22 +53,39 @@ def import_events(store: Store, plan: CompiledWorkspace, book: PartnerBook, path
     except OSError as exc:
         raise SourceError([error(Span(str(path), 1, 1), f"cannot read the events file: {exc.strerror or exc}")]) from None
     parsed = read_events(str(path), text, plan.tz)
+    return record_events(store, plan, book, parsed, at, user, file=_printable(str(path)))
+
+
+def record_events(store: Store, plan: CompiledWorkspace, book: PartnerBook, parsed: EventsFile, at: datetime,
+                  user: str = "engine", *, all_or_nothing: bool = False, audit: bool = True,
+                  **logged: Any) -> EventImport:
+    """Store the good events of ``parsed`` in one transaction, written to the audit log as
+    ``events.import`` with ``logged`` (the file's name, or where a web request came from), unless
+    not ``audit`` (an open or click from a link in a message). ``all_or_nothing`` (the web API):
+    one bad event, read or resolved, stores none of them."""
     result = EventImport(duplicates=parsed.duplicates, diagnostics=list(parsed.diagnostics))
+    if all_or_nothing and result.diagnostics:
+        return result
     with store.transaction():
+        resolved_events = []
         for event in parsed.events:
             resolved = _resolve(store, plan, event)
             if isinstance(resolved, str):
-                result.diagnostics.append(error(Span(str(path), event.line, 1), resolved))
-                continue
-            event, channel = resolved
+                result.diagnostics.append(error(Span(parsed.path, event.line, 1), resolved))
+            else:
+                resolved_events.append(resolved)
+        if all_or_nothing and result.diagnostics:
+            return result
+        for event, channel in resolved_events:
             pending = event.type not in ENGAGEMENT and event.type not in CONSENT
             if not store.add_event(event, pending, at):
                 result.duplicates += 1
                 continue
             result.imported += 1
             _apply(store, plan, book, event, channel)
-        store.log(at, user, "events.import", None, file=_printable(str(path)), imported=result.imported,
-                  duplicates=result.duplicates, errors=len(result.diagnostics))
+        if audit:
+            store.log(at, user, "events.import", None, **logged, imported=result.imported,
+                      duplicates=result.duplicates, errors=len(result.diagnostics))
     result.diagnostics.sort(key=lambda d: (d.span.line, d.span.col))
     return result
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Mapping, Sequence
 
-from campaigns.enrollment import (CURRENT, Operation, Refused, Status, StepStatus, after_resume, current_status,
+from campaigns.enrollment import (CURRENT, NotAllowed, Operation, Refused, Status, StepStatus, after_resume, current_status,
                                   PastEnrollment, position_after, step_transition, transition)
 from dsl.diagnostics import did_you_mean
 from dsl.runtime import Context
@@ -66,6 +66,7 @@ ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "operate": ("operate campaigns", ("marketing",)),
     "events.import": ("import events", ("events", "marketing")),
     "popup.read": ("mark pop-ups read", ("marketing", "events")),
+    "read": ("read campaigns and partners through the API", ("marketing", "events", "viewer")),
 }
 
 
@@ -79,13 +80,13 @@ def resolve_user(plan: CompiledWorkspace, user: str | None, action: str = "opera
     if not users:
         return name or getpass.getuser()
     if not name:
-        raise Refused(f"engine.yaml lists users: say who you are with --as USER (one of {', '.join(sorted(users))})")
+        raise NotAllowed(f"engine.yaml lists users: say who you are with --as USER (one of {', '.join(sorted(users))})")
     if name not in users:
-        raise Refused(f"unknown user '{name}'{did_you_mean(name, list(users))}: engine.yaml lists {', '.join(sorted(users))}")
+        raise NotAllowed(f"unknown user '{name}'{did_you_mean(name, list(users))}: engine.yaml lists {', '.join(sorted(users))}")
     held = users[name].roles
     if not any(role in held for role in roles):
         needed = " or ".join(f"the {role} role" for role in roles)
-        raise Refused(f"user '{name}' may not {what}: that needs {needed} "
+        raise NotAllowed(f"user '{name}' may not {what}: that needs {needed} "
                       f"(they have {', '.join(held) or 'no roles'})")
     return name
 

@@ -29,6 +29,7 @@ from campaigns.model import Activity, Campaign, Email, Letter, Popup, Settings, 
 from dsl.templates import TemplateError, render_file, render_inline
 
 from .clock import iso
+from .links import Links, decorate
 
 DEFAULT_LANGUAGE = "default"
 LETTER_COLUMNS = ("id", "campaign", "step", "partner", "at", "language", "body")
@@ -54,6 +55,7 @@ class Job:
     settings: Settings
 
     kind: str = ""  # the step's (worked out when not given)
+    links: Links | None = None  # signed links for messages (engine.yaml's web.base_url)
     message_id: str = field(init=False)  # stable: the same enrollment, step and run always give the same id
     stamp: str = field(init=False)  # ``at`` as records store it
 
@@ -113,7 +115,11 @@ def variables(job: Job) -> dict[str, Any]:
         "step": {"id": job.step.id, "kind": job.kind},
         "now": local,
         "today": local.date(),
+        **(job.links.variables(job.message_id) if job.links is not None else NO_LINKS),
     }
+
+
+NO_LINKS = {"unsubscribe_url": "", "preferences_url": ""}
 
 
 def _language(job: Job, translations: Mapping[str, Any]) -> tuple[str, Any | None]:
@@ -160,7 +166,8 @@ def _email(job: Job, email: Email) -> Effects:
     if bcc:
         record["bcc"] = bcc
     html = bool(template) and template.lower().removesuffix(".j2").endswith((".html", ".htm"))
-    return Effects("executed", messages=(record,), detail={"message": job.message_id}, html=html)
+    return Effects("executed", messages=(decorate(record, job.links, html),), detail={"message": job.message_id},
+                   html=html)
 
 
 def _sms(job: Job, sms: Sms) -> Effects:

@@ -67,6 +67,7 @@ from .clock import aware, from_iso, iso
 from .compiled import CompiledCampaign, CompiledWorkspace
 from .partners import PartnerBook, import_partners
 from .delivery import Transports, deliver
+from .links import links_for, require_signer
 from .locks import lock_error, snapshot
 from .monitor import check_monitors
 from .steps import Effects, Job, execute
@@ -84,17 +85,20 @@ FAILING_RENDERS_SECONDS = 5.0  # CPU a campaign's failing steps may take in one 
 
 
 def tick(store: Store, plan: CompiledWorkspace, book: PartnerBook, at: datetime,
-         using: Transports | None = None) -> TickReport:
+         using: Transports | None = None, *, offline: bool = False) -> TickReport:
     """One tick at ``at``; messages go through ``using`` (default: the transports engine.yaml
-    configures)."""
-    return Tick(store, plan, book, aware(at), using).run()
+    configures). ``offline`` (a simulation) signs the links in messages with a key no server
+    accepts, so it needs no secret."""
+    return Tick(store, plan, book, aware(at), using, offline=offline).run()
 
 
 class Tick:
     def __init__(self, store: Store, plan: CompiledWorkspace, book: PartnerBook, at: datetime,
-                 using: Transports | None = None):
+                 using: Transports | None = None, *, offline: bool = False):
         self.store, self.plan, self.book, self.at = store, plan, book, at
         self.using = using
+        web = plan.settings.web
+        self.links = links_for(web, require_signer(web, offline))  # MissingSecret: nothing has run yet
         self.report = TickReport(at, diagnostics=list(plan.workspace.errors))
         self.running: list[str] = []  # campaigns that run: loaded without errors and active
         self._failing_time: Counter = Counter()  # campaign → CPU seconds its failed steps took
@@ -586,7 +590,8 @@ class Tick:
         if compiled.id not in self._numbers:
             self._numbers[compiled.id] = self.store.campaign_number(compiled.id)
         job = Job(compiled.id, compiled.campaign, self._numbers[compiled.id], step, partner, e.partner,
-                  e.id, e.number, run, due, compiled.tz, self.plan.templates_dir, self.plan.settings, kind)
+                  e.id, e.number, run, due, compiled.tz, self.plan.templates_dir, self.plan.settings, kind,
+                  links=self.links)
         began = time.thread_time()
         effects = execute(job)
         if effects.status == "failed":

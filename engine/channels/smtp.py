@@ -14,7 +14,7 @@ yielded one message at a time (see :mod:`engine.channels`).
 
 from __future__ import annotations
 
-import hashlib
+import base64
 import os
 import re
 import smtplib
@@ -31,6 +31,8 @@ from campaigns.model import Channel
 from . import FAILED, RETRY, SENT, Outcome, Outgoing
 
 TIMEOUT = 30
+MESSAGE_HEADER = "X-Campaign-Message"  # the engine message id, for ESP events that quote headers
+READABLE = 60  # characters of the engine id shown in a Message-ID
 
 
 class SmtpTransport:
@@ -120,6 +122,9 @@ def build_message(message: Outgoing, sender: str) -> EmailMessage:
     email["Date"] = formatdate(datetime.fromisoformat(record["at"]).timestamp(), usegmt=True)
     email["X-Campaign"] = record["campaign"]
     email["X-Campaign-Step"] = record["step"]
+    email[MESSAGE_HEADER] = message.id
+    for name, value in (record.get("headers") or {}).items():  # List-Unsubscribe, ... (engine.links)
+        email[name] = value
     body = record.get("body") or ""
     if message.html:
         email.set_content(html_to_text(body))
@@ -130,11 +135,27 @@ def build_message(message: Outgoing, sender: str) -> EmailMessage:
 
 
 def message_id(engine_id: str, sender: str) -> str:
-    """``<readable.part.hash@domain>``: the same engine id always gives the same header."""
-    readable = re.sub(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+", ".", engine_id).strip(".")
-    digest = hashlib.sha256(engine_id.encode()).hexdigest()[:12]
+    """``<readable.part.ENCODED@domain>``: the same engine id always gives the same header, a
+    person reading a mail log sees which message it was, and :func:`engine_id_of` gets the
+    engine id back from the header that an ESP's event quotes (the last part is the id itself,
+    base64url, so that nothing has to be looked up)."""
+    readable = re.sub(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+", ".", engine_id).strip(".")[:READABLE]
+    encoded = base64.urlsafe_b64encode(engine_id.encode()).decode().rstrip("=")
     domain = sender.rpartition("@")[2] or "campaign-engine.local"
-    return f"<{readable}.{digest}@{domain}>"
+    return f"<{readable}.{encoded}@{domain}>"
+
+
+def engine_id_of(header: str) -> str | None:
+    """The engine message id inside a ``Message-ID`` this engine made, else None."""
+    local = header.strip().removeprefix("<").removesuffix(">").rpartition("@")[0]
+    encoded = local.rpartition(".")[2]
+    if not encoded or not re.fullmatch(r"[A-Za-z0-9_-]+", encoded):
+        return None
+    try:
+        engine_id = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return engine_id if message_id(engine_id, "x@" + header.rpartition("@")[2].rstrip(">")) == header.strip() else None
 
 
 def bcc_list(bcc: str | list[str] | None) -> list[str]:

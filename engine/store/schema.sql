@@ -219,3 +219,13 @@ CREATE TABLE IF NOT EXISTS log (
     detail   TEXT NOT NULL                   -- JSON
 );
 CREATE INDEX IF NOT EXISTS log_campaign ON log (campaign, seq);
+
+CREATE TABLE IF NOT EXISTS api_keys (
+    id           TEXT PRIMARY KEY,           -- the key's public part: ek_<id>_<secret>
+    user         TEXT NOT NULL,              -- who the key acts as (engine.yaml's users), with their roles
+    salt         TEXT NOT NULL,              -- hex, random per key
+    hash         TEXT NOT NULL,              -- hex scrypt of the secret with the salt: never the key itself
+    created_at   TEXT NOT NULL,
+    last_used_at TEXT,                       -- recorded at most about once a minute
+    revoked_at   TEXT                        -- refused from then on
+);

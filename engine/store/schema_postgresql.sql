@@ -232,6 +232,16 @@ CREATE TABLE IF NOT EXISTS log (
 );
 CREATE INDEX IF NOT EXISTS log_campaign ON log (campaign, seq);
 
+CREATE TABLE IF NOT EXISTS api_keys (
+    id           TEXT COLLATE "C" PRIMARY KEY,
+    "user"       TEXT COLLATE "C" NOT NULL,
+    salt         TEXT COLLATE "C" NOT NULL,
+    hash         TEXT COLLATE "C" NOT NULL,
+    created_at   TEXT COLLATE "C" NOT NULL,
+    last_used_at TEXT COLLATE "C",
+    revoked_at   TEXT COLLATE "C"
+);
+
 -- Columns added after a table's first version.
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_by TEXT COLLATE "C";
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_at TEXT COLLATE "C";

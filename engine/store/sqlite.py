@@ -26,6 +26,7 @@ from .processes import process_alive, this_process
 SCHEMA = (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
 CURRENT = ("scheduled", "active", "paused")
 BUSY_TIMEOUT = 60.0  # seconds a statement waits for another process's write lock before "busy"
+TOUCH_WAIT = 0.25  # seconds recording a key's last use waits for a write lock before giving up
 PARTNER_REVISION = "partners.revision"  # meta key: the latest import that changed anything
 
 
@@ -75,6 +76,7 @@ class StepRun:
 _ACTIVITY_KEYS = ("id", "campaign", "step", "partner", "kind", "assignee", "subject", "responses", "status",
                   "created_at", "response", "result", "responded_at", "answers", "duration")
 _POPUP_KEYS = ("id", "campaign", "step", "partner", "pages", "title", "body", "language", "created_at", "read_at")
+_API_KEY_KEYS = ("id", "user", "salt", "hash", "created_at", "last_used_at", "revoked_at")
 
 
 @dataclass(frozen=True)
@@ -945,6 +947,52 @@ class SQLiteStore:
                     "partner": p, "detail": json.loads(detail)}
                    for seq, at, user, action, c, number, p, detail in self.db.execute(sql, params)]
         return entries[-limit:] if limit else entries
+
+    # --- API keys (engine.apikeys) -----------------------------------------------------------
+
+    def add_api_key(self, key_id: str, user: str, salt: str, digest: str, at: datetime) -> None:
+        """A new key: its id, its user, and the salt and scrypt hash of its secret (hex), never
+        the key. ``sqlite3.IntegrityError`` when the id is taken."""
+        self.db.execute("INSERT INTO api_keys (id, user, salt, hash, created_at) VALUES (?, ?, ?, ?, ?)",
+                        (key_id, user, salt, digest, iso(at)))
+
+    def api_key(self, key_id: str) -> dict | None:
+        found = self._rows("api_keys", _API_KEY_KEYS, {"id": key_id}, ())
+        return found[0] if found else None
+
+    def api_keys(self) -> list[dict]:
+        """Every key, revoked ones too, oldest first."""
+        return self._rows("api_keys", _API_KEY_KEYS, {}, ())
+
+    def revoke_api_key(self, key_id: str, at: datetime) -> bool:
+        """False when there is no such key or it was revoked already (the first revocation's
+        time stays)."""
+        cursor = self.db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                                 (iso(at), key_id))
+        return cursor.rowcount == 1
+
+    def touch_api_key(self, key_id: str, at: datetime) -> bool:
+        """Record a key's last use; False when nothing was recorded (a later use is recorded
+        already, or the store was busy). A hint for `engine apikey list`, so a request does not
+        queue behind a tick for it: one statement of its own, which waits for another process's
+        write lock only :data:`TOUCH_WAIT` seconds, then gives up (the next use tries again)."""
+        if self._depth:
+            return self._touch_api_key(key_id, at)
+        self.db.execute(f"PRAGMA busy_timeout={int(TOUCH_WAIT * 1000)}")
+        try:
+            return self._touch_api_key(key_id, at)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return False
+            raise
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+
+    def _touch_api_key(self, key_id: str, at: datetime) -> bool:
+        """The last use moves forward only: concurrent requests may record theirs in any order."""
+        cursor = self.db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ? "
+                                 "AND (last_used_at IS NULL OR last_used_at < ?)", (iso(at), key_id, iso(at)))
+        return cursor.rowcount == 1
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"

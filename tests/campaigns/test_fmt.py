@@ -76,7 +76,8 @@ def comments(text: str) -> list[str]:
                 quote = ch
             i += 1
         head = line[:value_end].rstrip() if value_end is not None else line.rstrip()
-        if quote is None and re.search(r"(^|[\s:-])[|>][0-9+-]*$", head):
+        # a block scalar's header is the whole value (`key: |`, `- >-`), not a `>` ending a plain one
+        if quote is None and re.search(r"(^|:\s+|(^|\s)-\s+)[|>][0-9+-]*$", head.lstrip()):
             block_parent = key_col
     return found
 

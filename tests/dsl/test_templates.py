@@ -332,7 +332,8 @@ def test_environment_is_cached_per_directory_and_sandboxed(tmp_path):
     env = environment(tmp_path)
     assert env is environment(str(tmp_path)) and env is not environment(None)
     assert isinstance(env, SandboxedEnvironment) and env.undefined is StrictUndefined
-    assert templates.TEMPLATE_NAMES == ("partner", "campaign", "step", "now", "today")
+    assert templates.TEMPLATE_NAMES == ("partner", "campaign", "step", "now", "today", "unsubscribe_url",
+                                        "preferences_url")
 
 
 # Inline templates of text and `{{ name.field }}` only skip jinja's rendering machinery: the same

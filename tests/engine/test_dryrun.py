@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -43,6 +44,11 @@ def file_hash(root: Path, campaign: str) -> str:
 
 def by_partner(result: dict) -> dict[str, dict]:
     return {p["partner"]: p for p in result["partners"]}
+
+
+def unsigned(text: str) -> str:
+    """A body with the MAC of each signed link masked (the payload, naming the message, kept)."""
+    return re.sub(r"(/[upoc]/[A-Za-z0-9_-]+)\.[A-Za-z0-9_-]+", r"\1.MAC", text)
 
 
 def by_step(partner: dict) -> dict[str, dict]:
@@ -160,7 +166,8 @@ def test_the_dry_run_shows_what_the_tick_sends(root: Path, make_engine) -> None:
             predicted = steps[step_id]
             assert predicted["status"] == "would_execute" and predicted["at"] == message["at"]
             assert predicted["message"]["language"] == message["language"]
-            assert predicted["message"].get("text", predicted["message"].get("body")) == message["body"]
+            predicted_body = predicted["message"].get("text", predicted["message"].get("body"))
+            assert unsigned(predicted_body) == unsigned(message["body"])  # the dry run signs with a placeholder key
             if message["channel"] == "email":
                 assert predicted["message"]["subject"] == message["subject"]
                 assert predicted["message"]["to"] == message["to"]

@@ -58,6 +58,7 @@ from .generators import (
     Command,
 )
 
+SIGNING = {"ENGINE_SECRET": "fuzz-signing-key"}  # the examples' web.base_url: their ticks sign links
 DEFAULT_TIMEOUT = float(os.environ.get("ENGINE_FUZZ_TIMEOUT", "20"))
 DEFAULT_MEMORY_MB = int(os.environ.get("ENGINE_FUZZ_MEMORY_MB", "1024"))
 OUTPUT_LIMIT = 256 * 1024 * 1024
@@ -350,7 +351,7 @@ class Runner:
         again: list[Failure] = []
         code_root = str(Path(__import__("engine").__file__).resolve().parents[1])
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "PYTHON"))}
-        env.update({"PYTHONPATH": code_root, "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"})
+        env.update({"PYTHONPATH": code_root, "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", **SIGNING})
         limit = self.memory_mb * 1024 * 1024 + 1024 * 1024 * 1024  # a fresh interpreter's own share, generously
         for i, command in enumerate(case.commands):
             before = control_count(case_dir / WS) if command.control else None
@@ -445,6 +446,7 @@ def _child(argv: list[str], case_dir: Path, out_path: Path, err_path: Path, limi
         for name in list(os.environ):
             if name.startswith("ENGINE_"):
                 del os.environ[name]
+        os.environ.update(SIGNING)
         os.environ.update(env)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)

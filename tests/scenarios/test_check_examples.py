@@ -22,6 +22,8 @@ EXPECTED_BROKEN = """\
 campaigns/demo-invite.yaml:1:1: error: active campaign demo-invite has no description: add `description:` saying what it is for, or set `active: false` while it is a draft
 campaigns/demo-invite.yaml:1:1: warning: campaign demo-invite was never run through `engine test` in its current form
 campaigns/demo-invite.yaml:5:33: warning: '<' with null is always false; to test for a missing value use == null
+campaigns/demo-invite.yaml:8:5: warning: engine.yaml sets no web.base_url: this email carries no one-click unsubscribe (List-Unsubscribe) and no open or click tracking
+campaigns/demo-invite.yaml:8:39: warning: this marketing email has no unsubscribe link: add {{ unsubscribe_url }} to its body
 campaigns/not-yaml.yaml:4:6: error: invalid YAML: did not find expected ',' or ']'
 campaigns/onboarding.yaml:1:1: warning: campaign onboarding was never run through `engine test` in its current form
 campaigns/onboarding.yaml:6:68: error: unknown field 'countyr' of partner; did you mean 'country'?
@@ -30,7 +32,9 @@ campaigns/onboarding.yaml:8:26: error: cannot compare number with string
 campaigns/onboarding.yaml:9:16: error: unknown function 'lenght'; did you mean 'len'?
 campaigns/onboarding.yaml:10:25: error: unknown group 'summit-2025'; did you mean 'summit-2026'?
 campaigns/onboarding.yaml:13:24: error: syntax error: unexpected end of expression
+campaigns/onboarding.yaml:18:5: warning: engine.yaml sets no web.base_url: this email carries no one-click unsubscribe (List-Unsubscribe) and no open or click tracking
 campaigns/onboarding.yaml:19:29: error: undefined template variable 'parnter'; did you mean 'partner'?
+campaigns/onboarding.yaml:20:17: warning: this marketing email has no unsubscribe link: add {{ unsubscribe_url }} to its body
 campaigns/onboarding.yaml:23:22: error: unknown step 'welcom' in this campaign; did you mean 'welcome'?
 campaigns/onboarding.yaml:28:53: error: unknown follow-up campaign 'demo-invit'; did you mean 'demo-invite'?
 campaigns/onboarding.yaml:30:9: error: duplicate step id 'welcome' (first used on line 17)
@@ -68,7 +72,7 @@ def test_the_broken_workspace_reports_every_mistake_at_its_position() -> None:
     assert result.returncode == 1
     headlines = [line.removeprefix("examples/broken/") for line in result.stdout.splitlines() if line.startswith("examples/")]
     assert headlines == EXPECTED_BROKEN
-    assert result.stdout.rstrip().endswith("24 errors, 3 warnings")
+    assert result.stdout.rstrip().endswith("24 errors, 7 warnings")
     assert "Traceback" not in result.stdout + result.stderr
 
 

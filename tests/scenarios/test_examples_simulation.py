@@ -19,10 +19,13 @@ July 2026, worked out by hand from examples/partners.csv and the campaign files:
 from __future__ import annotations
 
 import os
+import re
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
+
+from engine.links import Signed, Signer
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -119,6 +122,53 @@ def test_a_second_tick_at_the_same_time_does_nothing(make_engine):
     report = engine.tick("2026-08-01T00:00")
     assert (report.enrolled, report.executed, report.skipped, report.finished) == (0, 0, 0, 0)
     assert sends(engine) == before
+
+
+def test_the_first_emails_carry_signed_unsubscribe_links_and_html_tracking(make_engine):
+    """engine.yaml sets web.base_url (SPEC §12): the welcome emails of the first tick carry
+    List-Unsubscribe headers, their bodies the same unsubscribe link, and the HTML ones (English
+    and Finnish templates) click redirects and an open pixel; the Swedish inline body is plain
+    text, so it is not tracked. Every token is signed with the tests' ENGINE_SECRET."""
+    engine = make_engine(EXAMPLES, at="2026-07-01T00:00")
+    engine.tick()
+    base = "http://127.0.0.1:8080"
+    signer = Signer(os.environ["ENGINE_SECRET"].encode())
+
+    def token(kind: str, url: str) -> Signed | None:
+        assert url.startswith(f"{base}/{kind}/"), url
+        return signer.read(kind, url.removeprefix(f"{base}/{kind}/"))
+
+    welcomes = {m["partner"]: m for m in engine.sent("email") if m["step"] == "welcome"}
+    assert len(welcomes) == 21
+    for message in welcomes.values():
+        headers = message["headers"]
+        assert headers["List-Unsubscribe"].startswith(f"<{base}/u/")
+        assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        unsubscribe, mailto = headers["List-Unsubscribe"].split(", ")
+        assert mailto == "<mailto:unsubscribe@example.com?subject=unsubscribe>"
+        assert token("u", unsubscribe.strip("<>")) == Signed(message["id"])
+        assert unsubscribe.strip("<>") in message["body"]  # the footer links to the same address
+
+    for partner, language in (("p013", "default"), ("p001", "fi")):  # welcome.html.j2, welcome.fi.html.j2
+        message = welcomes[partner]
+        body = message["body"]
+        assert message["language"] == language
+        assert "portal.example.com" not in body  # the portal link goes through the redirect
+        hrefs = {kind: [h for h in re.findall(r'href="([^"]+)"', body) if h.startswith(f"{base}/{kind}/")]
+                 for kind in ("c", "u", "p")}
+        assert sum(map(len, hrefs.values())) == body.count("href=")  # every link is one of ours now
+        portal = Signed(message["id"], "https://portal.example.com/")
+        assert [token("c", href) for href in hrefs["c"]] == [portal]
+        assert [token("u", href) for href in hrefs["u"]] == [Signed(message["id"])]  # not redirected
+        assert [token("p", href) for href in hrefs["p"]] == [Signed(message["id"])]
+        (pixel,) = re.findall(r'<img src="([^"]+)"', body)
+        assert token("o", pixel) == Signed(message["id"])
+        assert body.index(pixel) < body.index("</body>")
+
+    swedish = welcomes["p005"]  # an inline text body: its link as written, no pixel
+    assert swedish["language"] == "sv" and "<img" not in swedish["body"]
+    unsubscribe = swedish["headers"]["List-Unsubscribe"].split(", ")[0].strip("<>")
+    assert swedish["body"].endswith(f"\n\nAvsluta prenumerationen: {unsubscribe}\n")
 
 
 def _steps(engine) -> list[tuple]:

@@ -1,0 +1,165 @@
+"""Links inside messages (SPEC §12): signed tokens, List-Unsubscribe headers, the open pixel and
+click redirects.
+
+A token is ``PAYLOAD.MAC``, both base64url without padding: the payload is the message id (and,
+for a click, NUL and the link), the MAC is HMAC-SHA256 over the token's kind (``u`` unsubscribe,
+``p`` preferences, ``o`` open, ``c`` click), NUL and the payload. So a token names one message
+(and one link of it), and a pixel token cannot be replayed as an unsubscribe.
+
+A token is checked by making it again from its payload and comparing the two strings in constant
+time: any changed character, including one in the spare bits of base64's last character, fails
+the check. Nothing is stored per link: a click token carries its link, and only links that were
+in the message (signed when it was rendered) can be redirected to.
+
+The key is the value of the environment variable that ``web.secret_env`` names. A simulation or
+``engine test`` signs with :data:`OFFLINE_KEY`: its links look real but no server accepts them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from campaigns.model import Web
+
+from .errors import ConfigError
+
+OFFLINE_KEY = b"offline: links in a simulation are never valid"
+ONE_CLICK = "List-Unsubscribe=One-Click"  # RFC 8058
+UNSUBSCRIBE, PREFERENCES, OPEN, CLICK = "u", "p", "o", "c"
+_KINDS = {UNSUBSCRIBE, PREFERENCES, OPEN, CLICK}
+
+
+class MissingSecret(ConfigError):
+    """``web.base_url`` is set but the signing key is not in the environment."""
+
+
+@dataclass(frozen=True)
+class Signed:
+    message: str
+    link: str | None = None
+
+
+@dataclass(frozen=True)
+class Signer:
+    key: bytes
+
+    def token(self, kind: str, message: str, link: str | None = None) -> str:
+        payload = message if link is None else f"{message}\0{link}"
+        return self._token(kind, payload.encode())
+
+    def read(self, kind: str, token: str) -> Signed | None:
+        """What a token of this kind names, or None when it is not one we signed."""
+        if kind not in _KINDS or token.count(".") != 1 or not token.isascii():
+            return None
+        encoded = token.partition(".")[0]
+        try:
+            payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+            text = payload.decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not hmac.compare_digest(self._token(kind, payload).encode(), token.encode()):
+            return None
+        message, separator, link = text.partition("\0")
+        return Signed(message, link if separator else None)
+
+    def _token(self, kind: str, payload: bytes) -> str:
+        mac = hmac.new(self.key, kind.encode() + b"\0" + payload, hashlib.sha256).digest()
+        return f"{_b64(payload)}.{_b64(mac)}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def signer(web: Web, offline: bool = False) -> Signer | None:
+    """The workspace's signer; None when messages carry no links (no ``web.base_url``)."""
+    if offline:
+        return Signer(OFFLINE_KEY)
+    secret = os.environ.get(web.secret_env, "")
+    if not secret:
+        return None
+    return Signer(secret.encode())
+
+
+def require_signer(web: Web, offline: bool = False) -> Signer | None:
+    """The signer a tick needs: None without ``base_url``; refused when the key is missing, since
+    marketing email without a working unsubscribe link must not go out."""
+    if not web.base_url:
+        return None
+    found = signer(web, offline)
+    if found is None:
+        raise MissingSecret(f"engine.yaml sets web.base_url, so every email carries signed links: set the "
+                            f"environment variable {web.secret_env} (web.secret_env) to the signing key")
+    return found
+
+
+@dataclass(frozen=True)
+class Links:
+    """The links of one message: what its template may use and what its record carries."""
+
+    base_url: str
+    signer: Signer
+    tracking: bool
+    mailto: str | None
+
+    def url(self, kind: str, message: str, link: str | None = None) -> str:
+        return f"{self.base_url}/{kind}/{self.signer.token(kind, message, link)}"
+
+    def variables(self, message: str) -> dict[str, str]:
+        return {"unsubscribe_url": self.url(UNSUBSCRIBE, message),
+                "preferences_url": self.url(PREFERENCES, message)}
+
+    def headers(self, message: str) -> dict[str, str]:
+        targets = [f"<{self.url(UNSUBSCRIBE, message)}>"]
+        if self.mailto:
+            targets.append(f"<mailto:{self.mailto}?subject=unsubscribe>")
+        return {"List-Unsubscribe": ", ".join(targets), "List-Unsubscribe-Post": ONE_CLICK}
+
+    def track(self, message: str, body: str) -> str:
+        """An HTML body with every http(s) link sent through the click redirect and the open
+        pixel added (before ``</body>``, else at the end). Our own links stay as they are."""
+        if not self.tracking:
+            return body
+
+        def redirect(match: re.Match) -> str:
+            link = html.unescape(match.group(3))
+            if link.startswith(self.base_url + "/") or not _trackable(link):
+                return match.group(0)
+            return f"{match.group(1)}{match.group(2)}{self.url(CLICK, message, link)}{match.group(2)}"
+
+        body = _HREF.sub(redirect, body)
+        pixel = (f'<img src="{self.url(OPEN, message)}" width="1" height="1" alt="" '
+                 f'style="display:block;border:0;width:1px;height:1px">')
+        end = body.lower().rfind("</body>")
+        return body[:end] + pixel + body[end:] if end >= 0 else body + pixel
+
+
+# An anchor's href with an absolute http(s) address, in either quotes.
+_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"'<>]*)\2""", re.IGNORECASE)
+
+
+def _trackable(link: str) -> bool:
+    return not any(ch.isspace() or ord(ch) < 32 or ch == "\0" for ch in link) and len(link) <= 2000
+
+
+def links_for(web: Web, signer_: Signer | None) -> Links | None:
+    if not web.base_url or signer_ is None:
+        return None
+    return Links(web.base_url, signer_, web.tracking, web.unsubscribe_mailto)
+
+
+def decorate(record: dict[str, Any], links: Links | None, html_body: bool) -> dict[str, Any]:
+    """An email's outbox record with its headers and, for HTML, its tracked body."""
+    if links is None:
+        return record
+    record["headers"] = links.headers(record["id"])
+    if html_body:
+        record["body"] = links.track(record["id"], record["body"])
+    return record
