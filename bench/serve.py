@@ -1,22 +1,25 @@
 """How many open-pixel hits and events-API posts per second does `engine serve` take, and how
 long does one wait?
 
-    python bench/serve.py [--requests 4000] [--clients 16] [--runs 3] [--store URL]
+    python bench/serve.py [--seconds 10] [--clients 16] [--runs 3] [--store URL] [--client wrk|asyncio]
 
 It builds a workspace of 200 partners with `web.base_url` set, ticks once so that each partner
 gets an HTML email (with its pixel), starts `engine serve --tick-every 0` as its own process on
-127.0.0.1, and sends it `--requests` requests from `--clients` concurrent clients (one asyncio
-httpx client, a bounded number of requests: never an open-ended loop):
+127.0.0.1, and loads it from `--clients` concurrent connections:
 
 * pixel: `GET /o/TOKEN` of the partners' messages, round robin (each hit stores an `opened`);
 * events: `POST /api/events`, one `opened` event each with its own id (each stores an event and
   writes the audit log).
 
-Each request is timed from send to the last byte; a run reports requests/s (requests over the
-wall time of the run) and the p50 and p99 latency. The figures are the median and the spread
-(min–max) of `--runs` runs against one server, after a warm-up of 200 requests, with the
-machine's load average at the start. The client runs on the same machine and takes CPU too:
-on 2 cores the figures are the server's rate with a client beside it, not its ceiling.
+The load comes from wrk (Debian's `wrk` package; scripts in bench/wrk/) for `--seconds` a run,
+or, where wrk is missing or with `--client asyncio`, from one asyncio httpx client sending a
+bounded number of requests. Either way nothing loops without an end. A run reports requests/s
+and the p50 and p99 latency; the figures are the median and the spread (min–max) of `--runs`
+runs against one server, after a warm-up, with the machine's load average at the start.
+
+The client shares the machine: httpx spends about twice the server's CPU on each request, so
+with `--client asyncio` on 2 cores the figure is the client's limit, not the server's; wrk
+spends a small fraction of it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -32,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -112,6 +117,19 @@ async def load(make_request, total: int, clients: int) -> tuple[float, list[floa
         return time.perf_counter() - began, latencies
 
 
+def wrk(script: str, base: str, seconds: float, clients: int, *args: str) -> dict:
+    """One wrk run: its figures, as the script's `done` prints them."""
+    done = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s", "--latency", "-s",
+                           str(ROOT / "bench" / "wrk" / script), base, "--", *args],
+                          capture_output=True, text=True, timeout=seconds + 60)
+    if done.returncode:
+        raise RuntimeError(f"wrk failed: {done.stderr.strip() or done.stdout.strip()}")
+    figures = json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
+    if figures["errors"] or figures["bad_status"]:
+        raise RuntimeError(f"wrk saw {figures['errors']} errors and {figures['bad_status']} bad statuses")
+    return figures
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
@@ -119,10 +137,13 @@ def percentile(values: list[float], p: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=4000, help="requests per run (default 4000)")
+    parser.add_argument("--seconds", type=float, default=10, help="seconds a wrk run lasts (default 10)")
+    parser.add_argument("--requests", type=int, default=4000, help="requests an asyncio run sends (default 4000)")
+    parser.add_argument("--client", choices=["wrk", "asyncio"], default="wrk" if shutil.which("wrk") else "asyncio",
+                        help="the load generator (default: wrk when installed)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
     parser.add_argument("--runs", type=int, default=3, help="runs per route (default 3)")
-    parser.add_argument("--store", help="a store URL (default: the workspace's SQLite file)")
+    parser.add_argument("--store", help="an empty PostgreSQL database's URL (default: the workspace's SQLite file)")
     args = parser.parse_args()
     load_average = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -134,8 +155,9 @@ def main() -> None:
         engine(root, "tick", "--at", "2026-07-01T09:00", env=env)
         urls = pixels(root)
         key = engine(root, "apikey", "create", "feed", env=env).strip()
+        log = (Path(tmp) / "serve.log").open("w")  # a file, not a pipe: a full pipe would stop the server
         server = subprocess.Popen([sys.executable, "-m", "engine", "-w", str(root), "serve", "--port", str(port),
-                                   "--tick-every", "0"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                   "--tick-every", "0"], env=env, stdout=log, stderr=log)
         try:
             base = f"http://127.0.0.1:{port}"
             for _ in range(300):
@@ -158,18 +180,30 @@ def main() -> None:
                         "partner": mid.split(":")[1], "message": mid}
                 return await client.post(f"{base}/api/events", json=body, headers=headers)
 
-            print(f"engine serve on {'PostgreSQL' if args.store else 'SQLite'}, {args.clients} clients, "
-                  f"{args.requests} requests a run, {args.runs} runs; load average at start "
-                  f"{load_average[0]:.2f} {load_average[1]:.2f} {load_average[2]:.2f}, {os.cpu_count()} cores")
-            for name, make in (("pixel  GET /o/TOKEN", pixel), ("events POST /api/events", event)):
-                asyncio.run(load(make, 200, args.clients))  # warm-up
+            how = (f"wrk, {args.seconds:g} s a run" if args.client == "wrk" else
+                   f"an asyncio httpx client, {args.requests} requests a run")
+            print(f"engine serve on {'PostgreSQL' if args.store else 'SQLite'}: {args.clients} connections from {how}, "
+                  f"{args.runs} runs; load average at start {load_average[0]:.2f} {load_average[1]:.2f} "
+                  f"{load_average[2]:.2f}, {os.cpu_count()} cores")
+            paths = Path(tmp) / "pixels.txt"
+            paths.write_text("".join(urlsplit(u).path + "\n" for u in urls))
+            messages = Path(tmp) / "messages.txt"
+            messages.write_text("".join(f"{m.split(':')[1]} {m}\n" for m in message_ids))
+            for name, make, script, extra in (("pixel  GET /o/TOKEN", pixel, "pixel.lua", [str(paths)]),
+                                              ("events POST /api/events", event, "events.lua", [str(messages), key])):
                 rates, p50s, p99s = [], [], []
-                for _ in range(args.runs):
+                for run in range(args.runs + 1):  # the first is the warm-up
                     run_id[0] += 1
-                    wall, latencies = asyncio.run(load(make, args.requests, args.clients))
-                    rates.append(args.requests / wall)
-                    p50s.append(percentile(latencies, 50) * 1000)
-                    p99s.append(percentile(latencies, 99) * 1000)
+                    if args.client == "wrk":
+                        seconds = 2 if run == 0 else args.seconds
+                        found = wrk(script, base, seconds, args.clients, *extra, *([str(run_id[0])] if script == "events.lua" else []))
+                        rate, p50, p99 = found["requests"] / found["seconds"], found["p50_ms"], found["p99_ms"]
+                    else:
+                        total = 200 if run == 0 else args.requests
+                        wall, latencies = asyncio.run(load(make, total, args.clients))
+                        rate, p50, p99 = total / wall, percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
+                    if run:
+                        rates.append(rate), p50s.append(p50), p99s.append(p99)
                 print(f"{name:24} {statistics.median(rates):7.0f} req/s ({min(rates):.0f}–{max(rates):.0f})   "
                       f"p50 {statistics.median(p50s):5.1f} ms ({min(p50s):.1f}–{max(p50s):.1f})   "
                       f"p99 {statistics.median(p99s):5.1f} ms ({min(p99s):.1f}–{max(p99s):.1f})")

@@ -18,7 +18,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from campaigns.enrollment import NotAllowed, Refused
 from dsl.diagnostics import SourceError
@@ -78,6 +79,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(UsageError)
     async def usage(request: Request, exc: UsageError) -> JSONResponse:
         return problem(422, str(exc))
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, exc: ClientDisconnect) -> Response:
+        return Response(status_code=400)  # the client left before sending its body: nobody reads this
 
     @app.exception_handler(RequestValidationError)
     async def validation(request: Request, exc: RequestValidationError) -> JSONResponse:
