@@ -135,7 +135,7 @@ async def ses(request: Request, user: User) -> dict[str, Any]:
 
 
 def _campaign_ids(engine: Engine) -> list[str]:
-    return sorted(engine.plan.workspace.files)
+    return sorted(set(engine.plan.workspace.files) | set(engine.store.campaign_rows()))
 
 
 def _known_campaign(engine: Engine, campaign: str) -> None:
@@ -143,24 +143,36 @@ def _known_campaign(engine: Engine, campaign: str) -> None:
         raise UnknownName(f"unknown campaign '{campaign}'")
 
 
-def _campaign(engine: Engine, campaign: str, *, user: str, at) -> dict[str, Any]:
+def _campaign(engine: Engine, campaign: str, *, user: str, at, locks: dict | None = None) -> dict[str, Any]:
     resolve_user(engine.plan, user, "read")
     _known_campaign(engine, campaign)
     file = engine.plan.workspace.files.get(campaign)
     model = file.campaign if file is not None else None
-    trigger = model.trigger if model is not None else None
-    summary = engine.status(campaign=campaign)
-    stats = engine.stats(campaign, at) if campaign in engine.plan.campaigns else None
-    return {**summary,
-            "status": "draft" if model is None or not model.active else ("error" if file.diagnostics and
-                                                                          campaign not in engine.plan.campaigns else "active"),
-            "trigger": trigger.kind if trigger is not None else None,
+    runs = campaign in engine.plan.campaigns
+    stats = engine.stats(campaign, at) if runs else None
+    return {**engine.status(campaign=campaign),
+            "status": campaign_status(file is not None, runs, bool(model and model.active),
+                                      campaign in (locks if locks is not None else engine.store.locks())),
+            "trigger": model.trigger.kind if model is not None and model.trigger is not None else None,
             "in_campaign_pct": stats.get("in_campaign_pct") if stats else None,
             "alerts": engine.alerts(campaign, open_only=True)}
 
 
+def campaign_status(has_file: bool, runs: bool, active: bool, locked: bool) -> str:
+    """``removed`` (only the store knows it), ``error`` (its file has errors: it does not run),
+    ``draft`` (``active: false``), ``locked`` (a one-shot that started sending), else ``active``."""
+    if not has_file:
+        return "removed"
+    if not runs:
+        return "error" if active else "draft"
+    if not active:
+        return "draft"
+    return "locked" if locked else "active"
+
+
 def _campaigns(engine: Engine, *, user: str, at) -> dict[str, Any]:
-    return {"campaigns": [_campaign(engine, cid, user=user, at=at) for cid in _campaign_ids(engine)]}
+    locks = engine.store.locks()
+    return {"campaigns": [_campaign(engine, cid, user=user, at=at, locks=locks) for cid in _campaign_ids(engine)]}
 
 
 @router.get("/campaigns", summary="Every campaign with status, trigger, In-Campaign % and open alerts")

@@ -688,3 +688,23 @@ def test_webhook_down_keeps_sms_queued_and_delivers_them_once_it_is_back(tmp_pat
     engine.tick("2026-07-01T13:00:00Z")
     assert hook_server.keys() == Counter(dict.fromkeys(ids, 1))
     assert [body for _, body in sorted(hook_server.received, key=lambda r: r[1]["id"])] == [record_of(m) for m in outbox]
+
+
+def test_smtp_sends_the_list_unsubscribe_headers_and_the_message_header(tmp_path, make_engine, smtp_server):
+    """With web.base_url (SPEC §12): List-Unsubscribe (the signed link and the mailto) and
+    List-Unsubscribe-Post on the wire, as in the outbox record's ``headers``, and the message id
+    in X-Campaign-Message for ESP events."""
+    root = workspace(tmp_path, {"welcome": WELCOME}, partners_csv(("p1", "Anna", "en")), smtp_port=smtp_server.port,
+                     templates={"welcome.html.j2": WELCOME_HTML, "welcome.fi.html.j2": WELCOME_FI_HTML})
+    with (root / "engine.yaml").open("a", encoding="utf-8") as settings:
+        settings.write("web: {base_url: 'https://c.example', unsubscribe_mailto: leave@example.com}\n")
+    smtp_server.start()
+    engine = make_engine(root, at=T0)
+    engine.tick(T0)
+    (record,) = engine.outbox("email")
+    msg = smtp_server.mailbox.by_id()[message_id(record["id"], SENDER)].message
+    assert msg["List-Unsubscribe"] == record["headers"]["List-Unsubscribe"]
+    assert msg["List-Unsubscribe"].startswith("<https://c.example/u/")
+    assert msg["List-Unsubscribe"].endswith(", <mailto:leave@example.com?subject=unsubscribe>")
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg["X-Campaign-Message"] == record["id"]

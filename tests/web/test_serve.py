@@ -289,3 +289,18 @@ def test_an_sns_subscription_confirmation_is_logged_for_an_operator(tmp_path, st
         assert entry["user"] == "feed" and entry["detail"]["SubscribeURL"].startswith("https://sns.")
         assert site.api("POST", "/api/webhooks/ses", feed, content=b"{not json").status_code == 422
         assert site.api("POST", "/api/webhooks/sendgrid", feed, json={"event": "open"}).status_code == 422
+
+
+def test_campaigns_members_and_the_partner_list_read_like_the_cli(tmp_path, store_url):
+    with served(tmp_path, store_url) as site:
+        site.engine.tick()
+        bob = key_for(site, "bob")  # a viewer may read
+        (campaign,) = site.api("GET", "/api/campaigns", bob).json()["campaigns"]
+        assert (campaign["campaign"], campaign["status"], campaign["trigger"]) == ("welcome", "active", "audience")
+        assert campaign["enrollments"]["active"] == 2 and campaign["alerts"] == []
+        page = site.api("GET", "/api/campaigns/welcome/members?limit=1&offset=1", bob).json()
+        assert (page["total"], [m["partner"] for m in page["members"]]) == (2, ["p2"])
+        assert site.api("GET", "/api/campaigns/welcome/members?status=bogus", bob).status_code == 422
+        mine = site.api("GET", "/api/partners/p1/campaigns", bob).json()
+        assert [(e["campaign"], e["status"]) for e in mine["enrollments"]] == [("welcome", "active")]
+        assert site.api("GET", "/api/campaigns/welcome/stats", bob).json() == site.engine.stats("welcome")
