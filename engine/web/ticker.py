@@ -25,6 +25,7 @@ class Ticker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="engine-tick", daemon=True)
         self.ticks = 0
+        self.ticking = threading.Event()  # set while a tick runs
 
     def start(self) -> None:
         self._thread.start()
@@ -37,11 +38,14 @@ class Ticker:
     def _loop(self) -> None:
         with Engine.open(self.workspace, store=self.store, clock=self.clock) as engine:
             while not self._stop.is_set():
+                self.ticking.set()
                 try:
                     report = engine.tick()
                     self.ticks += 1
                     log.info("tick %s: %d enrolled, %d executed, %d failed", report.at.isoformat(),
                              report.enrolled, report.executed, report.failed)
-                except Exception as exc:  # reported; the next tick runs on time
+                except Exception as exc:  # noqa: BLE001 - reported; the next tick runs on time
                     log.error("tick failed: %s: %s", type(exc).__name__, exc)
+                finally:
+                    self.ticking.clear()
                 self._stop.wait(self.every.total_seconds())
