@@ -78,10 +78,11 @@ def mentions(text: str, name: str, templates_dir: str | Path | None, depth: int 
     if templates_dir is None or depth > 10:
         return False
     for included in meta.find_referenced_templates(ast):
-        path = Path(templates_dir, *split_template_path(included)) if isinstance(included, str) else None
-        try:
-            if path is not None and inside(path, templates_dir) and mentions(
-                    path.read_text(encoding="utf-8"), name, templates_dir, depth + 1):
+        if not isinstance(included, str):  # a name computed at render time: cannot be followed
+            continue
+        try:  # split_template_path refuses a name with `..` (TemplateNotFound): reported elsewhere
+            path = Path(templates_dir, *split_template_path(included))
+            if inside(path, templates_dir) and mentions(path.read_text(encoding="utf-8"), name, templates_dir, depth + 1):
                 return True
         except (OSError, UnicodeDecodeError, exceptions.TemplateNotFound):
             continue

@@ -32,6 +32,8 @@ def serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"engine serve needs the key that signs links and cookies: set the environment variable "
                           f"{web.secret_env} (engine.yaml's web.secret_env)")
     every = None if re.fullmatch(r"0+[smhdw]?", args.tick_every.strip()) else parse_every(args.tick_every)
+    if not args.host.strip():
+        raise UsageError("--host must not be empty (127.0.0.1: this machine only; 0.0.0.0: every interface)")
     if not 1 <= args.port <= 65535:
         raise UsageError(f"--port must be between 1 and 65535, not {args.port}")
     logging.basicConfig(level=logging.INFO, format="engine serve: %(message)s")
