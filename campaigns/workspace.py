@@ -312,7 +312,7 @@ def _body_text(variant: Located, context: _Context) -> str | None:
         path = context.templates_dir / variant.template
         try:
             return path.read_text(encoding="utf-8") if templates.inside(path, context.templates_dir) else None
-        except (OSError, UnicodeDecodeError):
+        except (OSError, ValueError):  # not there, not UTF-8, a NUL in the name: reported elsewhere
             return None
     body = getattr(variant, "body", None)
     return body if isinstance(body, str) else None

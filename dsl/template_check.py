@@ -69,22 +69,23 @@ def mentions(text: str, name: str, templates_dir: str | Path | None, depth: int 
     not parse, or a name that cannot be read, counts as not mentioning it: its own error is
     reported elsewhere."""
     env = environment(templates_dir)
-    try:
+    try:  # find_undeclared_variables compiles: an unknown filter raises there, not in parse
         ast = env.parse(text)
-    except exceptions.TemplateSyntaxError:
+        if name in meta.find_undeclared_variables(ast):
+            return True
+        referenced = list(meta.find_referenced_templates(ast))
+    except exceptions.TemplateError:
         return False
-    if name in meta.find_undeclared_variables(ast):
-        return True
     if templates_dir is None or depth > 10:
         return False
-    for included in meta.find_referenced_templates(ast):
+    for included in referenced:
         if not isinstance(included, str):  # a name computed at render time: cannot be followed
             continue
         try:  # split_template_path refuses a name with `..` (TemplateNotFound): reported elsewhere
             path = Path(templates_dir, *split_template_path(included))
             if inside(path, templates_dir) and mentions(path.read_text(encoding="utf-8"), name, templates_dir, depth + 1):
                 return True
-        except (OSError, UnicodeDecodeError, exceptions.TemplateNotFound):
+        except (OSError, ValueError, exceptions.TemplateNotFound):  # ValueError: undecodable text, a NUL
             continue
     return False
 

@@ -123,26 +123,52 @@ class Links:
         return {"List-Unsubscribe": ", ".join(targets), "List-Unsubscribe-Post": ONE_CLICK}
 
     def track(self, message: str, body: str) -> str:
-        """An HTML body with every http(s) link sent through the click redirect and the open
-        pixel added (before ``</body>``, else at the end). Our own links stay as they are."""
+        """An HTML body with the http(s) link of each ``<a href>`` (the first
+        :data:`MAX_TRACKED_LINKS`) sent through the click redirect, and the open pixel added
+        before ``</body>`` (else at the end). Our own links stay as they are. One pass over the
+        body, whatever it holds: a template's output is not trusted to be HTML."""
         if not self.tracking:
             return body
-
-        def redirect(match: re.Match) -> str:
-            link = html.unescape(match.group(3))
-            if link.startswith(self.base_url + "/") or not _trackable(link):
-                return match.group(0)
-            return f"{match.group(1)}{match.group(2)}{self.url(CLICK, message, link)}{match.group(2)}"
-
-        body = _HREF.sub(redirect, body)
+        parts: list[str] = []
+        done, tracked = 0, 0
+        for start, end in _anchor_tags(body):
+            if tracked == MAX_TRACKED_LINKS:
+                break
+            found = _HREF.search(body, start, end)
+            link = html.unescape(found.group(2)) if found else ""
+            if not found or link.startswith(self.base_url + "/") or not _trackable(link):
+                continue
+            parts += [body[done:found.start(2)], self.url(CLICK, message, link)]
+            done, tracked = found.end(2), tracked + 1
+        parts.append(body[done:])
+        body = "".join(parts)
         pixel = (f'<img src="{self.url(OPEN, message)}" width="1" height="1" alt="" '
                  f'style="display:block;border:0;width:1px;height:1px">')
         end = body.lower().rfind("</body>")
         return body[:end] + pixel + body[end:] if end >= 0 else body + pixel
 
 
-# An anchor's href with an absolute http(s) address, in either quotes.
-_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"'<>]*)\2""", re.IGNORECASE)
+MAX_TRACKED_LINKS = 1000  # links of one message sent through the click redirect; the rest stay as written
+# An href with an absolute http(s) address, in either quotes (searched inside one tag).
+_HREF = re.compile(r"""\bhref\s*=\s*(["'])(https?://[^"'<>]*)\1""", re.IGNORECASE)
+
+
+def _anchor_tags(body: str):
+    """(start, end) of each ``<a …>`` tag, in one pass: each search goes on after the last."""
+    lower, position = body.lower(), 0
+    while True:
+        start = lower.find("<a", position)
+        if start < 0:
+            return
+        after = lower[start + 2:start + 3]
+        if after and not (after.isspace() or after == ">"):  # <abbr>, <article>, ...
+            position = start + 2
+            continue
+        end = body.find(">", start)
+        if end < 0:
+            return
+        yield start, end
+        position = end + 1
 
 
 def _trackable(link: str) -> bool:

@@ -101,3 +101,13 @@ def test_the_message_id_header_gives_the_engine_id_back(engine_id):
 def test_a_header_of_someone_else_is_not_ours():
     assert engine_id_of("<14c5d75ce93.dfd.64b469@ismtpd-555>") is None
     assert engine_id_of("") is None and engine_id_of("<@>") is None
+
+
+def test_tracking_is_one_pass_whatever_the_body_holds():
+    links = Links("https://c.example", SIGNER, True, None)
+    many = "<a href='https://x.example/'>x</a>" * 1500
+    tracked = links.track("m", many)
+    assert tracked.count("https://c.example/c/") == 1000 and tracked.count("https://x.example/") == 500
+    for odd in ("<a" * 100_000, "<a " * 100_000, "<abbr href='https://x.example/'>", "<a href='https://x.example/"):
+        out = links.track("m", odd)  # no anchor to rewrite: the body as it was, and the pixel
+        assert out.startswith(odd) and out.count("<img") == 1
