@@ -63,14 +63,19 @@ async def _as(request: Request, user: str, work, *args: Any, **kwargs: Any) -> A
 # --- events and webhooks -----------------------------------------------------------------------
 
 
-def _events(engine: Engine, text: str, *, user: str, at, source: str) -> dict[str, Any]:
+def _events(engine: Engine, text: str, *, user: str, at, source: str, all_or_nothing: bool = True) -> dict[str, Any]:
+    """Store the events (the lines of ``text``). A client's batch is all or nothing (422 naming
+    every bad event); an ESP's is not: an event about a message this store does not have (a
+    store that was reset, another system's mail) must not make the provider retry the batch
+    forever, so it is skipped and counted in ``ignored``."""
     user = resolve_user(engine.plan, user, "events.import")
     parsed = read_events(source, text, engine.plan.tz)
-    result = record_events(engine.store, engine.plan, engine.book, parsed, at, user, all_or_nothing=True, source=source)
-    if result.diagnostics:
+    result = record_events(engine.store, engine.plan, engine.book, parsed, at, user,
+                           all_or_nothing=all_or_nothing, source=source)
+    if result.diagnostics and all_or_nothing:
         raise Invalid("the events were not stored: fix these and send them again",
                       [{"event": d.span.line, "message": d.message} for d in result.diagnostics])
-    return {"imported": result.imported, "duplicates": result.duplicates}
+    return {"imported": result.imported, "duplicates": result.duplicates, "ignored": len(result.diagnostics)}
 
 
 def _as_lines(raw: bytes, content_type: str) -> str:
@@ -83,8 +88,8 @@ def _as_lines(raw: bytes, content_type: str) -> str:
         return text
     try:
         body = json.loads(text)
-    except ValueError as exc:
-        raise Invalid(f"the body is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise Invalid(f"the body is not JSON: {_why(exc)}") from None
     items = body if isinstance(body, list) else [body]
     if not items:
         raise Invalid("no events in the body")
@@ -97,23 +102,28 @@ async def post_events(request: Request, user: User) -> dict[str, Any]:
     return await _as(request, user, _events, text, source="api")
 
 
+def _why(exc: BaseException) -> str:
+    return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+
+
 def _esp(engine: Engine, translation: esp.Translation, provider: str, *, user: str, at) -> dict[str, Any]:
-    stored = {"imported": 0, "duplicates": 0}
+    stored = {"imported": 0, "duplicates": 0, "ignored": 0}
     if translation.events:
         text = "\n".join(json.dumps(event, ensure_ascii=False) for event in translation.events)
-        stored = _events(engine, text, user=user, at=at, source=f"webhook:{provider}")
+        stored = _events(engine, text, user=user, at=at, source=f"webhook:{provider}", all_or_nothing=False)
     if translation.subscription is not None:
         user = resolve_user(engine.plan, user, "events.import")
         with engine.store.transaction():
             engine.store.log(at, user, "webhook.subscription", None, provider=provider, **translation.subscription)
-    return {**stored, "ignored": translation.ignored, "subscription": translation.subscription is not None}
+    return {**stored, "ignored": stored["ignored"] + translation.ignored,
+            "subscription": translation.subscription is not None}
 
 
 async def _webhook(request: Request, user: str, provider: str, translate) -> dict[str, Any]:
     try:
         payload = json.loads(await request.body())
-    except ValueError as exc:
-        raise Invalid(f"the body is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise Invalid(f"the body is not JSON: {_why(exc)}") from None
     try:
         translation = translate(payload)
     except esp.EspError as exc:

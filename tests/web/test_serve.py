@@ -210,8 +210,8 @@ def test_events_api_takes_one_a_list_or_ndjson_and_counts_an_id_once(tmp_path, s
         feed = key_for(site, "feed")
         message = next(m for m in emails(site) if m["partner"] == "p1")
         one = {"id": "e1", "type": "opened", "at": "2026-07-01T10:00:00Z", "partner": "p1", "message": message["id"]}
-        assert site.api("POST", "/api/events", feed, json=one).json() == {"imported": 1, "duplicates": 0}
-        assert site.api("POST", "/api/events", feed, json=[one]).json() == {"imported": 0, "duplicates": 1}
+        assert site.api("POST", "/api/events", feed, json=one).json() == {"imported": 1, "duplicates": 0, "ignored": 0}
+        assert site.api("POST", "/api/events", feed, json=[one]).json() == {"imported": 0, "duplicates": 1, "ignored": 0}
         two = {**one, "id": "e2", "type": "clicked", "data": {"url": "https://portal.example.com/"}}
         ndjson = json.dumps(two) + "\n"
         assert site.api("POST", "/api/events", feed, content=ndjson,
@@ -263,6 +263,9 @@ def test_sendgrid_and_ses_payloads_change_the_stats(tmp_path, store_url):
         assert answer.status_code == 200 and answer.json()["imported"] == 3
         again = site.api("POST", "/api/webhooks/sendgrid", feed, json=events)  # a retried delivery counts once
         assert again.json()["imported"] == 0 and again.json()["duplicates"] == 3
+        gone = sample("open", **{"smtp-id": message_id("welcome:p1:9:welcome:1", "news@example.com")})
+        unknown = site.api("POST", "/api/webhooks/sendgrid", feed, json=[gone])  # our format, no such message
+        assert unknown.status_code == 200 and unknown.json()["ignored"] == 1  # not a 422 the ESP would retry
 
         bounce = ours_ses(NOTIFICATIONS["bounce_with_dsn"], header=message_id(p2["id"], "news@example.com"))
         bounce["bounce"]["timestamp"] = "2026-07-01T09:05:00.000Z"
@@ -288,6 +291,10 @@ def test_an_sns_subscription_confirmation_is_logged_for_an_operator(tmp_path, st
         (entry,) = [e for e in site.engine.log() if e["action"] == "webhook.subscription"]
         assert entry["user"] == "feed" and entry["detail"]["SubscribeURL"].startswith("https://sns.")
         assert site.api("POST", "/api/webhooks/ses", feed, content=b"{not json").status_code == 422
+        deep = b"[" * 100_000 + b"]" * 100_000
+        assert site.api("POST", "/api/webhooks/sendgrid", feed, content=deep).status_code == 422
+        assert site.api("POST", "/api/events", feed, content=deep, headers={"Content-Type": "application/json"}
+                        ).status_code == 422
         assert site.api("POST", "/api/webhooks/sendgrid", feed, json={"event": "open"}).status_code == 422
 
 
