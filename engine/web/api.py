@@ -44,7 +44,7 @@ class Respond(Body):
     id: str = Field(min_length=1, description="an activity or mailing id")
     response: str = Field(min_length=1, description="one of the step's response keys")
     answers: dict[str, str] | None = None
-    duration: int | None = Field(default=None, ge=0, description="minutes spent")
+    duration: int | str | None = Field(default=None, description="how long the contact took: minutes, or text such as 15m or 1h")
 
 
 class ReadPopup(Body):
@@ -293,7 +293,9 @@ async def step_action(request: Request, user: User, campaign: str, partner: str,
 
 
 def _respond(engine: Engine, body: Respond, *, user: str, at) -> dict[str, Any]:
-    duration = timedelta(minutes=body.duration) if body.duration is not None else None
+    duration = timedelta(minutes=body.duration) if isinstance(body.duration, int) else body.duration
+    if isinstance(duration, timedelta) and duration < timedelta(0):
+        raise Invalid("duration must not be negative")
     a = engine.respond(body.id, body.response, answers=body.answers, duration=duration, user=user, at=at)
     started = a.follow_up_enrollment
     return {"id": a.target, "kind": a.kind, "campaign": a.campaign, "step": a.step, "partner": a.partner,

@@ -311,3 +311,45 @@ def test_campaigns_members_and_the_partner_list_read_like_the_cli(tmp_path, stor
         mine = site.api("GET", "/api/partners/p1/campaigns", bob).json()
         assert [(e["campaign"], e["status"]) for e in mine["enrollments"]] == [("welcome", "active")]
         assert site.api("GET", "/api/campaigns/welcome/stats", bob).json() == site.engine.stats("welcome")
+
+
+CALL = """\
+name: Call
+audience:
+  rulesets:
+    all: "true"
+trigger:
+  audience: true
+steps:
+  - id: call
+    activity:
+      kind: call
+      subject: Intro call
+      responses:
+        interested: {result: successful}
+        declined: {result: unsuccessful}
+  - id: note
+    popup: {pages: [dashboard], title: "Hello", body: "News for you"}
+"""
+
+
+def test_responses_and_popups_through_the_api(tmp_path, store_url):
+    with served(tmp_path, store_url, campaigns={"call": CALL}) as site:
+        site.engine.tick()
+        alice, feed = key_for(site, "alice"), key_for(site, "feed")
+        (activity,) = site.engine.activities(campaign="call", partner="p1")
+        body = {"id": activity["id"], "response": "interested", "duration": "15m"}
+        wrong = site.api("POST", "/api/responses", alice, json={**body, "response": "maybe"})
+        assert wrong.status_code == 409 and "interested" in wrong.json()["error"]  # as the CLI: refused, exit 3
+        answered = site.api("POST", "/api/responses", alice, json=body)
+        assert answered.status_code == 200 and answered.json()["result"] == "successful"
+        assert site.api("POST", "/api/responses", alice, json=body).status_code == 409  # answered already
+        assert site.api("POST", "/api/responses", alice, json={**body, "id": "nope"}).status_code == 404
+        assert site.api("POST", "/api/responses", alice, json={**body, "duration": "soon"}).status_code == 422
+
+        shown = site.api("GET", "/api/partners/p1/popups?page=dashboard", feed).json()["popups"]
+        assert [p["title"] for p in shown] == ["Hello"]
+        assert site.api("POST", f"/api/popups/{shown[0]['id']}/read", feed).status_code == 200
+        assert site.api("GET", "/api/partners/p1/popups?page=dashboard", feed).json()["popups"] == []
+        assert len(site.api("GET", "/api/partners/p1/popups", feed).json()["popups"]) == 1  # the message center keeps it
+        assert site.api("POST", "/api/popups/nope/read", feed).status_code == 404
