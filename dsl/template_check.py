@@ -63,30 +63,31 @@ def check_file(
     return _check_file(Path(path), partner, templates_dir, seen if seen is not None else set(), True)
 
 
-def mentions(text: str, name: str, templates_dir: str | Path | None, depth: int = 0) -> bool:
+def mentions(text: str, name: str, templates_dir: str | Path | None) -> bool:
     """Whether a template, or one it includes, extends or imports, uses the variable ``name``
-    (a warning's question: "does this email have an unsubscribe link?"). A template that does
-    not parse, or a name that cannot be read, counts as not mentioning it: its own error is
-    reported elsewhere."""
+    (a warning's question: "does this email have an unsubscribe link?"). Each template file is
+    looked at once, however often it is included. A template that does not parse or compile, or
+    a name that cannot be read, counts as not mentioning it: its own error is reported elsewhere."""
     env = environment(templates_dir)
-    try:  # find_undeclared_variables compiles: an unknown filter raises there, not in parse
-        ast = env.parse(text)
-        if name in meta.find_undeclared_variables(ast):
-            return True
-        referenced = list(meta.find_referenced_templates(ast))
-    except exceptions.TemplateError:
-        return False
-    if templates_dir is None or depth > 10:
-        return False
-    for included in referenced:
-        if not isinstance(included, str):  # a name computed at render time: cannot be followed
-            continue
-        try:  # split_template_path refuses a name with `..` (TemplateNotFound): reported elsewhere
-            path = Path(templates_dir, *split_template_path(included))
-            if inside(path, templates_dir) and mentions(path.read_text(encoding="utf-8"), name, templates_dir, depth + 1):
+    pending, seen = [text], set()
+    while pending:
+        try:  # find_undeclared_variables compiles: an unknown filter raises there, not in parse
+            ast = env.parse(pending.pop())
+            if name in meta.find_undeclared_variables(ast):
                 return True
-        except (OSError, ValueError, exceptions.TemplateNotFound):  # ValueError: undecodable text, a NUL
+            referenced = list(meta.find_referenced_templates(ast))
+        except (exceptions.TemplateError, RecursionError):  # RecursionError: nested too deeply
             continue
+        for included in referenced:
+            if not isinstance(included, str) or included in seen or templates_dir is None:
+                continue  # a name computed at render time cannot be followed
+            seen.add(included)
+            try:  # split_template_path refuses a name with `..` (TemplateNotFound): reported elsewhere
+                path = Path(templates_dir, *split_template_path(included))
+                if inside(path, templates_dir):
+                    pending.append(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError, exceptions.TemplateNotFound):  # ValueError: undecodable text, a NUL
+                continue
     return False
 
 

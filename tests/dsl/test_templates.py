@@ -413,3 +413,14 @@ def test_random_text_in_a_quoted_yaml_string_only_ever_gives_diagnostics(text):
     document = load_yaml("c.yaml", "subject: " + _double_quoted(text) + "\n")
     for problem in check_inline(document.data["subject"], document.scalar(("subject",)), PARTNER):
         assert problem.span.path == "c.yaml" and problem.span.line >= 1
+
+
+def test_mentions_follows_includes_once_and_never_raises(tmp_path):
+    (tmp_path / "footer.j2").write_text("Leave: {{ unsubscribe_url }}")
+    (tmp_path / "loop.j2").write_text("{% include 'loop.j2' %}" * 10)  # each file is read once
+    assert templates.mentions("Hi {{ unsubscribe_url }}", "unsubscribe_url", tmp_path)
+    assert templates.mentions("{% include 'loop.j2' %}{% include 'footer.j2' %}", "unsubscribe_url", tmp_path)
+    assert not templates.mentions("{% include 'loop.j2' %}", "unsubscribe_url", tmp_path)
+    for broken in ("{{ x|nofilter }}", "{% include '../secret' %}", "{{ " + "[" * 5000 + " }}", "{% if %}",
+                   "{% include 'missing.j2' %}", "{% include name %}"):
+        assert not templates.mentions(broken, "unsubscribe_url", tmp_path)
