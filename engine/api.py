@@ -33,7 +33,7 @@ from .compiled import CompiledWorkspace, compile_workspace, fingerprint
 from .delivery import offline_transports
 from .errors import UnknownName
 from .explain import explain_partner
-from .horizon import check_tick
+from .horizon import check_run, check_tick
 from .ingest import EventImport, import_events
 from .partners import PartnerBook
 from .store import Enrollment, Store, connect, store_location
@@ -142,7 +142,9 @@ class Engine:
     def run(self, until: datetime | str, every: timedelta | str = "1h", start: datetime | str | None = None,
             progress: Callable[[int, int, TickReport], None] | None = None, *, force: bool = False) -> TickReport:
         """Ticks at ``start``, ``start + every``, … and at ``until``; the totals. Without
-        ``start``, from one interval after the last tick (or just one tick at ``until``)."""
+        ``start``, from one interval after the last tick (or just one tick at ``until``).
+        Refused when that is more than :data:`engine.horizon.MAX_TICKS` ticks, or (each tick)
+        when a tick covers more than a tick may, unless ``force``."""
         end = self.time(until)
         step = parse_every(every) if isinstance(every, str) else every
         if step <= timedelta(0):
@@ -152,6 +154,8 @@ class Engine:
         else:
             last = self.store.meta(LAST_TICK)
             first = from_iso(last) + step if last else end
+        if not force:
+            check_run(first, end, step)
         times = []
         moment = first
         while moment < end:

@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--until", required=True, metavar="T", help="the last tick's time")
     run.add_argument("--from", dest="start", metavar="T", help="the first tick's time (default: one interval after the last tick, or only --until)")
     run.add_argument("--every", default="1h", metavar="D", help="interval between ticks: 15m, 1h, 1d (default: 1h)")
-    run.add_argument("--force", action="store_true", help="run even ticks more than a year apart (see engine tick --force)")
+    run.add_argument("--force", action="store_true", help="run even more than 10,000 ticks, or ticks more than a year apart (see engine tick --force)")
     run.set_defaults(run=_command("cmd_run"))
 
     simulate = commands.add_parser("simulate", parents=[reading], help="run a period on a throw-away copy and list what would be sent",
@@ -272,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--until", required=True, metavar="T", help="the last tick's time")
     simulate.add_argument("--every", default="1h", metavar="D", help="interval between ticks (default: 1h)")
     simulate.add_argument("--events", metavar="FILE", help="an events file (JSONL) to import first")
+    simulate.add_argument("--force", action="store_true", help="run even more than 10,000 ticks")
     simulate.set_defaults(run=_command("cmd_simulate"))
 
     status = commands.add_parser("status", parents=[reading], help="partner campaign list, or a campaign's enrollment counts",

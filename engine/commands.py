@@ -21,6 +21,7 @@ from .api import Engine, copy_workspace, load_plan
 from .clock import SystemClock, iso, parse_every, parse_time
 from .cli import INPUT_ERROR, OK, print_diagnostics
 from .errors import UnknownName, UsageError
+from .horizon import check_run
 from .operations import resolve_user
 from .report import TickReport
 
@@ -142,7 +143,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 imported = engine.import_events(Path(args.events).resolve(), at=start)
                 if imported.diagnostics:
                     _print_errors(imported.diagnostics)
-            report = engine.run(until, every=args.every, start=start, progress=_progress_bar() if not args.json else None,
+            every = parse_every(args.every)
+            if not args.force:  # a throw-away copy: no tick is too far ahead, but there may be too many
+                check_run(start, until, every)
+            report = engine.run(until, every=every, start=start, progress=_progress_bar() if not args.json else None,
                                 force=True)
             messages = engine.outbox()
             activities = engine.activities()

@@ -1,5 +1,9 @@
-"""What a tick may cover without ``--force``: a typo in ``--at`` (``9999-12-31``) must not commit
-thousands of future-dated messages before anyone notices.
+"""What a tick, and a run of ticks, may cover without ``--force``: a typo in ``--at``
+(``9999-12-31``) must not commit thousands of future-dated messages before anyone notices, and a
+typo in ``--every`` (``1s`` for ``1h``) must not start hours of ticks.
+
+``engine run`` and ``engine simulate`` are refused (exit 3, nothing done) when they would make
+more than :data:`MAX_TICKS` ticks: a year of hourly ticks is 8,784.
 
 A tick is refused (exit 3, nothing changed) when its time is more than :data:`MAX_SPAN` after
 both the last tick and the wall clock, or when one `cron` trigger would fire more than
@@ -22,6 +26,25 @@ from .store import Store
 
 MAX_SPAN = timedelta(days=366)
 MAX_OCCURRENCES = 1000
+MAX_TICKS = 10_000
+
+
+def check_run(first: datetime, end: datetime, every: timedelta) -> None:
+    """:class:`Refused` when ticks every ``every`` from ``first`` to ``end`` are more than
+    :data:`MAX_TICKS` (counted, not listed)."""
+    ticks = -((first - end) // every) + 1 if end > first else 1  # the ceiling of the intervals, and the first
+    if ticks > MAX_TICKS:
+        raise Refused(f"ticks every {_duration(every)} from {iso(first)} to {iso(end)} would be {ticks:,}, more than "
+                      f"{MAX_TICKS:,} in one run; use a longer --every (results do not depend on it but for "
+                      "audience sampling), or pass --force")
+
+
+def _duration(every: timedelta) -> str:
+    seconds = int(every.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def check_tick(store: Store, plan: CompiledWorkspace, at: datetime, now: datetime, last_tick: str | None) -> None:
