@@ -54,7 +54,7 @@ async def _for_message(request: Request, kind: str, token: str, work, *args: obj
     does not verify or names a message the store does not have (a 404 that records nothing)."""
     site = site_of(request)
     signed = site.signer.read(kind, token)
-    if signed is None or (kind == CLICK and signed.link is None):
+    if signed is None:
         return None
     try:
         return signed, await site.call(work, signed.message, *args)
@@ -120,9 +120,13 @@ async def opened(request: Request, token: str) -> Response:
 
 @router.get("/c/{token}")
 async def clicked(request: Request, token: str) -> Response:
-    signed = site_of(request).signer.read(CLICK, token)
-    link = signed.link if signed is not None else None
-    found = await _for_message(request, CLICK, token, recipients.engage, "clicked", site_of(request).now(), {"url": link})
-    if found is None or link is None:
+    site = site_of(request)
+    signed = site.signer.read(CLICK, token)
+    if signed is None or signed.link is None:
         return _not_found()
-    return RedirectResponse(link, status_code=302, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+    try:
+        await site.call(recipients.engage, signed.message, "clicked", site.now(), {"url": signed.link})
+    except UnknownName:
+        return _not_found()
+    return RedirectResponse(signed.link, status_code=302,
+                            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
