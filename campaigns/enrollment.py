@@ -79,6 +79,8 @@ class SkipReason(StrEnum):
     EXCLUDED = "excluded"  # engine.yaml's exclude matches the partner now
     NO_ADDRESS = "no_address"  # no email address or phone number to send to
     UNDELIVERABLE = "undeliverable"  # the email address hard-bounced before
+    BRANCH = "branch"  # a branch jumped over it
+    RESPONSE = "response"  # a response's goto jumped over it
 
 
 class Origin(StrEnum):
@@ -283,17 +285,18 @@ def eligible_for_trigger(campaign_id: str, campaign: Campaign, history: Iterable
     history = tuple(history)
     for rule in (_not_current(campaign_id, history),
                  _reenroll(campaign_id, campaign.reenroll, history, at),
-                 _exclusivity(campaign_id, campaign, history)):
+                 _exclusivity(campaign_id, campaign, history, at)):
         if not rule:
             return rule
     return ELIGIBLE
 
 
-def eligible_as_member(campaign_id: str, campaign: Campaign, history: Iterable[PastEnrollment]) -> Verdict:
-    """Whether a member of the campaign's target group may be enrolled: as for a trigger, but
-    without ``reenroll`` (adding someone to the group is explicit)."""
+def eligible_as_member(campaign_id: str, campaign: Campaign, history: Iterable[PastEnrollment],
+                       at: datetime) -> Verdict:
+    """Whether a member of the campaign's target group may be enrolled at ``at``: as for a
+    trigger, but without ``reenroll`` (adding someone to the group is explicit)."""
     history = tuple(history)
-    return _not_current(campaign_id, history) and _exclusivity(campaign_id, campaign, history)
+    return _not_current(campaign_id, history) and _exclusivity(campaign_id, campaign, history, at)
 
 
 def _not_current(campaign_id: str, history: tuple[PastEnrollment, ...]) -> Verdict:
@@ -320,17 +323,26 @@ def _reenroll(campaign_id: str, rule: str | timedelta, history: tuple[PastEnroll
     return ELIGIBLE
 
 
-def _exclusivity(campaign_id: str, campaign: Campaign, history: tuple[PastEnrollment, ...]) -> Verdict:
-    """An exclusive campaign waits until the partner is in no other exclusive campaign, and
-    with ``previously_treated: exclude`` takes nobody who was ever in one."""
+def _exclusivity(campaign_id: str, campaign: Campaign, history: tuple[PastEnrollment, ...],
+                 at: datetime) -> Verdict:
+    """An exclusive campaign waits until the partner is in no other exclusive campaign. With
+    ``previously_treated: exclude`` it takes nobody who was ever in one; with a duration (30d),
+    only those whose last enrollment in another exclusive campaign ended (finished or was
+    removed) at least that long before ``at`` (exactly 30d ago is long enough)."""
     if not campaign.exclusive:
         return ELIGIBLE
     others = [h for h in history if h.exclusive and h.campaign != campaign_id]
     for h in others:
         if h.status in CURRENT:
             return Verdict(False, f"in exclusive campaign {h.campaign}")
-    if campaign.previously_treated == "exclude" and others:
+    rule = campaign.previously_treated
+    if rule == "exclude" and others:
         return Verdict(False, f"previously treated by exclusive campaign {others[0].campaign}")
+    if isinstance(rule, timedelta) and others:
+        last = max(others, key=lambda h: h.finished_at or h.started_at)
+        if at - (last.finished_at or last.started_at) < rule:
+            return Verdict(False, f"treated by exclusive campaign {last.campaign} until less than {_duration(rule)} "
+                                  f"ago (previously_treated: {_duration(rule)})")
     return ELIGIBLE
 
 
@@ -343,32 +355,7 @@ def _duration(value: timedelta) -> str:
     return f"{minutes}m"
 
 
-# --- Where an enrollment is, and when the next step is due ---------------------------------------
-
-
-def position_after(campaign: Campaign, step_id: str | None, due: datetime, tz: tzinfo) -> tuple[str | None, datetime]:
-    """The step that follows ``step_id`` (None: the campaign's first step) and when it is due,
-    ``due`` being when ``step_id`` was due: each wait in between counts from there. None and the
-    end of any trailing waits when nothing follows. KeyError when ``step_id`` left the file."""
-    steps = campaign.steps
-    start = 0
-    if step_id is not None:
-        start = next((i for i, s in enumerate(steps) if not isinstance(s, Wait) and s.id == step_id), None)
-        if start is None:
-            raise KeyError(step_id)
-        start += 1
-    for item in steps[start:]:
-        if isinstance(item, Wait):
-            due = next_due(due, item, tz)
-        else:
-            return item.id, due
-    return None, due
-
-
-def has_step(campaign: Campaign, step_id: str) -> bool:
-    return any(s.id == step_id for s in campaign.action_steps)
-
-
+# --- When the next step is due (where it is: campaigns.flow) ---------------------------------------
 
 
 def next_due(step_due: datetime, wait: Wait | timedelta | Until, tz: tzinfo) -> datetime:

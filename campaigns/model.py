@@ -39,6 +39,7 @@ from dsl.types import check_date, check_duration, parse_field_type
 from dsl.yamlload import Document
 
 STEP_KINDS = ("email", "sms", "popup", "activity", "letter")
+END = "end"  # the jump target that finishes an enrollment
 ACTIVITY_KINDS = ("call", "meeting", "survey", "work_order", "task")
 MAX_RESPONSES = 5
 _CLOCK = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])")
@@ -160,22 +161,35 @@ Timezone = Annotated[str, BeforeValidator(lambda v: _timezone(v) if isinstance(v
 class PartnerSettings(Located):
     source: str = "partners.csv"
     id: str = "id"
-    fields: dict[str, Any] = Field(default_factory=dict, description="field name: string | number | bool | date | datetime | list[string] | list[number] | {enum: [...]}")
-
-    @field_validator("fields")
-    @classmethod
-    def _known_types(cls, fields: dict[str, Any]) -> dict[str, Any]:
-        for spec in fields.values():
-            parse_field_type(spec)
-        return fields
+    timezone_field: str | None = Field(
+        default=None, description="a string field holding the partner's IANA timezone: their local times use it")
+    fields: dict[str, Any] = Field(default_factory=dict, description="field name: string | number | int | bool | date | datetime | list[string] | list[number] | list[int] | {enum: [...]}")
 
     def types(self) -> dict:
-        """The schema as :class:`dsl.types.Type` values, the id field included as a string."""
-        from dsl.types import STRING
+        """The schema as :class:`dsl.types.Type` values, the id field included as a string. A
+        field of an unknown type is ``any``: its expressions raise no second error."""
+        from dsl.types import ANY, STRING
 
-        schema = {name: parse_field_type(spec) for name, spec in self.fields.items()}
+        schema = {}
+        for name, spec in self.fields.items():
+            try:
+                schema[name] = parse_field_type(spec)
+            except ValueError:  # reported by type_problems()
+                schema[name] = ANY
         schema.setdefault(self.id, STRING)
         return schema
+
+    def type_problems(self) -> dict[str, str]:
+        """Each field whose type is unknown, and why. Not a validator: a failed validator drops
+        the whole ``fields`` mapping, and every field would become unknown; the workspace
+        reports each at its own type instead."""
+        problems = {}
+        for name, spec in self.fields.items():
+            try:
+                parse_field_type(spec, name)
+            except ValueError as exc:
+                problems[name] = str(exc)
+        return problems
 
 
 class ConsentSettings(Located):
@@ -318,6 +332,7 @@ class Trigger(Located):
 class Response(Located):
     result: str
     follow_up: str | None = None
+    goto: str | None = Field(default=None, description="a later step of this campaign (or end) to move the enrollment to")
 
 
 def _at_most_five(responses: dict) -> dict:
@@ -400,24 +415,40 @@ class Letter(Located):
     template: str
 
 
+def _step_id(value: Any) -> Any:
+    problem = check_slug(value, "step id")
+    if problem is not None:
+        raise ValueError(problem)
+    if value == END:
+        raise ValueError(f"'{END}' is not a step id: it is the jump target that finishes the enrollment")
+    return value
+
+
+def _old_ids(value: Any) -> Any:
+    """``renamed_from: old`` or a list of the ids a step had, oldest renames included."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names:
+        raise ValueError("renamed_from takes the step's old id, or a list of old ids")
+    return tuple(_step_id(name) for name in names)
+
+
+StepId = Annotated[str, AfterValidator(_step_id)]
+OldIds = Annotated[tuple[str, ...], BeforeValidator(_old_ids),
+                   WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})]
+Target = Annotated[str, Field(description="a later step id of this campaign, or end")]
+
+
 class Step(Located):
     """A step that does something: exactly one of email, sms, popup, activity, letter."""
 
-    id: str
+    id: StepId
+    renamed_from: OldIds = ()
     when: Expression | None = None
     email: Email | None = None
     sms: Sms | None = None
     popup: Popup | None = None
     activity: Activity | None = None
     letter: Letter | None = None
-
-    @field_validator("id")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        problem = check_slug(value, "step id")
-        if problem is not None:
-            raise ValueError(problem)
-        return value
 
     @model_validator(mode="after")
     def _one_kind(self) -> "Step":
@@ -447,8 +478,28 @@ class Until(Located):
         return value
 
 
+class WaitFor(Located):
+    """``wait: {for: EXPR, at_most: 3d}``: until a tick sees EXPR hold, at most that long."""
+
+    for_: Expression = Field(alias="for", description="the condition that ends the wait at the first tick it holds")
+    at_most: Duration = Field(description="the longest wait, counted from when the wait began")
+
+
+def _wait_tag(value: Any) -> str:
+    if isinstance(value, dict):
+        return "until" if "until" in value else "for"
+    return "duration"
+
+
 class Wait(Located):
-    wait: Duration | Until
+    """A pause between steps: a duration, until a local time, or until a condition holds."""
+
+    id: StepId | None = None
+    renamed_from: OldIds = ()
+    wait: Annotated[
+        Annotated[Duration, Tag("duration")] | Annotated[Until, Tag("until")] | Annotated[WaitFor, Tag("for")],
+        Discriminator(_wait_tag),
+    ]
 
     @field_validator("wait", mode="before")
     @classmethod
@@ -457,13 +508,63 @@ class Wait(Located):
             raise ValueError(f"'{value}' is not a duration such as 30m, 12h, 3d or 2w (write the unit)")
         return value
 
+    @model_validator(mode="after")
+    def _renames_need_an_id(self) -> "Wait":
+        if self.renamed_from and self.id is None:
+            raise ValueError("renamed_from needs the wait's own id")
+        return self
+
+
+class Case(Located):
+    """One case of a branch: ``{when: EXPR, goto: STEP}``, or the last one, ``{else: STEP}``."""
+
+    when: Expression | None = None
+    goto: Target | None = None
+    else_: Target | None = Field(default=None, alias="else")
+
+    @model_validator(mode="after")
+    def _shape(self) -> "Case":
+        if self.else_ is not None and (self.when is not None or self.goto is not None):
+            raise ValueError("an else case has only 'else: STEP'")
+        if self.else_ is None and (self.when is None or self.goto is None):
+            raise ValueError("a branch case needs 'when' and 'goto' (or is the last one, 'else: STEP')")
+        return self
+
+    @property
+    def target(self) -> str:
+        return self.else_ if self.else_ is not None else self.goto  # type: ignore[return-value]
+
+
+class Branch(Located):
+    """``branch``: the first case whose ``when`` holds at the step's due time wins; none: the next step."""
+
+    id: StepId
+    renamed_from: OldIds = ()
+    branch: list[Case] = Field(min_length=1)
+
+    @field_validator("branch")
+    @classmethod
+    def _else_last(cls, cases: list[Case]) -> list[Case]:
+        for case in cases[:-1]:
+            if case.else_ is not None:
+                raise ValueError("'else' is the last case of a branch")
+        return cases
+
+    @property
+    def kind(self) -> str:
+        return "branch"
+
 
 def _step_tag(value: Any) -> str:
-    return "wait" if isinstance(value, dict) and "wait" in value else "step"
+    if isinstance(value, dict) and "wait" in value:
+        return "wait"
+    if isinstance(value, dict) and "branch" in value:
+        return "branch"
+    return "step"
 
 
 AnyStep = Annotated[
-    Annotated[Step, Tag("step")] | Annotated[Wait, Tag("wait")],
+    Annotated[Step, Tag("step")] | Annotated[Wait, Tag("wait")] | Annotated[Branch, Tag("branch")],
     Discriminator(_step_tag),
 ]
 
@@ -491,7 +592,7 @@ class Campaign(Located):
     trigger: Trigger | None = None
     reenroll: Literal["never", "after_exit"] | Duration = "never"
     exclusive: bool = False
-    previously_treated: Literal["exclude", "include"] = "exclude"
+    previously_treated: Literal["exclude", "include"] | Duration = "exclude"
     exit_when: Expression | None = None
     exit_on_audience_loss: bool = False
     steps: list[AnyStep] = Field(default_factory=list)
@@ -508,6 +609,18 @@ class Campaign(Located):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             raise ValueError(wrong)
         return value
+
+    @field_validator("previously_treated", mode="before")
+    @classmethod
+    def _previously_treated(cls, value: Any) -> Any:
+        """exclude, include, or a duration (30d): how long ago another exclusive campaign must
+        have ended for its partners to enter this one."""
+        if isinstance(value, timedelta) or value in ("exclude", "include"):
+            return value
+        if isinstance(value, str) and re.fullmatch(r"\s*[0-9]+[mhdw]\s*", value):
+            return parse_duration(value)  # a duration, or why it is too long
+        shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else value
+        raise ValueError(f"previously_treated is exclude, include or a duration such as 30d, not '{shown}'")
 
     @property
     def action_steps(self) -> list[Step]:
@@ -684,14 +797,16 @@ def _known_keys(model: type[Located], data: Any, path: tuple) -> list[str]:
         data = data[part] if isinstance(data, (dict, list)) else None
         if isinstance(part, int) or skip_key:
             skip_key = False
-            if current is Step and isinstance(data, dict) and "wait" in data:
-                current = Wait
+            if current is Step:
+                current = {"wait": Wait, "branch": Branch}.get(_step_tag(data), Step)
             continue
         info = current.model_fields.get(part) if current else None
         if info is None:
             return []
         skip_key = get_origin(info.annotation) is dict
         current = _model_of(info.annotation)
+        if current is Until and _wait_tag(data) == "for":
+            current = WaitFor
     if current is None:
         return []
     return [info.alias or name for name, info in current.model_fields.items()]

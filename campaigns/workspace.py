@@ -19,6 +19,9 @@ from zoneinfo import ZoneInfo
 
 from dsl import templates
 from dsl.checker import Scope, check_text
+from dsl.functions import inputs
+from dsl.nodes import Name
+from dsl.parser import parse
 from dsl.diagnostics import Diagnostic, SourceError, did_you_mean, error, warning
 from dsl.ids import check_slug, shown
 from dsl.records import PartnerSource, read_partners
@@ -26,7 +29,8 @@ from dsl.source import SourceText
 from dsl.types import BOOL, MAX_DURATION, MAX_DURATION_DAYS, Type, record
 from dsl.yamlload import Document, load_yaml
 
-from .model import Campaign, Email, Located, Popup, Settings, Sms, Step, Wait, build, salvage
+from .flow import END, Flow, Jump, Node, flow_of
+from .model import Branch, Campaign, Email, Located, Popup, Settings, Sms, Step, Wait, WaitFor, build, salvage
 
 SETTINGS_FILE = "engine.yaml"
 
@@ -157,12 +161,14 @@ def _load_settings(root: Path, diagnostics: list[Diagnostic]) -> tuple[Document 
 
 
 def _schema(settings: Settings, document: Document | None, diagnostics: list[Diagnostic]) -> dict[str, Type]:
-    try:
-        return settings.partners.types()
-    except ValueError as exc:  # already reported by the model's validation
-        if document is None:
-            diagnostics.append(error(settings.span(), str(exc)))
-        return {}
+    """The partner schema. A field of an unknown type is one error, at its type, and reads as
+    ``any``: the other fields stay known, so the expressions using them are still checked."""
+    partners = settings.partners
+    for name, problem in partners.type_problems().items():
+        where = partners.document
+        at = where.span(partners.path + ("fields", name)) if where is not None else settings.span()
+        diagnostics.append(error(at, problem))
+    return partners.types()
 
 
 def _check_settings_expressions(settings: Settings, scope: Scope) -> list[Diagnostic]:
@@ -269,12 +275,9 @@ def check_campaign(campaign: Campaign, context: _Context) -> list[Diagnostic]:
         if group not in context.groups:
             span = audience.document.span(audience.path + ("groups", i))
             found.append(error(span, f"unknown group '{group}' (no groups/{group}.csv){did_you_mean(group, context.groups)}"))
-    seen: dict[str, Step] = {}
+    found.extend(_check_ids(campaign))
+    found.extend(check_flow(campaign, scope))
     for step in steps:
-        if step.id in seen:
-            first = seen[step.id].span("id")
-            found.append(error(step.span("id"), f"duplicate step id '{step.id}' (first used on line {first.line})"))
-        seen.setdefault(step.id, step)
         found.extend(_expression(step, "when", scope))
         found.extend(_check_step(step, context))
         if step.kind in ("email", "sms") and step.kind not in context.consented_channels:
@@ -319,15 +322,100 @@ def _body_text(variant: Located, context: _Context) -> str | None:
 
 
 def _check_waits(campaign: Campaign) -> list[Diagnostic]:
-    """Each wait is at most 100 years, and so are all of them together: an enrollment's due
-    times (and `engine test`'s timeline) must stay dates Python can hold, whatever the file."""
+    """Each wait is at most 100 years, and so are all of them together (a wait-for counted at
+    its ``at_most``; jumps only go forward, so no path waits longer): an enrollment's due times
+    (and `engine test`'s timeline) must stay dates Python can hold, whatever the file."""
     total = timedelta(0)
     for step in campaign.steps:
         if isinstance(step, Wait):
-            total += step.wait if isinstance(step.wait, timedelta) else timedelta(days=1)  # {until}: under a day
+            wait = step.wait
+            total += wait if isinstance(wait, timedelta) else wait.at_most if isinstance(wait, WaitFor) \
+                else timedelta(days=1)  # {until}: under a day
             if total > MAX_DURATION:
                 return [error(step.span("wait"), f"the waits of this campaign add up to more than {MAX_DURATION_DAYS}d (100 years)")]
     return []
+
+
+def _check_ids(campaign: Campaign) -> list[Diagnostic]:
+    """Step ids (those of waits and branches too) are unique, and so are the old ids that
+    ``renamed_from`` gives: an old id names no step of the file and no two steps."""
+    found: list[Diagnostic] = []
+    named = [s for s in campaign.steps if getattr(s, "id", None) is not None]
+    seen: dict[str, Located] = {}
+    for step in named:
+        if step.id in seen:
+            first = seen[step.id].span("id")
+            found.append(error(step.span("id"), f"duplicate step id '{step.id}' (first used on line {first.line})"))
+        seen.setdefault(step.id, step)
+    claimed: dict[str, Located] = {}
+    for step in named:
+        for i, old in enumerate(step.renamed_from):
+            where = step.document.span(step.path + ("renamed_from",) + ((i,) if _is_list(step, "renamed_from") else ()))
+            if old in seen:
+                found.append(error(where, f"'{old}' is the id of a step of this campaign (line {seen[old].span('id').line}): "
+                                          "renamed_from names an id the file no longer has"))
+            elif old in claimed:
+                found.append(error(where, f"'{old}' is renamed twice (also on line {claimed[old].span('id').line})"))
+            claimed.setdefault(old, step)
+    return found
+
+
+def _is_list(owner: Located, key: str) -> bool:
+    data = owner.document.data if owner.document is not None else None
+    for part in owner.path + (key,):
+        data = data[part] if isinstance(data, (dict, list)) else None
+    return isinstance(data, list)
+
+
+def check_flow(campaign: Campaign, scope: Scope) -> list[Diagnostic]:
+    """The flow's rules: branch and wait-for conditions type-check, a wait-for's condition can
+    change, every jump goes to a later step of the campaign (or ``end``), and every step can be
+    reached (a warning)."""
+    found: list[Diagnostic] = []
+    flow = flow_of(campaign)
+    for node in flow.nodes:
+        if isinstance(node.item, Branch):
+            for case in node.item.branch:
+                found.extend(_expression(case, "when", scope))
+        wait = node.wait_for
+        if wait is not None:
+            problems = _expression(wait, "for_", scope, key="for")
+            found.extend(problems)
+            if not problems and _never_changes(wait.for_):
+                found.append(error(wait.span("for_"), "this condition can never change (it reads no partner field, "
+                                   "time, group or history): the wait would always end at once or last its whole "
+                                   "at_most; write a plain wait such as `wait: 3d`"))
+        for jump in node.jumps:
+            if jump.target in scope.steps and flow.node(jump.target) is None:
+                continue  # a step with errors of its own, left out of the checked campaign
+            found.extend(_check_jump(flow, node, jump))
+    for node in flow.unreachable():
+        what = "step" if node.key is not None else "wait"
+        found.append(warning(node.item.span("id") if node.key and getattr(node.item, "id", None) else node.item.span(),
+                             f"this {what} is never reached: every path before it jumps past it"))
+    return found
+
+
+def _check_jump(flow: Flow, origin: Node, jump: Jump) -> list[Diagnostic]:
+    where = jump.owner.span(jump.field)
+    target = jump.target
+    if target == END:
+        return []
+    node = flow.node(target)
+    if node is None or node.key != target:
+        hint = f" (it was renamed to '{node.key}')" if node is not None else did_you_mean(target, flow.keys + [END])
+        return [error(where, f"unknown step '{target}'{hint}: a {jump.reason} jumps to a step id of this campaign or to end")]
+    if node.index <= origin.index:
+        direction = "to itself" if node.index == origin.index else f"back to step '{target}' (line {node.item.span().line})"
+        return [error(where, f"a {jump.reason} cannot jump {direction}: jumps only go forward, to a later step or end")]
+    return []
+
+
+def _never_changes(text: str) -> bool:
+    """An expression whose value is the same for everyone at any time: no partner field, no
+    time, group, event or store."""
+    node = parse(text)
+    return not inputs(node) and not any(isinstance(n, Name) and n.name == "partner" for n in node.walk())
 
 
 def _check_window(campaign: Campaign) -> list[Diagnostic]:
@@ -370,11 +458,13 @@ def _check_step(step: Step, context: _Context) -> list[Diagnostic]:
     return found
 
 
-def _expression(owner: Located, name: str, scope: Scope, container: str | None = None) -> list[Diagnostic]:
-    """Check the expression in ``owner.name`` (or ``owner.container[name]``) in place."""
+def _expression(owner: Located, name: str, scope: Scope, container: str | None = None,
+                key: str | None = None) -> list[Diagnostic]:
+    """Check the expression in ``owner.name`` (or ``owner.container[name]``) in place; ``key``:
+    the name it is written under, when that is not a Python name (``for``)."""
     if container is None:
         text = getattr(owner, name, None)
-        path = owner.path + (name,)
+        path = owner.path + (key or name,)
     else:
         text = getattr(owner, container)[name]
         path = owner.path + (container, name)

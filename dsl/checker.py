@@ -109,6 +109,8 @@ def _join(a: Type, b: Type) -> Type | None:
         return a if a == b else STRING
     if a.is_temporal() and b.is_temporal():
         return a if a == b else DATETIME
+    if a.kind == "number" and b.kind == "number":  # an int and a number share numbers
+        return a if a == b else NUMBER
     if a.kind == "list" and b.kind == "list":
         item = _join(a.item or ANY, b.item or ANY)
         return None if item is None else list_of(item)
@@ -118,12 +120,12 @@ def _join(a: Type, b: Type) -> Type | None:
 
 
 def _name(t: Type) -> str:
-    """A type as users read it: an enum field holds strings."""
+    """A type as users read it: an enum field holds strings, an int field is an int."""
     if t.kind == "enum":
         return "string"
     if t.kind == "list":
         return f"list[{_name(t.item or ANY)}]"
-    return t.kind
+    return str(t) if t.integral else t.kind
 
 
 def _a(t: Type) -> str:
@@ -373,6 +375,13 @@ _ADDITIVE = {
     ("-", "date", "datetime"): DURATION,
     ("-", "datetime", "date"): DURATION,
 }
+
+
+def _operand(t: Type) -> str:
+    """The kind :data:`_ADDITIVE` knows a type by: an enum is a string, an int a number."""
+    return "string" if t.kind == "enum" else t.kind
+
+
 _ACCEPTS = {
     "+": (("number", "string", "enum", "date", "datetime", "duration"), "numbers, strings, dates or durations"),
     "-": (("number", "date", "datetime", "duration"), "numbers, dates or durations"),
@@ -390,7 +399,7 @@ def _arithmetic(node: Binary, left: Type, right: Type, run: _Run) -> Type:
         return ANY
     if node.op not in "+-":
         return NUMBER
-    result = _ADDITIVE.get((node.op, _name(left), _name(right)))
+    result = _ADDITIVE.get((node.op, _operand(left), _operand(right)))
     if result is None:
         run.error(_operator(node), f"cannot use '{node.op}' with {_a(left)} and {_a(right)}")
         return ANY
@@ -415,6 +424,7 @@ _PARAMS = {
     "string": (("string", "enum"), "a string"),
     "number": (("number",), "a number"),
     "temporal": (("date", "datetime"), "a date or a datetime"),
+    "duration": (("duration",), "a duration"),
     "sized": (("string", "enum", "list"), "a string or a list"),
     "container": (("string", "enum", "list"), "a string or a list"),
 }
@@ -429,10 +439,9 @@ def _call(node: Call, run: _Run) -> Type:
         run.error(name_at, _unknown_function(node.function))
         return ANY
     if not signature.accepts_count(len(node.args)):
-        count = len(signature.params)
-        noun = "argument" if count == 1 else "arguments"
+        noun = "argument" if len(signature.params) == 1 and not signature.optional else "arguments"
         run.error(name_at, f"{node.function}() takes {signature.arity} {noun}, got {len(node.args)}")
-    params = _params(signature, len(node.args))
+    params = signature.params_for(len(node.args))
     for arg, t, param in zip(node.args, types, params):
         if param in ("step", "group", "campaign"):
             _reference(node, arg, param, run)
@@ -441,12 +450,6 @@ def _call(node: Call, run: _Run) -> Type:
             if t.kind not in _UNKNOWN and t.kind not in kinds:
                 run.error(arg, f"{node.function}() needs {description}, but this is {_a(t)}")
     return _call_result(node, signature, types, run)
-
-
-def _params(signature: Signature, count: int) -> tuple[str, ...]:
-    if signature.variadic and count > len(signature.params):
-        return signature.params + (signature.params[-1],) * (count - len(signature.params))
-    return signature.params
 
 
 def _unknown_function(name: str) -> str:
@@ -463,8 +466,18 @@ def _call_result(node: Call, signature: Signature, types: list[Type], run: _Run)
         _item_fits(node.args[1], types[1], node.args[0], types[0], node.args[1], run)
     if node.function == "matches" and len(node.args) == 2:
         _regex(node.args[1], run)
+    if node.function == "was_in_campaign" and len(node.args) == 2:
+        _not_negative(node.args[1], run)
     returns = signature.returns
     return returns(types) if callable(returns) else returns
+
+
+def _not_negative(node: Node, run: _Run) -> None:
+    """``was_in_campaign("x", -7d)``: a window that ends before it starts (a negative duration
+    computed at run time is false, with a warning)."""
+    if isinstance(node, Unary) and node.op == "-" and isinstance(node.operand, Literal) \
+            and node.operand.kind == "duration" and node.operand.value:
+        run.error(node, "the duration cannot be negative: was_in_campaign(\"...\", 7d) looks back 7 days from now")
 
 
 def _regex(node: Node, run: _Run) -> None:

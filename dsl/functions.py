@@ -13,7 +13,7 @@ from .nodes import Call, Name, Node
 from .types import BOOL, NUMBER, STRING, Type
 
 # What a parameter accepts:
-#   "string", "number", "temporal" (date or datetime), "sized" (string or list),
+#   "string", "number", "temporal" (date or datetime), "duration", "sized" (string or list),
 #   "container" (string or list), "any", or a reference to a named thing, written as a
 #   string literal: "step", "group", "campaign".
 Param = str
@@ -22,18 +22,37 @@ Param = str
 @dataclass(frozen=True)
 class Signature:
     name: str
-    params: tuple[Param, ...]
+    params: tuple[Param, ...]  # the parameters every call gives
     returns: Type | Callable[[list[Type]], Type]
     variadic: bool = False  # the last parameter may repeat (at least once)
     doc: str = ""
     reads: str | None = None  # what it asks besides its arguments: "clock", "groups" or "store"
+    optional: tuple[Param, ...] = ()  # parameters after ``params`` that a call may leave out, in order
+
+    def __post_init__(self) -> None:
+        if self.variadic and self.optional:
+            raise ValueError(f"{self.name}: a variadic function has no optional parameters")
 
     @property
     def arity(self) -> str:
-        return f"at least {len(self.params)}" if self.variadic else str(len(self.params))
+        """How many arguments it takes, as a message says it: ``1``, ``1 or 2``, ``at least 1``."""
+        if self.variadic:
+            return f"at least {len(self.params)}"
+        if self.optional:
+            most = len(self.params) + len(self.optional)
+            return f"{len(self.params)} or {most}" if len(self.optional) == 1 else f"{len(self.params)} to {most}"
+        return str(len(self.params))
 
     def accepts_count(self, count: int) -> bool:
-        return count >= len(self.params) if self.variadic else count == len(self.params)
+        if self.variadic:
+            return count >= len(self.params)
+        return len(self.params) <= count <= len(self.params) + len(self.optional)
+
+    def params_for(self, count: int) -> tuple[Param, ...]:
+        """The parameters of a call with ``count`` arguments (as many as it accepts)."""
+        if self.variadic and count > len(self.params):
+            return self.params + (self.params[-1],) * (count - len(self.params))
+        return (self.params + self.optional)[:max(count, len(self.params))]
 
 
 def _common(types: list[Type]) -> Type:
@@ -58,7 +77,9 @@ SIGNATURES: dict[str, Signature] = {
         Signature("coalesce", ("any",), _common, variadic=True, doc="the first argument that is not null"),
         Signature("in_group", ("group",), BOOL, doc="the partner is in the static target group", reads="groups"),
         Signature("in_campaign", ("campaign",), BOOL, doc="the partner has an active or paused enrollment", reads="store"),
-        Signature("was_in_campaign", ("campaign",), BOOL, doc="the partner was ever enrolled", reads="store"),
+        Signature("was_in_campaign", ("campaign",), BOOL, optional=("duration",), reads="store",
+                  doc="the partner was ever enrolled; with a duration, an enrollment was active at some time "
+                      "within that long before now"),
         Signature("opened", ("step",), BOOL, doc="the partner opened the step's message", reads="store"),
         Signature("clicked", ("step",), BOOL, doc="the partner clicked in the step's message", reads="store"),
         Signature("bounced", ("step",), BOOL, doc="the step's message bounced", reads="store"),

@@ -359,6 +359,16 @@ def _converter(type_: Type, tz: tzinfo) -> Callable[[Any], Any]:
             raise _Slow
 
         return string
+    if kind == "number" and type_.integral:
+
+        def integer(raw: Any) -> Any:
+            if type(raw) is int:
+                return raw
+            if raw.isdecimal():  # 12.0, -3 and "12.5" go to _coerce: it accepts or says why not
+                return int(raw)
+            raise _Slow
+
+        return integer
     if kind == "number":
 
         def number(raw: Any) -> Any:

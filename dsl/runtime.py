@@ -37,6 +37,9 @@ Where SPEC §4 is silent, we decided:
 - Functions on null: ``lower``/``upper``/``len``/``days_since``/``response`` give null; the
   predicates (``contains``, ``starts_with``, ``ends_with``, ``matches``, ``in_group``, …)
   give false. An invalid regular expression at run time is false with a warning.
+- ``was_in_campaign(id, within)``: an enrollment was going at some time in [now - within, now]
+  (both ends included); ``0d`` is "enrolled now", a negative duration is false with a warning,
+  a null one false.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ class Facts(Protocol):
 
     def in_group(self, partner: Mapping, name: str) -> bool: ...
     def in_campaign(self, partner: Mapping, campaign_id: str) -> bool: ...
-    def was_in_campaign(self, partner: Mapping, campaign_id: str) -> bool: ...
+    def was_in_campaign(self, partner: Mapping, campaign_id: str, within: timedelta | None = None) -> bool: ...
     def opened(self, partner: Mapping, step_id: str) -> bool: ...
     def clicked(self, partner: Mapping, step_id: str) -> bool: ...
     def bounced(self, partner: Mapping, step_id: str) -> bool: ...
@@ -71,7 +74,10 @@ class _NoFacts:
     def in_group(self, partner: Mapping, name: str) -> bool:
         return False
 
-    in_campaign = was_in_campaign = opened = clicked = bounced = responded = in_group
+    in_campaign = opened = clicked = bounced = responded = in_group
+
+    def was_in_campaign(self, partner: Mapping, campaign_id: str, within: timedelta | None = None) -> bool:
+        return False
 
     def response(self, partner: Mapping, step_id: str) -> str | None:
         return None
@@ -522,6 +528,28 @@ def _fact(name: str) -> Callable[..., bool]:
     return function
 
 
+_ABSENT = object()  # an optional argument that the call left out
+_ever_in_campaign = _fact("was_in_campaign")
+
+
+def was_in_campaign(partner: Mapping, ctx: Context, campaign_id: Any, within: Any = _ABSENT) -> bool:
+    """Without ``within``: the partner was ever enrolled in the campaign (up to now). With it:
+    an enrollment was active at some time in [now - within, now] (started at or before now, and
+    not finished, or finished at or after now - within); ``0d`` means active now, a negative
+    duration is false (with a warning: the window would end before it starts)."""
+    if within is _ABSENT:
+        return _ever_in_campaign(partner, ctx, campaign_id)
+    if campaign_id is None or within is None:
+        return False
+    if kind(campaign_id) != "string" or kind(within) != "duration":
+        _surprise(ctx, "was_in_campaign", campaign_id, within)
+        return False
+    if within < timedelta(0):
+        ctx.warn("was_in_campaign: negative duration")
+        return False
+    return ctx.facts.was_in_campaign(partner, campaign_id, within) is True
+
+
 def response(partner: Mapping, ctx: Context, step_id: Any) -> str | None:
     """The response key the partner gave to the step, or null."""
     if step_id is None:
@@ -543,7 +571,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "ends_with": ends_with,
     "matches": matches,
     "coalesce": coalesce,
-    **{name: _fact(name) for name in
-       ("in_group", "in_campaign", "was_in_campaign", "opened", "clicked", "bounced", "responded")},
+    **{name: _fact(name) for name in ("in_group", "in_campaign", "opened", "clicked", "bounced", "responded")},
+    "was_in_campaign": was_in_campaign,
     "response": response,
 }

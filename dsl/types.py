@@ -7,10 +7,14 @@ evaluator can rely on each field holding a value of its declared type or ``None`
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, Mapping
+
+from .diagnostics import did_you_mean
+from .ids import shown
 
 # --- Limits of the values a campaign file may write ------------------------------------------
 #
@@ -46,19 +50,32 @@ def check_duration(value: timedelta) -> str | None:
 class Type:
     """``kind`` is string, number, bool, date, datetime, duration, null, ``list``, ``enum`` (a string with fixed values),
     ``record`` (``partner``, ``event``; ``fields`` empty means any field is allowed) or
-    ``any`` (not known until run time, e.g. event data)."""
+    ``any`` (not known until run time, e.g. event data).
+
+    An ``int`` field is a number that is ``integral``: its kind stays ``number`` so that every
+    operator, function and SQL back end treats it as one; only reading a record (:func:`coerce`)
+    and the name shown to users differ."""
 
     kind: str
     item: "Type | None" = None
     values: tuple[str, ...] = ()
     fields: tuple[tuple[str, "Type"], ...] = ()
+    integral: bool = False
 
     def __str__(self) -> str:
         if self.kind == "list":
             return f"list[{self.item}]"
         if self.kind == "enum":
             return "enum[" + ", ".join(self.values) + "]"
+        if self.integral:
+            return "int"
         return self.kind
+
+    def __repr__(self) -> str:
+        """The dataclass's repr, with ``integral`` only when set: audience keys hash the reprs
+        of the schema (engine.audiences), and the other types' must not change."""
+        integral = ", integral=True" if self.integral else ""
+        return f"Type(kind={self.kind!r}, item={self.item!r}, values={self.values!r}, fields={self.fields!r}{integral})"
 
     @property
     def field_map(self) -> dict[str, "Type"]:
@@ -73,6 +90,7 @@ class Type:
 
 STRING = Type("string")
 NUMBER = Type("number")
+INT = Type("number", integral=True)
 BOOL = Type("bool")
 DATE = Type("date")
 DATETIME = Type("datetime")
@@ -93,25 +111,34 @@ def record(fields: Mapping[str, Type] | None = None) -> Type:
     return Type("record", fields=tuple((fields or {}).items()))
 
 
-_NAMED = {"string": STRING, "number": NUMBER, "bool": BOOL, "date": DATE, "datetime": DATETIME}
+_NAMED = {"string": STRING, "number": NUMBER, "int": INT, "bool": BOOL, "date": DATE, "datetime": DATETIME}
+FIELD_TYPES = ("string", "number", "int", "bool", "date", "datetime", "list[string]", "list[number]", "list[int]")
+VALID_FIELD_TYPES = ", ".join(FIELD_TYPES) + ", {enum: [...]}"
 
 
-def parse_field_type(spec: Any) -> Type:
-    """The type written in engine.yaml ``partners.fields``; ValueError with a message if unknown."""
+def parse_field_type(spec: Any, field: str | None = None) -> Type:
+    """The type written in engine.yaml ``partners.fields`` (for ``field``, named in the
+    message); ValueError with a message listing the valid types if unknown."""
     if isinstance(spec, str):
         text = spec.strip()
         if text in _NAMED:
             return _NAMED[text]
-        match = re.fullmatch(r"list\[\s*(string|number)\s*\]", text)
+        match = re.fullmatch(r"list\[\s*(string|number|int)\s*\]", text)
         if match:
             return list_of(_NAMED[match.group(1)])
-        raise ValueError(f"unknown field type '{spec}'")
+        raise ValueError(_unknown_type(shown(spec), field) + did_you_mean(text, FIELD_TYPES))
     if isinstance(spec, dict) and set(spec) == {"enum"}:
         values = spec["enum"]
         if isinstance(values, list) and values and all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values):
             return enum(tuple(str(v) for v in values))
-        raise ValueError("an enum needs a non-empty list of values")
-    raise ValueError(f"unknown field type {json.dumps(spec, default=str)}")
+        where = f" for field {shown(field)}" if field is not None else ""
+        raise ValueError(f"an enum{where} needs a non-empty list of values")
+    raise ValueError(_unknown_type(shown(json.dumps(spec, default=str)), field))
+
+
+def _unknown_type(spec: str, field: str | None) -> str:
+    where = f" for field {shown(field)}" if field is not None else ""
+    return f"unknown field type {spec}{where} (valid types: {VALID_FIELD_TYPES})"
 
 
 # --- Values -----------------------------------------------------------------------------------
@@ -135,6 +162,8 @@ def coerce(type_: Type, raw: Any, tz: tzinfo) -> Any:
         if text not in type_.values:
             raise ValueError(f"'{raw}' is not one of {', '.join(type_.values)}")
         return text
+    if kind == "number" and type_.integral:
+        return _integer(raw)
     if kind == "number":
         if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
             raise ValueError(f"expected a number, got {_describe(raw)}")
@@ -178,6 +207,27 @@ def coerce(type_: Type, raw: Any, tz: tzinfo) -> Any:
                 out.append(value)
         return out
     return raw
+
+
+def _integer(raw: Any) -> int:
+    """A whole number: 12, 12.0 and "12" are 12; 12.5 is refused rather than rounded, since a
+    rounded seat count would quietly change who matches."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        raise ValueError(f"expected an integer, got {_describe(raw)}")
+    if isinstance(raw, int):
+        return raw
+    value = raw
+    if isinstance(raw, str):
+        text = raw.strip()
+        try:
+            if re.fullmatch(r"[-+]?\d+", text):
+                return int(text)
+            value = float(text)
+        except ValueError:  # not a number, or more digits than int() reads
+            raise ValueError(f"expected an integer, got '{raw}'") from None
+    if not math.isfinite(value) or not value.is_integer():
+        raise ValueError(f"expected an integer, got {_describe(raw)}")
+    return int(value)
 
 
 def to_utc(value: datetime, tz: tzinfo) -> datetime:

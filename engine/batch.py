@@ -3,10 +3,9 @@ them, and what they produce, written in one statement each (:class:`StepBatch`).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Mapping
 
-from campaigns.enrollment import position_after
 
 from .compiled import CompiledCampaign, CompiledWorkspace
 from .steps import Effects
@@ -38,7 +37,7 @@ class StepBatch:
         self._bounced: dict[tuple[str, datetime], bool] = {}
         self._steps: list[tuple] = []
         self._messages: list[tuple[Mapping, int, bool]] = []
-        self._positions: dict[tuple[str, str, datetime], tuple[str | None, datetime]] = {}
+        self._positions: dict[tuple[str, str, datetime, tzinfo], tuple[str | None, datetime]] = {}
         self._kinds: dict[tuple[str, str], str] = {}
 
     def prefetch(self, plan: CompiledWorkspace, enrollments: list[Enrollment], partners: Mapping[str, Mapping]) -> None:
@@ -46,12 +45,15 @@ class StepBatch:
         runs, consents, addresses = [], [], []
         for e in enrollments:
             compiled = plan.campaigns.get(e.campaign)
-            step = compiled.steps.get(e.next_step) if compiled is not None and e.next_step is not None else None
+            node = compiled.flow.node(e.next_step) if compiled is not None else None
             partner = partners.get(e.partner)
-            if step is None or partner is None or e.due_at is None:
+            if node is None or partner is None or e.due_at is None:
                 continue
+            runs.append((e.id, node.key))
+            step = compiled.steps.get(node.key)
+            if step is None:
+                continue  # a branch or a wait-for: it asks nothing else
             kind = self.kind(e.campaign, step)
-            runs.append((e.id, step.id))
             if kind in self.GATED:
                 consents.append((e.partner, kind, e.due_at))
             address = partner.get(self.ADDRESS_FIELDS.get(kind, ""))
@@ -71,12 +73,13 @@ class StepBatch:
             self._kinds[key] = step.kind
         return self._kinds[key]
 
-    def position_after(self, compiled: CompiledCampaign, step_id: str, due: datetime) -> tuple[str | None, datetime]:
-        """Where an enrollment goes after the step due at ``due`` (:func:`position_after`),
-        worked out once per batch for the many that are at the same place at the same time."""
-        key = (compiled.id, step_id, due)
+    def position_after(self, compiled: CompiledCampaign, step_id: str, due: datetime,
+                       tz: tzinfo) -> tuple[str | None, datetime]:
+        """Where an enrollment goes after the step due at ``due`` (:meth:`Flow.after`), worked
+        out once per batch for the many that are at the same place at the same time."""
+        key = (compiled.id, step_id, due, tz)
         if key not in self._positions:
-            self._positions[key] = position_after(compiled.campaign, step_id, due, compiled.tz)
+            self._positions[key] = compiled.flow.after(step_id, due, tz)
         return self._positions[key]
 
     def has_run(self, enrollment_id: int, step_id: str) -> bool:

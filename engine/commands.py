@@ -347,6 +347,9 @@ def cmd_respond(args: argparse.Namespace) -> int:
         print(f"follow-up: partner {e.partner} enrolled in {e.campaign} (enrollment {e.number}), from {iso(e.started_at)}")
     elif done.follow_up_note:
         print(f"follow-up {done.follow_up} not started: {done.follow_up_note}")
+    if done.goto is not None:
+        print(f"goto {done.goto}: not moved, {done.goto_note}" if done.goto_note else
+              f"goto {done.goto}: partner {done.partner} moved to it in {done.campaign}")
     return OK
 
 
@@ -513,6 +516,12 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def _print_dry_run(result: dict) -> None:
+    """The path each partner takes: every step with its time and outcome, where each branch sends
+    them, how each wait-for ends, and the steps a branch jumps over."""
+    from dsl.explain import duration_text
+
+    from .clock import from_iso
+
     print(f"{result['campaign']} from {result['at']}: {'passed' if result['passed'] else 'FAILED'}")
     for partner in result["partners"]:
         print()
@@ -520,10 +529,30 @@ def _print_dry_run(result: dict) -> None:
         verdict = "enrolls" if partner["enrolls"] else f"not enrolled ({partner['excluded_by'] or 'no match'})"
         print(f"partner {partner['partner']}: {matched}; {verdict}")
         for step in partner["steps"]:
+            if step["kind"] == "branch" and step["status"] == "would_execute":
+                # the path: where the branch sends this partner
+                if step.get("goto") is None:
+                    print(f"  {step['at']}  {step['step']:<20} → next step (no case held)")
+                else:
+                    print(f"  {step['at']}  {step['step']:<20} → {step['goto']} (case {step['case']})")
+                continue
+            if step["kind"] == "wait_for" and step["status"] == "would_execute":
+                if step.get("ended_by") == "condition":
+                    how = "ends at once (condition holds)"
+                else:
+                    waited = duration_text(from_iso(step["until"]) - from_iso(step["at"]))
+                    how = f"waits {waited} until {step['until']} (condition false)"
+                print(f"  {step['at']}  {step['step']:<20} {how}")
+                continue
             message = step.get("message") or {}
             what = message.get("subject") or message.get("title") or _first_line(message.get("body") or message.get("text") or "")
             why = step.get("error") or step.get("reason") or ""
+            if step["status"] == "skipped" and step.get("reason") == "branch":
+                why = "jumped over by a branch"
             print(f"  {step['at']}  {step['step']:<20} {step['status']:<14} {why or what}")
+        finished = partner.get("finished")
+        if finished:
+            print(f"  {finished['at']}  finished: {finished['reason']}")
     for text in result["warnings"]:
         print(f"warning: {text}", file=sys.stderr)
 

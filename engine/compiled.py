@@ -4,6 +4,7 @@ resolved. The tick asks these objects questions; it never parses anything itself
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -11,10 +12,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from campaigns.audience import CompiledAudience, compile_audience
-from campaigns.model import Campaign, Step
+from campaigns.flow import Flow, flow_of
+from campaigns.model import Branch, Campaign, Step, Until, Wait
 from campaigns.workspace import Workspace
 from dsl.compile import Compiled, compile_expression
 from dsl.parser import parse
@@ -32,6 +34,25 @@ class CompiledCampaign:
     step_when: Mapping[str, Compiled]
     steps: Mapping[str, Step]
     content_hash: str  # of the campaign file's text
+    flow: Flow
+    cases: Mapping[str, tuple[Compiled | None, ...]]  # branch id → each case's `when` (None: else)
+    wait_for: Mapping[str, Compiled]  # wait-for key → its `for`
+    timezone_field: str | None = None  # set when the campaign has local times a partner's zone moves
+
+    def local_tz(self, partner: Mapping[str, Any] | None) -> tzinfo:
+        """Where the partner's local times (``wait: {until}``) are: their own zone when engine.yaml's
+        ``partners.timezone_field`` names one and it is a valid IANA name, else the campaign's."""
+        if self.timezone_field is None or partner is None:
+            return self.tz
+        return zone(partner.get(self.timezone_field)) or self.tz
+
+    def branch_target(self, branch: str, partner: Mapping[str, Any], ctx) -> tuple[int, str] | None:
+        """The first case of the branch that holds (its number from 1, and its target), or None."""
+        item = self.flow.node(branch).item  # type: ignore[union-attr]
+        for number, (when, case) in enumerate(zip(self.cases[item.id], item.branch), 1):
+            if when is None or when.test(partner, ctx):
+                return number, case.target
+        return None
 
     @property
     def trigger(self) -> str | None:
@@ -78,15 +99,32 @@ def compile_workspace(workspace: Workspace) -> CompiledWorkspace:
     for cid, campaign in workspace.campaigns.items():
         tz = ZoneInfo(campaign.timezone) if campaign.timezone else workspace.tz
         trigger_when = campaign.trigger.when if campaign.trigger is not None else None
+        flow = flow_of(campaign)
+        local_times = any(isinstance(s, Wait) and isinstance(s.wait, Until) for s in campaign.steps)
         campaigns[cid] = CompiledCampaign(
             id=cid, campaign=campaign, tz=tz, audience=compile_audience(campaign, settings),
             exit_when=_compile(campaign.exit_when), trigger_when=_compile(trigger_when),
             step_when={s.id: _compile(s.when) for s in campaign.action_steps if s.when is not None},
             steps={s.id: s for s in campaign.action_steps},
-            content_hash=_file_hash(workspace.files[cid].path))
+            content_hash=_file_hash(workspace.files[cid].path),
+            flow=flow,
+            cases={b.id: tuple(_compile(c.when) for c in b.branch) for b in campaign.steps if isinstance(b, Branch)},
+            wait_for={n.key: _compile(n.wait_for.for_) for n in flow.nodes if n.wait_for is not None},
+            timezone_field=settings.partners.timezone_field if local_times else None)
     groups = {name: read_group(path) for name, path in workspace.groups.items()}
     return CompiledWorkspace(workspace, campaigns, groups, _compile(settings.exclude), fingerprint(workspace.root),
                              workspace.templates_dir)
+
+
+@functools.lru_cache(maxsize=1024)
+def zone(name: Any) -> tzinfo | None:
+    """The IANA zone a partner's timezone field names, or None for anything else."""
+    if not isinstance(name, str) or not name or len(name) > 100:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
 
 
 def _file_hash(path: Path) -> str:

@@ -34,6 +34,10 @@ Decisions where SPEC is silent:
   ``exit_on_audience_loss`` are asked as each step falls due (status ``exit`` /
   ``audience_lost``), as the record is now. A failed step (a template error) does not stop the
   ones after it.
+- A branch is evaluated at its due time like the tick does (with no history, ``opened()`` and
+  ``response()`` say false and null), and the steps it jumps over are listed as skipped. A
+  wait-for is asked once, when it is reached: true, the path goes on at once; false, it waits its
+  whole ``at_most`` (a dry run has no later ticks at which the condition could turn true).
 """
 
 from __future__ import annotations
@@ -43,13 +47,14 @@ import json
 import os
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 from zoneinfo import ZoneInfo
 
 from campaigns.audience import dedupe
-from campaigns.enrollment import FinishReason, SkipReason, position_after, window_opens
+from campaigns.enrollment import FinishReason, SkipReason, window_opens
+from campaigns.flow import END
 from campaigns.workspace import Workspace, load_workspace
 from dsl.diagnostics import SourceError, did_you_mean, error
 from dsl.records import PartnerSource, read_partners
@@ -158,7 +163,10 @@ class DryFacts:
     def in_campaign(self, partner: Mapping, campaign_id: str) -> bool:
         return False
 
-    was_in_campaign = opened = clicked = bounced = responded = in_campaign
+    opened = clicked = bounced = responded = in_campaign
+
+    def was_in_campaign(self, partner: Mapping, campaign_id: str, within: timedelta | None = None) -> bool:
+        return False
 
     def response(self, partner: Mapping, step_id: str) -> str | None:
         return None
@@ -210,23 +218,46 @@ class _DryRun:
                 "excluded_by": excluded_by, "enrolls": enrolls, "finished": finished, "steps": steps}
 
     def _steps(self, partner: Mapping, pid: str, at: datetime, out: list[dict[str, Any]]) -> dict[str, Any]:
-        """Walk the enrollment the way the tick advances it (engine.tick.Tick._advance)."""
+        """Walk the enrollment the way the tick advances it (engine.tick.Tick._advance): the path
+        this partner takes, branches and waits-for included."""
         compiled = self.compiled
-        campaign = compiled.campaign
-        step_id, due = position_after(campaign, None, at, compiled.tz)
+        campaign, flow = compiled.campaign, compiled.flow
+        tz = compiled.local_tz(partner)
+        step_id, due = flow.first(at, tz)
         while step_id is not None:
-            step = compiled.steps[step_id]
+            node = flow.node(step_id)
+            assert node is not None
             opens = window_opens(due, campaign.window, compiled.tz)
             if opens is None:
-                out.append(_entry(step, due, str(FinishReason.WINDOW_CLOSED), None))
+                out.append(_entry(node, due, str(FinishReason.WINDOW_CLOSED), None))
                 return {"reason": str(FinishReason.WINDOW_CLOSED), "at": iso(due)}
             due = opens
             reason = self._exit_reason(partner, due)
             if reason is not None:
-                out.append(_entry(step, due, reason, None))
+                out.append(_entry(node, due, reason, None))
                 return {"reason": reason, "at": iso(due)}
-            out.append(self._outcome(step, partner, pid, due))
-            step_id, due = position_after(campaign, step_id, due, compiled.tz)
+            target = None
+            if node.kind == "branch":
+                chosen = compiled.branch_target(node.key, partner, self.context(due))
+                number, target = chosen if chosen is not None else (None, None)
+                out.append({**_entry(node, due, "would_execute", None), "case": number, "goto": target})
+            elif node.kind == "wait_for":
+                wait = node.wait_for
+                holds = compiled.wait_for[node.key].test(partner, self.context(due))
+                ended = due if holds else due + wait.at_most
+                out.append({**_entry(node, due, "would_execute", None), "ended_by": "condition" if holds else "at_most",
+                            "until": iso(ended)})
+                due = ended
+            else:
+                out.append(self._outcome(node.item, partner, pid, due))
+            if target is None:
+                step_id, due = flow.after(step_id, due, tz)
+                continue
+            for skipped in flow.jumped_over(step_id, target):
+                out.append(_entry(skipped, due, "skipped", str(SkipReason.BRANCH)))
+            if target == END:
+                return {"reason": str(FinishReason.COMPLETED), "at": iso(due)}
+            step_id, due = flow.at(target, due, tz)
         return {"reason": str(FinishReason.COMPLETED), "at": iso(due)}
 
     def _exit_reason(self, partner: Mapping, due: datetime) -> str | None:
@@ -261,7 +292,9 @@ class _DryRun:
 
 def _entry(step, at: datetime, status: str, reason: str | None, *, message: dict | None = None,
            error: str | None = None) -> dict[str, Any]:
-    return {"step": step.id, "kind": step.kind, "at": iso(at), "status": status, "reason": reason,
+    """One step of the path (a step of the file or a node of its flow)."""
+    key = getattr(step, "key", None) or step.id
+    return {"step": key, "kind": step.kind, "at": iso(at), "status": status, "reason": reason,
             "error": error, "message": message}
 
 

@@ -19,6 +19,14 @@ every sub-expression (like ``opa eval --explain``), as JSON-ready data and as te
   ``previously_treated``), the partner is not a duplicate the audience's ``dedupe`` drops, and the
   campaign can still enroll (it has a trigger, is active, its window has not closed, a one-shot
   ``at`` has not fired). An event trigger's ``when`` needs an event, so its trace is empty.
+- ``flow`` (only for a campaign with a ``branch`` or a ``wait: {for}``): each of them in step
+  order. A branch: every case evaluated as of ``at`` (all of them, so that the explanation shows
+  each one), the case that wins (the first that holds; an ``else`` always holds; none: the next
+  step) and where it goes. A wait-for: its condition. Both as the tick asks them (the facts of
+  the partner's current enrollment: ``response()``, ``opened()``...; none when not enrolled).
+  And what the store says of the partner's latest enrollment there: the step run it left (the
+  case the tick chose then, how a wait ended, or that it was jumped over), whether it is due at
+  that step, and whether it is waiting at a wait-for now (since when; its ``at_most`` deadline).
 
 ``eligible`` is: the audience matches, no exclusion applies, and the enrollment rules allow it
 (the :class:`~campaigns.enrollment.Verdict`). Consent is not part of it: it is asked at each
@@ -33,9 +41,10 @@ from typing import Any, Mapping
 
 from campaigns.audience import GATED_CHANNELS
 from campaigns.enrollment import PastEnrollment, eligible_for_trigger, window_opens
+from campaigns.flow import Node
 from campaigns.model import Located
 from dsl.diagnostics import did_you_mean
-from dsl.explain import Explained, explain, format_value
+from dsl.explain import Explained, duration_text, explain, format_value
 from dsl.parser import parse
 from dsl.runtime import Context
 
@@ -61,7 +70,8 @@ def explain_partner(store: Store, plan: CompiledWorkspace, book: PartnerBook, ca
          "groups": {"match", "groups", "member", "trace"},
          "exclude": {"match", "by", "rules": [{"name", "expression", "file", "match", "trace"}], "trace"},
          "consent": {"match", "channels": {channel: {"match", "by", "expression", "file", "trace"}}, "trace"},
-         "trigger": {"match", "kind", "reason", "when", "duplicate_of", "trace"}}
+         "trigger": {"match", "kind", "reason", "when", "duplicate_of", "trace"},
+         "flow": [...]}  # only when the campaign has branches or waits-for: see _flow
 
     Each trace is a list of ``{"expression", "value", "line", "col"}`` (see :mod:`dsl.explain`).
     :class:`UnknownName` for a campaign or partner that does not exist (with a did-you-mean)."""
@@ -112,8 +122,12 @@ def explain_partner(store: Store, plan: CompiledWorkspace, book: PartnerBook, ca
                "when": trigger_when.strip() if trigger_when else None,
                "duplicate_of": (duplicate[0] or None) if duplicate else None, "trace": []}
 
-    return {"campaign": compiled.id, "partner": partner_id, "eligible": eligible, "rulesets": rulesets,
-            "groups": groups, "exclude": exclude, "consent": consent, "trigger": trigger}
+    result = {"campaign": compiled.id, "partner": partner_id, "eligible": eligible, "rulesets": rulesets,
+              "groups": groups, "exclude": exclude, "consent": consent, "trigger": trigger}
+    flow = _flow(store, plan, compiled, partner_id, partner, at)
+    if flow:
+        result["flow"] = flow
+    return result
 
 
 # --- the parts ------------------------------------------------------------------------------------
@@ -199,6 +213,95 @@ def _consent(store: Store, plan: CompiledWorkspace, compiled: CompiledCampaign, 
             channels[channel] = {"match": False, "by": None, "expression": None, "file": None, "trace": []}
     return {"match": all(c["match"] for c in channels.values()), "channels": channels,
             "trace": [step for c in channels.values() for step in c["trace"]]}
+
+
+FLOW_KINDS = ("branch", "wait_for")
+
+
+def _flow(store: Store, plan: CompiledWorkspace, compiled: CompiledCampaign, partner_id: str,
+          partner: Mapping[str, Any], at: datetime) -> list[dict[str, Any]]:
+    """Each branch and wait-for of the campaign, in step order (empty: the campaign has none)::
+
+        {"step", "kind": "branch", "file", "match", "case", "goto", "next",
+         "cases": [{"case", "when", "goto", "match", "trace"}], "trace",
+         "enrollment", "due_at", "run": {"at", "status", "reason", "case", "goto"} | None}
+        {"step", "kind": "wait_for", "file", "expression", "at_most", "match", "trace",
+         "enrollment", "due_at", "waiting": {"since", "until"} | None,
+         "run": {"at", "status", "reason", "began", "ended_by"} | None}
+
+    A branch's ``case``/``goto`` are what the tick would record now (``{"case", "goto"}``, the
+    detail of its step run): the number (from 1) and target of the first case that holds, or
+    both null when none holds and the enrollment goes on with ``next`` (the step that follows;
+    null: none does, the enrollment completes). An ``else`` case has ``when`` null and always
+    holds. ``match``: a case holds / the wait's condition holds; ``trace``: the cases' traces
+    in order / the condition's.
+
+    ``enrollment`` is the number of the partner's current enrollment in the campaign, else of
+    their latest, else null; ``run`` its latest run of that step (``case``/``goto`` as the tick
+    recorded them; ``began``/``ended_by`` of a wait that ended; a skipped one has ``reason``,
+    ``branch`` when jumped over); ``due_at`` when the enrollment is due at that step next (at a
+    wait-for it waits at: the ``at_most`` deadline); ``waiting`` when it waits at the wait-for
+    now (``waiting_since`` and that deadline)."""
+    flow = compiled.flow
+    nodes = [n for n in flow.nodes if n.kind in FLOW_KINDS]
+    if not nodes:
+        return []
+    enrollments = store.enrollments_of(partner_id, compiled.id)
+    current = [e for e in enrollments if e.status in CURRENT_STATUSES]
+    enrollment = current[-1] if current else enrollments[-1] if enrollments else None
+    ctx = Context(now=at, tz=compiled.tz,
+                  facts=StoreFacts(store, plan, compiled.id, current[-1] if current else None, at))
+    runs: dict[str, Any] = {}
+    if enrollment is not None:
+        for run in store.step_runs(enrollment.id):  # a run under a step's old id (renamed_from) is that step's
+            key = flow.resolve(run.step) or run.step
+            if key not in runs or run.run >= runs[key].run:
+                runs[key] = run
+    here = flow.resolve(enrollment.next_step) if enrollment is not None and current else None
+    file = _file(plan, compiled.campaign)
+    parts = []
+    for node in nodes:
+        run = runs.get(node.key)
+        due = enrollment.due_at if enrollment is not None and here == node.key else None
+        common = {"enrollment": enrollment.number if enrollment is not None else None,
+                  "due_at": iso(due) if due is not None else None}
+        if node.kind == "branch":
+            part = _branch_part(compiled, node, file, partner, ctx, at)
+            part.update(common, run=None if run is None else {
+                "at": iso(run.at), "status": run.status, "reason": run.reason,
+                "case": run.detail.get("case"), "goto": run.detail.get("goto")})
+        else:
+            wait = node.wait_for
+            result = _explain(wait.for_, wait, ("for",), partner, ctx)
+            waiting = None
+            if due is not None and enrollment.waiting_since is not None:
+                waiting = {"since": iso(enrollment.waiting_since), "until": iso(due)}
+            part = {"step": node.key, "kind": node.kind, "file": file, "expression": wait.for_.strip(),
+                    "at_most": duration_text(wait.at_most), "match": result.match, "trace": result.trace}
+            part.update(common, waiting=waiting, run=None if run is None else {
+                "at": iso(run.at), "status": run.status, "reason": run.reason,
+                "began": run.detail.get("began"), "ended_by": run.detail.get("ended_by")})
+        parts.append(part)
+    return parts
+
+
+def _branch_part(compiled: CompiledCampaign, node: Node, file: str | None, partner: Mapping[str, Any],
+                 ctx: Context, at: datetime) -> dict[str, Any]:
+    """Every case of the branch, evaluated; the first that holds wins (what
+    :meth:`CompiledCampaign.branch_target` decides, with each case's trace)."""
+    cases = []
+    for number, case in enumerate(node.item.branch, 1):
+        if case.when is None:
+            cases.append({"case": number, "when": None, "goto": case.target, "match": True, "trace": []})
+            continue
+        result = _explain(case.when, case, ("when",), partner, ctx)
+        cases.append({"case": number, "when": case.when.strip(), "goto": case.target, "match": result.match,
+                      "trace": result.trace})
+    chosen = next((c for c in cases if c["match"]), None)
+    following, _ = compiled.flow.after(node.key, at, compiled.tz)
+    return {"step": node.key, "kind": node.kind, "file": file, "match": chosen is not None,
+            "case": chosen["case"] if chosen else None, "goto": chosen["goto"] if chosen else None,
+            "next": following, "cases": cases, "trace": [step for c in cases for step in c["trace"]]}
 
 
 def _duplicate_of(store: Store, plan: CompiledWorkspace, book: PartnerBook, compiled: CompiledCampaign,
@@ -303,7 +406,77 @@ def render_text(result: Mapping[str, Any]) -> str:
     lines.append(f"trigger ({kind}): {mark(trigger['match'])} {outcome}")
     if trigger.get("when"):
         lines.append(f"  and when: {trigger['when']} (needs the event; not evaluated)")
+
+    flow = result.get("flow") or []
+    if flow:
+        lines.append("flow (each branch and wait-for, as a tick at this time would take it):")
+    for part in flow:
+        lines += _branch_lines(part) if part["kind"] == "branch" else _wait_lines(part)
     return "\n".join(lines) + "\n"
+
+
+def _branch_lines(part: Mapping[str, Any]) -> list[str]:
+    """``route (branch): case 2 holds → upsell``, each case with its trace, and where the partner's
+    enrollment is: the case the tick chose when it passed the branch, or that it has not yet."""
+    elses = {c["case"] for c in part["cases"] if c["when"] is None}
+
+    def chose(case: int | None, goto: str | None, held: str) -> str:
+        if case is None:
+            return f"no case {held} → next step ({part['next'] or 'none: the enrollment completes'})"
+        return f"else → {goto}" if case in elses else f"case {case} {held} → {goto}"
+
+    lines = [f"  {part['step']} (branch): {chose(part['case'], part['goto'], 'holds')}"]
+    for case in part["cases"]:
+        if case["when"] is None:
+            lines.append(f"    {YES} else → {case['goto']}")
+        else:
+            lines.append(f"    {YES if case['match'] else NO} case {case['case']}: {case['when']} → {case['goto']}")
+            lines += _trace_lines(case["trace"], "          ")
+    run, number = part.get("run"), part.get("enrollment")
+    if run is not None and run["status"] == "executed":
+        chosen = chose(run["case"], run["goto"], "held")
+        lines.append(f"    enrollment {number} passed it at {run['at']}, the tick chose: {chosen}")
+    else:
+        lines += _position_lines(part)
+    return lines
+
+
+def _wait_lines(part: Mapping[str, Any]) -> list[str]:
+    """``wait-open (wait for, at most 3d): ✗ the condition is false: ...``, the condition's trace,
+    and where the partner's enrollment is: waiting there now, or how its wait ended."""
+    holds = part["match"]
+    outcome = ("the condition holds: a wait reached now ends at once" if holds else
+               f"the condition is false: a wait reached now lasts until it holds, {part['at_most']} at most")
+    lines = [f"  {part['step']} (wait for, at most {part['at_most']}): {YES if holds else NO} {outcome}",
+             f"    {YES if holds else NO} {part['expression']}"]
+    lines += _trace_lines(part["trace"], "          ")
+    run, number, waiting = part.get("run"), part.get("enrollment"), part.get("waiting")
+    if waiting is not None:
+        lines.append(f"    enrollment {number} is waiting here since {waiting['since']}, until {waiting['until']} "
+                     f"at most" + ("; the condition holds: the next tick ends the wait" if holds else ""))
+    elif run is not None and run["status"] == "executed":
+        how = "its condition held" if run["ended_by"] == "condition" else f"its at_most ({part['at_most']}) passed"
+        if run["began"] == run["at"]:
+            lines.append(f"    enrollment {number} passed it at once at {run['at']}: {how}")
+        else:
+            lines.append(f"    enrollment {number} waited here from {run['began']} to {run['at']}: {how}")
+    else:
+        lines += _position_lines(part)
+    return lines
+
+
+def _position_lines(part: Mapping[str, Any]) -> list[str]:
+    """Where the enrollment is with respect to a branch or wait-for it has not passed (or skipped)."""
+    run, number = part.get("run"), part.get("enrollment")
+    if number is None:
+        return []
+    if run is not None:
+        why = "jumped over by a branch" if run["reason"] == "branch" else \
+            "jumped over by a response's goto" if run["reason"] == "response" else run["reason"] or run["status"]
+        return [f"    enrollment {number}: {run['status']} at {run['at']} ({why})"]
+    if part.get("due_at"):
+        return [f"    enrollment {number} is due here at {part['due_at']}"]
+    return [f"    enrollment {number} has not reached it"]
 
 
 def _trace_lines(trace: list[Mapping[str, Any]], indent: str = "      ") -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Mapping
 
 from .compiled import CompiledWorkspace
@@ -32,8 +32,9 @@ class StoreFacts:
     def in_campaign(self, partner: Mapping, campaign_id: str) -> bool:
         return self.store.has_current(self._id(partner), campaign_id)
 
-    def was_in_campaign(self, partner: Mapping, campaign_id: str) -> bool:
-        return self.store.was_enrolled(self._id(partner), campaign_id, self.now)
+    def was_in_campaign(self, partner: Mapping, campaign_id: str, within: timedelta | None = None) -> bool:
+        """Ever enrolled (up to now); with ``within``, enrolled at some time in [now - within, now]."""
+        return self.store.was_enrolled(self._id(partner), campaign_id, self.now, within)
 
     def _engaged(self, partner: Mapping, step_id: str, kind: str) -> bool:
         since = self.enrollment.started_at if self.enrollment is not None else None

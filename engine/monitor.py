@@ -98,8 +98,9 @@ def _measured_as_of(store: Store, plan: CompiledWorkspace, compiled: CompiledCam
     """What the In-Campaign % of a campaign depends on, short of measuring it: the audience's
     definition, the partner records' revision and the audit log's position (operations and
     ticks log what they change), plus the time when the audience or re-enrollment reads the
-    clock or the store."""
-    timeless = not compiled.audience.inputs & {"clock", "store"} and not isinstance(compiled.campaign.reenroll, timedelta)
+    clock or the store (``reenroll: 90d`` and ``previously_treated: 30d`` read the clock too)."""
+    timeless = not compiled.audience.inputs & {"clock", "store"} and not isinstance(compiled.campaign.reenroll, timedelta) \
+        and not isinstance(compiled.campaign.previously_treated, timedelta)
     return json.dumps([audience_key(plan, compiled), store.partner_revision(), store.log_position(),
                        None if timeless else iso(at)])
 

@@ -35,8 +35,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Mapping, Sequence
 
-from campaigns.enrollment import (CURRENT, NotAllowed, Operation, Refused, Status, StepStatus, after_resume, current_status,
-                                  PastEnrollment, position_after, step_transition, transition)
+from campaigns.enrollment import (CURRENT, NotAllowed, Operation, Refused, SkipReason, Status, StepStatus, after_resume,
+                                  current_status, PastEnrollment, step_transition, transition)
+from campaigns.flow import END
 from dsl.diagnostics import did_you_mean
 from dsl.runtime import Context
 
@@ -123,7 +124,7 @@ def start(op: Operator, campaign_id: str, partner_id: str, on: datetime | None =
         operation = Operation.SCHEDULE if scheduled else Operation.START
         status = transition(operation, current_status(campaign_id, history), partner=partner_id, campaign=campaign_id)
         begins = on if scheduled and on is not None else op.at
-        next_step, due = position_after(compiled.campaign, None, begins, compiled.tz)
+        next_step, due = compiled.flow.first(begins, compiled.local_tz(partner))
         created = op.store.add_enrollment(
             campaign_id, partner_id, status=str(status), origin="manual", source=op.user, created_at=op.at,
             started_at=begins, next_step=next_step, due_at=None if scheduled else due)
@@ -187,22 +188,25 @@ def _partner_known(op: Operator, partner_id: str) -> None:
 def step_status(compiled: CompiledCampaign, e: Enrollment, step_id: str, store: Store) -> StepStatus | None:
     """A step's status in an enrollment: its latest run's, or pending when the enrollment has
     yet to reach it; None when it will never run for it."""
-    run = store.step_run(e.id, step_id)
-    if run is not None:
-        return StepStatus(run.status)
-    if e.status not in CURRENT:
+    names = compiled.flow.names(step_id)
+    runs = [r for name in names if (r := store.step_run(e.id, name)) is not None]
+    if runs:
+        return StepStatus(runs[0].status)
+    if e.status not in CURRENT or e.next_step is None:
         return None
-    order = [s.id for s in compiled.campaign.action_steps]
-    if e.next_step is None or e.next_step not in order or step_id not in order:
-        return None
-    return StepStatus.PENDING if order.index(step_id) >= order.index(e.next_step) else None
+    return StepStatus.PENDING if compiled.flow.is_before(e.next_step, step_id) else None
 
 
-def _step(compiled: CompiledCampaign, step_id: str):
-    step = compiled.steps.get(step_id)
-    if step is None:
-        raise UnknownName(f"campaign '{compiled.id}' has no step '{step_id}'{did_you_mean(step_id, list(compiled.steps))}")
-    return step
+def _step(compiled: CompiledCampaign, step_id: str, *, action: bool = False):
+    """The step (an action step, a branch or a wait-for) of that id; ``action``: one that acts."""
+    node = compiled.flow.node(step_id)
+    if node is None or not node.is_position:
+        known = [n.key for n in compiled.flow.positions]
+        raise UnknownName(f"campaign '{compiled.id}' has no step '{step_id}'{did_you_mean(step_id, known)}")
+    if action and node.key not in compiled.steps:
+        raise Refused(f"step {step_id} of {compiled.id} is a {node.kind.replace('_', '-')}: only a step that sends or "
+                      "creates something can run again")
+    return node.item
 
 
 def _reached_step(op: Operator, operation: Operation, compiled: CompiledCampaign, step_id: str,
@@ -224,6 +228,7 @@ def _reached_step(op: Operator, operation: Operation, compiled: CompiledCampaign
 
 def skip(op: Operator, campaign_id: str, step_id: str, partner_id: str) -> Enrollment:
     compiled = campaign(op, campaign_id)
+    step_id = compiled.flow.resolve(step_id) or step_id
     _step(compiled, step_id)
     with op.store.transaction():
         e = _reached_step(op, Operation.SKIP, compiled, step_id, partner_id)
@@ -236,11 +241,13 @@ def skip(op: Operator, campaign_id: str, step_id: str, partner_id: str) -> Enrol
 def rerun(op: Operator, campaign_id: str, step_id: str, partner_id: str) -> str:
     """Execute an executed step once more, now; the new run's status."""
     compiled = campaign(op, campaign_id)
-    step = _step(compiled, step_id)
+    step_id = compiled.flow.resolve(step_id) or step_id
+    step = _step(compiled, step_id, action=True)
     with op.store.transaction():
         e = _reached_step(op, Operation.RERUN, compiled, step_id, partner_id)
         partner = _partner(op, partner_id)
-        run = max(r.run for r in op.store.step_runs(e.id) if r.step == step_id) + 1
+        names = compiled.flow.names(step_id)
+        run = max(r.run for r in op.store.step_runs(e.id) if r.step in names) + 1
         effects = Tick(op.store, op.plan, op.book, op.at).effects(compiled, e, step, partner, op.at, run=run,
                                                                    condition=False)
         record_effects(op.store, e, step_id, run, effects, None, op.at)
@@ -267,6 +274,8 @@ class Answered:
     follow_up: str | None
     follow_up_enrollment: Enrollment | None
     follow_up_note: str | None  # why the follow-up did not start, when it did not
+    goto: str | None = None  # the step the response moved the enrollment to
+    goto_note: str | None = None  # why it did not move, when it did not
 
 
 def respond(op: Operator, target_id: str, key: str, answers: Mapping[str, str] | None = None,
@@ -290,7 +299,7 @@ def respond(op: Operator, target_id: str, key: str, answers: Mapping[str, str] |
         raise Refused(f"unknown response '{key}' for {where} (valid responses: {', '.join(choices)})"
                       f"{did_you_mean(key, list(choices))}")
     _check_answers(answers, step, where)
-    result, follow_up = choices[key]
+    result, follow_up, goto = choices[key]
     seconds = int(duration.total_seconds()) if duration is not None else None
     with op.store.transaction():
         seq = op.store.add_response(target_id, kind, record["enrollment"], campaign_id, step_id, partner_id, key,
@@ -300,25 +309,51 @@ def respond(op: Operator, target_id: str, key: str, answers: Mapping[str, str] |
             earlier = next((r for r in op.store.responses(partner_id, campaign_id) if r["target"] == target_id), None)
             said = f" '{earlier['response']}' by {earlier['user']} at {earlier['at']}" if earlier else ""
             raise Refused(f"the {kind} {target_id} was already answered{said}; responses are final")
-        enrollment, note = None, None
+        enrollment, note, goto_note = None, None, None
+        if goto is not None:
+            goto_note = _go_to(op, compiled, record["enrollment"], goto)
         if follow_up is not None:
             enrollment, note = _start_follow_up(op, follow_up, partner_id, f"response:{target_id}:{key}")
             op.store.link_follow_up(seq, follow_up, enrollment.id if enrollment else None)
         op.store.log(op.at, op.user, "respond", campaign_id, partner_id, target=target_id, kind=kind, step=step_id,
                      response=key, result=result, follow_up=follow_up,
                      follow_up_number=enrollment.number if enrollment else None, note=note,
+                     goto=goto, goto_note=goto_note,
                      answers=answers or None, duration=seconds)
-    return Answered(target_id, kind, campaign_id, step_id, partner_id, key, result, follow_up, enrollment, note)
+    return Answered(target_id, kind, campaign_id, step_id, partner_id, key, result, follow_up, enrollment, note,
+                    goto, goto_note)
 
 
-def _choices(step, activity: Mapping | None) -> dict[str, tuple[str, str | None]]:
-    """The step's responses as the campaign file says now; an activity keeps the ones it was
-    created with, should its step have left the file since."""
+def _choices(step, activity: Mapping | None) -> dict[str, tuple[str, str | None, str | None]]:
+    """The step's responses as the campaign file says now (result, follow-up, goto); an
+    activity keeps the ones it was created with, should its step have left the file since."""
     if step is not None and getattr(step.action, "responses", None):
-        return {k: (r.result, r.follow_up) for k, r in step.action.responses.items()}
+        return {k: (r.result, r.follow_up, r.goto) for k, r in step.action.responses.items()}
     if activity is not None:
-        return {k: (r["result"], r.get("follow_up")) for k, r in (activity.get("responses") or {}).items()}
+        return {k: (r["result"], r.get("follow_up"), r.get("goto")) for k, r in (activity.get("responses") or {}).items()}
     return {}
+
+
+def _go_to(op: Operator, compiled: CompiledCampaign | None, enrollment_id: int, target: str) -> str | None:
+    """A response's ``goto``: the enrollment that asked moves to ``target``, due now, when it is
+    still active or paused and has not passed it (the steps in between are skipped, reason
+    response). Why it did not move, when it did not."""
+    if compiled is None or not compiled.active:
+        return "its campaign is not running"
+    e = op.store.enrollment(enrollment_id)
+    if e is not None and e.status in ("active", "paused"):
+        Tick(op.store, op.plan, op.book, op.at).catch_up(compiled.id, e.partner)
+        e = op.store.enrollment(enrollment_id)
+    if e is None or e.status not in ("active", "paused"):
+        return "the enrollment has ended"
+    if target != END and compiled.flow.node(target) is None:
+        return f"step {target} is no longer in the campaign"
+    if not compiled.flow.is_before(e.next_step, target):
+        return f"the enrollment has passed step {target}"
+    tick = Tick(op.store, op.plan, op.book, op.at)
+    tick.jump(compiled, e, e.next_step, compiled.flow.resolve(target) or target, op.at,
+              compiled.local_tz(op.book.get(e.partner)), SkipReason.RESPONSE, inclusive=True)
+    return None
 
 
 def _check_answers(answers: Mapping[str, str], step, where: str) -> None:
@@ -348,7 +383,7 @@ def _start_follow_up(op: Operator, campaign_id: str, partner_id: str, source: st
     Tick(op.store, op.plan, op.book, op.at).catch_up(campaign_id, partner_id)
     if any(e.status in CURRENT for e in op.store.enrollments_of(partner_id, campaign_id)):
         return None, f"partner {partner_id} is already in {campaign_id}"
-    next_step, due = position_after(compiled.campaign, None, op.at, compiled.tz)
+    next_step, due = compiled.flow.first(op.at, compiled.local_tz(partner))
     created = op.store.add_enrollment(campaign_id, partner_id, status="active", origin="follow_up", source=source,
                                       created_at=op.at, started_at=op.at, next_step=next_step, due_at=due)
     return (op.store.enrollment(created) if created is not None else None), None

@@ -205,7 +205,8 @@ def _activity(job: Job, activity: Activity) -> Effects:
               "step": job.step.id, "partner": job.partner_id, "kind": activity.kind,
               "assignee": _text(job, activity.assignee, names) or None,
               "subject": _text(job, activity.subject, names) or None,
-              "responses": {key: {"result": r.result, "follow_up": r.follow_up} for key, r in activity.responses.items()},
+              "responses": {key: {"result": r.result, "follow_up": r.follow_up, **({"goto": r.goto} if r.goto else {})}
+                            for key, r in activity.responses.items()},
               "at": job.stamp}
     return Effects("executed", activity=record, detail={"activity": job.message_id})
 

@@ -54,8 +54,8 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator, Mapping
 
 from campaigns.enrollment import (FinishReason, Origin, PastEnrollment, SkipReason, eligible_as_member,
-                                  eligible_for_trigger,
-                                  position_after, window_opens)
+                                  eligible_for_trigger, window_opens)
+from campaigns.flow import END, Node
 from campaigns.audience import natural_key
 from campaigns.schedule import at_fire_time, cron_occurrences
 from dsl.diagnostics import error
@@ -136,6 +136,7 @@ class Tick:
                 upcoming[1]()
         self._sample_audiences()
         self._enroll_members()
+        self._ask_waits()
         self._run_steps(self.at)
         moved = any((self.report.enrolled, self.report.executed, self.report.skipped, self.report.finished,
                      self.report.failed))
@@ -338,7 +339,8 @@ class Tick:
         since the last sample; None when everyone must be looked at (a full sample). Between
         full samples, membership changes only with a partner's record (imports number the
         records they change), and eligibility only when an enrollment ends (in any campaign,
-        for exclusivity) or, with ``reenroll: 90d``, when an exit grows old enough.
+        for exclusivity) or, with ``reenroll: 90d``, when an exit grows old enough (with
+        ``previously_treated: 30d``, an exit from any campaign).
 
         A full sample is taken the first time, after the campaign, a group or the partner
         schema changed, at least once a day (logical time), at every tick when the audience
@@ -353,6 +355,9 @@ class Tick:
         reenroll = compiled.campaign.reenroll
         if isinstance(reenroll, timedelta):
             candidates |= self.store.partners_finished(state.at - reenroll, self.at - reenroll, compiled.id)
+        treated = compiled.campaign.previously_treated
+        if compiled.campaign.exclusive and isinstance(treated, timedelta):
+            candidates |= self.store.partners_finished(state.at - treated, self.at - treated)
         return candidates
 
     def _enroll_members(self) -> None:
@@ -372,7 +377,7 @@ class Tick:
                     partner = partners.get(pid)
                     if partner is None or compiled.audience.excluded_by(partner, ctx) is not None:
                         continue
-                    if eligible_as_member(cid, compiled.campaign, self._past(history.get(pid, []))) and \
+                    if eligible_as_member(cid, compiled.campaign, self._past(history.get(pid, [])), self.at) and \
                             self._enroll(compiled, pid, self.at, Origin.MANUAL, "member"):
                         enrolled += 1
                 if enrolled:
@@ -402,7 +407,7 @@ class Tick:
         return enrolled
 
     def _enroll(self, compiled: CompiledCampaign, pid: str, at: datetime, origin: Origin, source: str | None) -> bool:
-        next_step, due = position_after(compiled.campaign, None, at, compiled.tz)
+        next_step, due = compiled.flow.first(at, self._tz(compiled, pid))
         created = self.store.add_enrollment(compiled.id, pid, status="active", origin=origin, source=source,
                                             created_at=at, started_at=at, next_step=next_step, due_at=due)
         if created is not None:
@@ -420,7 +425,7 @@ class Tick:
             fresh = self.store.enrollment(scheduled.id)
             if fresh is None or fresh.status != "scheduled":
                 return
-            next_step, due = position_after(compiled.campaign, None, fresh.started_at, compiled.tz)
+            next_step, due = compiled.flow.first(fresh.started_at, self._tz(compiled, fresh.partner))
             self.store.update_enrollment(fresh, status="active", next_step=next_step, due_at=due)
             self.store.log(fresh.started_at, ENGINE_USER, "activated", fresh.campaign, fresh.partner, number=fresh.number)
 
@@ -522,9 +527,13 @@ class Tick:
 
     def _log_batch(self, cid: str, step_id: str, status: str, count: int, partner: str | None = None) -> None:
         """One audit-log line per batch of generated records: which step, what kind, how many."""
-        step = self.plan.campaigns[cid].steps.get(step_id)
+        node = self.plan.campaigns[cid].flow.node(step_id)
         self.store.log(self.at, ENGINE_USER, f"step.{status}", cid, partner, step=step_id,
-                       kind=step.kind if step else None, count=count)
+                       kind=node.kind if node else None, count=count)
+
+    def _tz(self, compiled: CompiledCampaign, partner_id: str):
+        """The partner's local timezone for this campaign (read only when it can matter)."""
+        return compiled.tz if compiled.timezone_field is None else compiled.local_tz(self.book.get(partner_id))
 
     def _advance(self, e: Enrollment, partner: Mapping | None, counts: Counter,
                  batch: "StepBatch | None" = None) -> datetime | None:
@@ -543,8 +552,8 @@ class Tick:
                 return self._finish(e, FinishReason.PARTNER_REMOVED, due)
             if e.next_step is None:
                 return self._at_the_end(compiled, e, due)
-            step = compiled.steps.get(e.next_step)
-            if step is None:
+            node = compiled.flow.node(e.next_step)
+            if node is None:
                 return self._step_removed(compiled, e, due)
             opens = window_opens(due, campaign.window, compiled.tz)
             if opens is None:
@@ -556,16 +565,115 @@ class Tick:
                 reason = self._exit_reason(compiled, e, partner, due)
                 if reason is not None:
                     return self._finish(e, reason, due)
-            skipped_ahead = batch.has_run(e.id, step.id)  # by a user
-            effects = None if skipped_ahead else self.effects(compiled, e, step, partner, due, batch=batch)
-            next_step, next_due = batch.position_after(compiled, step.id, due)
+            tz = compiled.local_tz(partner)
+            if any(batch.has_run(e.id, name) for name in compiled.flow.names(node.key)):  # skipped ahead by a user
+                next_step, next_due = batch.position_after(compiled, node.key, due, tz)
+                self.store.update_enrollment(e, after_step=node.key, next_step=next_step, due_at=next_due)
+                return next_due
+            if node.kind == "branch":
+                return self._branch(compiled, e, node, partner, due, tz, counts, batch)
+            if node.kind == "wait_for":
+                return self._wait_for(compiled, e, node, partner, due, tz, counts, batch)
+            step = node.item
+            effects = self.effects(compiled, e, step, partner, due, batch=batch)
+            next_step, next_due = batch.position_after(compiled, step.id, due, tz)
             self.store.update_enrollment(e, after_step=step.id, next_step=next_step, due_at=next_due)
-            if effects is not None:  # recorded only once the compare-and-set won
-                self._record(e, step.id, 1, effects, due, batch=batch)
-                counts[(e.campaign, step.id, effects.status)] += 1
+            self._record(e, step.id, 1, effects, due, batch=batch)  # only once the compare-and-set won
+            counts[(e.campaign, step.id, effects.status)] += 1
             return next_due
         except Conflict:
             return None  # another tick moved it first
+
+    # --- flow: branches, waits-for and jumps ---------------------------------------------------
+
+    def _branch(self, compiled: CompiledCampaign, e: Enrollment, node: Node, partner: Mapping, due: datetime,
+                tz, counts: Counter, batch: StepBatch) -> datetime | None:
+        """The first case that holds as of the branch's due time sends the enrollment to its
+        target; none: on to the next step. The branch's run records which case won."""
+        chosen = compiled.branch_target(node.key, partner, self._context(compiled, due, enrollment=e))
+        number, target = chosen if chosen is not None else (None, None)
+        effects = Effects("executed", detail={"case": number, "goto": target})
+        if target is None:
+            next_step, next_due = batch.position_after(compiled, node.key, due, tz)
+            self.store.update_enrollment(e, after_step=node.key, next_step=next_step, due_at=next_due)
+        else:
+            next_due = self.jump(compiled, e, node.key, target, due, tz, SkipReason.BRANCH, batch)
+        self._record(e, node.key, 1, effects, due, batch=batch)
+        counts[(e.campaign, node.key, "executed")] += 1
+        return next_due
+
+    def _wait_for(self, compiled: CompiledCampaign, e: Enrollment, node: Node, partner: Mapping, due: datetime,
+                  tz, counts: Counter, batch: StepBatch) -> datetime | None:
+        """A wait-for ends at the first tick whose time sees its condition hold, or at its
+        ``at_most``, whichever comes first. Reached now (``due``: when the wait began): asked at
+        once, as of the tick's time; still false, the enrollment waits with ``at_most`` as its
+        due time and every later tick asks again (:meth:`_ask_waits`). Due while waiting: it
+        ended, by the condition (a tick found it true and made it due then) or by ``at_most``."""
+        wait = node.wait_for
+        assert wait is not None
+        began = e.waiting_since or due
+        deadline = began + wait.at_most
+        if e.waiting_since is None:
+            if deadline > self.at and not self._holds(compiled, node, e, partner):
+                self.store.update_enrollment(e, waiting_since=due, due_at=deadline)
+                return deadline
+            ended = min(deadline, self.at)
+        else:
+            ended = due
+        next_step, next_due = batch.position_after(compiled, node.key, ended, tz)
+        self.store.update_enrollment(e, after_step=node.key, next_step=next_step, due_at=next_due)
+        how = "condition" if ended < deadline else "at_most"
+        self._record(e, node.key, 1, Effects("executed", detail={"began": iso(began), "ended_by": how}), ended,
+                     batch=batch)
+        counts[(e.campaign, node.key, "executed")] += 1
+        return next_due
+
+    def _holds(self, compiled: CompiledCampaign, node: Node, e: Enrollment, partner: Mapping) -> bool:
+        """A wait-for's condition, as of the tick's time."""
+        return compiled.wait_for[node.key].test(partner, self._context(compiled, self.at, enrollment=e))
+
+    def _ask_waits(self) -> None:
+        """Every enrollment waiting at a wait-for is asked its condition at the tick's time; one
+        that holds becomes due now (its next step follows at once)."""
+        campaigns = [cid for cid in self.running if self.plan.campaigns[cid].wait_for]
+        after = 0
+        while campaigns:
+            with self._unit(), self.store.transaction(exclusive=False):
+                waiting = self.store.waiting(self.at, campaigns, after, BATCH)
+                if not waiting:
+                    return
+                partners = self.book.get_many({e.partner for e in waiting})
+                for e in waiting:
+                    compiled = self.plan.campaigns[e.campaign]
+                    node = compiled.flow.node(e.next_step)
+                    partner = partners.get(e.partner)
+                    if node is None or node.wait_for is None or partner is None:
+                        continue  # the tick's own rules deal with it when it falls due
+                    with self._as_campaign(e.campaign):
+                        if self._holds(compiled, node, e, partner):
+                            try:
+                                self.store.update_enrollment(e, due_at=self.at)
+                            except Conflict:
+                                pass  # another tick moved it first
+                after = waiting[-1].id
+
+    def jump(self, compiled: CompiledCampaign, e: Enrollment, origin: str | None, target: str, at: datetime, tz,
+              reason: SkipReason, batch: StepBatch | None = None, *, inclusive: bool = False) -> datetime | None:
+        """Move the enrollment from ``origin`` to ``target`` (END: it completes) at ``at``: the
+        steps in between are recorded skipped with ``reason`` (those not run already)."""
+        for node in compiled.flow.jumped_over(origin, target, inclusive=inclusive):
+            ran = batch.has_run(e.id, node.key) if batch is not None else self.store.step_run(e.id, node.key)
+            if not ran:
+                self._record(e, node.key, 1, Effects("skipped", reason), at, batch=batch)
+        if target == END:
+            self.store.update_enrollment(e, status="finished", reason=str(FinishReason.COMPLETED), finished_at=at,
+                                         due_at=None)
+            self.report.finished += 1
+            return None
+        next_step, next_due = compiled.flow.at(target, at, tz)
+        self.store.update_enrollment(e, after_step=e.after_step if inclusive else origin, next_step=next_step,
+                                     due_at=next_due)
+        return next_due
 
     def effects(self, compiled: CompiledCampaign, e: Enrollment, step, partner: Mapping, due: datetime, *,
                 run: int = 1, condition: bool = True, batch: "StepBatch | None" = None) -> Effects:
@@ -625,7 +733,7 @@ class Tick:
         """Past its last step: completed, unless the file gained steps after the last one it
         reached meanwhile (those are after its position, so they run for it)."""
         try:
-            next_step, next_due = position_after(compiled.campaign, e.after_step, self._reached_at(e), compiled.tz)
+            next_step, next_due = compiled.flow.after(e.after_step, self._reached_at(e), self._tz(compiled, e.partner))
         except KeyError:
             next_step = None
         if next_step is None:
@@ -644,7 +752,7 @@ class Tick:
         self.store.record_step(e.id, e.next_step or "", 1, "skipped", SkipReason.STEP_REMOVED, due, due)
         self.report.skipped += 1
         try:
-            next_step, next_due = position_after(compiled.campaign, e.after_step, self._reached_at(e), compiled.tz)
+            next_step, next_due = compiled.flow.after(e.after_step, self._reached_at(e), self._tz(compiled, e.partner))
         except KeyError:
             return self._finish(e, FinishReason.REMOVED_STEP, due)
         self.store.update_enrollment(e, next_step=next_step, due_at=next_due)

@@ -4,6 +4,7 @@ steps of one enrollment. Each returns plain JSON-ready data; the CLI prints it a
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from campaigns.enrollment import CURRENT
@@ -76,24 +77,32 @@ def enrollment_steps(store: Store, plan: CompiledWorkspace, campaign_id: str, pa
         return None
     e = enrollments[-1]
     compiled = plan.campaigns.get(campaign_id)
-    runs = store.step_runs(e.id)
+    flow = compiled.flow if compiled else None
+    # a run recorded under a step's old id (renamed_from) is that step's
+    runs = [replace(r, step=flow.resolve(r.step) or r.step) if flow else r for r in store.step_runs(e.id)]
     steps: list[dict[str, Any]] = []
-    order = [s.id for s in compiled.campaign.action_steps] if compiled else []
+    order = [n.key for n in flow.positions] if flow else []
     for step_id in order + [r.step for r in runs if r.step not in order]:
         if any(s["step"] == step_id for s in steps):
             continue
         mine = sorted((r for r in runs if r.step == step_id), key=lambda r: r.run)
-        kind = compiled.steps[step_id].kind if compiled and step_id in compiled.steps else None
+        node = flow.node(step_id) if flow else None
+        kind = node.kind if node is not None else None
+        flow_step = kind in ("branch", "wait_for")
         if mine:
             for r in mine:
                 steps.append({"step": step_id, "kind": kind, "run": r.run, "status": r.status, "reason": r.reason,
                               "due_at": maybe_iso(r.due_at), "at": maybe_iso(r.at),
-                              **({"error": r.detail["error"]} if "error" in r.detail else {})})
+                              **({"error": r.detail["error"]} if "error" in r.detail else {}),
+                              **({"detail": dict(r.detail)} if flow_step and r.status == "executed" else {})})
             continue
         status = step_status(compiled, e, step_id, store) if compiled else None
-        steps.append({"step": step_id, "kind": kind, "run": None,
-                      "status": str(status) if status else "not_run", "reason": None,
-                      "due_at": maybe_iso(e.due_at) if status and step_id == e.next_step else None, "at": None})
+        here = status is not None and flow is not None and flow.resolve(e.next_step) == step_id
+        entry = {"step": step_id, "kind": kind, "run": None, "status": str(status) if status else "not_run",
+                 "reason": None, "due_at": maybe_iso(e.due_at) if here else None, "at": None}
+        if here and e.waiting_since is not None:  # at a wait-for: due_at is its at_most
+            entry["detail"] = {"began": maybe_iso(e.waiting_since), "ends_at_most": maybe_iso(e.due_at)}
+        steps.append(entry)
     return {"campaign": campaign_id, "partner": partner, "number": e.number, "status": e.status,
             "reason": e.reason, "started_at": maybe_iso(e.started_at), "finished_at": maybe_iso(e.finished_at),
             "steps": steps}

@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS enrollments (
     due_at      TEXT,                        -- when next_step (or the end) is due
     paused_at   TEXT,
     version     INTEGER NOT NULL DEFAULT 0,
+    waiting_since TEXT,                      -- at a wait-for since then (due_at: its at_most)
     UNIQUE (campaign, partner, number)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS enrollments_current ON enrollments (campaign, partner)
@@ -68,6 +69,8 @@ CREATE INDEX IF NOT EXISTS enrollments_scheduled ON enrollments (started_at) WHE
 CREATE INDEX IF NOT EXISTS enrollments_partner ON enrollments (partner, campaign);
 CREATE INDEX IF NOT EXISTS enrollments_campaign ON enrollments (campaign, status);
 CREATE INDEX IF NOT EXISTS enrollments_finished ON enrollments (finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS enrollments_waiting ON enrollments (campaign, id)
+    WHERE waiting_since IS NOT NULL AND status = 'active';
 
 CREATE TABLE IF NOT EXISTS step_runs (
     enrollment INTEGER NOT NULL,

@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS enrollments (
     due_at      TEXT COLLATE "C",
     paused_at   TEXT COLLATE "C",
     version     INTEGER NOT NULL DEFAULT 0,
+    waiting_since TEXT COLLATE "C",
     UNIQUE (campaign, partner, number)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS enrollments_current ON enrollments (campaign, partner)
@@ -246,3 +247,6 @@ CREATE TABLE IF NOT EXISTS api_keys (
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_by TEXT COLLATE "C";
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_at TEXT COLLATE "C";
 CREATE INDEX IF NOT EXISTS outbox_claimed ON outbox (claimed_by) WHERE claimed_by IS NOT NULL;
+ALTER TABLE enrollments ADD COLUMN IF NOT EXISTS waiting_since TEXT COLLATE "C";
+CREATE INDEX IF NOT EXISTS enrollments_waiting ON enrollments (campaign, id)
+    WHERE waiting_since IS NOT NULL AND status = 'active';

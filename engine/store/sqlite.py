@@ -15,7 +15,7 @@ import os
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -48,18 +48,19 @@ class Enrollment:
     due_at: datetime | None
     paused_at: datetime | None
     version: int
+    waiting_since: datetime | None = None  # at a wait-for since then; due_at is then its at_most
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> "Enrollment":
         (id_, campaign, partner, number, status, reason, origin, source, created, started, finished,
-         after_step, next_step, due, paused, version) = row
+         after_step, next_step, due, paused, version, waiting) = row
         return cls(id_, campaign, partner, number, status, reason, origin, source, from_iso(created),
                    from_iso(started), maybe_from_iso(finished), after_step, next_step,
-                   maybe_from_iso(due), maybe_from_iso(paused), version)
+                   maybe_from_iso(due), maybe_from_iso(paused), version, maybe_from_iso(waiting))
 
 
 _ENROLLMENT_COLUMNS = ("id, campaign, partner, number, status, reason, origin, source, created_at, started_at, "
-                       "finished_at, after_step, next_step, due_at, paused_at, version")
+                       "finished_at, after_step, next_step, due_at, paused_at, version, waiting_since")
 
 
 @dataclass(frozen=True)
@@ -419,7 +420,10 @@ class SQLiteStore:
         return cursor.lastrowid
 
     def update_enrollment(self, e: Enrollment, **changes: Any) -> None:
-        """Compare-and-set on the row's version: :class:`Conflict` when someone else changed it."""
+        """Compare-and-set on the row's version: :class:`Conflict` when someone else changed it.
+        An enrollment that moves to another step has not begun waiting there."""
+        if "next_step" in changes:
+            changes.setdefault("waiting_since", None)
         columns = ", ".join(f"{name} = ?" for name in changes)
         params = [_stamp(value) if isinstance(value, datetime) else value for value in changes.values()]
         cursor = self.db.execute(
@@ -440,6 +444,19 @@ class SQLiteStore:
             f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollments INDEXED BY enrollments_due "
             "WHERE status = 'active' AND due_at <= ? "
             f"AND campaign IN ({marks}) ORDER BY due_at, id LIMIT ?", (iso(until), *campaigns, limit))
+        return [Enrollment.from_row(r) for r in rows]
+
+    def waiting(self, until: datetime, campaigns: Sequence[str], after_id: int, limit: int) -> list[Enrollment]:
+        """Active enrollments of these campaigns at a wait-for whose ``at_most`` is still after
+        ``until`` (the others are due), in id order from ``after_id`` on: the tick asks each one's
+        condition again."""
+        if not campaigns:
+            return []
+        marks = ",".join("?" * len(campaigns))
+        rows = self.db.execute(
+            f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollments INDEXED BY enrollments_waiting "
+            "WHERE waiting_since IS NOT NULL AND status = 'active' AND due_at > ? "
+            f"AND campaign IN ({marks}) AND id > ? ORDER BY id LIMIT ?", (iso(until), *campaigns, after_id, limit))
         return [Enrollment.from_row(r) for r in rows]
 
     def next_scheduled(self, until: datetime, campaigns: Sequence[str]) -> Enrollment | None:
@@ -470,9 +487,17 @@ class SQLiteStore:
         return self._one("SELECT 1 FROM enrollments WHERE partner = ? AND campaign = ? "
                          "AND status IN ('active', 'paused')", (partner, campaign)) is not None
 
-    def was_enrolled(self, partner: str, campaign: str, at: datetime) -> bool:
-        return self._one("SELECT 1 FROM enrollments WHERE partner = ? AND campaign = ? AND status != 'scheduled' "
-                         "AND started_at <= ?", (partner, campaign, iso(at))) is not None
+    def was_enrolled(self, partner: str, campaign: str, at: datetime, within: timedelta | None = None) -> bool:
+        """Whether the partner had an enrollment in the campaign that started by ``at``; with
+        ``within``, one that was still going at some time in [at - within, at] (not finished,
+        or finished or removed at or after ``at - within``)."""
+        sql = ("SELECT 1 FROM enrollments WHERE partner = ? AND campaign = ? AND status != 'scheduled' "
+               "AND started_at <= ?")
+        params: list[Any] = [partner, campaign, iso(at)]
+        if within is not None and at - datetime.min.replace(tzinfo=at.tzinfo) > within:  # else: since ever
+            sql += " AND (finished_at IS NULL OR finished_at >= ?)"
+            params.append(iso(at - within))
+        return self._one(sql, tuple(params)) is not None
 
     # --- step runs -------------------------------------------------------------------------
 

@@ -300,7 +300,8 @@ def _respond(engine: Engine, body: Respond, *, user: str, at) -> dict[str, Any]:
     started = a.follow_up_enrollment
     return {"id": a.target, "kind": a.kind, "campaign": a.campaign, "step": a.step, "partner": a.partner,
             "response": a.response, "result": a.result, "follow_up": a.follow_up,
-            "follow_up_number": started.number if started is not None else None, "follow_up_note": a.follow_up_note}
+            "follow_up_number": started.number if started is not None else None, "follow_up_note": a.follow_up_note,
+            "goto": a.goto, "goto_note": a.goto_note}
 
 
 @router.post("/responses", summary="Record the response to an activity or mailing")

@@ -19,7 +19,7 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from campaigns.model import Campaign, Settings, build
+from campaigns.model import Branch, Campaign, Case, Response, Settings, Step, Wait, WaitFor, build
 from dsl.diagnostics import SourceError
 from campaigns.fmt import FmtResult, format_campaign, format_paths, format_settings
 from dsl.parser import parse
@@ -101,6 +101,10 @@ def normalised(dump: dict) -> dict:
     for step in dump["steps"]:
         if "when" in step:
             step["when"] = canon(step["when"])
+        if isinstance(step.get("wait"), dict) and "for_" in step["wait"]:
+            step["wait"]["for_"] = canon(step["wait"]["for_"])
+        for case in step.get("branch", []):
+            case["when"] = canon(case["when"])
     return dump
 
 
@@ -253,6 +257,172 @@ steps:
 def test_wait_steps_and_unknown_keys_inside_known_mappings():
     text = "steps:\n  - wait: {until: '09:00'}\n  - color: red\n    sms: {text: t}\n    id: a\n"
     assert format_campaign(text) == "steps:\n  - wait: {until: '09:00'}\n  - id: a\n    sms: {text: t}\n    color: red\n"
+
+
+# --- Flow control: ids on waits, renamed_from, wait-for, branch, goto ---------------------------
+
+FLOW_EXAMPLE = """\
+steps:
+  - id: collector-call
+    activity:
+      kind: call
+      responses:
+        disputed: {result: unsuccessful, goto: dispute-letter}   # goto: a later step id or end
+        promised: {result: successful, follow_up: nurture, goto: check}
+  - id: wait-open                 # waits may carry an id
+    renamed_from: old-wait        # a step, id'd wait or branch may say renamed_from (a string or a list)
+    wait: {for: opened("welcome") or clicked("welcome"), at_most: 3d}
+  - id: route
+    branch:                       # first case whose `when` holds wins; none: next step
+      - {when: response("collector-call") == "disputed", goto: dispute-letter}
+      - {when: opened("welcome"), goto: upsell}
+      - {else: end}
+"""
+
+# Files already in the canonical layout: fmt leaves each exactly as it is.
+FLOW_CANONICAL = {
+    "example": FLOW_EXAMPLE,
+    "block cases": """\
+previously_treated: 30d
+steps:
+  # the call
+  - id: call
+    renamed_from: [phone, old-phone]
+    when: partner.tier == "gold"
+    activity:
+      kind: call
+      responses:
+        ok:
+          result: successful
+          follow_up: nurture
+          goto: end   # done
+  - id: later
+    renamed_from:
+      - wait-2      # the first name
+      - wait-1
+    wait:
+      # whichever comes first
+      for: clicked("offer")
+      at_most: 2w
+  - id: morning
+    wait: {until: "09:00"}
+  - wait: 3d
+  - id: route
+    renamed_from: split
+    branch:
+      - when: partner.revenue >= 100000 and not opened("x")   # big ones
+        goto: big
+      # everyone else
+      - else: end
+  - id: big
+    letter: {template: big.txt.j2}
+""",
+    "flow branch": """\
+steps:
+  - id: route
+    branch: [{when: 'partner.tier in ["gold", "platinum"]', goto: end}, {else: end}]
+  - {id: check, wait: {for: "opened(\\"welcome\\")", at_most: 1d}}
+""",
+}
+
+
+@pytest.mark.parametrize("name", list(FLOW_CANONICAL))
+def test_flow_control_files_in_the_canonical_layout_are_left_as_they_are(name: str):
+    text = FLOW_CANONICAL[name]
+    assert format_campaign(text) == text
+    assert campaign_model(text)  # the samples are valid campaigns
+
+
+def test_flow_control_keys_are_ordered_and_expressions_normalised():
+    text = """\
+steps:
+  - activity:
+      responses:
+        disputed: {goto: dispute-letter, result: unsuccessful}   # goto: a later step id or end
+        promised: {goto: check, follow_up: nurture, result: successful}
+      kind: call
+    id: collector-call
+  # the wait
+  - wait: {at_most: 3d, for: opened( "welcome" )or clicked("welcome")}
+    renamed_from: [old-wait, older-wait]        # a list
+    id: wait-open
+  - wait:
+      at_most: 2d   # two days
+      # the condition
+      for: (clicked("x"))
+    id: w2
+  - when: partner.x==1
+    letter: {template: t}
+    renamed_from: l0
+    id: l1
+  - branch:                       # first case wins
+      - {goto: dispute-letter, when: response("collector-call")=="disputed"}
+      - goto: upsell   # block case
+        when: opened("welcome")
+      - else: end
+    renamed_from: old-route
+    id: route
+"""
+    expected = """\
+steps:
+  - id: collector-call
+    activity:
+      kind: call
+      responses:
+        disputed: {result: unsuccessful, goto: dispute-letter}   # goto: a later step id or end
+        promised: {result: successful, follow_up: nurture, goto: check}
+  # the wait
+  - id: wait-open
+    renamed_from: [old-wait, older-wait]        # a list
+    wait: {for: opened("welcome") or clicked("welcome"), at_most: 3d}
+  - id: w2
+    wait:
+      # the condition
+      for: clicked("x")
+      at_most: 2d   # two days
+  - id: l1
+    renamed_from: l0
+    when: partner.x == 1
+    letter: {template: t}
+  - id: route
+    renamed_from: old-route
+    branch:                       # first case wins
+      - {when: response("collector-call") == "disputed", goto: dispute-letter}
+      - when: opened("welcome")
+        goto: upsell   # block case
+      - else: end
+"""
+    formatted = format_campaign(text)
+    assert formatted == expected
+    assert campaign_model(formatted) == campaign_model(text)
+    assert comment_set(formatted) == comment_set(text)
+    assert format_campaign(formatted) == formatted
+
+
+def test_single_key_cases_keep_their_braces_in_a_flow_sequence():
+    """ruamel.yaml would write ``[{when: a, goto: b}, else: end]``: a case reads like the others."""
+    text = "steps:\n  - id: r\n    branch: [{goto: b, when: partner.a==1}, {else: end}]\n"
+    assert format_campaign(text) == "steps:\n  - id: r\n    branch: [{when: partner.a == 1, goto: b}, {else: end}]\n"
+    compact = "steps:\n  - id: r\n    branch: [{when: partner.a == 1, goto: b}, else: end]\n"
+    assert format_campaign(compact) == "steps:\n  - id: r\n    branch: [{when: partner.a == 1, goto: b}, {else: end}]\n"
+
+
+def test_the_partner_timezone_field_has_its_place_in_engine_yaml():
+    text = "partners:\n  fields: {tz: string, seats: int}\n  timezone_field: tz\n  source: p.csv\n"
+    assert format_settings(text) == "partners:\n  source: p.csv\n  timezone_field: tz\n  fields: {tz: string, seats: int}\n"
+
+
+def test_fmt_check_passes_on_the_output_of_fmt(tmp_path: Path):
+    (tmp_path / "campaigns").mkdir()
+    (tmp_path / "engine.yaml").write_text("timezone: UTC\n")
+    messy = FLOW_EXAMPLE.replace("{result: unsuccessful, goto: dispute-letter}", "{goto: dispute-letter, result: unsuccessful}")
+    (tmp_path / "campaigns" / "flow.yaml").write_text(messy)
+    (tmp_path / "campaigns" / "canonical.yaml").write_text(FLOW_CANONICAL["block cases"])
+    assert [p.name for p in format_paths([tmp_path], check=True).changed] == ["flow.yaml"]
+    assert [p.name for p in format_paths([tmp_path]).changed] == ["flow.yaml"]
+    assert (tmp_path / "campaigns" / "flow.yaml").read_text() == FLOW_EXAMPLE
+    again = format_paths([tmp_path], check=True)
+    assert again.ok and again.changed == []
 
 
 # --- Indentation --------------------------------------------------------------------------------
@@ -667,15 +837,71 @@ def mapping(data, required: dict, optional: dict) -> Node | Flow:
     return Node([(k, {**required, **optional}[k]) for k in order])
 
 
+def flow_scalar(data, text: str) -> str:
+    """A scalar inside a flow collection: quoted when a flow indicator is in it."""
+    if re.search(r"[,\[\]{}]", text):
+        return json.dumps(text) if data.draw(st.booleans()) else "'" + text.replace("'", "''") + "'"
+    return quoted(data, text)
+
+
+def flow_mapping(data, pairs: list[tuple[str, str]]) -> Flow:
+    """``{key: value, ...}`` in a random key order (values already written as scalars)."""
+    return Flow("{" + ", ".join(f"{k}: {v}" for k, v in data.draw(st.permutations(pairs))) + "}")
+
+
+def renamed_from(data) -> Scalar | Flow | Node:
+    return data.draw(st.sampled_from([
+        lambda: Scalar("old-name"),
+        lambda: Flow("[old-b, old-a]"),
+        lambda: Node([(None, Scalar("old-b")), (None, Scalar("old-a"))], seq=True),
+    ]))()
+
+
+def branch(data, i: int) -> Node | Flow:
+    """A branch's cases: block mappings, flow mappings, or one flow sequence of flow mappings."""
+    style = data.draw(st.sampled_from(["block", "flow items", "flow"]))
+    cases: list = []
+    for _ in range(data.draw(st.integers(1, 3))):
+        when = spaced(data, data.draw(st.sampled_from(EXPRESSIONS)))
+        goto = data.draw(st.sampled_from(["end", f"step-{i + 1}"]))
+        if style == "block":
+            cases.append(mapping(data, {"when": Scalar(quoted(data, when)), "goto": Scalar(goto)}, {}))
+        else:
+            cases.append(flow_mapping(data, [("when", flow_scalar(data, when)), ("goto", goto)]))
+    if data.draw(st.booleans()):
+        cases.append(Node([("else", Scalar("end"))]) if style == "block" else Flow("{else: end}"))
+    if style == "flow":
+        return Flow("[" + ", ".join(case.text for case in cases) + "]")
+    return Node([(None, case) for case in cases], seq=True)
+
+
+def wait_for(data) -> Node | Flow:
+    condition = spaced(data, data.draw(st.sampled_from(EXPRESSIONS)))
+    at_most = data.draw(st.sampled_from(["3d", "12h"]))
+    if data.draw(st.booleans()):
+        return flow_mapping(data, [("for", flow_scalar(data, condition)), ("at_most", at_most)])
+    return mapping(data, {"for": Scalar(quoted(data, condition)), "at_most": Scalar(at_most)}, {})
+
+
 def steps(data) -> Node:
     items = []
     for i in range(data.draw(st.integers(1, 4))):
-        kind = data.draw(st.sampled_from(["wait", "until", "email", "sms", "popup", "activity", "letter"]))
-        if kind == "wait":
-            items.append((None, Node([("wait", Scalar(data.draw(st.sampled_from(["3d", "12h", "2w"]))))])))
+        kinds = ["wait", "until", "wait_for", "branch", "email", "sms", "popup", "activity", "letter"]
+        kind = data.draw(st.sampled_from(kinds))
+        step_id = {"id": Scalar(f"step-{i}")}
+        if kind in ("wait", "until", "wait_for"):
+            if kind == "wait":
+                wait: Node | Flow | Scalar = Scalar(data.draw(st.sampled_from(["3d", "12h", "2w"])))
+            elif kind == "until":
+                wait = Flow('{until: "09:00"}')
+            else:
+                wait = wait_for(data)
+            named = data.draw(st.booleans())
+            optional = {"renamed_from": renamed_from(data)} if named else {}
+            items.append((None, mapping(data, {"wait": wait, **(step_id if named else {})}, optional)))
             continue
-        if kind == "until":
-            items.append((None, Node([("wait", Flow('{until: "09:00"}'))])))
+        if kind == "branch":
+            items.append((None, mapping(data, {**step_id, "branch": branch(data, i)}, {"renamed_from": renamed_from(data)})))
             continue
         if kind == "email":
             body = Block(["Hi {{ partner.name }},", "", "  indented # not a comment", "bye"], data.draw(st.sampled_from(["", "-", "+"])))
@@ -685,12 +911,13 @@ def steps(data) -> Node:
         elif kind == "popup":
             action = mapping(data, {"pages": Flow("[dashboard, deals]"), "title": Scalar("T"), "body": Scalar(quoted(data, "B: x"))}, {})
         elif kind == "activity":
-            responses = Node([("ok", Flow("{result: successful}")), ("later", Flow("{follow_up: nurture, result: postponed}"))])
+            ok = flow_mapping(data, [("result", "successful"), ("goto", "end")]) if data.draw(st.booleans()) else Flow("{result: successful}")
+            responses = Node([("ok", ok), ("later", Flow("{follow_up: nurture, result: postponed}"))])
             action = mapping(data, {"kind": Scalar("call")}, {"subject": Scalar("S"), "responses": responses})
         else:
             action = Flow("{template: letter.txt.j2}")
-        optional = {"when": expression(data)}
-        items.append((None, mapping(data, {"id": Scalar(f"step-{i}"), kind: action}, optional)))
+        optional = {"when": expression(data), "renamed_from": renamed_from(data)}
+        items.append((None, mapping(data, {**step_id, kind: action}, optional)))
     return Node(items, seq=True)
 
 
@@ -735,7 +962,7 @@ def campaign(data) -> Node:
         "trigger": trigger,
         "reenroll": Scalar(data.draw(st.sampled_from(["never", "after_exit", "90d"]))),
         "exclusive": Scalar("true"),
-        "previously_treated": Scalar("include"),
+        "previously_treated": Scalar(data.draw(st.sampled_from(["include", "exclude", "30d"]))),
         "exit_when": expression(data),
         "exit_on_audience_loss": Scalar("false"),
         "steps": steps(data),
@@ -848,3 +1075,38 @@ def test_generated_campaigns_keep_model_and_comments_and_are_stable(text: str):
     assert comment_set(formatted) == comment_set(text)
     keys = top_keys(formatted) if yaml.safe_load(formatted) else []
     assert keys == [k for k in SPEC_ORDER if k in keys]
+    for step in (yaml.safe_load(formatted) or {}).get("steps", []):
+        assert_flow_keys_in_order(step)
+
+
+STEP_ORDER = ["id", "renamed_from", "when", "email", "sms", "popup", "activity", "letter"]
+WAIT_ORDER = ["id", "renamed_from", "wait"]
+BRANCH_ORDER = ["id", "renamed_from", "branch"]
+
+
+def assert_flow_keys_in_order(step: dict) -> None:
+    """A step's keys, and those of its wait-for, cases and responses, in the canonical order."""
+
+    def in_order(mapping: dict, order: list[str]) -> None:
+        assert list(mapping) == [k for k in order if k in mapping], (list(mapping), order)
+
+    order = WAIT_ORDER if "wait" in step else BRANCH_ORDER if "branch" in step else STEP_ORDER
+    in_order(step, order)
+    if isinstance(step.get("wait"), dict):
+        in_order(step["wait"], ["for", "at_most"] if "for" in step["wait"] else ["until"])
+    for case in step.get("branch", []):
+        in_order(case, ["when", "goto", "else"])
+    for response in (step.get("activity") or {}).get("responses", {}).values():
+        in_order(response, ["result", "follow_up", "goto"])
+
+
+def test_the_step_models_list_their_fields_in_the_canonical_order():
+    def keys(model) -> list[str]:
+        return [info.alias or name for name, info in model.model_fields.items()]
+
+    assert keys(Step) == STEP_ORDER
+    assert keys(Wait) == WAIT_ORDER
+    assert keys(Branch) == BRANCH_ORDER
+    assert keys(WaitFor) == ["for", "at_most"]
+    assert keys(Case) == ["when", "goto", "else"]
+    assert keys(Response) == ["result", "follow_up", "goto"]

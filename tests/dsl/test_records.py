@@ -436,7 +436,10 @@ def _with_duplicates_found_by_the_caller(path: str, text: str, batch: int) -> Pa
 
 
 def _full(source: PartnerSource) -> list:
-    return [(d.span, d.severity, d.message) for d in source.diagnostics]
+    """The diagnostics in the order users see them (the workspace sorts them by position and
+    message): two problems of one cell may be found in either order."""
+    return sorted(((d.span, d.severity, d.message) for d in source.diagnostics),
+                  key=lambda d: (d[0].line, d[0].col, d[2]))
 
 
 @pytest.mark.parametrize("path, text", [

@@ -1,0 +1,234 @@
+"""A campaign's steps as one explicit graph: the sequence of the file, plus the jumps.
+
+Everything that asks "where does an enrollment go next" reads this one structure: the checker
+(unknown targets, backward jumps, unreachable steps), the tick (positions and due times), the
+operations (a response's ``goto``), ``engine test``, ``explain``, ``diff``, ``plan`` and the drawn
+flow. Built once per campaign model (:func:`flow_of`) and never changed.
+
+Nodes are the items of ``steps:`` in file order:
+
+- an action step (email, sms, popup, activity, letter), a ``branch`` and a ``wait: {for}`` are
+  *positions*: an enrollment can be waiting at one, and each leaves a step run when passed or
+  jumped over;
+- a duration or ``{until}`` wait is folded into due times, and is a position only as a jump
+  target (when it has an id): the wait then counts from the jump.
+
+A wait-for without an id still needs a position: it gets the key ``wait@PREVIOUS`` (the id of
+the nearest position before it, ``start`` at the top; ``wait@PREVIOUS.2`` for a second one), so
+the key stays the same when steps elsewhere are added or removed. Giving it an id is better.
+
+Jumps go forward only (the checker refuses the others): a branch case, a response's ``goto``,
+and (later) a split path. Their target is a node key or :data:`END`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+
+from .enrollment import next_due
+from .model import END, Branch, Campaign, Located, Step, Wait, WaitFor
+
+POSITION_KINDS = ("email", "sms", "popup", "activity", "letter", "branch", "wait_for")
+
+
+@dataclass(frozen=True)
+class Jump:
+    """Where a node may send an enrollment other than to the next node."""
+
+    target: str  # a node key or END
+    reason: str  # branch | response: the skip reason of the nodes jumped over
+    label: str  # "case 2", "else", or the response key
+    owner: Located  # the case or response that says so (its ``goto`` / ``else`` is the position)
+    field: str  # "goto" or "else_"
+
+
+@dataclass(frozen=True)
+class Node:
+    index: int
+    key: str | None  # None: a plain wait without an id
+    kind: str  # an action kind, "branch", "wait" or "wait_for"
+    item: Step | Wait | Branch
+    jumps: tuple[Jump, ...] = ()
+    falls_through: bool = True  # may go on with the next node (a branch ending in `else` never does)
+
+    @property
+    def is_position(self) -> bool:
+        return self.kind in POSITION_KINDS
+
+    @property
+    def old_keys(self) -> tuple[str, ...]:
+        return getattr(self.item, "renamed_from", ())
+
+    @property
+    def wait_for(self) -> WaitFor | None:
+        return self.item.wait if isinstance(self.item, Wait) and isinstance(self.item.wait, WaitFor) else None
+
+
+class Flow:
+    """The graph of one campaign's steps."""
+
+    def __init__(self, campaign: Campaign):
+        self.nodes: tuple[Node, ...] = tuple(_nodes(campaign))
+        self._index = {n.key: n.index for n in self.nodes if n.key is not None}
+        self.renamed: dict[str, str] = {}  # an old id → the id that node has now
+        for n in self.nodes:
+            for old in n.old_keys:
+                if old not in self._index:
+                    self.renamed.setdefault(old, n.key)  # type: ignore[arg-type]
+
+    # --- names -----------------------------------------------------------------------------
+
+    def resolve(self, key: str | None) -> str | None:
+        """The key a stored position has now (following ``renamed_from``), or None when it left the file."""
+        if key is None:
+            return None
+        if key in self._index:
+            return key
+        return self.renamed.get(key)
+
+    def node(self, key: str | None) -> Node | None:
+        key = self.resolve(key)
+        return self.nodes[self._index[key]] if key is not None else None
+
+    def names(self, key: str) -> tuple[str, ...]:
+        """A node's id and the ids it had: what its history in the store may be recorded under."""
+        node = self.node(key)
+        return (node.key, *node.old_keys) if node is not None and node.key is not None else (key,)
+
+    @property
+    def keys(self) -> list[str]:
+        return [n.key for n in self.nodes if n.key is not None]
+
+    @property
+    def positions(self) -> list[Node]:
+        return [n for n in self.nodes if n.is_position]
+
+    # --- where an enrollment goes ----------------------------------------------------------
+
+    def first(self, due: datetime, tz: tzinfo) -> tuple[str | None, datetime]:
+        """The first position of a new enrollment, and when it is due (``due``: the enrollment time)."""
+        return self._from(0, due, tz)
+
+    def after(self, key: str | None, due: datetime, tz: tzinfo) -> tuple[str | None, datetime]:
+        """The position after ``key`` (None: the start) and when it is due, ``due`` being when
+        ``key`` was due or ended: each wait in between counts from there. None and the end of any
+        trailing waits when nothing follows. KeyError when ``key`` left the file."""
+        if key is None:
+            return self._from(0, due, tz)
+        node = self.node(key)
+        if node is None:
+            raise KeyError(key)
+        return self._from(node.index + 1, due, tz)
+
+    def at(self, target: str, due: datetime, tz: tzinfo) -> tuple[str | None, datetime]:
+        """Where a jump to ``target`` (not END) at ``due`` puts the enrollment: at that position,
+        or, for a plain wait with an id, past the wait counted from the jump."""
+        node = self.node(target)
+        if node is None:
+            raise KeyError(target)
+        return self._from(node.index, due, tz)
+
+    def _from(self, index: int, due: datetime, tz: tzinfo) -> tuple[str | None, datetime]:
+        for node in self.nodes[index:]:
+            if node.is_position:
+                return node.key, due
+            due = next_due(due, node.item, tz)  # type: ignore[arg-type]
+        return None, due
+
+    def jumped_over(self, origin: str | None, target: str, *, inclusive: bool = False) -> list[Node]:
+        """The positions a jump from ``origin`` to ``target`` passes over, in order (from the
+        start when ``origin`` is None; ``inclusive``: ``origin`` itself too, for an enrollment
+        that was waiting at it)."""
+        start = 0 if origin is None else self._index[self.resolve(origin)] + (0 if inclusive else 1)
+        end = len(self.nodes) if target == END else self._index[self.resolve(target)]
+        return [n for n in self.nodes[start:end] if n.is_position]
+
+    def is_before(self, key: str | None, target: str) -> bool:
+        """Whether an enrollment at ``key`` has not passed ``target`` (None: past the last step)."""
+        if key is None:
+            return False
+        if target == END:
+            return True
+        here, there = self.node(key), self.node(target)
+        return here is not None and there is not None and here.index <= there.index
+
+    # --- the graph as a whole --------------------------------------------------------------
+
+    def successors(self, node: Node) -> Iterator[str]:
+        """Where a node may lead: the next node's key (or END past the last) and its jumps."""
+        if node.falls_through:
+            following = self.nodes[node.index + 1] if node.index + 1 < len(self.nodes) else None
+            yield following.key or f"#{following.index}" if following is not None else END
+        for jump in node.jumps:
+            yield jump.target
+
+    def unreachable(self) -> list[Node]:
+        """Nodes no enrollment can reach from the start (after a branch that always jumps)."""
+        if not self.nodes:
+            return []
+        reached, todo = set(), [self.nodes[0]]
+        by_name = {(n.key or f"#{n.index}"): n for n in self.nodes}
+        while todo:
+            node = todo.pop()
+            if node.index in reached:
+                continue
+            reached.add(node.index)
+            for name in self.successors(node):
+                target = by_name.get(self.resolve(name) or name)
+                if target is not None and target.index not in reached:
+                    todo.append(target)
+        return [n for n in self.nodes if n.index not in reached]
+
+    def longest_waits(self) -> timedelta:
+        """The waits of the file added up, a wait-for counted at its ``at_most``: no path waits longer."""
+        total = timedelta(0)
+        for node in self.nodes:
+            if isinstance(node.item, Wait):
+                wait = node.item.wait
+                total += wait if isinstance(wait, timedelta) else wait.at_most if isinstance(wait, WaitFor) \
+                    else timedelta(days=1)  # {until}: less than a day
+        return total
+
+
+def flow_of(campaign: Campaign) -> Flow:
+    """The campaign's flow, built once per model (models are immutable)."""
+    private = campaign.__pydantic_private__
+    flow = private.get("_flow")
+    if flow is None:
+        flow = private["_flow"] = Flow(campaign)
+    return flow
+
+
+def position_after(campaign: Campaign, step_id: str | None, due: datetime, tz: tzinfo) -> tuple[str | None, datetime]:
+    """:meth:`Flow.after` of the campaign's flow."""
+    return flow_of(campaign).after(step_id, due, tz)
+
+
+def _nodes(campaign: Campaign) -> Iterator[Node]:
+    last = "start"
+    repeats = 0
+    for index, item in enumerate(campaign.steps):
+        if isinstance(item, Step):
+            yield Node(index, item.id, item.kind, item, _response_jumps(item))
+        elif isinstance(item, Branch):
+            jumps = tuple(Jump(case.target, "branch", "else" if case.else_ is not None else f"case {number}", case,
+                               "else_" if case.else_ is not None else "goto")
+                          for number, case in enumerate(item.branch, 1))
+            yield Node(index, item.id, "branch", item, jumps, falls_through=item.branch[-1].else_ is None)
+        elif isinstance(item.wait, WaitFor):
+            key = item.id
+            if key is None:
+                repeats += 1
+                key = f"wait@{last}" + (f".{repeats}" if repeats > 1 else "")
+            yield Node(index, key, "wait_for", item)
+        else:
+            yield Node(index, item.id, "wait", item)
+        if getattr(item, "id", None) is not None:
+            last, repeats = item.id, 0
+
+
+def _response_jumps(step: Step) -> tuple[Jump, ...]:
+    responses = getattr(step.action, "responses", None) or {}
+    return tuple(Jump(r.goto, "response", key, r, "goto") for key, r in responses.items() if r.goto is not None)
