@@ -23,26 +23,35 @@ Paths name what changed, from the campaign's top (``name``, ``trigger.cron``,
 an identity are addressed by it:
 
 * a step by its ``id``: ``steps.reminder.email.subject``,
-  ``steps.intro-call.activity.responses.interested.follow_up``,
+  ``steps.intro-call.activity.responses.interested.follow_up`` (and ``.goto``),
   ``steps.welcome.email.translations.fi.subject``; survey questions likewise by their ``id``
-  (``steps.feedback.activity.questions.q1.text``);
-* a ``wait`` by the step it follows: ``steps.wait[after welcome]``; a wait before the first
-  step is ``steps.wait[start]``, and the second of two waits in a row after ``reminder`` is
-  ``steps.wait[after reminder #2]``. Its value is the duration (``"3d"``) or
-  ``{"until": "09:00"}``;
+  (``steps.feedback.activity.questions.q1.text``). A ``branch`` and a ``wait`` with an ``id``
+  are steps too: a branch's cases are numbered from 1 (``steps.route.branch[2].goto``,
+  ``steps.route.branch[3].else``), an id'd wait's value is under ``wait``
+  (``steps.wait-open.wait.at_most``);
+* a ``wait`` without an id by the step it follows: ``steps.wait[after welcome]``; a wait
+  before the first step is ``steps.wait[start]``, and the second of two waits in a row after
+  ``reminder`` is ``steps.wait[after reminder #2]``. Its value is the duration (``"3d"``),
+  ``{"until": "09:00"}`` or ``{"for": ..., "at_most": ...}``, whose two keys are compared one
+  by one (``steps.wait[after welcome].at_most``);
 * a key that is not a plain word (letters, digits, ``-`` and ``_``) is quoted:
   ``audience.rulesets["vip.fi"]``. Only in invalid files: an item without an id is
   ``steps[3]`` (its 1-based position), the second step with the same id ``steps.welcome[#2]``.
 
 Lists without identities (``audience.groups``, ``popup.pages``, ``monitor.alert``…) are
 single values. Changes are ``added`` (``new`` holds the value), ``removed`` (``old``),
-``changed`` (both) or ``moved``: a step (or question) whose place in the order changed,
-``old``/``new`` being its 1-based position in the ``steps`` list (waits count). Only the
-items that have to move are reported: the longest run of steps keeping their relative order
-stays put, so inserting a step moves nothing. A renamed step id is the old step removed and
-a new one added. ``line`` is the line in the new file, in the old file for removals (for a
-value that is not written, because it went back to its default, the line of the nearest
-written value that encloses it).
+``changed`` (both), ``moved``: a step (or question) whose place in the order changed,
+``old``/``new`` being its 1-based position in the ``steps`` list (waits count), or
+``renamed``: a step whose new version says ``renamed_from: OLD`` where ``OLD`` is a step of
+the old file (and no longer one of the new file), ``old``/``new`` being the old and the new
+id. A rename is one change at ``steps.NEW``, followed by the step's own changes under its new
+path as for any step (its ``renamed_from`` gaining the old id is no further change), and the
+waits without an id that follow it keep their names (``steps.wait[after NEW]``). A step id
+changed without ``renamed_from`` is the old step removed and a new one added, as the engine
+sees it. Only the items that have to move are reported: the longest run of steps keeping
+their relative order stays put, so inserting a step moves nothing. ``line`` is the line in the
+new file, in the old file for removals (for a value that is not written, because it went back
+to its default, the line of the nearest written value that encloses it).
 
 An empty file (or one holding only comments) stands for "no campaign": against it,
 everything is added or removed, defaults included.
@@ -70,7 +79,7 @@ from dsl.yamlload import Document, load_yaml
 
 __all__ = ["Change", "diff_campaigns", "load_revision", "render", "textconv"]
 
-Kind = Literal["added", "removed", "changed", "moved"]
+Kind = Literal["added", "removed", "changed", "moved", "renamed"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,8 @@ class _Branch:
     children: dict[str, "_Leaf | _Branch"]  # path segment -> node, in canonical order
     ypath: tuple
     positions: dict[str, int] | None = None  # ordered lists: segment -> 1-based position
+    aliases: dict[str, tuple[str, ...]] | None = None  # steps: segment -> its renamed_from, as segments
+    as_list: bool = False  # items addressed by their 1-based place, a list as a value (branch cases)
 
     @property
     def ordered(self) -> bool:
@@ -123,6 +134,8 @@ _OVERRIDES: dict[tuple[type, str], Any] = {
     (_model.Monitor, "in_campaign_min"): _PERCENT,
     (_model.Monitor, "alert"): ("list", _ANY),
     (_model.Until, "until"): _CLOCK,
+    (_model.Branch, "branch"): ("numbered", _model.Case),
+    (_model.WaitFor, "for_"): _EXPR,  # Field(alias=...) on Expression: pydantic keeps only `str`
 }
 _NONE = type(None)
 _PLAIN_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -145,6 +158,8 @@ def _classify(annotation: Any) -> Any:
         return ("union", tuple(_classify(m) for m in members))
     if origin is dict:
         return ("map", _classify(get_args(annotation)[1]))
+    if origin is tuple and len(get_args(annotation)) == 2 and get_args(annotation)[1] is Ellipsis:
+        return ("list", _classify(get_args(annotation)[0]))  # renamed_from: one id or a list
     if origin is list:
         item = _classify(get_args(annotation)[0])
         if isinstance(item, tuple) and item[0] == "union" and ("model", _model.Step) in item[1]:
@@ -193,6 +208,8 @@ def _default(info: Any) -> Any:
         return None
     if isinstance(default, timedelta):
         return duration_source(default)
+    if isinstance(default, tuple):
+        return list(default)  # renamed_from: (), an empty list (left out of values)
     return default
 
 
@@ -207,6 +224,8 @@ class _Normaliser:
                 return _Branch(dict(sorted(children.items())), ypath)
             if tag == "keyed" and isinstance(value, list):
                 return self.keyed(kind[1], value, ypath)
+            if tag == "numbered" and isinstance(value, list):
+                return self.numbered(kind[1], value, ypath)
             if tag == "list":
                 items = value if isinstance(value, list) else [value]
                 return _Leaf([_plain(self.node(v, kind[1], ypath + (i,))) for i, v in enumerate(items)], ypath)
@@ -246,9 +265,17 @@ class _Normaliser:
         return _Branch(children, ypath)
 
     def union(self, kinds: tuple, value: Any, ypath: tuple) -> _Node:
+        """The first member the value fits. Of several models, the one that knows all of a
+        mapping's keys (``{for, at_most}`` is a wait-for, not an ``{until}``). A model of one field
+        is one value; one of several is compared field by field."""
+        if isinstance(value, dict):
+            models = [kind[1] for kind in kinds if isinstance(kind, tuple) and kind[0] == "model"]
+            fitting = [m for m in models if set(value) <= {info.alias or name for name, info in m.model_fields.items()}]
+            if models:
+                chosen = (fitting or models)[0]
+                branch = self.model(chosen, value, ypath)
+                return branch if len(chosen.model_fields) > 1 else _Leaf(_plain(branch), ypath)
         for kind in kinds:
-            if isinstance(kind, tuple) and kind[0] == "model" and isinstance(value, dict):
-                return _Leaf(_plain(self.model(kind[1], value, ypath)), ypath)
             if kind == _DURATION and isinstance(value, str):
                 try:
                     return _Leaf(duration_source(parse_duration(value)), ypath)
@@ -271,30 +298,48 @@ class _Normaliser:
             positions[segment] = i + 1
         return _Branch(children, ypath, positions)
 
+    def numbered(self, model: type, items: list, ypath: tuple) -> _Branch:
+        """A list whose items have no identity but a meaning by their place (a branch's cases):
+        ``[1]``, ``[2]``…, compared item by item, and a list as a value."""
+        children: dict[str, _Node] = {}
+        for i, item in enumerate(items):
+            where = ypath + (i,)
+            children[f"[{i + 1}]"] = self.model(model, item, where) if isinstance(item, dict) else self.raw(item, where)
+        return _Branch(children, ypath, as_list=True)
+
     def steps(self, items: list, ypath: tuple) -> _Branch:
         children: dict[str, _Node] = {}
         positions: dict[str, int] = {}
+        aliases: dict[str, tuple[str, ...]] = {}
         anchor = "start"
         waits = 0
         for i, item in enumerate(items):
             where = ypath + (i,)
-            if isinstance(item, dict) and "wait" in item:
+            ident = item.get("id") if isinstance(item, dict) else None
+            if not (isinstance(ident, (str, int)) and not isinstance(ident, bool)):
+                ident = None
+            if isinstance(item, dict) and "wait" in item and ident is None:
                 waits += 1
                 segment = f"wait[{anchor}{f' #{waits}' if waits > 1 else ''}]"
                 kind = _field_kind(_model.Wait, "wait", _model.Wait.model_fields["wait"])
                 node = self.node(item["wait"], kind, where + ("wait",))
-                children[segment] = _Leaf(_plain(node), where)
+                children[segment] = (replace(node, ypath=where) if isinstance(node, _Branch)  # a wait-for
+                                     else _Leaf(_plain(node), where))
+            elif ident is not None:
+                model = _model.Wait if "wait" in item else _model.Branch if "branch" in item else _model.Step
+                segment = _unique(_segment(ident), children)
+                children[segment] = self.model(model, item, where, skip="id")
+                old = item.get("renamed_from")
+                old = [old] if isinstance(old, (str, int)) and not isinstance(old, bool) else old
+                if isinstance(old, list):
+                    aliases[segment] = tuple(_segment(o) for o in old
+                                             if isinstance(o, (str, int)) and not isinstance(o, bool))
+                anchor, waits = f"after {ident}", 0
             else:
-                ident = item.get("id") if isinstance(item, dict) else None
-                if isinstance(ident, (str, int)) and not isinstance(ident, bool):
-                    segment = _unique(_segment(ident), children)
-                    children[segment] = self.model(_model.Step, item, where, skip="id")
-                    anchor, waits = f"after {ident}", 0
-                else:
-                    segment = f"[{i + 1}]"
-                    children[segment] = self.raw(item, where)
+                segment = f"[{i + 1}]"
+                children[segment] = self.raw(item, where)
             positions[segment] = i + 1
-        return _Branch(children, ypath, positions)
+        return _Branch(children, ypath, positions, aliases)
 
 
 def _unique(segment: str, taken: dict) -> str:
@@ -365,6 +410,8 @@ def _plain(node: _Node | None) -> Any:
     """A node as a plain JSON value (expressions as plain strings)."""
     if node is None:
         return None
+    if isinstance(node, _Branch) and node.as_list:
+        return [_plain(child) for child in node.children.values()]
     if isinstance(node, _Branch):  # empty lists and mappings (defaults, mostly) left out
         plain = {segment: _plain(child) for segment, child in node.children.items()}
         return {segment: value for segment, value in plain.items() if value != [] and value != {}}
@@ -423,6 +470,10 @@ class _Differ:
             if not _same(before, after):
                 self.out.append(Change(path, "changed", before, after, self.new_line(new)))
             return
+        renamed: dict[str, str] = {}  # new segment -> old segment
+        if old.ordered and new.ordered and new.aliases:
+            renamed = _renames(old, new)
+            old = _relabelled(old, renamed)
         moved = _moved(old, new) if old.ordered and new.ordered else set()
         for segment in _merged(list(old.children), list(new.children)):
             child_path = _join(path, segment)
@@ -432,11 +483,60 @@ class _Differ:
             elif after is None:
                 self.out.append(Change(child_path, "removed", _plain(before), None, self.old_line(before)))
             else:
+                if segment in renamed:
+                    self.out.append(Change(child_path, "renamed", _plain_id(renamed[segment]), _plain_id(segment),
+                                           self.new_line(after)))
+                    after = _without_alias(after, _plain_id(renamed[segment]))
                 if segment in moved:
                     self.out.append(Change(
                         child_path, "moved", old.positions[segment], new.positions[segment], self.new_line(after)
                     ))
                 self.compare(before, after, child_path)
+
+
+def _renames(old: _Branch, new: _Branch) -> dict[str, str]:
+    """The steps renamed from the old file to the new one: new segment -> old segment, for each
+    step of the new file that is not in the old one and whose ``renamed_from`` names a step of the
+    old file that is not in the new one (the first such name; one new step per old one)."""
+    found: dict[str, str] = {}
+    for segment, names in (new.aliases or {}).items():
+        if segment in old.children:
+            continue
+        for name in names:
+            if name in old.children and name not in new.children and name not in found.values():
+                found[segment] = name
+                break
+    return found
+
+
+def _relabelled(old: _Branch, renamed: dict[str, str]) -> _Branch:
+    """The old steps with each renamed step under its new name, and the waits without an id
+    that follow it too (``wait[after OLD #2]`` becomes ``wait[after NEW #2]``)."""
+    names = {before: after for after, before in renamed.items()}
+    for before, after in list(names.items()):
+        for segment in old.children:
+            for prefix in (f"wait[after {before}]", f"wait[after {before} #"):
+                if segment.startswith(prefix):
+                    names[segment] = f"wait[after {after}" + segment[len(f"wait[after {before}"):]
+    names = {before: after for before, after in names.items() if after not in old.children}
+    children = {names.get(k, k): v for k, v in old.children.items()}
+    positions = {names.get(k, k): v for k, v in (old.positions or {}).items()}
+    return replace(old, children=children, positions=positions)
+
+
+def _plain_id(segment: str) -> str:
+    """A step id from its path segment (``"[\"x.y\"]"`` is ``x.y``)."""
+    return json.loads(segment[1:-1]) if segment.startswith("[") else segment
+
+
+def _without_alias(step: _Node, name: str) -> _Node:
+    """A renamed step without the old name in its ``renamed_from``: the rename is reported once."""
+    old_ids = step.children.get("renamed_from") if isinstance(step, _Branch) else None
+    if not isinstance(old_ids, _Leaf) or not isinstance(old_ids.value, list):
+        return step
+    children = dict(step.children)
+    children["renamed_from"] = replace(old_ids, value=[v for v in old_ids.value if v != name])
+    return replace(step, children=children)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -481,7 +581,7 @@ def _moved(old: _Branch, new: _Branch) -> set[str]:
 
 # --- Output --------------------------------------------------------------------------------------
 
-_SYMBOLS = {"added": "+", "removed": "-", "changed": "~", "moved": "↕"}
+_SYMBOLS = {"added": "+", "removed": "-", "changed": "~", "moved": "↕", "renamed": "»"}
 
 
 def _show(value: Any) -> str:
@@ -492,7 +592,8 @@ def render(changes: Iterable[Change]) -> str:
     """Readable text, one change a line (no trailing newline); ``no changes`` when empty.
 
     ``~ steps.reminder.email.subject (line 48): "old" → "new"``, ``+ path (line N): new``,
-    ``- path (old line N): old``, ``↕ steps.nudge (line 30): position 2 → 4``."""
+    ``- path (old line N): old``, ``↕ steps.nudge (line 30): position 2 → 4``,
+    ``» steps.second-look (line 21): renamed from "reminder"``."""
     lines = []
     for c in changes:
         symbol = _SYMBOLS.get(c.kind, "?")
@@ -502,6 +603,8 @@ def render(changes: Iterable[Change]) -> str:
             lines.append(f"{symbol} {c.path} (line {c.line}): {_show(c.new)}")
         elif c.kind == "removed":
             lines.append(f"{symbol} {c.path} (old line {c.line}): {_show(c.old)}")
+        elif c.kind == "renamed":
+            lines.append(f"{symbol} {c.path} (line {c.line}): renamed from {_show(c.old)}")
         else:
             lines.append(f"{symbol} {c.path} (line {c.line}): position {c.old} → {c.new}")
     return "\n".join(lines) if lines else "no changes"

@@ -617,6 +617,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _print_plan(result: dict) -> None:
+    from .plan import journey_lines
+
     for entry in result["campaigns"]:
         lines = []
         if entry["state"] != "unchanged":
@@ -631,6 +633,7 @@ def _print_plan(result: dict) -> None:
         removed = entry["removed_steps"] or {}
         for step, n in removed.get("steps", {}).items():
             lines.append(f"{n} enrollments wait for step {step}, which is no longer in the file (step_removed)")
+        lines.extend(journey_lines(entry))
         if entry["locked"]:
             lines.append(entry["locked"].splitlines()[0])
         if lines:

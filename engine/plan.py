@@ -11,6 +11,19 @@ For each campaign file, against the store:
   few ids. Other campaigns show only how many partners match;
 - ``removed_steps``: current enrollments waiting for a step that is no longer in the file (they
   would close it with ``step_removed``), by step;
+- ``renamed_steps``: current enrollments waiting for a step under an id the file now lists in a
+  step's ``renamed_from``: they continue at the new id as if nothing happened (not
+  ``step_removed``), by old id: ``{"enrollments": 3, "steps": {"reminder": {"to": "second-look",
+  "enrollments": 3}}}``;
+- ``new_steps``: steps (a branch, a wait-for or an action step) that are new to the enrollments
+  in flight (active or paused): ``will_not_run`` counts those already past it, for whom it never
+  runs, ``will_run`` those who reach it later (a branch is then evaluated for them), by step:
+  ``{"enrollments": 4, "steps": {"route": {"kind": "branch", "will_run": 3, "will_not_run": 1}}}``.
+  The store does not keep the file the last tick saw, so a step counts as new when no enrollment
+  in flight has a run of it or waits at it and at least one has passed it without running it
+  (it was inserted before that one's position) or was past the last step (it was added at the
+  end). A step inserted beyond every enrollment's position is not told apart from one nobody
+  has reached yet: it runs as any later step does;
 - ``locked``: the error of a one-shot campaign that started sending and whose steps, audience or
   trigger were edited.
 
@@ -30,11 +43,12 @@ from dsl.runtime import Context
 
 from .compiled import CompiledWorkspace
 from .locks import lock_error
-from .store import Store
+from .store import Enrollment, Store
 from .facts import StoreFacts
 
 SAMPLE = 5
 CURRENT = ("scheduled", "active", "paused")
+IN_FLIGHT = ("active", "paused")  # a scheduled enrollment takes its first step when it starts
 
 
 def plan_changes(store: Store, plan: CompiledWorkspace, at: datetime) -> dict[str, Any]:
@@ -44,7 +58,7 @@ def plan_changes(store: Store, plan: CompiledWorkspace, at: datetime) -> dict[st
     found = []
     for cid in sorted(plan.workspace.files):
         entry: dict[str, Any] = {"campaign": cid, "state": "unchanged", "audience": None, "removed_steps": None,
-                                 "locked": None}
+                                 "locked": None, "renamed_steps": None, "new_steps": None}
         compiled = plan.campaigns.get(cid)
         if compiled is None:
             entry["state"] = "broken"
@@ -56,7 +70,10 @@ def plan_changes(store: Store, plan: CompiledWorkspace, at: datetime) -> dict[st
         elif known[cid][1] != active:
             entry["state"] = "switched_on" if active else "switched_off"
         entry["audience"] = _audience(store, plan, compiled, partners, at, compiled.trigger == "audience")
-        entry["removed_steps"] = _removed_steps(store, compiled)
+        current = store.enrollments_in(compiled.id, list(CURRENT))
+        entry["removed_steps"] = _removed_steps(current, compiled)
+        entry["renamed_steps"] = _renamed_steps(current, compiled)
+        entry["new_steps"] = _new_steps(store, current, compiled)
         if cid in locks:
             problem = lock_error(cid, compiled.campaign, *locks[cid])
             entry["locked"] = problem.render(None) if problem is not None else None
@@ -68,7 +85,9 @@ def plan_changes(store: Store, plan: CompiledWorkspace, at: datetime) -> dict[st
 def _changes(entry: dict[str, Any]) -> bool:
     audience = entry["audience"] or {}
     return bool(entry["state"] != "unchanged" or audience.get("newly_matching") or audience.get("no_longer_matching")
-                or (entry["removed_steps"] or {}).get("enrollments") or entry["locked"])
+                or (entry["removed_steps"] or {}).get("enrollments") or entry["locked"]
+                or (entry.get("renamed_steps") or {}).get("enrollments")
+                or (entry.get("new_steps") or {}).get("enrollments"))
 
 
 def _partners(plan: CompiledWorkspace) -> list[dict]:
@@ -95,7 +114,75 @@ def _audience(store: Store, plan: CompiledWorkspace, compiled, partners: list[di
             "no_longer_matching": len(gone), "no_longer_sample": gone[:SAMPLE]}
 
 
-def _removed_steps(store: Store, compiled) -> dict[str, Any]:
-    waiting = Counter(e.next_step for e in store.enrollments_in(compiled.id, list(CURRENT))
-                      if e.next_step is not None and e.next_step not in compiled.steps)
+def _removed_steps(current: list[Enrollment], compiled) -> dict[str, Any]:
+    """Enrollments whose position (a step, a branch, a wait-for) left the file, renames followed."""
+    waiting = Counter(e.next_step for e in current
+                      if e.next_step is not None and compiled.flow.node(e.next_step) is None)
     return {"enrollments": sum(waiting.values()), "steps": dict(sorted(waiting.items()))}
+
+
+def _renamed_steps(current: list[Enrollment], compiled) -> dict[str, Any]:
+    """Enrollments waiting at an old id of a step: they continue at its new id."""
+    steps: dict[str, dict[str, Any]] = {}
+    for e in current:
+        now = compiled.flow.resolve(e.next_step)
+        if now is not None and now != e.next_step:
+            steps.setdefault(e.next_step, {"to": now, "enrollments": 0})["enrollments"] += 1
+    return {"enrollments": sum(s["enrollments"] for s in steps.values()), "steps": dict(sorted(steps.items()))}
+
+
+def _new_steps(store: Store, current: list[Enrollment], compiled) -> dict[str, Any]:
+    """The steps new to the enrollments in flight, and for how many of them each will or will
+    not run, by the tick's rules: a step before an enrollment's position never runs for it, one
+    after it runs when the enrollment gets there (see the module's docstring)."""
+    flow = compiled.flow
+    places = {e.id: place for e in current if e.status in IN_FLIGHT and (place := _place(flow, e)) is not None}
+    moving = [e for e in current if e.id in places]
+    ran = store.have_run({(e.id, name) for e in moving for node in flow.positions for name in flow.names(node.key)})
+    waited_at = {flow.resolve(e.next_step) for e in moving}
+    steps: dict[str, dict[str, Any]] = {}
+    affected: set[int] = set()
+    for node in flow.positions:
+        names = flow.names(node.key)
+        fresh = [e for e in moving if not any((e.id, name) in ran for name in names)]
+        if len(fresh) < len(moving) or node.key in waited_at:
+            continue  # run (or skipped) for someone, or someone waits at it: the store knows it
+        past = [e for e in fresh if places[e.id] > node.index]
+        if not past and not any(e.next_step is None for e in fresh):
+            continue  # nobody has gone past it: it may be new, or just not reached yet
+        ahead = [e for e in fresh if places[e.id] <= node.index]
+        steps[node.key] = {"kind": node.kind, "will_run": len(ahead), "will_not_run": len(past)}  # type: ignore[index]
+        affected.update(e.id for e in fresh)
+    return {"enrollments": len(affected), "steps": steps}
+
+
+def _place(flow, e: Enrollment) -> int | None:
+    """Where in the file the enrollment goes on: the index of its position, or of the node after
+    the last step it reached when it is past the end or its step left the file; None when it
+    will go no further (the last step it reached left the file too)."""
+    if e.next_step is not None:
+        node = flow.node(e.next_step)
+        if node is not None:
+            return node.index
+    if e.after_step is None:
+        return 0
+    reached = flow.node(e.after_step)
+    return reached.index + 1 if reached is not None else None
+
+
+def journey_lines(entry: dict[str, Any]) -> list[str]:
+    """The text lines of ``renamed_steps`` and ``new_steps`` (for `engine plan` without ``--json``)."""
+    lines = []
+    for old, renamed in ((entry.get("renamed_steps") or {}).get("steps") or {}).items():
+        lines.append(f"{renamed['enrollments']} enrollments wait for step {old}, renamed {renamed['to']}: "
+                     "they continue there as if nothing happened")
+    for key, new in ((entry.get("new_steps") or {}).get("steps") or {}).items():
+        what = f"{new['kind'].replace('_', '-')} {key}" if new["kind"] in ("branch", "wait_for") else f"step {key}"
+        if new["will_not_run"]:
+            lines.append(f"{what} is new before the position of {new['will_not_run']} enrollments: "
+                         "it will not run for them")
+        if new["will_run"]:
+            does = "be evaluated" if new["kind"] == "branch" else "run"
+            lines.append(f"{what} is new after the position of {new['will_run']} enrollments: "
+                         f"it will {does} for them when they reach it")
+    return lines

@@ -14,6 +14,14 @@ July 2026, worked out by hand from examples/partners.csv and the campaign files:
   13 July: p006 p028 p036, whose onboarding ended on 11 July; 27 July: p011 (agreement from
   25 Aug 2025). A week later a second email (nobody opened), three days later an SMS to those
   with SMS consent.
+- collections (event `invoice.overdue`, events.jsonl): p003 and p024 on 6 July at 07:00Z, p034 on
+  8 July at 07:00Z. The call is created at once; nobody answers it in a simulation, so the
+  wait-for ends at its `at_most`, two days later, and the reminder email is due then: only p034
+  has email consent (p003 never opted in, p024 only accepts the terms on 3 August), so p034
+  gets it on 10 July at 07:00Z. A week later the branch finds no promise and goes to the final
+  notice letter: 15 July at 07:00Z for p003 and p024, 17 July for p034; then the flow ends.
+  One tick or hourly ticks give the same times: the wait-for ends at its at_most, which is a
+  due time, not a tick's.
 """
 
 from __future__ import annotations
@@ -44,6 +52,9 @@ JULY: dict[tuple[str, str, str, str], str] = {
     ("email", "renewal-reminder", "second-reminder", "2026-07-20T06:00:00Z"): "p006 p028 p036",
     ("sms", "renewal-reminder", "renewal-sms", "2026-07-23T06:00:00Z"): "p006 p028 p036",
     ("email", "renewal-reminder", "reminder", "2026-07-27T06:00:00Z"): "p011",
+    ("email", "collections", "reminder", "2026-07-10T07:00:00Z"): "p034",
+    ("letter", "collections", "final-notice", "2026-07-15T07:00:00Z"): "p003 p024",
+    ("letter", "collections", "final-notice", "2026-07-17T07:00:00Z"): "p034",
 }
 
 
@@ -65,7 +76,7 @@ def sends(engine) -> list[tuple[str, str, str, str, str]]:
 def simulate(make_engine, until: str, every: str | None, name: str):
     engine = make_engine(EXAMPLES, at="2026-07-01T00:00", name=name)
     imported = engine.import_events(EXAMPLES / "events.jsonl")
-    assert imported.imported == 7 and not imported.diagnostics
+    assert imported.imported == 10 and not imported.diagnostics
     engine.tick()  # the first tick sees every campaign: the same starting point for every grid
     if every is None:
         report = engine.tick(until)
@@ -91,7 +102,7 @@ def simulated(make_engine, until: str, every: str | None, name: str) -> tuple[li
 def test_july_hourly_equals_the_list_written_by_hand(make_engine):
     sent, _ = simulated(make_engine, "2026-08-01T00:00", "1h", "hourly")
     assert sent == expected(JULY)
-    assert len(sent) == 77
+    assert len(sent) == 81
 
 
 def test_july_in_one_tick_equals_hourly_ticks(make_engine):
