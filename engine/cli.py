@@ -7,22 +7,19 @@ printed), 2 usage error, 3 an operation was refused.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sqlite3
 import sys
 import traceback
-from pathlib import Path
 from typing import Callable, Sequence
 
 from campaigns.enrollment import Refused
-from dsl.diagnostics import Diagnostic, SourceError, display_path
+from dsl.diagnostics import SourceError
 from dsl.ids import first_surrogate, shown
-from dsl.source import Span
 
+from .console import INPUT_ERROR, OK, REFUSED, USAGE_ERROR, print_diagnostics
 from .errors import ConfigError, StoreBusy, StoreError, UnknownName, UsageError
 
-OK, INPUT_ERROR, USAGE_ERROR, REFUSED = 0, 1, 2, 3
 
 
 def store_failure(exc: sqlite3.Error) -> StoreError:
@@ -35,183 +32,17 @@ def store_failure(exc: sqlite3.Error) -> StoreError:
     return StoreError(f"the store failed: {text}")
 
 
-# --- engine check ------------------------------------------------------------------------------
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    """Validate workspaces or single campaign files and report every problem found."""
-    from campaigns.workspace import SETTINGS_FILE, load_workspace
-
-    targets, refused = _check_targets(args)
-    diagnostics: list[Diagnostic] = []
-    campaigns = 0
-    for root, only in targets:
-        workspace = load_workspace(root, only=only)
-        diagnostics.extend(workspace.diagnostics)
-        diagnostics.extend(_lock_errors(root, workspace))
-        diagnostics.extend(_checklist(root, workspace, only))
-        campaigns += len(workspace.files)
-    diagnostics = sorted(set(diagnostics), key=lambda d: (d.span.path, d.span.line, d.span.col, d.message))
-    if args.strict:
-        diagnostics = [Diagnostic(d.span, "error", d.message) for d in diagnostics]
-    errors = sum(d.severity == "error" for d in diagnostics) + len(refused)
-    if args.json:
-        print(json.dumps({"ok": errors == 0, "errors": [d.to_json() for d in refused + diagnostics]}, indent=2))
-    else:
-        for d in refused:  # one line each: the file was not checked, there is no line to show
-            print(d.headline())
-        print_diagnostics(diagnostics)
-        warnings = len(diagnostics) - (errors - len(refused))
-        if diagnostics or refused:
-            print(f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}")
-        elif targets and all(only == [] for _, only in targets):
-            print(f"ok: settings checked ({SETTINGS_FILE}, groups, partner source)")
-        else:
-            print(f"ok: {_plural(campaigns, 'campaign')} checked")
-    return INPUT_ERROR if errors else OK
-
-
-def _lock_errors(root: Path, workspace) -> list[Diagnostic]:
-    """One-shot campaigns that started sending and whose steps or audience were edited since,
-    as the workspace's store (if there is one) remembers them."""
-    from .locks import lock_error, stored_locks
-    from .store import store_location
-
-    try:
-        locks = stored_locks(store_location(os.environ.get("ENGINE_STORE") or workspace.settings.store, root))
-    except ValueError:
-        return []
-    found = []
-    for cid, campaign in workspace.campaigns.items():
-        if cid in locks:
-            problem = lock_error(cid, campaign, *locks[cid])
-            if problem is not None:
-                found.append(problem)
-    return found
-
-
-def _checklist(root: Path, workspace, only: list[Path] | None) -> list[Diagnostic]:
-    """The launch checklist of the active campaigns that were checked."""
-    from campaigns.checklist import launch_checklist
-
-    from .dryrun import tested_hashes
-
-    found = launch_checklist(workspace, tested_hashes(root))
-    if only is None:
-        return found
-    wanted = {str(p.resolve()) for p in only}
-    return [d for d in found if str(Path(d.span.path).resolve()) in wanted]
-
-
-def _check_targets(args: argparse.Namespace) -> tuple[list[tuple[Path, list[Path] | None]], list[Diagnostic]]:
-    """Each workspace to check, with the campaign files to limit it to (None: all of them; []:
-    its settings only), and an error for each file given that is neither a campaign file of a
-    workspace (``<root>/campaigns/*.yaml`` or ``.yml``, found by walking up to the nearest
-    engine.yaml) nor a workspace's engine.yaml: such a file is not checked, so it is never "ok"."""
-    from campaigns.workspace import SETTINGS_FILE, find_root
-
-    if not args.paths:
-        return [(Path(args.workspace), None)], []
-    targets: dict[Path, list[Path] | None] = {}
-    refused: list[Diagnostic] = []
-    for raw in args.paths:
-        path = Path(raw)
-        if not path.exists():
-            raise UsageError(f"no such file or directory: {raw}")
-        if path.is_dir():
-            targets[path] = None
-            continue
-        root = find_root(path)
-        problem = _not_checkable(path, root)
-        if problem is not None:
-            refused.append(Diagnostic(Span(str(path), 1, 1), "error", problem))
-            continue
-        assert root is not None
-        if targets.get(root, []) is not None:
-            files = targets.setdefault(root, [])
-            if path.resolve() != (root / SETTINGS_FILE).resolve():
-                files.append(path)  # type: ignore[union-attr]
-    return list(targets.items()), refused
-
-
-def _not_checkable(path: Path, root: Path | None) -> str | None:
-    """Why ``engine check`` cannot check the file ``path`` on its own, or None when it is a
-    campaign file of the workspace at ``root`` or that workspace's engine.yaml."""
-    from campaigns.workspace import SETTINGS_FILE
-
-    if root is None:
-        return f"not a campaign file: no {SETTINGS_FILE} in its directory or any above it, so it is in no workspace"
-    resolved = path.resolve()
-    if resolved == (root / SETTINGS_FILE).resolve():
-        return None
-    campaigns = root / "campaigns"
-    files = {p.resolve() for p in campaigns.glob("*.y*ml") if p.suffix in (".yaml", ".yml") and p.is_file()}
-    if resolved in files:
-        return None
-    return (f"not a campaign file: a workspace's campaign files are {display_path(str(campaigns))}/*.yaml or .yml "
-            f"(beside its {SETTINGS_FILE}); give the workspace directory to check its other files")
-
-
-def print_diagnostics(diagnostics: Sequence[Diagnostic], stream=None, sources: dict[str, str] | None = None) -> None:
-    """Each diagnostic with its source line and a caret (SPEC §5). ``sources`` holds the text
-    of what is not a file (``<filter>``: an expression given on the command line)."""
-    stream = stream or sys.stdout
-    lines: dict[str, list[str]] = {path: text.splitlines() for path, text in (sources or {}).items()}
-    for d in diagnostics:
-        if d.span.path not in lines:
-            try:
-                lines[d.span.path] = Path(d.span.path).read_text(encoding="utf-8", errors="replace").splitlines()
-            except OSError:
-                lines[d.span.path] = []
-        source = lines[d.span.path]
-        line = source[d.span.line - 1] if 0 < d.span.line <= len(source) else None
-        print(d.render(line), file=stream)
-
-
-# --- engine fmt --------------------------------------------------------------------------------
-
-
-def cmd_fmt(args: argparse.Namespace) -> int:
-    """Rewrite campaign files in the canonical layout, comments kept; --check only lists them."""
-    from campaigns.fmt import format_paths
-
-    paths = [Path(p) for p in args.paths] or [Path(args.workspace)]
-    result = format_paths(paths, check=args.check)
-    print_diagnostics(result.diagnostics, sys.stderr)
-    for path in result.changed:
-        print(f"{'would reformat' if args.check else 'reformatted'} {path}")
-    if not result.changed and not result.diagnostics:
-        print("ok: nothing to reformat")
-    return INPUT_ERROR if result.diagnostics or (args.check and result.changed) else OK
-
-
-# --- engine schema -----------------------------------------------------------------------------
-
-
-def cmd_schema(args: argparse.Namespace) -> int:
-    """Print the JSON Schema of campaign files (or of engine.yaml) for editors."""
-    from campaigns.jsonschema import campaign_schema, settings_schema
-
-    schema = settings_schema() if args.kind == "settings" else campaign_schema()
-    print(json.dumps(schema, indent=2))
-    return OK
-
-
 # --- wiring ------------------------------------------------------------------------------------
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def _command(name: str) -> Callable[[argparse.Namespace], int]:
-    """The state commands live in engine.commands, imported only when one runs (so that
-    `engine check` starts fast)."""
+def _command(name: str, module: str = "commands") -> Callable[[argparse.Namespace], int]:
+    """Commands live in engine.commands (and those on files alone in engine.files), imported
+    only when one runs, so that `engine check` starts fast and this module imports neither."""
 
     def run(args: argparse.Namespace) -> int:
-        from . import commands
+        import importlib
 
-        return getattr(commands, name)(args)
+        return getattr(importlib.import_module(f"{__package__}.{module}"), name)(args)
 
     return run
 
@@ -239,18 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("paths", nargs="*", metavar="PATH", help="workspace directories or campaign files (default: the workspace)")
     check.add_argument("--json", action="store_true", help='print {"ok", "errors": [{"path","line","col","message","severity"}]}')
     check.add_argument("--strict", action="store_true", help="treat warnings as errors")
-    check.set_defaults(run=cmd_check)
+    check.set_defaults(run=_command("cmd_check", "files"))
 
     fmt = commands.add_parser("fmt", parents=[common], help="canonical formatting of campaign files, comments kept",
                               description="Rewrite campaign files in one canonical layout (SPEC key order, two-space indentation, normalised expressions), keeping every comment. PATH: workspaces (their campaigns/) or files (engine.yaml too).")
     fmt.add_argument("paths", nargs="*", metavar="PATH", help="default: the workspace")
     fmt.add_argument("--check", action="store_true", help="change nothing; list the files that would change and exit 1 if any")
-    fmt.set_defaults(run=cmd_fmt)
+    fmt.set_defaults(run=_command("cmd_fmt", "files"))
 
     schema = commands.add_parser("schema", parents=[common], help="print the JSON Schema of campaign files",
                                  description="Print the JSON Schema of campaign files, for editors (yaml-language-server).")
     schema.add_argument("kind", nargs="?", choices=["campaign", "settings"], default="campaign", help="campaign files (default) or engine.yaml")
-    schema.set_defaults(run=cmd_schema)
+    schema.set_defaults(run=_command("cmd_schema", "files"))
 
     tick = commands.add_parser("tick", parents=[reading], help="run everything due at or before a time",
                                description="One tick: import changed partners, fire triggers, execute every step due at or before --at, deliver.")

@@ -19,7 +19,7 @@ from dsl.diagnostics import Diagnostic, SourceError
 
 from .api import Engine, copy_workspace, load_plan
 from .clock import SystemClock, iso, parse_every, parse_time
-from .cli import INPUT_ERROR, OK, print_diagnostics
+from .console import INPUT_ERROR, OK, print_diagnostics
 from .errors import UnknownName, UsageError
 from .horizon import check_run
 from .operations import resolve_user
