@@ -1,7 +1,8 @@
 """How long does a tick take with many partners, when everything is due and when nothing is?
 
     python bench/tick.py [--partners 100000] [--repeat 5] [--runs 3] [--as-written] [--tracemalloc]
-    python bench/tick.py --profile [LINES]
+                         [--flow | --flow-only] [--polls 3]
+    python bench/tick.py --profile [LINES] [--flow-only]
 
 Generates (deterministically, in a temporary directory) a workspace of N opted-in partners and
 one campaign whose `at` trigger (T0) enrolls them all, then times ``Engine.tick`` through the
@@ -19,6 +20,26 @@ workspace; the none-due tick runs ``--repeat`` times in one process (after a fir
 and, when the CLI has an `engine tick` command, ``--repeat`` times through it.
 ``--profile`` prints the top cumulative cProfile entries of the all-due and none-due ticks
 instead. ``--tracemalloc`` adds the Python heap peak of each tick (and slows the ticks down).
+
+``--flow`` (``--flow-only``: nothing else) adds flow control against the straight line, on the
+same partners, in ``--runs`` rounds that interleave the two (which one goes first alternates).
+Both campaigns have the same two email steps (hello, then again 30 days later). Between them
+the flow one has a branch (platinum jump to `again`, the Swedish-speaking others end, the rest
+fall through) and a wait-for (``revenue >= 250000``: true for about half at the tick that
+reaches it; the others are asked again at every tick and end at ``at_most: 30d``). Each round
+ticks both workspaces, enrolled beforehand, at the same times, in a fresh process each: T0+1h
+(everything due), ``--polls`` ticks during the 30 days (nothing due; the flow's waiting
+enrollments are asked their condition), and T0+1h+30d (the second emails, the wait-fors'
+``at_most``).
+
+A step, in these rates, is a message step (an email executed), as in the all-due row: the
+branches, wait-fors, polls and the step runs recorded skipped are the work flow control adds
+on the way to the messages, so the ratio is what it costs. (Counting every step run recorded
+would credit the flow with its cheap skipped runs: 4 per enrollment against 2, and
+hide that cost.) The flow sends fewer emails (those who end miss `again`); the rate is per
+email sent. A round's rate is its emails over the time of all its ticks (polls included); the
+ratio flow / straight line is taken per round, and its median and min-max printed.
+``--profile LINES --flow-only`` profiles the flow's first tick and its ticks while waiting.
 """
 
 from __future__ import annotations
@@ -87,25 +108,72 @@ steps:
       body: "Hi {{{{ partner.name }}}}, this is the second message."
 """
 
+# The same emails as CAMPAIGN (with its first wait), with flow control between them. Of the
+# partners (tier and language uniform, revenue uniform in 0..500,000): platinum (1/3) jump over
+# the wait-for to `again`; Swedish-speaking others (2/9) end (no `again`); the rest (4/9) fall
+# through to the wait-for, true at once for about half, asked at every later tick for the others.
+FLOW_CAMPAIGN = """\
+name: Tick benchmark, flow control
+description: The two emails of the tick benchmark, with a branch and a wait-for.
+active: true
+audience:
+  rulesets:
+    everyone: partner.revenue >= 0
+trigger:
+  at: {at}
+steps:
+  - wait: 1h
+  - id: hello
+    email:
+      subject: "Hello {{{{ partner.name }}}}"
+      body: |
+        Hi {{{{ partner.name }}}},
+
+        this is the first message of the tick benchmark.
+  - id: route
+    branch:
+      - {{when: 'partner.tier == "platinum"', goto: again}}
+      - {{when: 'partner.language == "sv"', goto: end}}
+  - id: paid
+    wait: {{for: 'partner.revenue >= 250000', at_most: 30d}}
+  - id: again
+    email:
+      subject: "Still there, {{{{ partner.name }}}}?"
+      body: "Hi {{{{ partner.name }}}}, this is the second message."
+"""
+
 FIRST = ["Aino", "Mikko", "Sanna", "Erik", "Linnea", "Jonas", "Helmi", "Oskar", "Maria", "Ville"]
 LAST = ["Korhonen", "Nieminen", "Virtanen", "Andersson", "Lindqvist", "Mäkinen", "Berg", "Laine"]
 
 
-def make_workspace(root: Path, count: int, first_wait: bool) -> None:
-    """engine.yaml, campaigns/bench.yaml and partners.csv; the same bytes for the same count."""
+def make_workspace(root: Path, count: int, first_wait: bool, flow: bool = False) -> list[dict[str, Any]]:
+    """engine.yaml, campaigns/bench.yaml and partners.csv; the same bytes for the same count
+    (``flow``: the campaign with flow control; the same settings and partners). The partners."""
     rng = random.Random(SEED)
     (root / "campaigns").mkdir(parents=True)
     (root / "engine.yaml").write_text(SETTINGS)
-    (root / "campaigns" / "bench.yaml").write_text(CAMPAIGN.format(
-        at=T0.strftime("%Y-%m-%dT%H:%M"), first_wait="  - wait: 1h\n" if first_wait else ""))
-    lines = ["id,name,email,language,tier,revenue,supplier_emails"]
+    at = T0.strftime("%Y-%m-%dT%H:%M")
+    (root / "campaigns" / "bench.yaml").write_text(FLOW_CAMPAIGN.format(at=at) if flow else CAMPAIGN.format(
+        at=at, first_wait="  - wait: 1h\n" if first_wait else ""))
+    lines, partners = ["id,name,email,language,tier,revenue,supplier_emails"], []
     for i in range(count):
         first, last = rng.choice(FIRST), rng.choice(LAST)
         revenue = rng.choice([rng.randrange(0, 500_000), round(rng.uniform(0, 500_000), 2)])
         language, tier = rng.choice(["en", "fi", "sv"]), rng.choice(["silver", "gold", "platinum"])
         email = f"{first.lower()}.{i}@example.com"
         lines.append(f"p{i:06d},{first} {last},{email},{language},{tier},{revenue},true")
+        partners.append({"language": language, "tier": tier, "revenue": revenue})
     (root / "partners.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return partners
+
+
+def flow_paths(partners: list[dict[str, Any]]) -> dict[str, int]:
+    """How many partners take each way through FLOW_CAMPAIGN (worked out from their records)."""
+    jump = sum(p["tier"] == "platinum" for p in partners)
+    end = sum(p["tier"] != "platinum" and p["language"] == "sv" for p in partners)
+    through = [p for p in partners if p["tier"] != "platinum" and p["language"] != "sv"]
+    paid = sum(p["revenue"] >= 250_000 for p in through)
+    return {"jump": jump, "end": end, "paid": paid, "wait": len(through) - paid}
 
 
 def revision() -> str:
@@ -249,18 +317,171 @@ def row(label: str, seconds: list[float], count: int | None = None, unit: str = 
     return text
 
 
+# --- flow control against the straight line --------------------------------------------------------
+
+
+def expect_ticks(phase: str, outcome: dict[str, Any], wanted: list[dict[str, int]]) -> None:
+    """Each tick of the phase did what it is about: ``wanted`` gives each tick's counts."""
+    assert len(outcome["reports"]) == len(wanted), (phase, len(outcome["reports"]))
+    for at, (report, counts) in enumerate(zip(outcome["reports"], wanted)):
+        expect(f"{phase}, tick {at + 1}", {"reports": [report]}, **counts)
+
+
+def flow_times(polls: int) -> list[datetime]:
+    """T0+1h (all due), ``polls`` ticks spread over the 30 days (nothing due), T0+1h+30d."""
+    due_at = T0 + timedelta(hours=1)
+    return [due_at] + [due_at + WAIT * (i + 1) / (polls + 1) for i in range(polls)] + [due_at + WAIT]
+
+
+def flow_expected(kind: str, n: int, paths: dict[str, int], polls: int) -> list[dict[str, int]]:
+    """Each tick's report for the straight line or the flow, over flow_times(polls)."""
+    if kind == "straight":
+        last = {"executed": n, "finished": n, "delivered": n}
+        return [{"executed": n, "delivered": n}] + [{}] * polls + [last]
+    jump, end, paid, wait = paths["jump"], paths["end"], paths["paid"], paths["wait"]
+    first = {"executed": 2 * n + jump + 2 * paid,  # hello and route; again; paid and again
+             "skipped": jump + 2 * end,  # paid jumped over; paid and again, ended
+             "finished": jump + end + paid, "delivered": n + jump + paid}
+    return [first] + [{}] * polls + [{"executed": 2 * wait, "finished": wait, "delivered": wait}]
+
+
+def prepare_flow(tmp: Path, n: int) -> tuple[dict[str, Path], dict[str, int]]:
+    """Both workspaces, imported and enrolled (not timed): each round ticks a copy."""
+    ready = {kind: tmp / f"{kind}-ready" for kind in ("straight", "flow")}
+    partners = make_workspace(ready["straight"], n, first_wait=True)
+    make_workspace(ready["flow"], n, first_wait=True, flow=True)
+    for kind, root in ready.items():
+        enrolled = run_worker(root, [T0 - timedelta(hours=1), T0])
+        expect_ticks(f"{kind}: import, enroll", enrolled, [{}, {"enrolled": n}])
+    return ready, flow_paths(partners)
+
+
+def run_flow(tmp: Path, n: int, runs: int, polls: int, extra: dict[str, Any]) -> dict[str, Any]:
+    """``runs`` rounds, each ticking both campaigns at the same times, which goes first
+    alternating; each campaign's ticks in one fresh process."""
+    ready, paths = prepare_flow(tmp, n)
+    times = flow_times(polls)
+    outcomes: dict[str, list[dict[str, Any]]] = {"straight": [], "flow": []}
+    for run in range(runs):
+        for kind in ("straight", "flow") if run % 2 == 0 else ("flow", "straight"):
+            root = tmp / f"{kind}-{run}"
+            shutil.copytree(ready[kind], root)
+            outcomes[kind].append(run_worker(root, times, **extra))
+            expect_ticks(kind, outcomes[kind][-1], flow_expected(kind, n, paths, polls))
+            shutil.rmtree(root)
+    return {"outcomes": outcomes, "paths": paths, "polls": polls, "runs": runs}
+
+
+def emails(outcome: dict[str, Any]) -> int:
+    """Message steps over the round's ticks (each email executed is delivered in its tick)."""
+    return sum(r["delivered"] for r in outcome["reports"])
+
+
+def executed(outcome: dict[str, Any]) -> int:
+    """Steps executed over the round's ticks: messages, branches evaluated, waits-for ended (the
+    tick report's `executed`; the steps a jump passes over are recorded skipped, not counted)."""
+    return sum(r["executed"] for r in outcome["reports"])
+
+
+def step_runs(outcome: dict[str, Any]) -> int:
+    """Step runs recorded over the round's ticks: executed or skipped."""
+    return sum(r["executed"] + r["skipped"] for r in outcome["reports"])
+
+
+def spread(values: list[float], unit: str = "", digits: int = 0) -> str:
+    """The median (min–max), as the project quotes them."""
+    f = f"{{:,.{digits}f}}"
+    return (f"{f.format(statistics.median(values))}{unit} "
+            f"({f.format(min(values))}–{f.format(max(values))}{unit})")
+
+
+def print_flow(flow: dict[str, Any], n: int, tracemalloc: bool) -> None:
+    outcomes, paths, polls = flow["outcomes"], flow["paths"], flow["polls"]
+    jump, end, paid, wait = paths["jump"], paths["end"], paths["paid"], paths["wait"]
+    straight, flowing = outcomes["straight"][0], outcomes["flow"][0]
+    print(f"Flow control against the straight line: {flow['runs']} rounds, the two campaigns interleaved "
+          f"(which goes first alternates), each ticked in a fresh process at T0+1h, {polls} times during "
+          "the 30 days, and at T0+1h+30d.")
+    print(f"Flow, after hello: {jump:,} platinum jump to `again`, {end:,} others in Swedish end, "
+          f"{paid + wait:,} fall through to the wait-for: true at once for {paid:,}, asked at each later "
+          f"tick for {wait:,} (at_most at T0+1h+30d).")
+    print("Two rates: steps/s counts the steps executed (emails, branches evaluated, waits-for ended: the "
+          "tick's `executed`; the steps a jump passes over are recorded skipped and not counted); emails/s "
+          "counts the emails alone, so the branches, waits-for, polls and skipped runs are all overhead there.")
+    print(f"Emails: {emails(straight):,} straight, {emails(flowing):,} with flow control. Step runs "
+          f"recorded (executed or skipped): {step_runs(straight):,} and {step_runs(flowing):,} "
+          f"({step_runs({'reports': flowing['reports'][:1]}):,} of them in the flow's first tick).")
+    print()
+
+    def at(kind: str, index: int) -> list[float]:
+        return [o["seconds"][index] for o in outcomes[kind]]
+
+    def polling(kind: str) -> list[float]:
+        return [s for o in outcomes[kind] for s in o["seconds"][1:-1]]
+
+    def heap(kind: str, part: slice) -> list[float] | None:
+        return [h for o in outcomes[kind] for h in o["heap_mb"][part]] or None
+
+    def sent(kind: str, index: int) -> int:
+        return outcomes[kind][0]["reports"][index]["delivered"]
+
+    print(f"{'':<40}{'median':>11}{'min':>11}{'max':>11}{'runs':>5}  {'rate':<22}{'peak RSS':>9}"
+          + (f"{'heap':>13}" if tracemalloc else ""))
+    for kind in ("straight", "flow"):
+        print(row(f"{kind}: T0+1h, {sent(kind, 0):,} emails", at(kind, 0), sent(kind, 0), "emails/s",
+                  heap=heap(kind, slice(0, 1))))
+        if polls:
+            label, count = (f"flow: {polls} ticks, {wait:,} waits asked", wait) if kind == "flow" else \
+                (f"straight: {polls} ticks while waiting", None)
+            print(row(label, polling(kind), count, "asked/s", heap=heap(kind, slice(1, -1))))
+        print(row(f"{kind}: T0+1h+30d, {sent(kind, -1):,} emails", at(kind, -1), sent(kind, -1), "emails/s",
+                  heap=heap(kind, slice(-1, None))))
+    rates: dict[str, list[float]] = {}
+    email_rates: dict[str, list[float]] = {}
+    for kind in ("straight", "flow"):
+        rates[kind] = [executed(o) / sum(o["seconds"]) for o in outcomes[kind]]
+        email_rates[kind] = [emails(o) / sum(o["seconds"]) for o in outcomes[kind]]
+        print(row(f"{kind}: all {polls + 2} ticks, {executed(outcomes[kind][0]):,} steps",
+                  [sum(o["seconds"]) for o in outcomes[kind]], executed(outcomes[kind][0]), "steps/s",
+                  [o["peak_mb"] for o in outcomes[kind]]))
+    ratios = [f / s for f, s in zip(rates["flow"], rates["straight"])]
+    email_ratios = [f / s for f, s in zip(email_rates["flow"], email_rates["straight"])]
+    print()
+    print("Per round (all its ticks), median (min–max):")
+    for kind in ("straight", "flow"):
+        print(f"  {kind + ' steps/s':<26}{spread(rates[kind])}")
+    print(f"  {'flow / straight':<26}{spread(ratios, '×', 2)}   (issue: at least 0.80×)")
+    for kind in ("straight", "flow"):
+        print(f"  {kind + ' emails/s':<26}{spread(email_rates[kind])}")
+    print(f"  {'flow / straight, emails':<26}{spread(email_ratios, '×', 2)}")
+
+
+def load() -> str:
+    try:
+        return "/".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--partners", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5,
                         help="none-due ticks (in-process, and through the CLI)")
-    parser.add_argument("--runs", type=int, default=3, help="runs of the import, enroll and all-due phases")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="runs of the import, enroll and all-due phases (and rounds of --flow)")
     parser.add_argument("--as-written", action="store_true",
                         help="also one tick at T0 that imports, enrolls and executes N emails at once")
+    parser.add_argument("--flow", action="store_true",
+                        help="also flow control (a branch, a wait-for) against the straight line, "
+                             "steps/s and their ratio per round")
+    parser.add_argument("--flow-only", action="store_true", help="only the --flow comparison")
+    parser.add_argument("--polls", type=int, default=3,
+                        help="--flow: ticks during the 30-day wait, asking the wait-fors (default 3)")
     parser.add_argument("--tracemalloc", action="store_true", help="also the Python heap peak (slower ticks)")
     parser.add_argument("--profile", type=int, nargs="?", const=15, metavar="LINES",
                         help="print the top cumulative cProfile entries of the all-due and none-due ticks "
-                             "instead")
+                             "instead (with --flow-only: the flow's first tick and ticks while waiting)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -273,13 +494,26 @@ def main() -> int:
     idle = [due_at + timedelta(hours=h) for h in range(1, 2 * k + 2)]  # cold + k in-process, then k CLI
     assert idle[-1] < due_at + WAIT, "--repeat too large: the ticks must stay within the 30-day wait"
     extra = {"tracemalloc": True} if args.tracemalloc else {}
+    load_before, flow = load(), None
 
     with tempfile.TemporaryDirectory() as tmp:
         pristine, written = Path(tmp) / "pristine", Path(tmp) / "as-written"
-        make_workspace(pristine, n, first_wait=True)
-        if args.as_written:
+        if not args.flow_only:
+            make_workspace(pristine, n, first_wait=True)
+        if args.as_written and not args.flow_only:
             make_workspace(written, n, first_wait=False)
 
+        if args.profile and args.flow_only:
+            ready, paths = prepare_flow(Path(tmp), n)
+            root, times = ready["flow"], flow_times(max(args.polls, 2))
+            expected = flow_expected("flow", n, paths, max(args.polls, 2))
+            top = f"cProfile, top {args.profile} cumulative"
+            print(f"=== flow: T0+1h, {n:,} enrollments through the branch ({top}) ===", flush=True)
+            expect_ticks("flow", run_worker(root, times[:1], profile=args.profile), expected[:1])
+            print(f"=== flow: {len(times) - 2} ticks while {paths['wait']:,} enrollments wait, in one "
+                  f"process, the first one cold ({top}) ===", flush=True)
+            expect_ticks("flow", run_worker(root, times[1:-1], profile=args.profile), expected[1:-1])
+            return 0
         if args.profile:
             root = Path(tmp) / "profile"
             shutil.copytree(pristine, root)
@@ -294,24 +528,27 @@ def main() -> int:
             return 0
 
         phases: dict[str, list[dict[str, Any]]] = {"import": [], "enroll": [], "due": []}
-        for run in range(args.runs):
-            root = Path(tmp) / f"run-{run}"
-            shutil.copytree(pristine, root)
-            phases["import"].append(run_worker(root, [import_at], **extra))
-            expect("import", phases["import"][-1])
-            assert phases["import"][-1]["partners"] == n
-            phases["enroll"].append(run_worker(root, [T0], **extra))
-            expect("enroll", phases["enroll"][-1], enrolled=n)
-            phases["due"].append(run_worker(root, [due_at], **extra))
-            expect("all due", phases["due"][-1], executed=n, delivered=n)
-        waiting = Path(tmp) / "run-0"
-        idle_run = run_worker(waiting, idle[:k + 1], **extra)
-        expect("none due", idle_run)
-        cli = timed_cli(waiting, idle[k + 1:])
-        first = run_worker(written, [T0], **extra) if args.as_written else None
-        if first is not None:
-            expect("first tick", first, enrolled=n, executed=n, delivered=n)
-        state_mb = (waiting / ".engine" / "state.db").stat().st_size / 2**20
+        if not args.flow_only:
+            for run in range(args.runs):
+                root = Path(tmp) / f"run-{run}"
+                shutil.copytree(pristine, root)
+                phases["import"].append(run_worker(root, [import_at], **extra))
+                expect("import", phases["import"][-1])
+                assert phases["import"][-1]["partners"] == n
+                phases["enroll"].append(run_worker(root, [T0], **extra))
+                expect("enroll", phases["enroll"][-1], enrolled=n)
+                phases["due"].append(run_worker(root, [due_at], **extra))
+                expect("all due", phases["due"][-1], executed=n, delivered=n)
+            waiting = Path(tmp) / "run-0"
+            idle_run = run_worker(waiting, idle[:k + 1], **extra)
+            expect("none due", idle_run)
+            cli = timed_cli(waiting, idle[k + 1:])
+            first = run_worker(written, [T0], **extra) if args.as_written else None
+            if first is not None:
+                expect("first tick", first, enrolled=n, executed=n, delivered=n)
+            state_mb = (waiting / ".engine" / "state.db").stat().st_size / 2**20
+        if args.flow or args.flow_only:
+            flow = run_flow(Path(tmp), n, args.runs, args.polls, extra)
 
     def tick_seconds(outcomes: list[dict[str, Any]]) -> list[float]:
         return [o["seconds"][0] for o in outcomes]
@@ -326,35 +563,41 @@ def main() -> int:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cpus
     print(f"Tick of one campaign over {n:,} partners, at {revision()}")
     print(f"{cpus} CPUs ({usable} usable), Python {platform.python_version()}, "
-          f"SQLite {sqlite3.sqlite_version}")
+          f"SQLite {sqlite3.sqlite_version}; load average (1/5/15 min) {load_before} at the start, "
+          f"{load()} at the end")
     print("Each phase in a fresh process; peak RSS is that process's (interpreter, engine, workspace).")
     if args.tracemalloc:
         print("tracemalloc on: tick times are inflated; 'heap' is the Python heap peak during the tick.")
     print()
-    print(f"{'':<40}{'median':>11}{'min':>11}{'max':>11}{'runs':>5}  {'rate':<22}{'peak RSS':>9}"
-          + (f"{'heap':>13}" if args.tracemalloc else ""))
-    print(row("import partners (tick T0-1h)", tick_seconds(phases["import"]), n, "partners/s",
-              memory(phases["import"]), heap(phases["import"])))
-    print(row("enroll: at-trigger fires (tick T0)", tick_seconds(phases["enroll"]), n, "enrollments/s",
-              memory(phases["enroll"]), heap(phases["enroll"])))
-    print(row(f"all due: {n:,} email steps (T0+1h)", tick_seconds(phases["due"]), n, "steps/s",
-              memory(phases["due"]), heap(phases["due"])))
-    print(row("none due: first tick after open", [idle_run["seconds"][0]], mb=[idle_run["peak_mb"]],
-              heap=idle_run["heap_mb"][:1] or None))
-    print(row("none due: next ticks, same process", idle_run["seconds"][1:],
-              heap=idle_run["heap_mb"][1:] or None))
-    if cli is None:
-        print(f"{'none due: engine tick (CLI)':<40}   skipped: the CLI has no `engine tick --at` command")
-    else:
-        print(row("none due: engine tick (CLI, whole run)", cli))
-    if first is not None:
-        print(row("as written: import+enroll+N (tick T0)", first["seconds"], n, "steps/s (all in)",
-                  [first["peak_mb"]], first["heap_mb"] or None))
-    opens = [o["open"] for phase in phases.values() for o in phase] + [idle_run["open"]]
-    print()
-    print(f"fresh process: imports + Engine.open median {duration(statistics.median(opens))}, "
-          f"RSS after open median {statistics.median(memory(phases['due'], 'baseline_mb')):,.0f} MB")
-    print(f"state.db after the all-due tick: {state_mb:,.0f} MB")
+    if not args.flow_only:
+        print(f"{'':<40}{'median':>11}{'min':>11}{'max':>11}{'runs':>5}  {'rate':<22}{'peak RSS':>9}"
+              + (f"{'heap':>13}" if args.tracemalloc else ""))
+        print(row("import partners (tick T0-1h)", tick_seconds(phases["import"]), n, "partners/s",
+                  memory(phases["import"]), heap(phases["import"])))
+        print(row("enroll: at-trigger fires (tick T0)", tick_seconds(phases["enroll"]), n, "enrollments/s",
+                  memory(phases["enroll"]), heap(phases["enroll"])))
+        print(row(f"all due: {n:,} email steps (T0+1h)", tick_seconds(phases["due"]), n, "steps/s",
+                  memory(phases["due"]), heap(phases["due"])))
+        print(row("none due: first tick after open", [idle_run["seconds"][0]], mb=[idle_run["peak_mb"]],
+                  heap=idle_run["heap_mb"][:1] or None))
+        print(row("none due: next ticks, same process", idle_run["seconds"][1:],
+                  heap=idle_run["heap_mb"][1:] or None))
+        if cli is None:
+            print(f"{'none due: engine tick (CLI)':<40}   skipped: the CLI has no `engine tick --at` command")
+        else:
+            print(row("none due: engine tick (CLI, whole run)", cli))
+        if first is not None:
+            print(row("as written: import+enroll+N (tick T0)", first["seconds"], n, "steps/s (all in)",
+                      [first["peak_mb"]], first["heap_mb"] or None))
+        opens = [o["open"] for phase in phases.values() for o in phase] + [idle_run["open"]]
+        print()
+        print(f"fresh process: imports + Engine.open median {duration(statistics.median(opens))}, "
+              f"RSS after open median {statistics.median(memory(phases['due'], 'baseline_mb')):,.0f} MB")
+        print(f"state.db after the all-due tick: {state_mb:,.0f} MB")
+    if flow is not None:
+        if not args.flow_only:
+            print()
+        print_flow(flow, n, args.tracemalloc)
     return 0
 
 

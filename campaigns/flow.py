@@ -72,6 +72,7 @@ class Flow:
     def __init__(self, campaign: Campaign):
         self.nodes: tuple[Node, ...] = tuple(_nodes(campaign))
         self._index = {n.key: n.index for n in self.nodes if n.key is not None}
+        self._at_once: dict[str, tuple[str, ...]] = {}
         self.renamed: dict[str, str] = {}  # an old id → the id that node has now
         for n in self.nodes:
             for old in n.old_keys:
@@ -163,6 +164,29 @@ class Flow:
             yield following.key or f"#{following.index}" if following is not None else END
         for jump in node.jumps:
             yield jump.target
+
+    def reached_at_once(self, key: str) -> tuple[str, ...]:
+        """The action steps an enrollment at ``key`` may reach at the same instant: ``key`` and
+        what follows it or is jumped to, up to the next wait (a batch asks the store about them
+        all at once)."""
+        cached = self._at_once.get(key)
+        if cached is not None:
+            return cached
+        by_name = {(n.key or f"#{n.index}"): n for n in self.nodes}
+        found, todo, seen = [], [self.node(key)], set()
+        while todo:
+            node = todo.pop()
+            if node is None or node.index in seen or node.kind in ("wait", "wait_for"):
+                continue
+            seen.add(node.index)
+            if node.kind != "branch":
+                found.append(node.key)
+            following = [jump.target for jump in node.jumps if jump.reason != "response"]  # a response comes later
+            if node.falls_through and node.index + 1 < len(self.nodes):
+                following.append(self.nodes[node.index + 1].key or f"#{node.index + 1}")
+            todo.extend(by_name.get(self.resolve(name) or name) for name in following)
+        self._at_once[key] = result = tuple(sorted(found, key=lambda k: self._index[k]))
+        return result
 
     def unreachable(self) -> list[Node]:
         """Nodes no enrollment can reach from the start (after a branch that always jumps)."""

@@ -168,7 +168,17 @@ def _schema(settings: Settings, document: Document | None, diagnostics: list[Dia
         where = partners.document
         at = where.span(partners.path + ("fields", name)) if where is not None else settings.span()
         diagnostics.append(error(at, problem))
-    return partners.types()
+    types = partners.types()
+    zone_field = partners.timezone_field
+    if zone_field is not None and partners.document is not None:
+        at = partners.span("timezone_field")
+        if zone_field not in types:
+            diagnostics.append(error(at, f"timezone_field names no partner field: '{zone_field}' is not in "
+                                         f"partners.fields{did_you_mean(zone_field, list(types))}"))
+        elif types[zone_field].kind not in ("string", "enum", "any"):
+            diagnostics.append(error(at, f"timezone_field '{zone_field}' must be a string field holding an IANA "
+                                         f"zone such as Europe/Helsinki, not a {types[zone_field]} field"))
+    return types
 
 
 def _check_settings_expressions(settings: Settings, scope: Scope) -> list[Diagnostic]:

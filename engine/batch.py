@@ -32,7 +32,8 @@ class StepBatch:
 
     def __init__(self, store: Store):
         self.store = store
-        self._ran: dict[tuple[int, str], bool] = {}
+        self._runs: set[tuple[int, str]] = set()  # (enrollment, step) with a run, of _known_runs
+        self._known_runs: set[int] = set()  # the enrollments whose runs were fetched
         self._consent: dict[tuple[str, str, datetime], bool | None] = {}
         self._bounced: dict[tuple[str, datetime], bool] = {}
         self._steps: list[tuple] = []
@@ -42,25 +43,24 @@ class StepBatch:
 
     def prefetch(self, plan: CompiledWorkspace, enrollments: list[Enrollment], partners: Mapping[str, Mapping]) -> None:
         """Ask what the steps these enrollments wait for will ask, each as of its due time."""
-        runs, consents, addresses = [], [], []
+        consents, addresses = [], []
         for e in enrollments:
             compiled = plan.campaigns.get(e.campaign)
             node = compiled.flow.node(e.next_step) if compiled is not None else None
             partner = partners.get(e.partner)
             if node is None or partner is None or e.due_at is None:
                 continue
-            runs.append((e.id, node.key))
-            step = compiled.steps.get(node.key)
-            if step is None:
-                continue  # a branch or a wait-for: it asks nothing else
-            kind = self.kind(e.campaign, step)
-            if kind in self.GATED:
-                consents.append((e.partner, kind, e.due_at))
-            address = partner.get(self.ADDRESS_FIELDS.get(kind, ""))
-            if isinstance(address, str):
-                addresses.append((address, e.due_at))
-        ran = self.store.have_run(runs) if runs else set()
-        self._ran.update((key, key in ran) for key in runs)
+            for key in compiled.flow.reached_at_once(node.key):  # the step, and those after it at once
+                kind = self.kind(e.campaign, compiled.steps[key])
+                if kind in self.GATED:
+                    consents.append((e.partner, kind, e.due_at))
+                address = partner.get(self.ADDRESS_FIELDS.get(kind, ""))
+                if isinstance(address, str):
+                    addresses.append((address, e.due_at))
+        fresh = {e.id for e in enrollments} - self._known_runs
+        if fresh:
+            self._runs |= self.store.steps_run(fresh)
+            self._known_runs |= fresh
         if consents:
             self._consent.update(self.store.consents_latest(consents))
         bounced = self.store.undeliverable_among(addresses) if addresses else set()
@@ -83,10 +83,12 @@ class StepBatch:
         return self._positions[key]
 
     def has_run(self, enrollment_id: int, step_id: str) -> bool:
+        """Whether the step has a run in the enrollment (recorded before, or in this batch)."""
         key = (enrollment_id, step_id)
-        if key not in self._ran:
-            self._ran[key] = key in self.store.have_run([key])
-        return self._ran[key]
+        if enrollment_id not in self._known_runs:
+            self._known_runs.add(enrollment_id)
+            self._runs |= self.store.steps_run([enrollment_id])
+        return key in self._runs
 
     def consent_latest(self, partner: str, channel: str, until: datetime) -> bool | None:
         key = (partner, channel, until)
@@ -110,7 +112,7 @@ class StepBatch:
             self.store.add_activity(effects.activity)
         if effects.popup is not None:
             self.store.add_popup(effects.popup)
-        self._ran[(e.id, step_id)] = True
+        self._runs.add((e.id, step_id))
 
     def write(self) -> None:
         """What :meth:`record` kept, into the caller's transaction."""

@@ -218,7 +218,7 @@ class _DryRun:
                 "excluded_by": excluded_by, "enrolls": enrolls, "finished": finished, "steps": steps}
 
     def _steps(self, partner: Mapping, pid: str, at: datetime, out: list[dict[str, Any]]) -> dict[str, Any]:
-        """Walk the enrollment the way the tick advances it (engine.tick.Tick._advance): the path
+        """Walk the enrollment the way the tick advances it (engine.advance.Advance.advance): the path
         this partner takes, branches and waits-for included."""
         compiled = self.compiled
         campaign, flow = compiled.campaign, compiled.flow
@@ -270,7 +270,7 @@ class _DryRun:
         return None
 
     def _outcome(self, step, partner: Mapping, pid: str, due: datetime) -> dict[str, Any]:
-        """What the step would do as of ``due`` (the checks of engine.tick.Tick.effects)."""
+        """What the step would do as of ``due`` (the checks of engine.advance.Advance.effects)."""
         compiled, plan = self.compiled, self.plan
         ctx = self.context(due)
         when = compiled.step_when.get(step.id)

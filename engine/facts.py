@@ -36,9 +36,15 @@ class StoreFacts:
         """Ever enrolled (up to now); with ``within``, enrolled at some time in [now - within, now]."""
         return self.store.was_enrolled(self._id(partner), campaign_id, self.now, within)
 
+    def _names(self, step_id: str) -> tuple[str, ...]:
+        """The step's id and the ids it had (``renamed_from``): its history is under all of them."""
+        compiled = self.plan.campaigns.get(self.campaign)
+        return compiled.flow.names(step_id) if compiled is not None else (step_id,)
+
     def _engaged(self, partner: Mapping, step_id: str, kind: str) -> bool:
         since = self.enrollment.started_at if self.enrollment is not None else None
-        return self.store.engaged(self._id(partner), self.campaign, step_id, kind, since, self.now)
+        return any(self.store.engaged(self._id(partner), self.campaign, name, kind, since, self.now)
+                   for name in self._names(step_id))
 
     def opened(self, partner: Mapping, step_id: str) -> bool:
         return self._engaged(partner, step_id, "opened") or self._engaged(partner, step_id, "clicked")
@@ -55,4 +61,8 @@ class StoreFacts:
     def response(self, partner: Mapping, step_id: str) -> str | None:
         if self.enrollment is None:
             return None
-        return self.store.response(self.enrollment.id, step_id, self.now)
+        for name in self._names(step_id):
+            found = self.store.response(self.enrollment.id, name, self.now)
+            if found is not None:
+                return found
+        return None

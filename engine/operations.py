@@ -320,6 +320,7 @@ def respond(op: Operator, target_id: str, key: str, answers: Mapping[str, str] |
                      follow_up_number=enrollment.number if enrollment else None, note=note,
                      goto=goto, goto_note=goto_note,
                      answers=answers or None, duration=seconds)
+    deliver(op.store, op.plan, op.at)  # what catching up (the goto's, the follow-up's) sent
     return Answered(target_id, kind, campaign_id, step_id, partner_id, key, result, follow_up, enrollment, note,
                     goto, goto_note)
 

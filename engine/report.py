@@ -1,5 +1,5 @@
 """What a tick did, counted as it commits: :class:`TickReport`, and how a unit of work that
-rolls back takes its counts back (see :meth:`engine.tick.Tick._unit`)."""
+rolls back takes its counts back (see :meth:`engine.tick_state.TickState.unit`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .clock import iso
 
 
 class CampaignFailed(Exception):
-    """A campaign's own work failed at run time: it alone stops (see :meth:`Tick._unit`)."""
+    """A campaign's own work failed at run time: it alone stops (see :meth:`engine.tick_state.TickState.unit`)."""
 
     def __init__(self, campaign: str, cause: BaseException):
         super().__init__(f"{campaign}: {cause}")

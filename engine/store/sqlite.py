@@ -50,6 +50,13 @@ class Enrollment:
     version: int
     waiting_since: datetime | None = None  # at a wait-for since then; due_at is then its at_most
 
+    def changed(self, changes: Mapping[str, Any], version: int) -> "Enrollment":
+        """This enrollment with ``changes`` at ``version``: what :func:`dataclasses.replace` makes,
+        five times faster (a tick makes one per step it executes)."""
+        new = object.__new__(Enrollment)
+        new.__dict__.update(self.__dict__, **changes, version=version)
+        return new
+
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> "Enrollment":
         (id_, campaign, partner, number, status, reason, origin, source, created, started, finished,
@@ -419,9 +426,10 @@ class SQLiteStore:
             return None
         return cursor.lastrowid
 
-    def update_enrollment(self, e: Enrollment, **changes: Any) -> None:
-        """Compare-and-set on the row's version: :class:`Conflict` when someone else changed it.
-        An enrollment that moves to another step has not begun waiting there."""
+    def update_enrollment(self, e: Enrollment, **changes: Any) -> Enrollment:
+        """Compare-and-set on the row's version: :class:`Conflict` when someone else changed it;
+        else the enrollment as it is now. An enrollment that moves to another step has not begun
+        waiting there."""
         if "next_step" in changes:
             changes.setdefault("waiting_since", None)
         columns = ", ".join(f"{name} = ?" for name in changes)
@@ -431,6 +439,7 @@ class SQLiteStore:
             (*params, e.id, e.version))
         if cursor.rowcount != 1:
             raise Conflict(f"enrollment {e.id} changed meanwhile")
+        return e.changed(changes, e.version + 1)
 
     def due(self, until: datetime, campaigns: Sequence[str], limit: int) -> list[Enrollment]:
         """Active enrollments of these campaigns whose next step (or end) is due at or before
@@ -513,15 +522,19 @@ class SQLiteStore:
         return max(runs, key=lambda r: r.run) if runs else None
 
     def have_run(self, steps: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
-        """Which of these (enrollment, step) pairs have a run, whatever its status (a batch of
-        due steps asks once for all of them)."""
+        """Which of these (enrollment, step) pairs have a run, whatever its status."""
         asked = set(steps)
+        return self.steps_run({enrollment for enrollment, _ in asked}) & asked
+
+    def steps_run(self, enrollments: Iterable[int]) -> set[tuple[int, str]]:
+        """Every (enrollment, step) with a run, of these enrollments (a batch of due steps asks
+        once for all of them, whatever steps they reach in the batch)."""
         found: set[tuple[int, str]] = set()
-        for chunk in _chunks(sorted({enrollment for enrollment, _ in asked}), 500):
+        for chunk in _chunks(sorted(set(enrollments)), 500):
             marks = ",".join("?" * len(chunk))
             found.update((enrollment, step) for enrollment, step in self.db.execute(
                 f"SELECT DISTINCT enrollment, step FROM step_runs WHERE enrollment IN ({marks})", chunk))
-        return found & asked
+        return found
 
     def record_step(self, enrollment_id: int, step: str, run: int, status: str, reason: str | None,
                     due_at: datetime | None, at: datetime, detail: Mapping[str, Any] | None = None) -> None:

@@ -128,3 +128,18 @@ def test_jumped_over_lists_the_positions_between_origin_and_target(tmp_path):
     assert [n.key for n in flow.jumped_over("a", "b", inclusive=True)] == ["a", "wait@a"]
     assert flow.is_before("a", "b") and flow.is_before("b", "b") and not flow.is_before("b", "a")
     assert flow.is_before("b", END) and not flow.is_before(None, END)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("  timezone_field: zone\n", "timezone_field names no partner field: 'zone' is not in partners.fields; did you mean 'phone'?"),
+    ("  timezone_field: revenue\n", "timezone_field 'revenue' must be a string field holding an IANA zone such as "
+                                    "Europe/Helsinki, not a number field"),
+])
+def test_timezone_field_names_a_string_field(tmp_path, setting, message):
+    root = tmp_path / "ws"
+    shutil.copytree(EXAMPLES, root, ignore=shutil.ignore_patterns("broken", ".engine"))
+    settings = root / "engine.yaml"
+    settings.write_text(settings.read_text().replace("  id: id ", setting + "  id: id "))
+    found = [(d.span.line, d.message) for d in load_workspace(root, check_partners=False).diagnostics
+             if d.severity == "error"]
+    assert found == [(9, message)]

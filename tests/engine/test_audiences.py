@@ -1,5 +1,5 @@
 """Audiences asked of the store (engine/audiences.py) and the incremental sampling of
-`audience` triggers (``Tick._sample_candidates``).
+`audience` triggers (``Triggers._sample_candidates``).
 
 - Pushed down or not, the audience is the one the Python back end selects over every record:
   checked on the example workspace at several times, for every campaign.
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-import engine.tick as tick_module
+import engine.triggers as triggers_module
 from campaigns.audience import natural_key
 from campaigns.enrollment import Refused
 from dsl.runtime import Context
@@ -119,7 +119,7 @@ def test_incremental_sampling_enrolls_whom_a_full_sample_at_every_tick_would(tmp
     tmp_path = tmp_path_factory.mktemp("sampling")
     incremental = _run(tmp_path, make_engine, steps, "incremental")
     with monkeypatch.context() as patch:
-        patch.setattr(tick_module, "FULL_SAMPLE_EVERY", timedelta(0))  # every sample is a full one
+        patch.setattr(triggers_module, "FULL_SAMPLE_EVERY", timedelta(0))  # every sample is a full one
         full = _run(tmp_path, make_engine, steps, "full")
     assert incremental == full
 
@@ -129,7 +129,7 @@ def test_between_full_samples_only_changed_partners_are_looked_at(tmp_path, make
     engine = make_engine(workspace(tmp_path, CAMPAIGNS, partners_csv(*rows)), at="2026-07-01T00:00")
     engine.tick()
     looked_at: list[set[str] | None] = []
-    original = tick_module.Tick._sample_candidates
+    original = triggers_module.Triggers._sample_candidates
 
     def spy(self, compiled, state):
         found = original(self, compiled, state)
@@ -137,7 +137,7 @@ def test_between_full_samples_only_changed_partners_are_looked_at(tmp_path, make
             looked_at.append(found)
         return found
 
-    monkeypatch.setattr(tick_module.Tick, "_sample_candidates", spy)
+    monkeypatch.setattr(triggers_module.Triggers, "_sample_candidates", spy)
     engine.clock.advance(timedelta(hours=1))
     engine.tick()
     rows[2] = partner("p3", tier="gold", revenue=200)

@@ -2,7 +2,7 @@
 real processes.
 
 tests/engine/_tick_worker.py simulates the example workspace's month (July 2026, Helsinki time:
-77 messages by email, SMS and letter) on a copy of examples/; the outcome is compared with an
+81 messages by email, SMS and letter) on a copy of examples/; the outcome is compared with an
 uninterrupted run of the same month on the same tick grid, run in this process: the message
 files (every id once, every line valid, the same content per message) and the store (every
 message delivered, the same enrollments, step runs, activities and pop-ups).
@@ -211,9 +211,9 @@ def reference(tmp_path_factory):
             with Engine.open(root, store=REFERENCE_STORE) as engine:
                 engine.import_events(root / "events.jsonl", at=START)
                 total = engine.run(until=UNTIL, every=every, start=START, progress=note)
-                assert len(engine.outbox()) == 77
+                assert len(engine.outbox()) == 81
             messages = outputs(root)
-            assert len(messages) == 77
+            assert len(messages) == 81
             assert {where.split("/")[0] for where, _ in messages} == {"email.jsonl", "sms.jsonl", "letters"}
             runs[every] = Run(messages, store_state(root, REFERENCE_STORE), {k: getattr(total, k) for k in COUNTS},
                               busy)
@@ -401,6 +401,19 @@ def attempt(root: Path, worker: Worker, kill: Kill, rng: random.Random, n: int) 
     return landing
 
 
+def run_attempts(root: Path, plan: list, start, rng: random.Random) -> list:
+    """Each attempt of ``plan`` (``start(n)`` makes the n-th worker, which imports while the one
+    before runs), killed as planned; then one last attempt runs to the end. The landings."""
+    landings, upcoming = [], start(0)
+    for n, kill in enumerate(plan):
+        worker, upcoming = upcoming, start(n + 1)
+        landings.append(attempt(root, worker, kill, rng, n))
+    upcoming.go()
+    code, lines, stderr = upcoming.finish()
+    assert (code, lines[-2:-1]) == (0, ["done"]), stderr
+    return landings
+
+
 def test_sigkill_at_random_moments_sends_every_message_exactly_once(tmp_path, reference, processes):
     """Kill the month's hourly ticks (SIGKILL) at ~25 moments, restart each time, then let it
     finish: the files and the store hold exactly what an uninterrupted run produces."""
@@ -415,13 +428,7 @@ def test_sigkill_at_random_moments_sends_every_message_exactly_once(tmp_path, re
         worker = Worker(root, "1h", modes[n], slow, barrier=tmp_path / f"go-{n}", name=f"attempt-{n}")
         return processes(worker)
 
-    landings, upcoming = [], start(0)
-    for n, kill in enumerate(plan):
-        worker, upcoming = upcoming, start(n + 1)  # importing while the current one runs
-        landings.append(attempt(root, worker, kill, rng, n))
-    upcoming.go()
-    code, lines, stderr = upcoming.finish()
-    assert (code, lines[-2:-1]) == (0, ["done"]), stderr
+    landings = run_attempts(root, plan, start, rng)
 
     kinds = Counter(landing.kind() for landing in landings)
     summary = "\n".join(f"{l.kind():32} {l.kill.mode:6} target {l.kill.phase or '-':8} last marker "
@@ -440,7 +447,7 @@ def test_sigkill_at_random_moments_sends_every_message_exactly_once(tmp_path, re
     assert_same_messages(outputs(root), want.messages)
     assert_same_state(store_state(root), want.state)
     with Engine.open(root) as engine:
-        assert all(m["delivered_at"] for m in engine.outbox()) and len(engine.outbox()) == 77
+        assert all(m["delivered_at"] for m in engine.outbox()) and len(engine.outbox()) == 81
 
 
 # --- two ticks at once -----------------------------------------------------------------------

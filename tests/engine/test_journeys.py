@@ -238,3 +238,22 @@ def test_a_branch_cannot_run_again_but_can_be_skipped_ahead(tmp_path, make_engin
     assert [m[1] for m in sent(engine, "email")] == ["first", "middle", "last"]
     with pytest.raises(Refused, match="only a step that sends"):
         engine.rerun("j", "route", "p1", at="2026-07-03T00:00Z")
+
+
+def test_a_renamed_step_keeps_its_history_for_expressions(tmp_path, make_engine):
+    """opened("tips-v2") sees the opens of the message sent as `tips` before the rename."""
+    tail = wait("1d") + branch("route", "{when: 'opened(\"%s\")', goto: engaged}") + email("nudge") + email("engaged")
+    before = email("tips") + tail % "tips"
+    after = "  - id: tips-v2\n    renamed_from: tips\n    email: {subject: S, body: B}\n" + tail % "tips-v2"
+    root = workspace(tmp_path, {"j": campaign(steps=before)}, partners_csv(partner("p1"), partner("p2")))
+    engine = make_engine(root, at="2026-07-01T10:00Z")
+    engine.tick("2026-07-01T10:00Z")
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"type": "opened", "at": "2026-07-01T12:00Z", "partner": "p1", "campaign": "j", '
+                      '"step": "tips"}\n')
+    engine.import_events(events, at="2026-07-01T12:30Z")
+    set_campaign(engine, "j", campaign(steps=after))
+    engine.tick("2026-07-03T00:00Z")
+    assert sent(engine, "email")[2:] == [("p1", "engaged", "2026-07-02T10:00:00Z"),
+                                         ("p2", "nudge", "2026-07-02T10:00:00Z"),
+                                         ("p2", "engaged", "2026-07-02T10:00:00Z")]
