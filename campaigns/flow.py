@@ -14,8 +14,9 @@ Nodes are the items of ``steps:`` in file order:
   target (when it has an id): the wait then counts from the jump.
 
 A wait-for without an id still needs a position: it gets the key ``wait@PREVIOUS`` (the id of
-the nearest position before it, ``start`` at the top; ``wait@PREVIOUS.2`` for a second one), so
-the key stays the same when steps elsewhere are added or removed. Giving it an id is better.
+the nearest step with an id before it, ``start`` at the top; ``wait@PREVIOUS.2`` for a second
+one), so the key stays the same when steps elsewhere are added or removed, and a rename of that
+step (``renamed_from``) renames the wait with it. Giving it an id is better.
 
 Jumps go forward only (the checker refuses the others): a branch case, a response's ``goto``,
 and (later) a split path. Their target is a node key or :data:`END`.
@@ -52,14 +53,12 @@ class Node:
     item: Step | Wait | Branch
     jumps: tuple[Jump, ...] = ()
     falls_through: bool = True  # may go on with the next node (a branch ending in `else` never does)
+    old_keys: tuple[str, ...] = ()  # the keys it had: its `renamed_from`, or for a wait-for without
+    # an id, the keys the renames of the step before it gave it
 
     @property
     def is_position(self) -> bool:
         return self.kind in POSITION_KINDS
-
-    @property
-    def old_keys(self) -> tuple[str, ...]:
-        return getattr(self.item, "renamed_from", ())
 
     @property
     def wait_for(self) -> WaitFor | None:
@@ -231,26 +230,29 @@ def position_after(campaign: Campaign, step_id: str | None, due: datetime, tz: t
 
 
 def _nodes(campaign: Campaign) -> Iterator[Node]:
-    last = "start"
+    last, last_old = "start", ()  # the nearest id before, and the ids it had
     repeats = 0
     for index, item in enumerate(campaign.steps):
+        old = getattr(item, "renamed_from", ())
         if isinstance(item, Step):
-            yield Node(index, item.id, item.kind, item, _response_jumps(item))
+            yield Node(index, item.id, item.kind, item, _response_jumps(item), old_keys=old)
         elif isinstance(item, Branch):
             jumps = tuple(Jump(case.target, "branch", "else" if case.else_ is not None else f"case {number}", case,
                                "else_" if case.else_ is not None else "goto")
                           for number, case in enumerate(item.branch, 1))
-            yield Node(index, item.id, "branch", item, jumps, falls_through=item.branch[-1].else_ is None)
+            yield Node(index, item.id, "branch", item, jumps, falls_through=item.branch[-1].else_ is None,
+                       old_keys=old)
         elif isinstance(item.wait, WaitFor):
             key = item.id
             if key is None:
                 repeats += 1
-                key = f"wait@{last}" + (f".{repeats}" if repeats > 1 else "")
-            yield Node(index, key, "wait_for", item)
+                suffix = f".{repeats}" if repeats > 1 else ""
+                key, old = f"wait@{last}{suffix}", tuple(f"wait@{name}{suffix}" for name in last_old)
+            yield Node(index, key, "wait_for", item, old_keys=old)
         else:
-            yield Node(index, item.id, "wait", item)
+            yield Node(index, item.id, "wait", item, old_keys=old)
         if getattr(item, "id", None) is not None:
-            last, repeats = item.id, 0
+            last, last_old, repeats = item.id, old, 0
 
 
 def _response_jumps(step: Step) -> tuple[Jump, ...]:

@@ -264,12 +264,26 @@ def cmd_steps(args: argparse.Namespace) -> int:
         return OK
     print(f"{data['campaign']} / partner {data['partner']} / enrollment {data['number']}: {data['status']}"
           + (f" ({data['reason']})" if data["reason"] else ""))
-    _table(("step", "kind", "run", "status", "reason", "due_at", "at"),
-           [(s["step"], s["kind"], s["run"], s["status"], s["reason"], s["due_at"], s["at"]) for s in data["steps"]])
+    _table(("step", "kind", "run", "status", "reason", "due_at", "at", "flow"),
+           [(s["step"], s["kind"], s["run"], s["status"], s["reason"], s["due_at"], s["at"], _flow_note(s))
+            for s in data["steps"]])
     for s in data["steps"]:  # why a step failed, in full (the table has no room for it)
         if s.get("error"):
             print(f"{s['step']}: {s['error']}")
     return OK
+
+
+def _flow_note(step: dict) -> str | None:
+    """What a branch chose or how a wait-for ended (or waits), for `engine steps`."""
+    detail = step.get("detail")
+    if not detail:
+        return None
+    if step["kind"] == "branch":
+        return f"case {detail['case']} → {detail['goto']}" if detail.get("case") else "no case held → next step"
+    if "ends_at_most" in detail:
+        return f"waiting since {detail['began']}"
+    ended = "the condition held" if detail["ended_by"] == "condition" else "at_most reached"
+    return f"began {detail['began']}, ended: {ended}"
 
 
 def cmd_log(args: argparse.Namespace) -> int:

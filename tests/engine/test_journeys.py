@@ -257,3 +257,20 @@ def test_a_renamed_step_keeps_its_history_for_expressions(tmp_path, make_engine)
     assert sent(engine, "email")[2:] == [("p1", "engaged", "2026-07-02T10:00:00Z"),
                                          ("p2", "nudge", "2026-07-02T10:00:00Z"),
                                          ("p2", "engaged", "2026-07-02T10:00:00Z")]
+
+
+def test_engine_steps_says_what_a_branch_chose_and_how_a_wait_for_ended(tmp_path, make_engine, capsys):
+    from engine.cli import main
+
+    steps = email("first") + wait_for("partner.paid", "2d", "wait-paid") + \
+        branch("route", "{when: 'partner.paid', goto: thanks}") + email("reminder") + email("thanks")
+    root = workspace(tmp_path, {"j": campaign(steps=steps)}, partners_csv(partner("p1")))
+    engine = make_engine(root, at="2026-07-01T10:00Z")
+    engine.tick("2026-07-01T10:00Z")
+    assert main(["-w", str(engine.root), "steps", "j", "--partner", "p1"]) == 0
+    assert "waiting since 2026-07-01T10:00:00Z" in capsys.readouterr().out
+    set_partners(engine, partner("p1", paid=True))
+    engine.tick("2026-07-02T10:00Z")
+    assert main(["-w", str(engine.root), "steps", "j", "--partner", "p1"]) == 0
+    out = capsys.readouterr().out
+    assert "began 2026-07-01T10:00:00Z, ended: the condition held" in out and "case 1 → thanks" in out
