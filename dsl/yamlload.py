@@ -250,6 +250,9 @@ class _Builder:
         self.errors.append(error(_node_span(self.source.path, node), f"this text holds {describe(char)}"))
 
 
+MAX_NUMBER_TEXT = 1000  # characters of a plain scalar read as a number; longer ones stay text
+
+
 def _resolve(node: yaml.ScalarNode) -> Any:
     """YAML 1.2 core schema for plain scalars; quoted and block scalars are strings."""
     text = node.value
@@ -259,6 +262,8 @@ def _resolve(node: yaml.ScalarNode) -> Any:
         return _CONSTANTS[text]
     if text[0] not in _NUMERIC_START:  # most values are words: no number can start so
         return text
+    if len(text) > MAX_NUMBER_TEXT:  # kept as text (Python refuses to read such an integer):
+        return text                  # whatever wanted a number says so, at its line and column
     if _INT.match(text):
         return int(text)
     if _INT_OTHER.match(text):

@@ -583,6 +583,12 @@ STEP_EDGES: list[Callable[[random.Random], dict]] = [
     lambda r: {"id": "sp", "split": {"x": {"weight": pick(r, [0, 30, -5]), "goto": pick(r, ["hello", "end", "nope",
                                                                                             "sp"])}}},
     lambda r: {"id": "br", "branch": [{"when": expression(r), "goto": pick(r, ["end", "hello", "nope"])}, {"else": "end"}]},
+    lambda r: {"id": pick(r, ["w", "hello", "end", None]), "renamed_from": pick(r, ["hello", ["x", "x"], [], "", 5, None]),
+               "wait": {"for": expression(r), "at_most": pick(r, EDGE_DURATIONS)}},
+    lambda r: {"id": "call", "activity": {"kind": "call", "subject": "S", "responses": {
+        "x": {"result": "successful", "goto": pick(r, ["end", "hello", "nope", "call", "", None, ["end"]])}}}},
+    lambda r: {"id": "renamed", "renamed_from": pick(r, ["hello", ["old", "old"], [], "", 5, ["end"], "a\nb"]),
+               "sms": {"text": "Hi"}},
     lambda r: {"id": "tr", "email": {"subject": "S", "body": "B", "translations": {
         pick(r, ["fi", "", "xx-YY", "\ud800", "e\u0301"]): {"subject": gen_template_text(r, small=True)}}}},
     lambda r: {"id": "many", "email": {"subject": "S", "body": "B"}, "sms": {"text": "T"}},
