@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 
 from .enrollment import next_due
 from .model import END, Branch, Campaign, Located, Step, Wait, WaitFor
@@ -156,63 +156,47 @@ class Flow:
 
     # --- the graph as a whole --------------------------------------------------------------
 
-    def successors(self, node: Node) -> Iterator[str]:
-        """Where a node may lead: the next node's key (or END past the last) and its jumps."""
-        if node.falls_through:
-            following = self.nodes[node.index + 1] if node.index + 1 < len(self.nodes) else None
-            yield following.key or f"#{following.index}" if following is not None else END
+    def following(self, node: Node, *, at_once: bool = False) -> Iterator[Node]:
+        """The nodes ``node`` may lead to: the next one, unless it always jumps, and its jump
+        targets (``end`` is no node). ``at_once``: only where a tick may go at the same instant
+        (not a response's goto, which comes later)."""
+        if node.falls_through and node.index + 1 < len(self.nodes):
+            yield self.nodes[node.index + 1]
         for jump in node.jumps:
-            yield jump.target
+            target = self.node(jump.target) if jump.target != END else None
+            if target is not None and not (at_once and jump.reason == "response"):
+                yield target
+
+    def _reach(self, start: Node, follow) -> list[Node]:
+        """The nodes reached from ``start`` (itself included) going by ``follow(node)``."""
+        reached: dict[int, Node] = {}
+        todo = [start]
+        while todo:
+            node = todo.pop()
+            if node.index not in reached:
+                reached[node.index] = node
+                todo.extend(follow(node))
+        return [reached[i] for i in sorted(reached)]
 
     def reached_at_once(self, key: str) -> tuple[str, ...]:
         """The action steps an enrollment at ``key`` may reach at the same instant: ``key`` and
         what follows it or is jumped to, up to the next wait (a batch asks the store about them
         all at once)."""
         cached = self._at_once.get(key)
-        if cached is not None:
-            return cached
-        by_name = {(n.key or f"#{n.index}"): n for n in self.nodes}
-        found, todo, seen = [], [self.node(key)], set()
-        while todo:
-            node = todo.pop()
-            if node is None or node.index in seen or node.kind in ("wait", "wait_for"):
-                continue
-            seen.add(node.index)
-            if node.kind != "branch":
-                found.append(node.key)
-            following = [jump.target for jump in node.jumps if jump.reason != "response"]  # a response comes later
-            if node.falls_through and node.index + 1 < len(self.nodes):
-                following.append(self.nodes[node.index + 1].key or f"#{node.index + 1}")
-            todo.extend(by_name.get(self.resolve(name) or name) for name in following)
-        self._at_once[key] = result = tuple(sorted(found, key=lambda k: self._index[k]))
-        return result
+        if cached is None:
+            start = self.node(key)
+            waits = ("wait", "wait_for")
+            nodes = [] if start is None or start.kind in waits else self._reach(
+                start, lambda n: (f for f in self.following(n, at_once=True) if f.kind not in waits))
+            cached = self._at_once[key] = tuple(n.key for n in nodes if n.kind != "branch")
+        return cached
 
     def unreachable(self) -> list[Node]:
         """Nodes no enrollment can reach from the start (after a branch that always jumps)."""
         if not self.nodes:
             return []
-        reached, todo = set(), [self.nodes[0]]
-        by_name = {(n.key or f"#{n.index}"): n for n in self.nodes}
-        while todo:
-            node = todo.pop()
-            if node.index in reached:
-                continue
-            reached.add(node.index)
-            for name in self.successors(node):
-                target = by_name.get(self.resolve(name) or name)
-                if target is not None and target.index not in reached:
-                    todo.append(target)
+        reached = {n.index for n in self._reach(self.nodes[0], self.following)}
         return [n for n in self.nodes if n.index not in reached]
-
-    def longest_waits(self) -> timedelta:
-        """The waits of the file added up, a wait-for counted at its ``at_most``: no path waits longer."""
-        total = timedelta(0)
-        for node in self.nodes:
-            if isinstance(node.item, Wait):
-                wait = node.item.wait
-                total += wait if isinstance(wait, timedelta) else wait.at_most if isinstance(wait, WaitFor) \
-                    else timedelta(days=1)  # {until}: less than a day
-        return total
 
 
 def flow_of(campaign: Campaign) -> Flow:

@@ -341,9 +341,10 @@ def _go_to(op: Operator, compiled: CompiledCampaign | None, enrollment_id: int, 
     response). Why it did not move, when it did not."""
     if compiled is None or not compiled.active:
         return "its campaign is not running"
+    tick = Tick(op.store, op.plan, op.book, op.at)
     e = op.store.enrollment(enrollment_id)
     if e is not None and e.status in ("active", "paused"):
-        Tick(op.store, op.plan, op.book, op.at).catch_up(compiled.id, e.partner)
+        tick.catch_up(compiled.id, e.partner)
         e = op.store.enrollment(enrollment_id)
     if e is None or e.status not in ("active", "paused"):
         return "the enrollment has ended"
@@ -351,7 +352,6 @@ def _go_to(op: Operator, compiled: CompiledCampaign | None, enrollment_id: int, 
         return f"step {target} is no longer in the campaign"
     if not compiled.flow.is_before(e.next_step, target):
         return f"the enrollment has passed step {target}"
-    tick = Tick(op.store, op.plan, op.book, op.at)
     tick.jump(compiled, e, e.next_step, compiled.flow.resolve(target) or target, op.at,
               compiled.local_tz(op.book.get(e.partner)), SkipReason.RESPONSE, inclusive=True)
     return None
