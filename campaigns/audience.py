@@ -9,8 +9,12 @@ Evaluation never raises on data (SPEC §4); compiling expects expressions that
 Decisions where the SPEC is silent:
 
 - Exclusions win over inclusion, in this order: engine.yaml's ``exclude`` (never contacted by
-  any campaign), then ``audience.exclude``, then test contacts (``partner.test == true``) when
-  ``include_test`` is false.
+  any campaign), then ``audience.exclude``, then inactive contacts, then test contacts
+  (``partner.test == true``) when ``include_test`` is false.
+- Active contacts only, by default: when the partner schema has a bool field ``active``, a
+  partner whose ``active`` is false (not empty: unknown counts as active) is never enrolled,
+  unless the audience says ``include_inactive: true``. Manual starts and follow-ups are
+  people's choices and ignore it, as they ignore the rulesets.
 - ``dedupe`` runs over the partners that match, so when the oldest partner with an email is
   excluded the next one gets the message. "Oldest" is the smallest id in natural order (``p2``
   before ``p10``; ties such as ``p01``/``p1`` by plain text). Emails and companies compare
@@ -33,10 +37,13 @@ from dsl.functions import inputs
 from dsl.nodes import Node
 from dsl.parser import parse
 from dsl.runtime import Context
+from dsl.types import BOOL
 
 from .model import Campaign, Settings
 
 GATED_CHANNELS = ("email", "sms")
+INACTIVE_CONTACT = "inactive contact"  # the exclusion of partners whose `active` field is false
+INACTIVE_RULE = "partner.active == false"
 NO_GROUPS: Mapping[str, frozenset[str]] = {}
 
 
@@ -121,10 +128,17 @@ class CompiledAudience:
         return rule is not None and rule.test(partner, ctx)
 
 
+def excludes_inactive(campaign: Campaign, settings: Settings) -> bool:
+    """Whether the campaign leaves out partners whose ``active`` field is false."""
+    return not campaign.audience.include_inactive and settings.partners.types().get("active") == BOOL
+
+
 def compile_audience(campaign: Campaign, settings: Settings) -> CompiledAudience:
     """Parse and compile every expression the audience needs, once per campaign."""
     audience = campaign.audience
     exclusions = [("exclude (engine.yaml)", settings.exclude), ("audience.exclude", audience.exclude)]
+    if excludes_inactive(campaign, settings):
+        exclusions.append((INACTIVE_CONTACT, INACTIVE_RULE))
     consent = {channel: getattr(settings.consent, channel) for channel in GATED_CHANNELS}
     rulesets = tuple((name, parse(text)) for name, text in audience.rulesets.items())
     excluded = tuple((name, parse(text)) for name, text in exclusions if text is not None)

@@ -6,9 +6,10 @@ every active campaign must be ready to launch:
 - errors: it has a ``name``, a ``description``, an audience with at least one ruleset or
   group, and at least one step that does something (email, sms, popup, activity, letter; waits
   alone do nothing);
-- a warning: its current content (the sha256 of the file's bytes, the same hash as
-  :attr:`engine.compiled.CompiledCampaign.content_hash`) passed ``engine test``
-  (``engine check --strict`` makes it an error).
+- a warning: its current content (the sha256 of the file's bytes, line endings read as
+  ``\n``: a checkout that writes CRLF has the same hash) passed ``engine test``
+  (``engine check --strict`` makes it an error). ``engine test`` records its passes in
+  ``campaigns/.tested.json``, committed with the campaigns, so every clone gives the same answer.
 
 Each diagnostic points at the place to fix: the key that is there but empty (``name:``,
 ``audience:``, ``steps: []``), else the file's first line. Drafts (``active: false``) are not
@@ -16,7 +17,8 @@ checked, and neither are files whose shape is wrong (``engine check`` already re
 
 The function is pure: the caller passes what ``engine test`` recorded (see
 :func:`engine.dryrun.tested_hashes`); the only thing read is the campaign files' bytes, for
-their hash, unless the caller passes the hashes too.
+their hash, unless the caller passes the hashes too. ``campaigns/.tested.json`` is not a
+campaign file: ``engine check`` and ``engine fmt`` read only ``campaigns/*.yaml`` / ``*.yml``.
 """
 
 from __future__ import annotations
@@ -57,14 +59,15 @@ def launch_checklist(workspace: Workspace, tested: Mapping[str, str], *,
 
 
 def content_hash(file: CampaignFile) -> str:
-    """The sha256 (hex) of the campaign file's bytes; of its text as loaded when the file can
-    no longer be read."""
+    """The sha256 (hex) of the campaign file's bytes with each CRLF read as LF (git's
+    ``core.autocrlf`` checks a file out either way: the same content, the same hash on every
+    clone); of its text as loaded when the file can no longer be read."""
     try:
         data = file.path.read_bytes()
     except OSError:
         document = file.campaign.document if file.campaign is not None else None
         data = document.source.text.encode("utf-8") if document is not None else b""
-    return hashlib.sha256(data).hexdigest()
+    return hashlib.sha256(data.replace(b"\r\n", b"\n")).hexdigest()
 
 
 def _required(cid: str, campaign: Campaign, file: CampaignFile) -> list[Diagnostic]:

@@ -4,7 +4,7 @@ What the layout is
 ------------------
 * Keys of every mapping the models know in the models' field order, which is SPEC §3's order
   (name, description, owner, active, window, timezone, audience, trigger, ...; within
-  ``audience`` rulesets, groups, exclude, dedupe, include_test; within a step id,
+  ``audience`` rulesets, groups, exclude, dedupe, include_test, include_inactive; within a step id,
   renamed_from, when, then the kind; a wait id, renamed_from, wait, and inside ``wait: {...}``
   for, at_most; a branch id, renamed_from, branch, and each case when, goto (or else); a
   response result, follow_up, goto). Keys the models do not know follow in their original

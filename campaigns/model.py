@@ -251,6 +251,9 @@ class Web(Located):
                                            description="a second List-Unsubscribe target (an address)")
 
 
+DEFAULT_RESULTS = ("successful", "unsuccessful", "postponed", "failed")  # what a response may record, by default
+
+
 class Settings(Located):
     """engine.yaml: the workspace's settings."""
 
@@ -262,6 +265,9 @@ class Settings(Located):
     channels: Channels = Field(default_factory=Channels)
     users: dict[str, User] = Field(default_factory=dict)
     web: Web = Field(default_factory=Web)
+    results: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_RESULTS), min_length=1,
+        description="the results a response may record (default: successful, unsuccessful, postponed, failed)")
 
 
 # --- campaigns/*.yaml --------------------------------------------------------------------------
@@ -284,6 +290,7 @@ class Audience(Located):
     exclude: Expression | None = None
     dedupe: list[Literal["email", "company"]] = Field(default_factory=list)
     include_test: bool = True
+    include_inactive: bool = Field(False, description="also partners whose `active` field is false (when the partner schema has one)")
 
 
 class Trigger(Located):
@@ -330,7 +337,7 @@ class Trigger(Located):
 
 
 class Response(Located):
-    result: str
+    result: str = Field(description="one of engine.yaml's results (default: successful, unsuccessful, postponed, failed)")
     follow_up: str | None = None
     goto: str | None = Field(default=None, description="a later step of this campaign (or end) to move the enrollment to")
 
@@ -355,6 +362,10 @@ class Email(Located):
     subject: TemplateText
     template: str | None = None
     body: TemplateText | None = None
+    attachments: list[str] = Field(
+        default_factory=list, examples=[["files/price-list.pdf"]],
+        description="files sent with every language's message, by their path inside the workspace; at most 10 "
+                    "files and 10 MB (10,485,760 bytes) per message, all together")
     translations: dict[str, EmailVariant] = Field(default_factory=dict)
     responses: Responses = Field(default_factory=dict)
 

@@ -72,6 +72,21 @@ def _occurrences(expression: str, after: datetime, until: datetime, tz: tzinfo,
         yield instant
 
 
+NEXT_FIRING_WITHIN = timedelta(days=10 * 366)  # a cron's next firing is looked for this far ahead
+
+
+def next_cron_firing(expression: str, after: datetime, tz: tzinfo, *, inclusive: bool = True,
+                     within: timedelta = NEXT_FIRING_WITHIN) -> datetime | None:
+    """The first instant at which ``expression`` fires at or after ``after`` (strictly after when
+    not ``inclusive``), looked for up to ``within`` ahead (ten years: a ``29 2`` day-of-month fires
+    every four years, eight across a century); None when it does not fire in that time (``0 0 30
+    2 *`` never does). Used where a cron trigger's *next* firing is shown (``engine test``,
+    ``engine plan``); a tick asks :func:`cron_occurrences` for the occurrences up to its time."""
+    for when in cron_occurrences(expression, after, after + within, tz, inclusive=inclusive):
+        return when
+    return None
+
+
 def at_fire_time(at: datetime, first_seen: datetime) -> datetime:
     """When an ``at`` one-shot fires, in UTC: at its time, or, when that time had already
     passed at the tick that first saw the campaign active (``first_seen``), once at that tick,

@@ -29,6 +29,7 @@ from dsl.source import SourceText
 from dsl.types import BOOL, MAX_DURATION, MAX_DURATION_DAYS, Type, record
 from dsl.yamlload import Document, load_yaml
 
+from .attachments import check_attachments
 from .flow import END, Flow, Jump, Node, flow_of
 from .model import Branch, Campaign, Email, Located, Popup, Settings, Sms, Step, Wait, WaitFor, build, salvage
 
@@ -130,6 +131,8 @@ def _load_workspace(root: Path, only: Iterable[Path] | None, check_partners: boo
             context = _Context(root, partner_type, tuple(groups), campaign_ids, consented, checked_templates, included_templates,
                                settings.web.base_url)
             file.diagnostics.extend(check_campaign(checkable, context))
+            file.diagnostics.extend(_check_results(checkable, settings.results))
+            file.diagnostics.extend(check_attachments(checkable, root, settings))  # issue 12: campaigns/attachments.py
         if file.id in files:  # x.yaml and x.yml: the later one replaces the first, and has an error
             message = f"campaign id '{file.id}' is also that of {files[file.id].path.name}: neither runs until one is renamed"
             file.diagnostics.append(error(SourceText(str(path), "").span(0), message))
@@ -289,11 +292,12 @@ def check_campaign(campaign: Campaign, context: _Context) -> list[Diagnostic]:
     found.extend(check_flow(campaign, scope))
     for step in steps:
         found.extend(_expression(step, "when", scope))
-        found.extend(_check_step(step, context))
+        found.extend(_check_step(step, context, step_ids))
         if step.kind in ("email", "sms") and step.kind not in context.consented_channels:
             found.append(warning(step.key_span(step.kind), f"engine.yaml has no consent expression for {step.kind}: "
                                  "only partners who opted in through the consent ledger will get this step"))
     found.extend(_check_window(campaign))
+    found.extend(_check_monitor(campaign))
     found.extend(_check_waits(campaign))
     found.extend(_check_unsubscribe_links(steps, context))
     return found
@@ -441,6 +445,19 @@ def _check_window(campaign: Campaign) -> list[Diagnostic]:
     return []
 
 
+def _check_monitor(campaign: Campaign) -> list[Diagnostic]:
+    """An In-Campaign % monitor measures the campaign's audience (engine/monitor.py): written on
+    a campaign without one (no ruleset, no group), it never measures anything and never raises
+    an alert. A warning, not an error: the campaign itself runs as before (an error would stop
+    it), and the launch checklist already refuses an active campaign without an audience."""
+    audience = campaign.audience
+    if "monitor" not in campaign.model_fields_set or audience.rulesets or audience.groups:
+        return []
+    return [warning(campaign.key_span("monitor"), "this monitor never measures anything: In-Campaign % counts the "
+                    "partners of the campaign's audience, and it has none (no ruleset or group); add an audience, "
+                    "or remove `monitor:`")]
+
+
 def _step_ids(campaign: Campaign) -> tuple[str, ...]:
     """Every step id written in the file, including those of steps left out by salvage."""
     data = campaign.document.data if campaign.document is not None else None
@@ -450,7 +467,7 @@ def _step_ids(campaign: Campaign) -> tuple[str, ...]:
     return tuple(i["id"] for i in items if isinstance(i, dict) and isinstance(i.get("id"), str))
 
 
-def _check_step(step: Step, context: _Context) -> list[Diagnostic]:
+def _check_step(step: Step, context: _Context, step_ids: tuple[str, ...] = ()) -> list[Diagnostic]:
     found: list[Diagnostic] = []
     action = step.action
     variants: list[Located] = [action]
@@ -464,7 +481,29 @@ def _check_step(step: Step, context: _Context) -> list[Diagnostic]:
     for response in getattr(action, "responses", {}).values():
         target = response.follow_up
         if target is not None and target not in context.campaigns:
-            found.append(error(response.span("follow_up"), f"unknown follow-up campaign '{target}'{did_you_mean(target, context.campaigns)}"))
+            found.append(error(response.span("follow_up"), _unknown_follow_up(target, step, step_ids, context)))
+    return found
+
+
+def _unknown_follow_up(target: str, step: Step, step_ids: tuple[str, ...], context: _Context) -> str:
+    """A follow-up names a campaign to enroll the partner in; a step of this campaign there
+    was meant as ``goto`` (a campaign of that name would have been found first)."""
+    if target not in step_ids:
+        return f"unknown follow-up campaign '{target}'{did_you_mean(target, context.campaigns)}"
+    message = f"'{target}' is a step of this campaign, not a campaign: follow_up enrolls the partner in another campaign"
+    if step.id in step_ids and step_ids.index(target) > step_ids.index(step.id):
+        return f"{message}; to move on to that step, write goto: {target}"
+    return f"{message}, and goto (which moves to a step of this campaign) only jumps forward, to a later step"
+
+
+def _check_results(campaign: Campaign, results: list[str]) -> list[Diagnostic]:
+    """Each response records one of engine.yaml's ``results``, so reports can count them."""
+    found = []
+    for step in campaign.action_steps:
+        for response in getattr(step.action, "responses", {}).values():
+            if response.result not in results:
+                found.append(error(response.span("result"), f"unknown result '{response.result}': a response records one "
+                                   f"of {', '.join(results)}{did_you_mean(response.result, results)} (engine.yaml's results)"))
     return found
 
 

@@ -8,6 +8,10 @@ with everything, so one mistake produces one message, not a cascade.
 Where a message points, one rule throughout: when an operand is of a kind the operator never
 accepts (``"x" * 2``, ``not 5``), at that operand; when both operands are fine alone but do not
 go together (``partner.revenue > "x"``), at the operator.
+
+A newcomer's type error is most often a quote too many or too few, so such a message also says
+what the field is and the literal that fits (``partner.revenue is a number; write 100 without
+quotes``), and an unknown function lists the functions there are.
 """
 
 from __future__ import annotations
@@ -181,11 +185,7 @@ def _name_hint(word: str, scope: Scope) -> str:
     if word in fields:
         return f"; did you mean 'partner.{word}'?"
     names = ["partner", *_FIXED_NAMES, *(["event"] if scope.event else []), *_KEYWORDS]
-    hint = did_you_mean(word, names)
-    if hint:
-        return hint
-    close = did_you_mean(word, fields)
-    return close.replace("'", "'partner.", 1) if close else ""
+    return did_you_mean(word, names) or did_you_mean(word, fields, prefix="partner.")
 
 
 # --- Fields and indexes -----------------------------------------------------------------------
@@ -294,7 +294,7 @@ def _logic(node: Binary, left: Type, right: Type, run: _Run) -> Type:
 
 def _equality(node: Binary, left: Type, right: Type, run: _Run) -> Type:
     if _join(left, right) is None:
-        run.error(_operator(node), f"cannot compare {_name(left)} with {_name(right)}")
+        run.error(_operator(node), _cannot_compare(node, left, right, run))
         return BOOL
     _enum_value(node.left, left, node.right, run)
     _enum_value(node.right, right, node.left, run)
@@ -310,7 +310,7 @@ def _ordering(node: Binary, left: Type, right: Type, run: _Run) -> Type:
         if isinstance(side, Literal) and side.kind == "null":
             run.warning(side, f"'{node.op}' with null is always false; to test for a missing value use == null")
     if not unordered and _join(left, right) is None:
-        run.error(_operator(node), f"cannot compare {_name(left)} with {_name(right)}")
+        run.error(_operator(node), _cannot_compare(node, left, right, run))
     return BOOL
 
 
@@ -336,7 +336,8 @@ def _item_fits(item_node: Node, item: Type, container_node: Node, container: Typ
     else:
         return
     if not fits:
-        run.error(at, f"cannot look for {_a(item)} in {_a(container)}")
+        hint = _item_hint(item_node, item, container_node, container, run)
+        run.error(at, f"cannot look for {_a(item)} in {_a(container)}" + (f": {hint}" if hint else ""))
         return
     if isinstance(container_node, ListExpr):
         for literal in container_node.items:
@@ -417,6 +418,155 @@ _OPERATORS = {
 }
 
 
+# --- Hints: what a value that does not fit should have been written as ------------------------
+#
+# A newcomer's usual type error is a quote too many or too few: `partner.revenue >= "100"`,
+# `partner.joined_at < "2026-01-01"`, `partner.active == "true"`, `partner.zip == 358`. The
+# message then says what the other side is (its declared type) and the literal that fits.
+
+_SUBJECT_CHARS = 40  # a side longer than this is not repeated in a message
+_EXAMPLES = {
+    "number": "a number such as 100",
+    "bool": "true or false",
+    "date": "a date such as 2026-01-31",
+    "datetime": "a datetime such as 2026-01-31T09:00",
+    "duration": "a duration such as 3d",
+}
+
+
+def _cannot_compare(node: Binary, left: Type, right: Type, run: _Run) -> str:
+    """``cannot compare number with string``, then what the sides are and how to fix it."""
+    message = f"cannot compare {_name(left)} with {_name(right)}"
+    hint = _fit(node.left, left, node.right, right, run) or _fit(node.right, right, node.left, left, run)
+    for items, other, other_type in ((node.right, node.left, left), (node.left, node.right, right)):
+        if hint is None and isinstance(items, ListExpr) and other_type.kind == "list" and _subject(other):
+            fix = _rewrite_list(items, other_type.item or ANY, run)
+            hint = f"{_subject(other)} is {_a(other_type)}; write {fix}" if fix else None
+    if hint is None and not any(_is_literal(n) or isinstance(n, ListExpr) for n in (node.left, node.right)):
+        names = _subject(node.left), _subject(node.right)
+        if None not in names:
+            hint = f"{names[0]} is {_a(left)}, {names[1]} is {_a(right)}"
+    return f"{message}: {hint}" if hint else message
+
+
+def _fit(subject: Node, subject_type: Type, literal: Node, literal_type: Type, run: _Run) -> str | None:
+    """``partner.revenue is a number; write 100 without quotes`` for a literal compared with a
+    field (or any expression that is not a literal); None when ``literal`` is not one."""
+    name = _subject(subject)
+    if name is None or not _is_literal(literal) or _is_literal(subject):
+        return None
+    what = f"{name} is {_a(subject_type)}"
+    fix = _rewrite(literal, subject_type, run)
+    if fix is not None:
+        return f"{what}; write {fix}"
+    if subject_type.kind == "enum":
+        return f"{what}, one of " + ", ".join(_quote(v, run) for v in subject_type.values[:5]) \
+            + (", ..." if len(subject_type.values) > 5 else "")
+    if subject_type.kind == "list" and _join(literal_type, subject_type.item or ANY) is not None:
+        return f"{what}; to look for an item, write {to_source(literal)} in {name}"
+    example = _EXAMPLES.get(subject_type.kind)
+    if example and literal_type.is_textual():
+        example += ", without quotes"
+    if subject_type.kind == "string":
+        example = f"a text in quotes, such as {_quote('FI', run)}"
+    return f"{what}; compare it with {example}" if example else what
+
+
+def _item_hint(item_node: Node, item: Type, container_node: Node, container: Type, run: _Run) -> str | None:
+    """``5 in partner.tags`` (write "5"), and ``partner.revenue in ["1", "2"]`` (write [1, 2])."""
+    if container.kind == "list" and not isinstance(container_node, ListExpr):
+        target = container.item or ANY
+        name = _subject(container_node)
+        fix = _rewrite(item_node, target, run) if _is_literal(item_node) else None
+        return f"{name} is {_a(container)}; write {fix}" if name and fix else None
+    if isinstance(container_node, ListExpr) and not _is_literal(item_node) and _subject(item_node):
+        fix = _rewrite_list(container_node, item, run)
+        return f"{_subject(item_node)} is {_a(item)}; write {fix}" if fix else None
+    return _fit(container_node, container, item_node, item, run) if container.is_textual() else None
+
+
+def _rewrite_list(node: ListExpr, item: Type, run: _Run) -> str | None:
+    """``[100, 200]`` for ``["100", "200"]`` whose items should be numbers, or None (also
+    for a list too long to repeat in a message)."""
+    if node.end - node.start > 2 * _SUBJECT_CHARS:
+        return None
+    items = []
+    for entry in node.items:
+        if _join(_literal_type(entry), item) is None:
+            fix = _rewrite(entry, item, run, bare=True)
+        elif isinstance(entry, Literal) and entry.kind == "string":
+            fix = _quote(entry.value, run)
+        else:
+            fix = to_source(entry)
+        if fix is None:
+            return None
+        items.append(fix)
+    return f"[{', '.join(items)}]"
+
+
+def _rewrite(node: Node, target: Type, run: _Run, bare: bool = False) -> str | None:
+    """How to write the literal ``node`` so that it is of ``target``: ``100 without quotes``
+    for ``"100"`` against a number, ``"358" in quotes`` for ``358`` against a string (just the
+    text when ``bare``); None when no such literal says the same."""
+    if isinstance(node, Literal) and node.kind == "string":
+        inner = _unquoted(node.value)
+        if inner is None or _join(inner[1], target) is None:
+            return None
+        return inner[0] if bare else f"{inner[0]} without quotes"
+    if not _is_literal(node) or not target.is_textual() or _literal_type(node).kind in _UNKNOWN:
+        return None
+    text = to_source(node)
+    if target.kind == "enum" and text not in target.values:
+        return None
+    return _quote(text, run) if bare else f"{_quote(text, run)} in quotes"
+
+
+def _unquoted(value: str) -> tuple[str, Type] | None:
+    """The text of a string that is a literal of another kind once its quotes are gone
+    (``"100"``, ``"2026-01-01"``, ``"true"``, ``"-3d"``), with that literal's type."""
+    text = value.strip()
+    if not text or len(text) > _SUBJECT_CHARS or not text.isprintable():
+        return None
+    try:
+        node = parse(text)
+    except SourceError:
+        return None
+    if not _is_literal(node):
+        return None
+    literal = node.operand if isinstance(node, Unary) else node
+    if literal.kind in ("string", "null") or (literal.kind in ("date", "datetime") and check_date(literal.value)):
+        return None
+    return text, _LITERAL_TYPES[literal.kind]
+
+
+def _is_literal(node: Node) -> bool:
+    """A literal, or a negative number or duration (``-5`` parses as a negation)."""
+    if isinstance(node, Unary) and node.op == "-":
+        return isinstance(node.operand, Literal) and node.operand.kind in ("number", "duration")
+    return isinstance(node, Literal)
+
+
+def _literal_type(node: Node) -> Type:
+    literal = node.operand if isinstance(node, Unary) else node
+    return _LITERAL_TYPES.get(literal.kind, ANY) if isinstance(literal, Literal) else ANY
+
+
+def _subject(node: Node) -> str | None:
+    """The expression as a message repeats it (``partner.revenue``), unless it is long."""
+    if node.end - node.start > 2 * _SUBJECT_CHARS:  # not even printed: a message is checked once per error
+        return None
+    text = to_source(node)
+    return text if len(text) <= _SUBJECT_CHARS and text.isprintable() else None
+
+
+def _quote(text: str, run: _Run) -> str:
+    """A string literal as the user can paste it: in single quotes inside a double-quoted
+    YAML value (a double quote there would end the value), else in double quotes."""
+    if run.where.style == '"' and "'" not in text:
+        return f"'{text}'"
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 # --- Calls ------------------------------------------------------------------------------------
 
 # What a parameter kind accepts (see dsl.functions), and how a message names it.
@@ -428,6 +578,7 @@ _PARAMS = {
     "sized": (("string", "enum", "list"), "a string or a list"),
     "container": (("string", "enum", "list"), "a string or a list"),
 }
+_PARAM_TYPES = {"string": STRING, "number": NUMBER, "temporal": DATETIME, "duration": DURATION}  # what a rewrite must fit
 _FUNCTIONS_AS_NAMES = ("now", "today", "partner", "event")
 
 
@@ -448,14 +599,16 @@ def _call(node: Call, run: _Run) -> Type:
         elif param in _PARAMS:
             kinds, description = _PARAMS[param]
             if t.kind not in _UNKNOWN and t.kind not in kinds:
-                run.error(arg, f"{node.function}() needs {description}, but this is {_a(t)}")
+                fix = _rewrite(arg, _PARAM_TYPES[param], run) if param in _PARAM_TYPES else None
+                run.error(arg, f"{node.function}() needs {description}, but this is {_a(t)}" + (f"; write {fix}" if fix else ""))
     return _call_result(node, signature, types, run)
 
 
 def _unknown_function(name: str) -> str:
     if name in _FUNCTIONS_AS_NAMES:
         return f"'{name}' is not a function; write {name} without parentheses"
-    return f"unknown function '{name}'{did_you_mean(name, SIGNATURES)}"
+    known = ", ".join(sorted(SIGNATURES))
+    return f"unknown function '{name}'{did_you_mean(name, SIGNATURES)} (functions: {known})"
 
 
 def _call_result(node: Call, signature: Signature, types: list[Type], run: _Run) -> Type:

@@ -72,14 +72,52 @@ def warning(span: Span, message: str) -> Diagnostic:
     return Diagnostic(span, "warning", message)
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
+MAX_SUGGESTIONS = 3
+"""Names a "did you mean" offers at most: enough for a tie, few enough to read at a glance."""
+
+_CUTOFF = 0.6  # difflib's similarity below which a name is not offered at all
+_MARGIN = 0.2  # a name this much less similar than the best one is noise next to it
+
+
+def did_you_mean(word: str, choices: Iterable[str], prefix: str = "") -> str:
+    """``; did you mean 'x'?``, ``'x' or 'y'``, ``'x', 'y' or 'z'``, or an empty string;
+    ``prefix`` goes before each name shown (``partner.`` for a bare field name).
+
+    A name that differs from ``word`` only in case is the one answer. Otherwise the closest
+    names, best first, and only those nearly as close as the best: with partner ids p001 to
+    p030, ``p0001`` suggests p001 alone, not two ids that merely share digits."""
     choices = [c for c in choices if isinstance(c, str) and c.isprintable()]  # never a line break in a message
     lowered = {c.lower(): c for c in choices}
     if word.lower() in lowered and lowered[word.lower()] != word:
-        return f"; did you mean '{lowered[word.lower()]}'?"
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+        return f"; did you mean '{prefix}{lowered[word.lower()]}'?"
+    close = closest(word, choices)
+    return f"; did you mean {alternatives([prefix + c for c in close])}?" if close else ""
+
+
+def closest(word: str, choices: Iterable[str], n: int = MAX_SUGGESTIONS) -> list[str]:
+    """The names most like ``word`` (difflib's ratio), best first, ties in name order."""
+    matcher = difflib.SequenceMatcher()
+    matcher.set_seq2(word)
+    scored = []
+    for choice in dict.fromkeys(choices):  # once each, in a stable order
+        matcher.set_seq1(choice)
+        if matcher.real_quick_ratio() >= _CUTOFF and matcher.quick_ratio() >= _CUTOFF:
+            score = matcher.ratio()
+            if score >= _CUTOFF:
+                scored.append((-score, choice))
+    scored.sort()
+    if not scored:
+        return []
+    best = -scored[0][0]
+    return [choice for score, choice in scored[:n] if -score >= best - _MARGIN]
+
+
+def alternatives(names: list[str], conjunction: str = "or") -> str:
+    """``'a'``, ``'a' or 'b'``, ``'a', 'b' or 'c'``: names as a sentence lists them."""
+    quoted = [f"'{name}'" for name in names]
+    if len(quoted) <= 1:
+        return "".join(quoted)
+    return f"{', '.join(quoted[:-1])} {conjunction} {quoted[-1]}"
 
 
 def display_path(path: str) -> str:

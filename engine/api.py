@@ -37,7 +37,7 @@ from .horizon import check_run, check_tick
 from .ingest import EventImport, import_events
 from .partners import PartnerBook
 from .store import Enrollment, Store, connect, store_location
-from .tick import TickReport, tick
+from .tick import TickReport, import_before_tick, tick
 
 LAST_TICK = "tick.last"
 STORE_VARIABLE = "ENGINE_STORE"  # a store URL: overrides engine.yaml's store
@@ -114,6 +114,14 @@ class Engine:
         self._book.refresh()
         return self._book
 
+    def read_partners(self, at: datetime | str | None = None) -> PartnerBook:
+        """The partner records, the source imported first when it changed since the last import
+        (a tick's or a command's): an operation or a read command before the first tick sees
+        the partners the tick will. A source with errors keeps the records it had (the tick
+        reports the errors)."""
+        import_before_tick(self.store, self.plan, self.time(at))
+        return self.book
+
     def time(self, at: datetime | str | None) -> datetime:
         if at is None:
             return aware(self.clock.now())
@@ -185,13 +193,14 @@ class Engine:
         plan = self.plan
         who = operations.resolve_user(plan, user, "events.import") if user is not None else "engine"
         when = self.time(at)
-        return import_events(self.store, plan, self.book, Path(path), when, who)
+        return import_events(self.store, plan, self.read_partners(when), Path(path), when, who)
 
     # --- operations ------------------------------------------------------------------------------
 
     def _operator(self, user: str | None, at: datetime | str | None) -> operations.Operator:
         plan = self.plan
-        return operations.Operator(self.store, plan, self.book, operations.resolve_user(plan, user), self.time(at))
+        who, when = operations.resolve_user(plan, user), self.time(at)
+        return operations.Operator(self.store, plan, self.read_partners(when), who, when)
 
     def start(self, campaign: str, partner: str, on: datetime | str | None = None, *, user: str | None = None,
               at: datetime | str | None = None) -> Enrollment:
@@ -202,17 +211,36 @@ class Engine:
             begins = parse_time(on, tz) if isinstance(on, str) else aware(on)
         return operations.start(op, campaign, partner, begins)
 
-    def pause(self, campaign: str, partners: str | Sequence[str], *, user: str | None = None,
+    def pause(self, campaign: str | Sequence[str], partners: str | Sequence[str], *, user: str | None = None,
               at: datetime | str | None = None) -> list[Enrollment]:
+        """Pause the partners' current enrollments in the campaign (or each of several
+        campaigns): all of them or none."""
         return operations.change(self._operator(user, at), Operation.PAUSE, campaign, _many(partners))
 
-    def resume(self, campaign: str, partners: str | Sequence[str], *, user: str | None = None,
+    def resume(self, campaign: str | Sequence[str], partners: str | Sequence[str], *, user: str | None = None,
                at: datetime | str | None = None) -> list[Enrollment]:
         return operations.change(self._operator(user, at), Operation.RESUME, campaign, _many(partners))
 
-    def remove(self, campaign: str, partners: str | Sequence[str], *, user: str | None = None,
+    def remove(self, campaign: str | Sequence[str], partners: str | Sequence[str], *, user: str | None = None,
                at: datetime | str | None = None) -> list[Enrollment]:
         return operations.change(self._operator(user, at), Operation.REMOVE, campaign, _many(partners))
+
+    def execute(self, campaign: str, *, user: str | None = None, at: datetime | str | None = None) -> TickReport:
+        """Fire the campaign's trigger now, on demand, and run what falls due in it."""
+        return operations.execute(self._operator(user, at), campaign)
+
+    def startable(self, partner: str, at: datetime | str | None = None) -> list[dict[str, Any]]:
+        """Every campaign, and whether the partner can be started in it now (why not, if not)."""
+        when = self.time(at)
+        reader = operations.Operator(self.store, self.plan, self.read_partners(when), "", when)
+        return operations.startable(reader, partner)
+
+    def members(self, campaign: str, *, status: str | None = None, page: int = 1,
+                per_page: int | None = None) -> dict[str, Any]:
+        """The campaign's members and enrollees, a page at a time (``per_page`` default: 100)."""
+        if campaign not in self.plan.workspace.files and not self.store.campaign_number(campaign):
+            raise UnknownName(f"unknown campaign '{campaign}'{did_you_mean(campaign, list(self.plan.workspace.files))}")
+        return views.members(self.store, self.plan, campaign, status, page, per_page or views.PER_PAGE)
 
     def skip(self, campaign: str, step: str, partner: str, *, user: str | None = None,
              at: datetime | str | None = None) -> Enrollment:
@@ -229,6 +257,11 @@ class Engine:
         responses; its follow-up campaign starts at once."""
         length = parse_every(duration) if isinstance(duration, str) else duration
         return operations.respond(self._operator(user, at), target, response, answers, length)
+
+    def complete(self, activity: str, result: str, *, user: str | None = None,
+                 at: datetime | str | None = None) -> dict:
+        """Complete an activity that has no responses with a free result."""
+        return operations.complete(self._operator(user, at), activity, result)
 
     def group(self, campaign: str, action: str, argument: str | None = None, *, dry_run: bool = False,
               user: str | None = None, at: datetime | str | None = None) -> "groups.GroupChange":
@@ -272,7 +305,7 @@ class Engine:
         if campaign is not None:
             summary = views.campaign_summary(self.store, self.plan, campaign)
             if campaign in self.plan.campaigns:
-                reader = operations.Operator(self.store, self.plan, self.book, "", self.time(None))
+                reader = operations.Operator(self.store, self.plan, self.read_partners(), "", self.time(None))
                 summary["target_group"] = groups.summary(reader, campaign)
             return summary
         return views.all_campaigns(self.store, self.plan)
@@ -304,7 +337,7 @@ class Engine:
 
     def consent(self, partner: str, at: datetime | str | None = None) -> dict[str, Any]:
         """The consent ledger of a partner (proof of consent) and what it means now per channel."""
-        return views.consent(self.store, self.plan, self.book, partner, self.time(at))
+        return views.consent(self.store, self.plan, self.read_partners(at), partner, self.time(at))
 
     def popups(self, partner: str | None = None, *, page: str | None = None, unread: bool = False) -> list[dict]:
         """The partner's message center (every pop-up, read or not); with ``page``, what shows
@@ -318,7 +351,7 @@ class Engine:
 
     def explain(self, campaign: str, partner: str, at: datetime | str | None = None) -> dict[str, Any]:
         """Why the partner is or is not in the campaign's audience, sub-expression by sub-expression."""
-        return explain_partner(self.store, self.plan, self.book, campaign, partner, self.time(at))
+        return explain_partner(self.store, self.plan, self.read_partners(at), campaign, partner, self.time(at))
 
     def alerts(self, campaign: str | None = None, *, open_only: bool = False) -> list[dict]:
         """In-Campaign % alerts: raised (and when cleared)."""
@@ -327,7 +360,7 @@ class Engine:
     def stats(self, campaign: str, at: datetime | str | None = None) -> dict[str, Any]:
         if campaign not in self.plan.workspace.files and self.store.campaign_number(campaign) is None:
             raise UnknownName(f"unknown campaign '{campaign}'{did_you_mean(campaign, list(self.plan.workspace.files))}")
-        return stats.campaign_stats(self.store, self.plan, self.book, campaign, self.time(at))
+        return stats.campaign_stats(self.store, self.plan, self.read_partners(at), campaign, self.time(at))
 
 
 def load_plan(root: Path) -> CompiledWorkspace:

@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-w", "--workspace", default=os.environ.get("ENGINE_WORKSPACE", "."), help="workspace directory (default: .)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    init = commands.add_parser("init", help="a new workspace: engine.yaml, partners, one campaign, .gitignore",
+                               description="Write a workspace skeleton into DIR (default: .): engine.yaml, partners.csv, "
+                                           "campaigns/welcome.yaml, groups/, templates/, and .engine/ in .gitignore. "
+                                           "Refused when one of those files exists.")
+    init.add_argument("directory", nargs="?", default=".", metavar="DIR")
+    init.set_defaults(run=_command("cmd_init", "files"))
+
     check = commands.add_parser("check", parents=[common], help="validate campaign files, settings, templates and partners",
                                 description="Validate the workspace (or the given workspaces / campaign files) and report every error as path:line:col.")
     check.add_argument("paths", nargs="*", metavar="PATH", help="workspace directories or campaign files (default: the workspace)")
@@ -144,10 +151,37 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("pause", "pause enrollments: they do not advance and are not re-enrolled"),
                        ("resume", "resume paused enrollments: what fell due meanwhile is due now"),
                        ("remove", "remove enrollments (a reset: the partner may be started or enrolled again)")):
-        change = commands.add_parser(name, parents=[operating], help=text, description=text[0].upper() + text[1:] + ". Several --partner: all or none.")
-        change.add_argument("campaign", metavar="C")
+        change = commands.add_parser(name, parents=[operating], help=text, description=text[0].upper() + text[1:] + ". Several campaigns or --partner: all or none.")
+        change.add_argument("campaigns", nargs="+", metavar="C", help="one campaign, or several for the same partners")
         change.add_argument("--partner", dest="partners", action="append", required=True, metavar="P", help="repeat for several partners")
         change.set_defaults(run=_command("cmd_change"), operation=name)
+
+    members = commands.add_parser("members", parents=[reading], help="a campaign's members and enrollees, paged",
+                                  description="The campaign's target-group members and everyone enrolled in it, by partner id: "
+                                              "membership, latest enrollment's status, origin (automatic, manual, follow_up, group) "
+                                              "and executed steps.")
+    members.add_argument("campaign", metavar="C")
+    members.add_argument("--status", choices=["member", "scheduled", "active", "paused", "finished", "removed"],
+                         help="only those whose latest enrollment has it (member: not enrolled yet)")
+    members.add_argument("--page", type=int, default=1, metavar="N", help="the page to show (default: 1)")
+    members.add_argument("--per-page", type=int, metavar="N", help="rows a page (default: 100)")
+    members.set_defaults(run=_command("cmd_members", "campaign_commands"))
+
+    startable = commands.add_parser("startable", parents=[reading], help="the campaigns a partner can still be started in",
+                                    description="Every campaign, and whether `engine start` would start the partner in it now; "
+                                                "why not where it would be refused.")
+    startable.add_argument("--partner", required=True, metavar="P")
+    startable.add_argument("--at", metavar="T", help="as of this time (default: now)")
+    startable.set_defaults(run=_command("cmd_startable", "campaign_commands"))
+
+    execute = commands.add_parser("execute", parents=[operating], help="fire a campaign's trigger now (on demand)",
+                                  description="Enroll the campaign's audience now, as its trigger would (a campaign without a "
+                                              "trigger: its target group's new members), and run what falls due in it. "
+                                              "Refused outside its window, for a switched-off or draft campaign, and for "
+                                              "event triggers.")
+    execute.add_argument("campaign", metavar="C")
+    execute.add_argument("--json", action="store_true", help="print one JSON document")
+    execute.set_defaults(run=_command("cmd_execute", "campaign_commands"))
 
     for name, text, command in (("skip", "skip a pending step of one partner", "cmd_skip"),
                                 ("rerun", "run an executed step of one partner again, now", "cmd_rerun")):
@@ -164,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     respond.add_argument("--answer", dest="answers", action="append", metavar="QUESTION=ANSWER", help="a survey answer (repeat for several)")
     respond.add_argument("--duration", metavar="D", help="how long the contact took: 15m, 1h")
     respond.set_defaults(run=_command("cmd_respond"))
+
+    complete = commands.add_parser("complete", parents=[operating], help="complete an activity that has no responses",
+                                   description="Complete an open activity whose step lists no responses, with a result in "
+                                               "your own words (an activity with responses takes one: engine respond).")
+    complete.add_argument("target", metavar="ID", help="an activity id (engine activities)")
+    complete.add_argument("--result", required=True, metavar="TEXT", help="what came of it, up to 200 characters")
+    complete.set_defaults(run=_command("cmd_complete"))
 
     activities = commands.add_parser("activities", parents=[reading], help="activities for reps, with their status",
                                      description="Calls, meetings, surveys, work orders and tasks created by activity steps.")
@@ -234,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("campaign", metavar="C")
     test.add_argument("--partner", dest="partners", action="append", metavar="P", help="a partner of the partner source (repeat for several)")
     test.add_argument("--sample", metavar="FILE", help="sample records (.csv or .jsonl with the partner schema) instead of the partner source")
-    test.add_argument("--at", metavar="T", help="when the run starts (default: now)")
+    test.add_argument("--at", metavar="T", help="when the run starts (default: now); a cron campaign starts at its next firing after it, an at campaign at its at time")
+    test.add_argument("--show-body", action="store_true", help="print each rendered message in full (--json always has them)")
     test.add_argument("--json", action="store_true", help="print one JSON document")
     test.set_defaults(run=_command("cmd_test"))
 
@@ -246,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.set_defaults(run=_command("cmd_explain"))
 
     plan = commands.add_parser("plan", parents=[reading], help="what the current files would change in the store (exit 4 if anything)",
-                               description="Against the store: campaigns new, switched on or off, or broken; partners newly matching or no longer matching each audience; enrollments whose next step left the file; locked campaigns that were edited. Exit 0 when nothing would change, 4 when something would.")
+                               description="Against the store: campaigns new, switched on or off, or broken; partners newly matching or no longer matching each audience; enrollments whose next step left the file; locked campaigns that were edited; the next firing of each cron and at campaign, and whom it would enroll. Exit 0 when nothing would change, 4 when something would.")
+    plan.add_argument("--at", metavar="T", help="as of this time (default: now)")
     plan.set_defaults(run=_command("cmd_plan"))
 
     diff = commands.add_parser("diff", parents=[common], help="semantic diff of two campaign files or git revisions",
@@ -259,12 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     group = commands.add_parser("group", parents=[operating], help="change a campaign's target group (members the next tick enrolls)",
                                 description="Change the campaign's manual target group. ACTION and its ARGUMENT: add-group G, remove-group G (groups/G.csv), "
-                                            "copy-campaign C2, add-filter EXPR, keep-filter EXPR, add P, remove P, dedupe email|company|opt-outs. "
-                                            "The next tick enrolls new members.")
+                                            "copy-campaign C2, remove-campaign C2, add-filter EXPR, keep-filter EXPR, add P, remove P, "
+                                            "dedupe email|company|opt-outs. The next tick enrolls new members; a removed member's "
+                                            "enrollment that the target group started is removed with them (reason target_group).")
     group.add_argument("campaign", metavar="C")
-    group.add_argument("action", metavar="ACTION", choices=["add-group", "remove-group", "copy-campaign", "add-filter", "keep-filter", "add", "remove", "dedupe"])
+    group.add_argument("action", metavar="ACTION", choices=["add-group", "remove-group", "copy-campaign", "remove-campaign", "add-filter", "keep-filter", "add", "remove", "dedupe"])
     group.add_argument("argument", metavar="ARGUMENT", help="a group, a campaign, a filter expression, a partner, or email|company|opt-outs")
-    group.add_argument("--dry-run", action="store_true", help="list who would be added or go; change nothing")
+    group.add_argument("--dry-run", action="store_true", help="list who would be added or go, and whose enrollment would end; change nothing")
     group.add_argument("--json", action="store_true", help="print one JSON document")
     group.set_defaults(run=_command("cmd_group"))
     serve = commands.add_parser("serve", parents=[state], help="the web process: links in messages, ESP webhooks, the API, and ticks",
@@ -294,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-IDENTIFIERS = ("campaign", "partner", "partners", "step", "popup")  # argument dests that name something
+IDENTIFIERS = ("campaign", "campaigns", "partner", "partners", "step", "popup")  # argument dests that name something
 
 
 def identifier(text: str) -> str:

@@ -43,11 +43,31 @@ def opened(args: argparse.Namespace, workspace: Path | None = None, store: str |
         engine.close()
 
 
+FAR_FROM_LAST_TICK = 24 * 3600  # seconds: a default --at this far from the last tick gets a note
+
+
 def _time(engine: Engine, text: str | None, option: str):
+    """The time ``option`` names, or the wall clock without it. Then, when the store's last tick
+    is more than a day (:data:`FAR_FROM_LAST_TICK`) before or after that wall clock (a store
+    ticked with --at for a simulation or a demo, a ticker that stopped), a one-line note on
+    stderr says which time was used, so nobody acts at the wall clock thinking of the store's."""
     try:
-        return engine.time(text)
+        at = engine.time(text)
     except ValueError as exc:
         raise UsageError(f"{option}: {exc}") from None
+    if text is None:
+        from .api import LAST_TICK
+        from .clock import from_iso
+
+        # a SQLite store not made yet has no last tick; asking would make one, even for a
+        # command that then fails on its arguments (which leaves no store behind)
+        location = getattr(engine, "_store_location", None)
+        unmade = getattr(engine, "_store", None) is None and isinstance(location, Path) and not location.exists()
+        last = None if unmade else engine.store.meta(LAST_TICK)
+        if last is not None and abs((at - from_iso(last)).total_seconds()) > FAR_FROM_LAST_TICK:
+            print(f"engine: note: operating at the wall clock {iso(at)}; the last tick was at {last}; "
+                  f"pass {option} to choose", file=sys.stderr)
+    return at
 
 
 def _print_json(data: Any) -> None:
@@ -220,6 +240,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         if args.campaign is not None and args.campaign not in engine.plan.workspace.files and not engine.store.campaign_number(args.campaign):
             raise UnknownName(f"unknown campaign '{args.campaign}'")
         data = engine.status(partner=args.partner, campaign=args.campaign)
+        if args.partner is None and args.campaign is None:  # the list: each campaign's In-Campaign % now
+            from .stats import in_campaign_pcts
+            pcts = in_campaign_pcts(engine.store, engine.plan, engine.read_partners(), [c["campaign"] for c in data["campaigns"]],
+                                    engine.time(None))
+            for c in data["campaigns"]:
+                c["in_campaign_pct"] = pcts[c["campaign"]]
     if args.json:
         _print_json(data)
     elif args.partner is not None:
@@ -230,9 +256,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     elif args.campaign is not None:
         _print_campaign(data)
     else:
-        _table(("number", "campaign", "on", "scheduled", "active", "paused", "finished", "removed"),
+        _table(("number", "campaign", "on", "scheduled", "active", "paused", "finished", "removed", "in-campaign"),
                [(c["number"], c["campaign"], "yes" if c["active"] else "no",
-                 *(c["enrollments"][s] for s in ("scheduled", "active", "paused", "finished", "removed")))
+                 *(c["enrollments"][s] for s in ("scheduled", "active", "paused", "finished", "removed")),
+                 None if c["in_campaign_pct"] is None else f"{c['in_campaign_pct']}%")
                 for c in data["campaigns"]])
     return OK
 
@@ -318,7 +345,7 @@ def cmd_change(args: argparse.Namespace) -> int:
     with opened(args) as engine:
         at = _time(engine, args.at, "--at")
         operation = getattr(engine, args.operation)
-        changed = operation(args.campaign, args.partners, user=args.user, at=at)
+        changed = operation(args.campaigns, args.partners, user=args.user, at=at)
     for e in changed:
         print(f"{e.status}: partner {e.partner} in {e.campaign} (enrollment {e.number})")
     return OK
@@ -409,15 +436,26 @@ def cmd_group(args: argparse.Namespace) -> int:
         _print_json(done.to_json())
         return OK
     if done.dry_run:
+        ended = f"; {len(done.ended)} of them would leave the campaign too" if done.removed else ""
         print(f"{done.campaign} {done.action} (dry run): {len(done.added)} would be added, "
-              f"{len(done.removed)} would go, leaving {done.members} members")
+              f"{len(done.removed)} would go, leaving {done.members} members{ended}")
     else:
+        ended = f"; {len(done.ended)} of them left the campaign too" if done.removed else ""
         print(f"{done.campaign} {done.action}: {len(done.added)} added, {len(done.removed)} removed, "
-              f"{done.members} members now")
+              f"{done.members} members now{ended}")
+    ended = set(done.ended)
     for pid in done.added:
         print(f"  + {pid}")
     for pid in done.removed:
-        print(f"  - {pid}")
+        print(f"  - {pid}" + ("  (enrollment removed: target_group)" if pid in ended else ""))
+    return OK
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    """Complete an activity without responses, with a free result."""
+    with opened(args) as engine:
+        done = engine.complete(args.target, args.result, user=args.user, at=_time(engine, args.at, "--at"))
+    print(f"completed: activity {done['id']} ({done['campaign']} / {done['step']}, partner {done['partner']}): {done['result']}")
     return OK
 
 
@@ -425,14 +463,16 @@ def cmd_mailings(args: argparse.Namespace) -> int:
     """Mailing records: every email, SMS and letter an executed step produced, to whom, when."""
     with opened(args) as engine:
         found = engine.outbox(args.channel, campaign=args.campaign, partner=args.partner)
-        answered = {r["target"]: r["response"] for r in engine.responses(args.partner, args.campaign)}
+        answered = {r["target"]: r for r in engine.responses(args.partner, args.campaign)}
     for record in found:
-        record["response"] = answered.get(record["id"])
+        response = answered.get(record["id"])
+        record["response"] = response["response"] if response else None
+        record["result"] = response["result"] if response else None
     if args.json:
         _print_json(found)
         return OK
-    _table(("id", "channel", "to", "at", "delivered_at", "response", "subject"),
-           [(m["id"], m["channel"], m.get("to"), m["at"], m["delivered_at"], m["response"],
+    _table(("id", "channel", "to", "at", "delivered_at", "response", "result", "subject"),
+           [(m["id"], m["channel"], m.get("to"), m["at"], m["delivered_at"], m["response"], m["result"],
              m.get("subject") or _first_line(m.get("body", ""))) for m in found])
     return OK
 
@@ -459,12 +499,37 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(data)
         return OK
-    pct = data["in_campaign_pct"]
-    print(f"{data['campaign']}: In-Campaign {'-' if pct is None else f'{pct}%'}")
+    _print_stats(data)
+    return OK
+
+
+def _print_stats(data: dict) -> None:
+    from .monitor import dropped_text
+    from .stats import response_text
+
+    pct, measured = data["in_campaign_pct"], data.get("in_campaign")
+    line = f"{data['campaign']}: In-Campaign {'-' if pct is None else f'{pct}%'}"
+    if measured and measured["of"]:
+        line += f" ({measured['active']} of {measured['of']} active"
+        line += f"; not active: {dropped_text(measured['dropped'])})" if measured["dropped"] else ")"
+    if measured and measured["waiting"]:
+        line += f"; {measured['waiting']} waiting for the trigger's next occurrence"
+    print(line)
+    if measured and measured["suggestion"]:
+        print(f"what to do: {measured['suggestion']}")
     _table(("step", "channel", "language", "sent", "opens", "unique", "clicks", "unique", "bounces", "read", "unread"),
            [(r["step"], r["channel"], r["language"], r["sent"], r["opens"], r["unique_opens"], r["clicks"],
              r["unique_clicks"], r["bounces"], r["read"], r["unread"]) for r in data["steps"]])
-    return OK
+    if data.get("activities"):
+        print()
+        _table(("activity", "kind", "created", "completed", "open", "responses", "results"),
+               [(a["step"], a["kind"], a["created"], a["completed"], a["open"], response_text(a["responses"]),
+                 response_text(a["results"])) for a in data["activities"]], limit=200)
+    if data.get("mailing_responses"):
+        print()
+        _table(("mailing", "channel", "responded", "responses", "results"),
+               [(m["step"], m["channel"], m["responded"], response_text(m["responses"]), response_text(m["results"]))
+                for m in data["mailing_responses"]], limit=200)
 
 
 def cmd_popups(args: argparse.Namespace) -> int:
@@ -497,12 +562,18 @@ def cmd_draft(args: argparse.Namespace) -> int:
 def cmd_alerts(args: argparse.Namespace) -> int:
     """In-Campaign % alerts: when they were raised, at what level, and when they cleared."""
     with opened(args) as engine:
-        found = engine.alerts(args.campaign, open_only=args.open)
+        from .monitor import alert_details, dropped_text
+
+        found = [alert_details(engine.store, a) for a in engine.alerts(args.campaign, open_only=args.open)]
     if args.json:
         _print_json(found)
         return OK
-    _table(("campaign", "raised_at", "pct", "minimum", "cleared_at", "cleared_pct"),
-           [(a["campaign"], a["raised_at"], a["pct"], a["minimum"], a["cleared_at"], a["cleared_pct"]) for a in found])
+    _table(("campaign", "raised_at", "pct", "minimum", "cleared_at", "cleared_pct", "active", "of", "not active"),
+           [(a["campaign"], a["raised_at"], a["pct"], a["minimum"], a["cleared_at"], a["cleared_pct"], a["active"], a["of"],
+             dropped_text(a["dropped"]) if a["dropped"] else None) for a in found])
+    for a in found:  # what to do about the open ones
+        if a["cleared_at"] is None and a["suggestion"]:
+            print(f"{a['campaign']}: {a['suggestion']}")
     return OK
 
 
@@ -522,25 +593,76 @@ def cmd_test(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"--at: {exc}") from None
     result = dry_run(root, args.campaign, args.partners, sample, at)
-    if args.json:
+    if args.json:  # the JSON has every rendered message in full, with or without --show-body
         _print_json(result)
     else:
-        _print_dry_run(result)
+        _print_dry_run(result, show_body=getattr(args, "show_body", False))
     return OK if result["passed"] else INPUT_ERROR
 
 
-def _print_dry_run(result: dict) -> None:
+def _trigger_line(trigger: dict, at: str) -> str:
+    """`engine test`'s second line: when the campaign's trigger would start the enrollments."""
+    kind, starts = trigger.get("kind"), trigger.get("starts_at")
+    if kind == "cron":
+        if starts is None:
+            return f"trigger: cron \"{trigger['cron']}\" does not fire in the ten years after {at}: nobody is enrolled"
+        return f"trigger: cron \"{trigger['cron']}\" fires next at {starts}: the enrollments start then"
+    if kind == "at":
+        if starts != trigger["at"]:
+            return (f"trigger: at {trigger['at']}, already past: a campaign first seen active after its time fires "
+                    f"once, at that tick ({starts})")
+        return f"trigger: at {starts}: the enrollments start then"
+    if kind == "event":
+        return f"trigger: event {trigger['event']}, taken to arrive at {starts} (the event's own condition is not asked)"
+    if kind == "audience":
+        return f"trigger: audience: partners who match are enrolled by the tick at {starts}"
+    return ("no trigger: the campaign enrolls nobody by itself (engine start, a response's follow-up or its "
+            "target group do); the steps are those of a start at " + str(starts))
+
+
+def _message_lines(message: dict) -> list[str]:
+    """A rendered message in full, for `engine test --show-body`: its headers, then its body."""
+    channel = message.get("channel")
+    headers: list[str] = []
+    if channel in ("email", "sms"):
+        headers.append(f"to: {message.get('to')}" + (f"  bcc: {message['bcc']}" if message.get("bcc") else ""))
+    if channel == "email":
+        headers.append(f"subject: {message.get('subject')}")
+    if channel == "popup":
+        headers.append(f"pages: {', '.join(message.get('pages') or [])}")
+        headers.append(f"title: {message.get('title')}")
+    if channel == "activity":
+        headers.append(f"{message.get('kind')} for {message.get('assignee')}: {message.get('subject')}")
+        responses = message.get("responses") or {}
+        if responses:
+            headers.append(f"responses: {', '.join(responses)}")
+        return headers
+    language = message.get("language")
+    if language:
+        headers.append(f"language: {language}" + (" (HTML)" if message.get("html") else ""))
+    body = message.get("text") if channel == "sms" else message.get("body")
+    lines = (body or "").rstrip("\n").split("\n")
+    return headers + [f"| {line}".rstrip() for line in lines]
+
+
+def _print_dry_run(result: dict, show_body: bool = False) -> None:
     """The path each partner takes: every step with its time and outcome, where each branch sends
-    them, how each wait-for ends, and the steps a branch jumps over."""
+    them, how each wait-for ends, and the steps a branch jumps over; with ``show_body``, every
+    rendered message in full under its step."""
     from dsl.explain import duration_text
 
     from .clock import from_iso
 
     print(f"{result['campaign']} from {result['at']}: {'passed' if result['passed'] else 'FAILED'}")
+    if result.get("trigger") is not None:
+        print(_trigger_line(result["trigger"], result["at"]))
     for partner in result["partners"]:
         print()
         matched = ", ".join(partner["rulesets"] + [f"group {g}" for g in partner["groups"]]) or "no ruleset or group"
-        verdict = "enrolls" if partner["enrolls"] else f"not enrolled ({partner['excluded_by'] or 'no match'})"
+        if not partner["enrolls"]:
+            verdict = f"not enrolled ({partner['excluded_by'] or 'no match'})"
+        else:
+            verdict = partner.get("note") or "enrolls"
         print(f"partner {partner['partner']}: {matched}; {verdict}")
         for step in partner["steps"]:
             if step["kind"] == "branch" and step["status"] == "would_execute":
@@ -564,6 +686,9 @@ def _print_dry_run(result: dict) -> None:
             if step["status"] == "skipped" and step.get("reason") == "branch":
                 why = "jumped over by a branch"
             print(f"  {step['at']}  {step['step']:<20} {step['status']:<14} {why or what}")
+            if show_body and step.get("message"):
+                for line in _message_lines(step["message"]):
+                    print(f"{'':<26}{line}")
         finished = partner.get("finished")
         if finished:
             print(f"  {finished['at']}  finished: {finished['reason']}")
@@ -622,7 +747,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .plan import plan_changes
 
     with opened(args) as engine:
-        result = plan_changes(engine.store, engine.plan, engine.time(None))
+        result = plan_changes(engine.store, engine.plan, _time(engine, getattr(args, "at", None), "--at"))
     if args.json:
         _print_json(result)
     else:
@@ -631,7 +756,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _print_plan(result: dict) -> None:
-    from .plan import journey_lines
+    from .plan import firing_line, journey_lines
 
     for entry in result["campaigns"]:
         lines = []
@@ -648,6 +773,8 @@ def _print_plan(result: dict) -> None:
         for step, n in removed.get("steps", {}).items():
             lines.append(f"{n} enrollments wait for step {step}, which is no longer in the file (step_removed)")
         lines.extend(journey_lines(entry))
+        if entry.get("next_firing"):
+            lines.append(firing_line(entry["next_firing"]))
         if entry["locked"]:
             lines.append(entry["locked"].splitlines()[0])
         if lines:

@@ -81,7 +81,7 @@ def transports(plan: CompiledWorkspace) -> dict[str, Transport | None]:
         elif channel.transport == "smtp":
             from .channels.smtp import SmtpTransport
 
-            found[name] = SmtpTransport(channel) if name == "email" else None
+            found[name] = SmtpTransport(channel, plan.root) if name == "email" else None
         elif channel.url:
             from .channels.webhook import WebhookTransport
 

@@ -8,9 +8,10 @@ tick's own (:mod:`engine.tick`): the same window, exit, condition, exclusion and
 the same order, and the same renderer (:func:`engine.steps.execute`).
 
 A run with no failed step records a *pass* for the campaign file's current content hash in
-``.engine/tested.json`` (``{campaign: {"hash", "at"}}``); the launch checklist of
-``engine check`` (:mod:`campaigns.checklist`) warns about active campaigns whose current content
-never passed.
+``campaigns/.tested.json``, a file committed with the campaigns (``{campaign: {"hash": ...}}``,
+see :func:`record_pass`), so that the launch checklist of ``engine check``
+(:mod:`campaigns.checklist`), which warns about active campaigns whose current content never
+passed, gives the same answer on every clone.
 
 Decisions where SPEC is silent:
 
@@ -28,11 +29,19 @@ Decisions where SPEC is silent:
   ``include_test: false``, or ``dedupe`` against the other records, which is reported as
   ``dedupe (email): duplicate of p015``). A trigger's own condition on an event is not asked.
   Drafts (``active: false``) can be tested: that is what testing before launch is for.
-- The enrollment starts at ``at``; the first step is due then, each wait counts from the step
-  before it, a step due before the window's start waits for it, and a step due after its end
-  closes the enrollment (status ``window_closed``, no later steps). ``exit_when`` and
-  ``exit_on_audience_loss`` are asked as each step falls due (status ``exit`` /
-  ``audience_lost``), as the record is now. A failed step (a template error) does not stop the
+- The enrollment starts when the campaign's trigger would enroll the partner: a ``cron``
+  campaign at the cron's first firing at or after ``at`` (on the campaign's clock; None, and
+  nobody enrolled, when it does not fire in the ten years after ``at``), an ``at`` campaign at its
+  ``at`` time (or at ``at`` when that time is already past: a campaign first seen active after its
+  time fires once, at that tick), an ``event`` campaign at ``at`` (the event's time), an
+  ``audience`` campaign at ``at`` (the tick that samples it). A campaign with no trigger enrolls
+  nobody by itself (manual starts, follow-ups and its target group do): its partners are marked
+  ``"by_itself": false`` with a ``note`` saying so, and their steps are those of a start at ``at``.
+  The audience (and the default sample) is taken as of the start, as the tick that fires does.
+- The first step is due at the start, each wait counts from the step before it, a step due
+  before the window's start waits for it, and a step due after its end closes the enrollment
+  (status ``window_closed``, no later steps). ``exit_when`` and ``exit_on_audience_loss`` are
+  asked as each step falls due (status ``exit`` / ``audience_lost``), as the record is now. A failed step (a template error) does not stop the
   ones after it.
 - A branch is evaluated at its due time like the tick does (with no history, ``opened()`` and
   ``response()`` say false and null), and the steps it jumps over are listed as skipped. A
@@ -53,8 +62,10 @@ from typing import Any, Iterator, Mapping
 from zoneinfo import ZoneInfo
 
 from campaigns.audience import dedupe
+from campaigns.checklist import content_hash as file_content_hash
 from campaigns.enrollment import FinishReason, SkipReason, window_opens
 from campaigns.flow import END
+from campaigns.schedule import at_fire_time, next_cron_firing
 from campaigns.workspace import Workspace, load_workspace
 from dsl.diagnostics import SourceError, did_you_mean, error
 from dsl.records import PartnerSource, read_partners
@@ -62,12 +73,12 @@ from dsl.runtime import Context
 from dsl.source import Span
 
 from .links import links_for, signer
-from .clock import aware, iso
+from .clock import aware, iso, maybe_iso
 from .compiled import CompiledCampaign, CompiledWorkspace, compile_workspace
 from .errors import UnknownName
 from .steps import Effects, Job, execute
 
-TESTED_FILE = "tested.json"
+TESTED_FILE = ".tested.json"  # in campaigns/, committed with the campaign files
 DEFAULT_SAMPLE_SIZE = 5
 
 
@@ -79,9 +90,17 @@ def dry_run(workspace_root: Path, campaign_id: str, partner_ids: list[str] | Non
     """The campaign ``campaign_id`` run for those partners from ``at`` on, as JSON-ready data::
 
         {"campaign", "at", "content_hash", "passed", "warnings": [str],
+         "trigger": {"kind": "cron"|"at"|"event"|"audience"|None, "starts_at": iso|None,
+                     "cron"|"at"|"event": the trigger's value (for those kinds)},
          "partners": [{"partner", "rulesets": [name], "groups": [name], "excluded_by": str|None,
-                       "enrolls": bool, "finished": {"reason", "at"}|None,
+                       "enrolls": bool, "by_itself": bool, "note": str|None,
+                       "finished": {"reason", "at"}|None,
                        "steps": [{"step", "kind", "at", "status", "reason", "error", "message"}]}]}
+
+    ``starts_at`` is when the trigger would enroll them (see the module's docstring); ``enrolls``
+    says whether the partner is in the audience then, ``by_itself`` whether the campaign's
+    trigger would enroll them without anyone starting them (false for every partner of a
+    campaign with no trigger, or of a cron that does not fire again), and ``note`` says why not.
 
     ``status`` is ``would_execute`` (``message`` is what it renders), ``skipped`` (``reason``:
     condition, excluded, no_consent, no_address), ``failed`` (``reason`` template_error, the
@@ -93,25 +112,57 @@ def dry_run(workspace_root: Path, campaign_id: str, partner_ids: list[str] | Non
     root = Path(workspace_root)
     at = aware(at)
     plan, compiled = _load(root, campaign_id)
+    hashed = file_content_hash(plan.workspace.files[campaign_id])
     source = _read_source(plan.workspace, sample)
     records = source.records
     id_field = plan.id_field
     by_id = {str(r[id_field]): r for r in records if r.get(id_field) is not None}
+    trigger, starts_at = trigger_start(compiled, at)
+    when = starts_at or at  # the audience as the firing tick sees it
     runner = _DryRun(plan, compiled, records)
     if partner_ids is None:
-        chosen = runner.audience(at)[:DEFAULT_SAMPLE_SIZE]
+        chosen = runner.audience(when)[:DEFAULT_SAMPLE_SIZE]
     else:
         chosen = list(dict.fromkeys(str(p) for p in partner_ids))
         for pid in chosen:
             if pid not in by_id:
                 where = f"sample {sample}" if sample is not None else "the partner source"
                 raise UnknownName(f"unknown partner '{pid}' (not in {where}){did_you_mean(pid, list(by_id))}")
-    partners = [runner.partner(by_id[pid], pid, at) for pid in chosen]
+    partners = [runner.partner(by_id[pid], pid, when, trigger, starts_at is not None) for pid in chosen]
     passed = not any(s["status"] == "failed" for p in partners for s in p["steps"])
     if passed:
-        record_pass(root, campaign_id, compiled.content_hash, at)
-    return {"campaign": campaign_id, "at": iso(at), "content_hash": compiled.content_hash, "passed": passed,
-            "warnings": list(dict.fromkeys(runner.warnings)), "partners": partners}
+        try:
+            record_pass(root, campaign_id, hashed)
+        except OSError as exc:  # a read-only checkout: the run is still worth its output
+            runner.warnings.append(f"the pass was not recorded in campaigns/{TESTED_FILE}: "
+                                   f"{exc.strerror or exc}")
+    return {"campaign": campaign_id, "at": iso(at), "content_hash": hashed, "passed": passed,
+            "warnings": list(dict.fromkeys(runner.warnings)), "trigger": trigger, "partners": partners}
+
+
+def trigger_start(compiled: CompiledCampaign, at: datetime) -> tuple[dict[str, Any], datetime | None]:
+    """The campaign's trigger as ``engine test`` reports it, and when it would start enrollments
+    for a run from ``at`` (None: a cron that does not fire in the ten years after ``at``)."""
+    trigger = compiled.campaign.trigger
+    if trigger is not None and trigger.cron is not None:
+        starts = next_cron_firing(trigger.cron, at, compiled.tz)
+        return {"kind": "cron", "cron": trigger.cron, "starts_at": maybe_iso(starts)}, starts
+    if trigger is not None and trigger.at is not None:
+        time = aware(trigger.at if trigger.at.tzinfo is not None else trigger.at.replace(tzinfo=compiled.tz))
+        starts = at_fire_time(time, at)
+        return {"kind": "at", "at": iso(time), "starts_at": iso(starts)}, starts
+    if trigger is not None and trigger.event is not None:
+        return {"kind": "event", "event": trigger.event, "starts_at": iso(at)}, at
+    return {"kind": trigger.kind if trigger is not None else None, "starts_at": iso(at)}, at
+
+
+def not_by_itself(campaign_id: str, partner_id: str, trigger: Mapping[str, Any]) -> str:
+    """Why a partner of the campaign's audience would not be enrolled by the campaign itself."""
+    if trigger.get("kind") == "cron":
+        return (f"would not be enrolled: the cron trigger \"{trigger['cron']}\" does not fire in the "
+                "ten years after --at")
+    return (f"would not be enrolled by itself (the campaign has no trigger): start it (engine start {campaign_id} "
+            f"--partner {partner_id}) or add it to the target group (engine group {campaign_id} add {partner_id})")
 
 
 def _load(root: Path, campaign_id: str) -> tuple[CompiledWorkspace, CompiledCampaign]:
@@ -205,17 +256,22 @@ class _DryRun:
                     return f"dedupe ({key}): duplicate of {other_id}"
         return f"dedupe ({', '.join(audience.dedupe)})"
 
-    def partner(self, partner: Mapping, pid: str, at: datetime) -> dict[str, Any]:
+    def partner(self, partner: Mapping, pid: str, at: datetime, trigger: Mapping[str, Any], fires: bool) -> dict[str, Any]:
+        """The partner's verdict and path from ``at`` (the trigger's start); ``fires``: the
+        trigger fires at ``at`` at all (a cron that never fires again does not)."""
         compiled = self.compiled
         match = compiled.audience.explain(partner, self.context(at), self.plan.groups)
         excluded_by = match.excluded_by
         if excluded_by is None and match.matches:
             excluded_by = self._deduplicated(partner, pid, at)
         enrolls = bool(match.rulesets or match.groups) and excluded_by is None
+        by_itself = enrolls and fires and trigger.get("kind") is not None
+        note = not_by_itself(compiled.id, pid, trigger) if enrolls and not by_itself else None
         steps: list[dict[str, Any]] = []
-        finished = self._steps(partner, pid, at, steps) if enrolls else None
+        finished = self._steps(partner, pid, at, steps) if enrolls and fires else None
         return {"partner": pid, "rulesets": list(match.rulesets), "groups": list(match.groups),
-                "excluded_by": excluded_by, "enrolls": enrolls, "finished": finished, "steps": steps}
+                "excluded_by": excluded_by, "enrolls": enrolls, "by_itself": by_itself, "note": note,
+                "finished": finished, "steps": steps}
 
     def _steps(self, partner: Mapping, pid: str, at: datetime, out: list[dict[str, Any]]) -> dict[str, Any]:
         """Walk the enrollment the way the tick advances it (engine.advance.Advance.advance): the path
@@ -333,23 +389,36 @@ def _comparable(value: object) -> str | None:
 
 
 def tested_path(workspace_root: Path) -> Path:
-    return Path(workspace_root) / ".engine" / TESTED_FILE
+    return Path(workspace_root) / "campaigns" / TESTED_FILE
 
 
-def record_pass(workspace_root: Path, campaign_id: str, content_hash: str, at: datetime) -> None:
-    """Remember that the campaign's content ``content_hash`` passed ``engine test`` at ``at``:
-    ``.engine/tested.json`` is ``{campaign: {"hash", "at"}}``, replaced atomically (written to a
-    temporary file beside it, then renamed) under a lock on .engine/, so that two runs at once
-    both count; .engine/ is created when missing."""
+def record_pass(workspace_root: Path, campaign_id: str, content_hash: str) -> None:
+    """Remember that the campaign's content ``content_hash`` passed ``engine test``, in
+    ``campaigns/.tested.json``: ``{campaign: {"hash": sha256}}``, committed with the campaigns so
+    that every clone's launch checklist gives the same answer.
+
+    The file is deterministic, for readable diffs: sorted keys, two-space indentation, a
+    trailing newline, no time or user (a second pass of the same content changes nothing, and
+    the file is then not written at all); one object per campaign, so that two branches that
+    test different campaigns touch lines an unchanged line apart and merge cleanly. Campaigns
+    whose file is gone are dropped when it is written. It is replaced atomically (a temporary
+    file beside it, then renamed) under a lock on campaigns/, so that two runs at once both
+    count. OSError when it cannot be written (a read-only checkout)."""
     path = tested_path(workspace_root)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path.parent):
-        passes = _read_passes(path)
-        passes[campaign_id] = {"hash": content_hash, "at": iso(at)}
-        text = json.dumps(passes, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-        temporary = path.with_name(f".{TESTED_FILE}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         try:
-            with open(temporary, "x", encoding="utf-8") as out:
+            before = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            before = None
+        passes = {cid: {"hash": h} for cid, h in _hashes(_parse(before)).items()
+                  if cid == campaign_id or _has_file(path.parent, cid)}
+        passes[campaign_id] = {"hash": content_hash}
+        text = json.dumps(passes, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        if text == before:
+            return
+        temporary = path.with_name(f"{TESTED_FILE}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(temporary, "x", encoding="utf-8", newline="\n") as out:
                 out.write(text)
                 out.flush()
                 os.fsync(out.fileno())
@@ -360,31 +429,46 @@ def record_pass(workspace_root: Path, campaign_id: str, content_hash: str, at: d
             raise
 
 
+def _has_file(campaigns: Path, campaign_id: str) -> bool:
+    return any((campaigns / f"{campaign_id}{suffix}").is_file() for suffix in (".yaml", ".yml"))
+
+
 def tested_hash(workspace_root: Path, campaign_id: str) -> str | None:
     """The content hash of the campaign's last passing `engine test`, or None."""
     return tested_hashes(workspace_root).get(campaign_id)
 
 
 def tested_hashes(workspace_root: Path) -> dict[str, str]:
-    """Every campaign's last passing content hash: what :func:`campaigns.checklist.launch_checklist`
-    takes as ``tested``."""
-    passes = _read_passes(tested_path(workspace_root))
-    return {cid: entry["hash"] for cid, entry in passes.items()
-            if isinstance(entry, dict) and isinstance(entry.get("hash"), str)}
-
-
-def _read_passes(path: Path) -> dict[str, Any]:
-    """The file's content; a missing or unreadable file is no passes (it is rewritten whole)."""
+    """Every campaign's last passing content hash, from ``campaigns/.tested.json``: what
+    :func:`campaigns.checklist.launch_checklist` takes as ``tested``. A missing or damaged file
+    is no passes (it is rewritten whole at the next pass). Passes recorded before the record
+    moved into the campaigns (``.engine/tested.json``, one clone's own) are not read."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        text = tested_path(workspace_root).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
         return {}
-    return data if isinstance(data, dict) else {}
+    return _hashes(_parse(text))
+
+
+def _parse(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _hashes(data: Any) -> dict[str, str]:
+    if not isinstance(data, dict):
+        return {}
+    return {cid: entry["hash"] for cid, entry in data.items()
+            if isinstance(cid, str) and isinstance(entry, dict) and isinstance(entry.get("hash"), str)}
 
 
 @contextlib.contextmanager
 def _locked(directory: Path) -> Iterator[None]:
-    """An exclusive lock on the .engine directory itself (no lock file left behind)."""
+    """An exclusive lock on the directory itself (no lock file left behind)."""
     try:
         import fcntl
     except ImportError:  # not on POSIX: the atomic rename still keeps the file whole

@@ -9,7 +9,8 @@ every sub-expression (like ``opa eval --explain``), as JSON-ready data and as te
   the origin of the partner's membership in the campaign's target group (``engine group``), or
   null (members are enrolled apart from the audience, so it does not count for ``match``);
 - ``exclude``: every exclusion in the order the engine asks them (engine.yaml's ``exclude``,
-  ``audience.exclude``, test contacts when ``include_test`` is false), each with its trace;
+  ``audience.exclude``, inactive contacts unless ``include_inactive``, test contacts when
+  ``include_test`` is false), each with its trace;
   ``match`` is true when the partner IS excluded, ``by`` names the first that applies;
 - ``consent``: each gated channel (email, sms) the campaign's steps send on: the consent ledger's
   latest entry, else engine.yaml's consent expression (with its trace), else no;
@@ -39,7 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
-from campaigns.audience import GATED_CHANNELS
+from campaigns.audience import GATED_CHANNELS, INACTIVE_CONTACT, INACTIVE_RULE, excludes_inactive
 from campaigns.enrollment import PastEnrollment, eligible_for_trigger, window_opens
 from campaigns.flow import Node
 from campaigns.model import Located
@@ -181,6 +182,9 @@ def _exclusions(plan: CompiledWorkspace, compiled: CompiledCampaign, partner: Ma
         result = _explain(text, owner, ("exclude",), partner, ctx)
         rules.append({"name": name, "expression": text.strip(), "file": _file(plan, owner), "match": result.match,
                       "trace": result.trace})
+    if excludes_inactive(compiled.campaign, settings):
+        rules.append({"name": INACTIVE_CONTACT, "expression": INACTIVE_RULE, "file": None,
+                      "match": partner.get("active") is False, "trace": []})
     if not audience.include_test:
         rules.append({"name": TEST_CONTACT, "expression": None, "file": None, "match": partner.get("test") is True,
                       "trace": []})

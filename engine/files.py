@@ -1,4 +1,5 @@
-"""The commands on files alone, without a store: `engine check`, `engine fmt`, `engine schema`.
+"""The commands on files alone, without a store: `engine check`, `engine fmt`, `engine schema`,
+`engine init`.
 Kept apart from engine.commands so that they start without importing the runtime."""
 
 from __future__ import annotations
@@ -14,6 +15,31 @@ from dsl.source import Span
 
 from .console import INPUT_ERROR, OK, plural, print_diagnostics
 from .errors import UsageError
+
+
+# --- engine init -------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """A new workspace in DIR: engine.yaml, a partner file, one campaign, .engine/ git-ignored."""
+    from .skeleton import create_workspace
+
+    root = Path(args.directory)
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"{args.directory} is a file, not a directory")
+    try:
+        written = create_workspace(root)
+    except FileExistsError as exc:
+        print(f"engine: error: {display_path(str(exc.args[0]))} exists already: engine init writes a new workspace "
+              "and changes no file of an existing one", file=sys.stderr)
+        return INPUT_ERROR
+    except OSError as exc:
+        print(f"engine: error: cannot write the workspace: {exc.strerror or exc}", file=sys.stderr)
+        return INPUT_ERROR
+    for path in written:
+        print(f"wrote {display_path(str(path))}")
+    print(f"next: engine -w {display_path(str(root))} check, then engine -w {display_path(str(root))} tick")
+    return OK
 
 
 # --- engine check ------------------------------------------------------------------------------

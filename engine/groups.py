@@ -8,13 +8,17 @@ be added or go without changing anything. The next tick enrolls the new members.
 Decisions where SPEC is silent:
 
 - A member is enrolled once per membership: at the first tick after being added, unless an
-  enrollment in the campaign started since then. Removing the member does not end an enrollment
-  (use ``engine remove``); removing the enrollment lets the tick enroll the member again, like a
-  trigger would. Exclusions (engine.yaml's and the audience's ``exclude``, test contacts with
-  ``include_test: false``) and exclusivity apply as to a trigger; ``reenroll`` does not (adding
-  someone is explicit).
+  enrollment in the campaign started since then. Removing the member ends the enrollment that
+  the membership started (status removed, reason target_group: :mod:`engine.membership`); an
+  enrollment a trigger, a person or a response started stays. Removing the enrollment lets the
+  tick enroll the member again, like a trigger would. Exclusions (engine.yaml's and the
+  audience's ``exclude``, inactive contacts, test contacts with ``include_test: false``) and
+  exclusivity apply as to a trigger; ``reenroll`` does not (adding someone is explicit).
 - "Copy another campaign's members" copies that campaign's target group: its members and
-  every partner enrolled in it (in any state but removed).
+  every partner enrolled in it (in any state but removed); ``remove-campaign`` removes the same
+  set from this campaign's members.
+- A one-shot campaign (``trigger: at``) that started sending is locked: additions to its target
+  group are refused, as is ``engine start``; removals are not.
 - Duplicates keep the oldest partner by id, as ``audience.dedupe`` does; "opt-outs" are members
   who may not get email now (consent ledger, else the consent expression).
 """
@@ -25,7 +29,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from campaigns.audience import dedupe, natural_key
+from campaigns.audience import INACTIVE_CONTACT, dedupe, natural_key
 from dsl.checker import Scope, check_text
 from dsl.compile import compile_expression
 from dsl.diagnostics import SourceError, did_you_mean
@@ -35,7 +39,8 @@ from dsl.types import BOOL, record
 
 from .compiled import CompiledCampaign, read_group
 from .errors import UnknownName
-from .operations import Operator, campaign
+from .membership import end_member_enrollments, member_enrollments
+from .operations import Operator, campaign, refuse_if_locked
 from .facts import StoreFacts
 
 PRUNE_KINDS = ("email", "company", "opt-outs")
@@ -49,10 +54,11 @@ class GroupChange:
     removed: list[str] = field(default_factory=list)
     dry_run: bool = False
     members: int = 0  # after the change (would be, for a dry run)
+    ended: list[str] = field(default_factory=list)  # removed members whose enrollment ended with the membership
 
     def to_json(self) -> dict[str, Any]:
         return {"campaign": self.campaign, "action": self.action, "dry_run": self.dry_run, "added": self.added,
-                "removed": self.removed, "members": self.members}
+                "removed": self.removed, "ended": self.ended, "members": self.members}
 
 
 def change(op: Operator, campaign_id: str, action: str, argument: str | None = None, *,
@@ -66,13 +72,18 @@ def change(op: Operator, campaign_id: str, action: str, argument: str | None = N
         add, remove = ACTIONS[action](op, compiled, members, argument)
         add = {p: origin for p, origin in add.items() if p not in members}
         remove = sorted((p for p in dict.fromkeys(remove) if p in members), key=natural_key)
-        if not dry_run:
+        if add:
+            refuse_if_locked(op, compiled, "add to its target group")
+        if dry_run:
+            ended = [e.partner for e in member_enrollments(op.store, campaign_id, remove)]
+        else:
             op.store.add_members(campaign_id, add, op.at, op.user)
             op.store.remove_members(campaign_id, remove)
+            ended = end_member_enrollments(op.store, campaign_id, remove, op.at, op.user)
             op.store.log(op.at, op.user, f"group.{action}", campaign_id, argument=argument, added=len(add),
-                         removed=len(remove))
+                         removed=len(remove), ended=len(ended))
         after = len(members) + len(add) - len(remove)
-    return GroupChange(campaign_id, action, sorted(add, key=natural_key), remove, dry_run, after)
+    return GroupChange(campaign_id, action, sorted(add, key=natural_key), remove, dry_run, after, ended)
 
 
 Plan = tuple[dict[str, str], list[str]]  # (partner → origin to add, partners to remove)
@@ -94,10 +105,19 @@ def _group(op: Operator, name: str | None) -> frozenset[str]:
 
 
 def _copy_campaign(op: Operator, compiled: CompiledCampaign, members: Mapping[str, str], other: str | None) -> Plan:
+    return {p: f"campaign:{other}" for p in sorted(_target_group(op, other), key=natural_key) if _known(op, p)}, []
+
+
+def _remove_campaign(op: Operator, compiled: CompiledCampaign, members: Mapping[str, str], other: str | None) -> Plan:
+    return {}, sorted(_target_group(op, other))
+
+
+def _target_group(op: Operator, other: str | None) -> set[str]:
+    """Another campaign's target group: its members and every partner enrolled in it (in any
+    state but removed)."""
     if other is None or (other not in op.plan.workspace.files and op.store.campaign_number(other) is None):
         raise UnknownName(f"unknown campaign '{other}'{did_you_mean(other or '', list(op.plan.workspace.files))}")
-    partners = set(op.store.members(other)) | op.store.partners_in(other, ("scheduled", "active", "paused", "finished"))
-    return {p: f"campaign:{other}" for p in sorted(partners, key=natural_key) if _known(op, p)}, []
+    return set(op.store.members(other)) | op.store.partners_in(other, ("scheduled", "active", "paused", "finished"))
 
 
 def _add_filter(op: Operator, compiled: CompiledCampaign, members: Mapping[str, str], text: str | None) -> Plan:
@@ -139,6 +159,7 @@ ACTIONS = {
     "add-group": _add_group,
     "remove-group": _remove_group,
     "copy-campaign": _copy_campaign,
+    "remove-campaign": _remove_campaign,
     "add-filter": _add_filter,
     "keep-filter": _keep_filter,
     "add": _add_partner,
@@ -205,7 +226,8 @@ def summary(op: Operator, campaign_id: str) -> dict[str, Any]:
         "members_by_origin": dict(Counter(origin.split(":")[0] for origin in members.values())),
         "audience": sum(1 for p in candidates if audience.matching_rulesets(p, ctx) or audience.member_of(p, op.plan.groups)),
         "candidates": len(candidates),
-        "excluded": {key: excluded.get(key, 0) for key in ("engine_exclude", "campaign_exclude", "test", "duplicates")},
+        "excluded": {key: excluded.get(key, 0) for key in ("engine_exclude", "campaign_exclude", "inactive", "test",
+                                                              "duplicates")},
         "excluded_by_role": dict(roles),
         "eligible": len(kept),  # candidates less every exclusion above
         "without_email_consent": sum(not consents(op, compiled, p, "email") for p in kept),  # of the eligible
@@ -217,4 +239,4 @@ def _reason(excluded_by: str) -> str:
         return "engine_exclude"
     if excluded_by == "audience.exclude":
         return "campaign_exclude"
-    return "test"
+    return "inactive" if excluded_by == INACTIVE_CONTACT else "test"

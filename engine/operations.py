@@ -33,10 +33,10 @@ import getpass
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from campaigns.enrollment import (CURRENT, NotAllowed, Operation, Refused, SkipReason, Status, StepStatus, after_resume,
-                                  current_status, PastEnrollment, step_transition, transition)
+                                  current_status, PastEnrollment, step_transition, transition, window_opens)
 from campaigns.flow import END
 from dsl.diagnostics import did_you_mean
 from dsl.runtime import Context
@@ -47,7 +47,10 @@ from .errors import UnknownName
 from .partners import PartnerBook
 from .store import Enrollment, Store
 from .delivery import deliver
-from .tick import StoreFacts, Tick, record_effects
+from .tick import StoreFacts, Tick, TickReport, record_effects
+
+
+MAX_RESULT = 200  # characters of a free result (engine complete)
 
 
 @dataclass(frozen=True)
@@ -114,8 +117,7 @@ def _partner(op: Operator, partner_id: str) -> dict:
 def start(op: Operator, campaign_id: str, partner_id: str, on: datetime | None = None) -> Enrollment:
     compiled = campaign(op, campaign_id)
     partner = _partner(op, partner_id)
-    if _globally_excluded(op, compiled, partner):
-        raise Refused(f"partner {partner_id} is excluded from every campaign by engine.yaml's exclude")
+    refuse_start(op, compiled, partner)
     scheduled = on is not None and on > op.at
     with op.store.transaction():
         Tick(op.store, op.plan, op.book, op.at).catch_up(campaign_id, partner_id)
@@ -137,6 +139,72 @@ def start(op: Operator, campaign_id: str, partner_id: str, on: datetime | None =
     return enrollment
 
 
+def refuse_start(op: Operator, compiled: CompiledCampaign, partner: Mapping) -> None:
+    """Why the partner cannot be started in the campaign whatever their enrollments say (a
+    :class:`Refused`): the campaign is switched off or locked, or engine.yaml excludes them."""
+    if not compiled.active:
+        raise Refused(f"campaign {compiled.id} is not active (active: false in its file): switch it on to start partners in it")
+    refuse_if_locked(op, compiled, "start partners in it")
+    if _globally_excluded(op, compiled, partner):
+        raise Refused(f"partner {partner[op.plan.id_field]} is excluded from every campaign by engine.yaml's exclude")
+
+
+def refuse_if_locked(op: Operator, compiled: CompiledCampaign, what: str) -> None:
+    """A one-shot campaign that started sending takes no one new."""
+    locked = op.store.locks().get(compiled.id)
+    if locked is not None:
+        raise Refused(f"campaign {compiled.id} started sending at {locked[0]} and is locked: you cannot {what}; "
+                      "copy it to a new file to send it to more partners")
+
+
+def startable(op: Operator, partner_id: str) -> list[dict[str, Any]]:
+    """Every campaign, and whether ``engine start`` would start the partner in it now (with
+    why not): the partner campaign list's "Start" menu."""
+    partner = _partner(op, partner_id)
+    current = {e.campaign for e in op.store.enrollments_of(partner_id) if e.status in CURRENT}
+    found = []
+    for cid in sorted(op.plan.workspace.files):
+        compiled = op.plan.campaigns.get(cid)
+        why = None
+        if compiled is None:
+            why = "the campaign file has errors (see engine check)"
+        elif cid in current:
+            why = "already in it (scheduled, active or paused)"
+        else:
+            try:
+                refuse_start(op, compiled, partner)
+            except Refused as refused:
+                why = str(refused)
+        name = compiled.campaign.name if compiled is not None else None
+        found.append({"campaign": cid, "name": name or cid, "startable": why is None, "why_not": why})
+    return found
+
+
+def execute(op: Operator, campaign_id: str) -> TickReport:
+    """Fire the campaign's trigger now, on demand (the seed's "Start Marketing Activity"): its
+    audience (or, without a trigger, its target group's new members) is enrolled at the
+    operation's time and what falls due runs at once. Refused when the campaign does not run
+    now: switched off, a draft, outside its window, or started by events."""
+    compiled = campaign(op, campaign_id)
+    if not compiled.active:
+        raise Refused(f"campaign {campaign_id} is not active (active: false in its file): switch it on to execute it")
+    if compiled.trigger == "event":
+        raise Refused(f"campaign {campaign_id} is started by {compiled.campaign.trigger.event} events: "
+                      "import them (engine events import) instead")
+    window = compiled.campaign.window
+    if window_opens(op.at, window, compiled.tz) != op.at:
+        assert window is not None
+        raise Refused(f"campaign {campaign_id} runs only inside its window, {window.start or '…'} to {window.end or '…'}: "
+                      f"{iso(op.at)} is outside it")
+    row = op.store.campaign_rows().get(campaign_id)
+    if row is not None and row[3] == compiled.content_hash:
+        raise Refused(f"campaign {campaign_id} is a draft (engine draft): edit its file to schedule it again")
+    report = Tick(op.store, op.plan, op.book, op.at).execute(campaign_id)
+    with op.store.transaction():
+        op.store.log(op.at, op.user, "execute", campaign_id, enrolled=report.enrolled, executed=report.executed)
+    return report
+
+
 # --- pause, resume, remove -----------------------------------------------------------------------
 
 
@@ -149,32 +217,43 @@ def _current_or_latest(op: Operator, campaign_id: str, partner_id: str) -> tuple
     return chosen, Status(chosen.status) if chosen else Status.NONE
 
 
-def change(op: Operator, operation: Operation, campaign_id: str, partner_ids: Sequence[str]) -> list[Enrollment]:
-    """Pause, resume or remove the current enrollment of each partner: all of them or none."""
-    campaign(op, campaign_id)
+def change(op: Operator, operation: Operation, campaign_ids: str | Sequence[str],
+           partner_ids: Sequence[str]) -> list[Enrollment]:
+    """Pause, resume or remove the current enrollment of each partner in each campaign: all of
+    them or none (one refusal refuses the lot)."""
+    campaign_ids = [campaign_ids] if isinstance(campaign_ids, str) else list(dict.fromkeys(campaign_ids))
+    if not campaign_ids:
+        raise UnknownName("name at least one campaign")
+    for cid in campaign_ids:
+        campaign(op, cid)
     if not partner_ids:
         raise UnknownName("name at least one partner (--partner P)")
     changed = []
     with op.store.transaction():
-        for pid in dict.fromkeys(partner_ids):
-            _partner_known(op, pid)
-            e, status = _current_or_latest(op, campaign_id, pid)
-            after = transition(operation, status, partner=pid, campaign=campaign_id)
-            assert e is not None
-            updates: dict = {"status": str(after)}
-            if operation is Operation.PAUSE:
-                updates["paused_at"] = op.at
-            elif operation is Operation.RESUME:
-                updates["paused_at"] = None
-                if e.due_at is not None:
-                    updates["due_at"] = after_resume(e.due_at, op.at)
-            elif operation is Operation.REMOVE:
-                updates.update(finished_at=op.at, due_at=None, reason="removed")
-            op.store.update_enrollment(e, **updates)
-            op.store.log(op.at, op.user, str(operation), campaign_id, pid, number=e.number)
-            changed.append(op.store.enrollment(e.id))
+        for cid in campaign_ids:
+            for pid in dict.fromkeys(partner_ids):
+                _partner_known(op, pid)
+                changed.append(_change_one(op, operation, cid, pid))
     deliver(op.store, op.plan, op.at)  # what catching up sent
     return [e for e in changed if e is not None]
+
+
+def _change_one(op: Operator, operation: Operation, campaign_id: str, partner_id: str) -> Enrollment | None:
+    e, status = _current_or_latest(op, campaign_id, partner_id)
+    after = transition(operation, status, partner=partner_id, campaign=campaign_id)
+    assert e is not None
+    updates: dict = {"status": str(after)}
+    if operation is Operation.PAUSE:
+        updates["paused_at"] = op.at
+    elif operation is Operation.RESUME:
+        updates["paused_at"] = None
+        if e.due_at is not None:
+            updates["due_at"] = after_resume(e.due_at, op.at)
+    elif operation is Operation.REMOVE:
+        updates.update(finished_at=op.at, due_at=None, reason="removed")
+    op.store.update_enrollment(e, **updates)
+    op.store.log(op.at, op.user, str(operation), campaign_id, partner_id, number=e.number)
+    return op.store.enrollment(e.id)
 
 
 def _partner_known(op: Operator, partner_id: str) -> None:
@@ -323,6 +402,31 @@ def respond(op: Operator, target_id: str, key: str, answers: Mapping[str, str] |
     deliver(op.store, op.plan, op.at)  # what catching up (the goto's, the follow-up's) sent
     return Answered(target_id, kind, campaign_id, step_id, partner_id, key, result, follow_up, enrollment, note,
                     goto, goto_note)
+
+
+def complete(op: Operator, activity_id: str, result: str) -> dict:
+    """Complete an activity whose step lists no responses, with a result in the rep's own
+    words (an activity with responses is answered with one of them: ``respond``)."""
+    result = result.strip()
+    if not result or len(result) > MAX_RESULT:
+        raise Refused(f"give a result of 1 to {MAX_RESULT} characters")
+    activity = op.store.activity(activity_id)
+    if activity is None:
+        raise UnknownName(f"no activity with id '{activity_id}' (see engine activities)")
+    compiled = op.plan.campaigns.get(activity["campaign"])
+    step = compiled.steps.get(activity["step"]) if compiled is not None else None
+    choices = _choices(step, activity)
+    if choices:
+        raise Refused(f"activity {activity_id} takes one of its responses ({', '.join(choices)}): "
+                      f"engine respond {activity_id} RESPONSE")
+    with op.store.transaction():
+        if not op.store.complete_activity(activity_id, None, result, op.at, {}, None):
+            raise Refused(f"activity {activity_id} was completed already, at {activity.get('responded_at')}")
+        op.store.log(op.at, op.user, "complete", activity["campaign"], activity["partner"], target=activity_id,
+                     step=activity["step"], result=result)
+    found = op.store.activity(activity_id)
+    assert found is not None
+    return found
 
 
 def _choices(step, activity: Mapping | None) -> dict[str, tuple[str, str | None, str | None]]:

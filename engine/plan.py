@@ -25,10 +25,23 @@ For each campaign file, against the store:
   end). A step inserted beyond every enrollment's position is not told apart from one nobody
   has reached yet: it runs as any later step does;
 - ``locked``: the error of a one-shot campaign that started sending and whose steps, audience or
-  trigger were edited.
+  trigger were edited;
+- ``next_firing``: for an active ``cron`` or ``at`` campaign (null for the others), the trigger's
+  next firing and whom it would enroll: ``{"kind": "cron"|"at", "trigger": the cron expression
+  or the at time, "at": when it fires next (null: it does not), "due": it fires at or before the
+  plan's time (the next tick fires it), "enrolls": how many, "sample": the first few ids,
+  "note": why nobody or nothing, or null}``. The next firing is the tick's: a cron's first
+  occurrence after the last one fired (or from when the campaign was switched on; a campaign the
+  store has not seen active yet starts at the plan's time), an ``at`` time not fired yet (one
+  already past fires at the next tick, taken to be the plan's time). Whom it enrolls: the
+  audience as of the firing, from the partner source as it is now, who may be enrolled by a
+  trigger then (not current, ``reenroll``, exclusivity), with the store's enrollments as they are
+  now; nobody when the window is closed then. A firing of a campaign returned to draft (``engine
+  draft``) and not edited since is none; a cron that does not fire in ten years neither.
 
-Nothing is written. ``changes`` counts the campaigns with anything to report; the CLI exits 4
-when it is not zero (0 when nothing would change).
+Nothing is written. ``changes`` counts the campaigns with anything to report (a next firing counts
+when it is due and enrolls someone: the next tick would); the CLI exits 4 when it is not zero (0
+when nothing would change).
 """
 
 from __future__ import annotations
@@ -38,9 +51,12 @@ from datetime import datetime
 from typing import Any
 
 from campaigns.audience import natural_key
+from campaigns.enrollment import PastEnrollment, eligible_for_trigger, window_opens
+from campaigns.schedule import at_fire_time, next_cron_firing
 from dsl.records import read_partners
 from dsl.runtime import Context
 
+from .clock import aware, from_iso, iso
 from .compiled import CompiledWorkspace
 from .locks import lock_error
 from .store import Enrollment, Store
@@ -58,7 +74,7 @@ def plan_changes(store: Store, plan: CompiledWorkspace, at: datetime) -> dict[st
     found = []
     for cid in sorted(plan.workspace.files):
         entry: dict[str, Any] = {"campaign": cid, "state": "unchanged", "audience": None, "removed_steps": None,
-                                 "locked": None, "renamed_steps": None, "new_steps": None}
+                                 "locked": None, "renamed_steps": None, "new_steps": None, "next_firing": None}
         compiled = plan.campaigns.get(cid)
         if compiled is None:
             entry["state"] = "broken"
@@ -74,6 +90,7 @@ def plan_changes(store: Store, plan: CompiledWorkspace, at: datetime) -> dict[st
         entry["removed_steps"] = _removed_steps(current, compiled)
         entry["renamed_steps"] = _renamed_steps(current, compiled)
         entry["new_steps"] = _new_steps(store, current, compiled)
+        entry["next_firing"] = _next_firing(store, plan, compiled, partners, at, known.get(cid))
         if cid in locks:
             problem = lock_error(cid, compiled.campaign, *locks[cid])
             entry["locked"] = problem.render(None) if problem is not None else None
@@ -87,7 +104,8 @@ def _changes(entry: dict[str, Any]) -> bool:
     return bool(entry["state"] != "unchanged" or audience.get("newly_matching") or audience.get("no_longer_matching")
                 or (entry["removed_steps"] or {}).get("enrollments") or entry["locked"]
                 or (entry.get("renamed_steps") or {}).get("enrollments")
-                or (entry.get("new_steps") or {}).get("enrollments"))
+                or (entry.get("new_steps") or {}).get("enrollments")
+                or bool((entry.get("next_firing") or {}).get("due") and entry["next_firing"]["enrolls"]))
 
 
 def _partners(plan: CompiledWorkspace) -> list[dict]:
@@ -112,6 +130,67 @@ def _audience(store: Store, plan: CompiledWorkspace, compiled, partners: list[di
     gone = sorted(current - matching, key=natural_key)
     return {"matching": len(matching), "newly_matching": len(newly), "newly_sample": newly[:SAMPLE],
             "no_longer_matching": len(gone), "no_longer_sample": gone[:SAMPLE]}
+
+
+def _next_firing(store: Store, plan: CompiledWorkspace, compiled, partners: list[dict], at: datetime,
+                 row: tuple | None) -> dict[str, Any] | None:
+    """The next firing of an active cron or `at` campaign and whom it would enroll (see the
+    module's docstring); None for the other campaigns."""
+    trigger = compiled.campaign.trigger
+    if trigger is None or (trigger.cron is None and trigger.at is None) or not compiled.campaign.active:
+        return None
+    cid = compiled.id
+    if trigger.cron is not None:
+        found: dict[str, Any] = {"kind": "cron", "trigger": trigger.cron}
+    else:
+        at_time = aware(trigger.at if trigger.at.tzinfo is not None else trigger.at.replace(tzinfo=compiled.tz))
+        found = {"kind": "at", "trigger": iso(at_time)}
+    found.update({"at": None, "due": False, "enrolls": 0, "sample": [], "note": None})
+    draft = row[3] if row is not None else None
+    if draft is not None and draft == compiled.content_hash:
+        found["note"] = "returned to draft (engine draft): it does not fire until its file is edited"
+        return found
+    # active since (the tick that switched it on); not seen active yet, or a draft edited since:
+    # the next tick starts it, taken to be at the plan's time
+    since = row[2] if row is not None and row[1] and row[2] is not None and draft is None else at
+    if trigger.cron is not None:
+        last = store.last_firing(cid, "cron:")
+        fired = from_iso(last[5:]) if last else None
+        after, inclusive = (fired, False) if fired is not None and fired >= since else (since, True)
+        when = next_cron_firing(trigger.cron, after, compiled.tz, inclusive=inclusive)
+        if when is None:
+            found["note"] = "the cron expression does not fire in the next ten years"
+            return found
+    else:
+        if store.has_fired(cid, "at:" + iso(at_time)):
+            found["note"] = "it fired already: a one-shot fires once"
+            return found
+        when = at_fire_time(at_time, since)
+    found["at"], found["due"] = iso(when), when <= at
+    if window_opens(when, compiled.campaign.window, compiled.tz) is None:
+        found["note"] = "the campaign's window has closed by then: it enrolls nobody"
+        return found
+    ctx = Context(now=when, tz=compiled.tz, facts=StoreFacts(store, plan, cid, None, when))
+    ids = sorted(compiled.audience.select(partners, ctx, plan.groups), key=natural_key)
+    history = store.history(ids) if ids else {}
+    enrolls = [pid for pid in ids if eligible_for_trigger(cid, compiled.campaign, [
+        PastEnrollment(e.campaign, e.number, e.status, e.started_at, e.finished_at, plan.exclusive(e.campaign))
+        for e in history.get(pid, [])], when)]
+    found["enrolls"], found["sample"] = len(enrolls), enrolls[:SAMPLE]
+    return found
+
+
+def firing_line(firing: dict[str, Any]) -> str:
+    """The text line of ``next_firing`` (for `engine plan` without ``--json``)."""
+    what = f"{firing['kind']} {firing['trigger']}" if firing["kind"] == "at" else f"cron \"{firing['trigger']}\""
+    if firing["at"] is None:
+        return f"next firing ({what}): none, {firing['note']}"
+    when = f"next firing ({what}) at {firing['at']}" + (" (due: the next tick fires it)" if firing["due"] else "")
+    if firing["note"]:
+        return f"{when}: {firing['note']}"
+    if not firing["enrolls"]:
+        return f"{when} would enroll nobody"
+    return f"{when} would enroll {firing['enrolls']} partners (e.g. {', '.join(firing['sample'])})"
 
 
 def _removed_steps(current: list[Enrollment], compiled) -> dict[str, Any]:

@@ -13,6 +13,9 @@ Decisions where SPEC is silent:
   itself. ``language`` in the outbox is the variant's key, or ``default`` for the step's own text.
 - A template that fails for a partner (an undefined value at run time, a division by zero, …)
   fails the step for that partner with the reason, and the enrollment goes on with the next step.
+- An email step's ``attachments`` are recorded with each message as ``attachments: [{path, size,
+  sha256, content_type}]`` (campaigns.attachments); one that is missing or too big when the step
+  runs fails the step for that partner with reason ``attachment_error``.
 - A letter is one row of ``.engine/letters/<campaign>/<step>.csv`` with the columns
   :data:`LETTER_COLUMNS`; ``body`` is the rendered template, ready for the print shop's merge.
 """
@@ -25,6 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
+from campaigns.attachments import AttachmentError, describe
 from campaigns.model import Activity, Campaign, Email, Letter, Popup, Settings, Sms, Step
 from dsl.templates import TemplateError, render_file, render_inline
 
@@ -165,6 +169,11 @@ def _email(job: Job, email: Email) -> Effects:
     bcc = job.settings.channels.email.bcc
     if bcc:
         record["bcc"] = bcc
+    if email.attachments:  # the step's list, for every language (campaigns.attachments)
+        try:
+            record["attachments"] = describe(job.templates_dir.parent, email.attachments, job.settings)
+        except AttachmentError as exc:
+            return Effects("failed", "attachment_error", detail={"error": str(exc)})
     html = bool(template) and template.lower().removesuffix(".j2").endswith((".html", ".htm"))
     return Effects("executed", messages=(decorate(record, job.links, html),), detail={"message": job.message_id},
                    html=html)

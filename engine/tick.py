@@ -63,8 +63,9 @@ from .errors import StoreContention
 from .facts import StoreFacts
 from .links import links_for, require_signer
 from .locks import lock_error
+from .membership import leave_static_groups
 from .monitor import check_monitors
-from .partners import PartnerBook, import_partners
+from .partners import PartnerBook, PartnerImport, import_partners
 from .report import CampaignFailed, TickReport
 from .steps import Effects
 from .store import Conflict, Enrollment, Store
@@ -84,6 +85,27 @@ def tick(store: Store, plan: CompiledWorkspace, book: PartnerBook, at: datetime,
     configures). ``offline`` (a simulation) signs the links in messages with a key no server
     accepts, so it needs no secret."""
     return Tick(store, plan, book, aware(at), using, offline=offline).run()
+
+
+def exits_revision(store: Store) -> int:
+    """The partner revision whose changes the exit checks have seen; a store that has none yet
+    starts from the revision it has now (before the coming import)."""
+    raw = store.meta(EXITS_CHECKED)
+    if raw is not None:
+        return int(raw)
+    with store.transaction():
+        revision = store.partner_revision()
+        store.set_meta(EXITS_CHECKED, str(revision))
+    return revision
+
+
+def import_before_tick(store: Store, plan: CompiledWorkspace, at: datetime) -> PartnerImport:
+    """The partner source imported as a tick would, for a command that runs before the first
+    tick, or after the source changed and before the next tick: ``engine start``, ``explain``
+    or ``group add`` see the partners the next tick will. That tick still checks the exits of
+    the records this import changed."""
+    exits_revision(store)
+    return import_partners(store, plan, at)
 
 
 class Tick(Part):
@@ -118,7 +140,7 @@ class Tick(Part):
 
     def _run(self) -> None:
         self._deliver()  # what an earlier tick committed but did not hand over (killed, or an outage)
-        exits_checked = self._exits_checked()
+        exits_checked = exits_revision(self.store)
         imported = import_partners(self.store, self.plan, self.at)
         self.report.diagnostics += imported.diagnostics
         self.book.refresh()
@@ -132,6 +154,8 @@ class Tick(Part):
             with self.unit():
                 upcoming[1]()
         self.triggers.sample_audiences()
+        with self.store.transaction():
+            leave_static_groups(self.store, self.plan.groups, self.at, ENGINE_USER)
         self.triggers.enroll_members()
         self._ask_waits()
         self._run_steps(self.at)
@@ -202,17 +226,6 @@ class Tick(Part):
         self.since.clear()
         self.since.update((cid, row[2]) for cid, row in self.store.campaign_rows().items())
         self.running[:] = sorted(cid for cid, c in self.plan.campaigns.items() if c.active and cid not in held)
-
-    def _exits_checked(self) -> int:
-        """The partner revision whose changes the exit checks have seen; a store that has none yet
-        starts from the revision it has now (before this tick's import)."""
-        raw = self.store.meta(EXITS_CHECKED)
-        if raw is not None:
-            return int(raw)
-        with self.store.transaction():
-            revision = self.store.partner_revision()
-            self.store.set_meta(EXITS_CHECKED, str(revision))
-        return revision
 
     def _check_exits(self, since: int) -> None:
         """Exits of the partners whose records changed since revision ``since`` (this tick's
@@ -304,6 +317,20 @@ class Tick(Part):
                        kind=node.kind if node else None, count=count)
 
     # --- for the operations ------------------------------------------------------------------
+
+    def execute(self, campaign_id: str) -> TickReport:
+        """``engine execute``: the campaign's trigger fires at the tick's time, on demand, and
+        what that makes due in the campaign runs now and is delivered; the other campaigns are
+        left to the next tick. The caller has checked that the campaign may run now."""
+        self._deliver()
+        self._sync_campaigns()
+        if campaign_id in self.running:
+            self.running[:] = [campaign_id]
+            self.triggers.execute(self.plan.campaigns[campaign_id])
+            self._run_steps(self.at)
+            self._deliver()
+        self.report.diagnostics = list(dict.fromkeys(self.report.diagnostics))
+        return self.report
 
     def effects(self, compiled: CompiledCampaign, e: Enrollment, step, partner, due: datetime, **options) -> Effects:
         """What the step does for this partner as of ``due`` (:meth:`Advance.effects`)."""

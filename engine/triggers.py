@@ -84,6 +84,24 @@ class Triggers(Part):
             if compiled.trigger == "at" and enrolled:  # a one-shot that starts sending is locked
                 self.store.lock(compiled.id, when, snapshot(compiled.campaign))
 
+    def execute(self, compiled: CompiledCampaign) -> int:
+        """The trigger fired now, on demand (``engine execute``): a campaign with an audience
+        enrolls it as a firing would (recorded as the occurrence ``execute:<time>``), one
+        without a trigger enrolls its target group's new members; the number enrolled."""
+        if compiled.trigger is None:
+            before = self.report.enrolled
+            self.enroll_members()
+            return self.report.enrolled - before
+        with self.as_campaign(compiled.id), self.store.transaction():
+            key = "execute:" + iso(self.at)
+            if not self.store.record_firing(compiled.id, key, self.at):
+                return 0
+            enrolled = self._enroll_all(compiled, self._audience(compiled, self.at), self.at, source="execute")
+            self.store.set_firing_count(compiled.id, key, enrolled)
+            if compiled.trigger == "at" and enrolled:
+                self.store.lock(compiled.id, self.at, snapshot(compiled.campaign))
+        return enrolled
+
     def sample_audiences(self) -> None:
         """Every `audience` trigger at the tick's time: whoever is in the audience and may be
         enrolled is. A full sample asks the store for the whole audience (one query when it

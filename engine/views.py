@@ -14,11 +14,13 @@ from dsl.runtime import Context
 
 from .clock import maybe_iso
 from .compiled import CompiledWorkspace
+from .membership import started_by, started_by_row
 from .operations import step_status
 from .store import Enrollment, Store
 from .tick import StoreFacts
 
 STATUSES = ("scheduled", "active", "paused", "finished", "removed")
+PER_PAGE = 100  # rows of `engine members` per page
 
 
 def enrollment_json(e: Enrollment, plan: CompiledWorkspace, number: int | None = None) -> dict[str, Any]:
@@ -30,7 +32,7 @@ def enrollment_json(e: Enrollment, plan: CompiledWorkspace, number: int | None =
         "number": e.number,
         "status": e.status,
         "reason": e.reason,
-        "started": "manual" if e.origin == "manual" else "automatic",
+        "started": started_by(e),
         "origin": e.origin,
         "source": e.source,
         "started_at": maybe_iso(e.started_at),
@@ -59,6 +61,40 @@ def campaign_summary(store: Store, plan: CompiledWorkspace, campaign_id: str) ->
         "total": sum(counts.values()),
         "by_origin": store.count_by_origin(campaign_id),
     }
+
+
+def members(store: Store, plan: CompiledWorkspace, campaign_id: str, status: str | None, page: int,
+            per_page: int = PER_PAGE) -> dict[str, Any]:
+    """One page of the campaign's members (its target group) and enrollees, by partner id: each
+    with their membership and their latest enrollment (status ``member``: a member the next
+    tick enrolls, or one the campaign's rules keep out)."""
+    total = store.count_people(campaign_id, status)
+    pages = max(1, -(-total // per_page))
+    rows = store.people(campaign_id, status, per_page, (page - 1) * per_page)
+    executed = store.executed_steps(r["id"] for r in rows if r["id"] is not None)
+    compiled = plan.campaigns.get(campaign_id)
+    flow = compiled.flow if compiled else None
+    people = []
+    for r in rows:
+        enrolled = r["id"] is not None
+        steps = executed.get(r["id"], []) if enrolled else []
+        people.append({
+            "partner": r["partner"],
+            "member": r["member_origin"] is not None,
+            "member_origin": r["member_origin"],
+            "added_at": r["added_at"],
+            "status": r["status"] if enrolled else "member",
+            "reason": r["reason"],
+            "origin": started_by_row(r["origin"], r["source"]) if enrolled else None,
+            "number": r["number"],
+            "started_at": r["started_at"],
+            "finished_at": r["finished_at"],
+            "next_step": r["next_step"] if r["status"] in CURRENT else None,
+            "due_at": r["due_at"] if r["status"] in CURRENT else None,
+            "executed": [flow.resolve(s) or s for s in steps] if flow else steps,
+        })
+    return {"campaign": campaign_id, "status": status, "total": total, "page": page, "pages": pages,
+            "per_page": per_page, "members": people}
 
 
 def all_campaigns(store: Store, plan: CompiledWorkspace) -> dict[str, Any]:

@@ -6,6 +6,12 @@ A message is a ``multipart/alternative`` with a text and an HTML part when its b
 (a `.html` template), plain text otherwise. Its ``Date`` is the logical time it was sent as of.
 BCC addresses are envelope recipients only: they get the message, nobody sees them.
 
+Attachments (``record["attachments"]``, campaigns.attachments) make it a ``multipart/mixed``:
+the body (text, or the text/HTML alternative) first, then each file as a part of its recorded
+content type, named by its base name. The files are read from the workspace when the message is
+handed over; one that is gone or no longer has the recorded size and sha256 fails that message
+(never sent with other content), and the batch goes on.
+
 What happens to each message: accepted → sent; refused with a 5xx reply (no such mailbox,
 policy) → failed with the server's reason; anything temporary (connection refused or lost, a 4xx
 reply, a timeout) → retry, and the rest of the batch waits for the next attempt too. Outcomes are
@@ -24,8 +30,10 @@ from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
 from email.utils import formatdate
 from html.parser import HTMLParser
-from typing import Iterator, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Iterator, Mapping, Sequence
 
+from campaigns.attachments import AttachmentError, read_attachment
 from campaigns.model import Channel
 
 from . import FAILED, RETRY, SENT, Outcome, Outgoing
@@ -38,9 +46,10 @@ READABLE = 60  # characters of the engine id shown in a Message-ID
 class SmtpTransport:
     idempotent, external = False, True
 
-    def __init__(self, channel: Channel):
+    def __init__(self, channel: Channel, root: Path | None = None):
         self.channel = channel
         self.sender = channel.from_ or "campaign-engine@localhost"
+        self.root = root  # the workspace: where attachments are read from
 
     def send(self, batch: Sequence[Outgoing]) -> Iterator[Outcome]:
         """One connection for the batch, one SMTP transaction per message."""
@@ -80,7 +89,11 @@ class SmtpTransport:
         if unicode and not server.has_extn("smtputf8"):
             return Outcome(message.id, FAILED, "the mail server does not offer SMTPUTF8, which an address with non-ASCII characters needs")
         try:
-            data = build_message(message, self.sender).as_bytes(policy=SMTPUTF8 if unicode else SMTP)
+            files = self._attachments(message.record)
+        except AttachmentError as exc:  # gone or changed since the step ran: never send something else
+            return Outcome(message.id, FAILED, f"cannot attach: {exc}")
+        try:
+            data = build_message(message, self.sender, files).as_bytes(policy=SMTPUTF8 if unicode else SMTP)
         except (ValueError, TypeError) as exc:  # e.g. a line break inside a header value
             return Outcome(message.id, FAILED, f"cannot build the message: {exc}")
         try:
@@ -101,6 +114,13 @@ class SmtpTransport:
             return self._abandon(server, message, exc.smtp_code, exc.smtp_error)
         return Outcome(message.id, SENT)
 
+    def _attachments(self, record: Mapping) -> list[tuple[Mapping, bytes]]:
+        """Each recorded attachment with its bytes, as recorded (AttachmentError otherwise)."""
+        entries = record.get("attachments") or []
+        if entries and self.root is None:
+            raise AttachmentError("this transport was given no workspace to read attachments from")
+        return [(entry, read_attachment(self.root, entry)) for entry in entries]  # type: ignore[arg-type]
+
     def _abandon(self, server: smtplib.SMTP, message: Outgoing, code: int, reply: bytes | str,
                  address: str | None = None) -> Outcome:
         try:
@@ -112,7 +132,8 @@ class SmtpTransport:
         return Outcome(message.id, status, f"{where}{code} {_text(reply)}")
 
 
-def build_message(message: Outgoing, sender: str) -> EmailMessage:
+def build_message(message: Outgoing, sender: str, files: Sequence[tuple[Mapping, bytes]] = ()) -> EmailMessage:
+    """The message as it goes out; ``files``: each attachment's record and bytes."""
     record = message.record
     email = EmailMessage()
     email["From"] = sender
@@ -131,6 +152,10 @@ def build_message(message: Outgoing, sender: str) -> EmailMessage:
         email.add_alternative(body, subtype="html")
     else:
         email.set_content(body)
+    for entry, content in files:
+        maintype, _, subtype = str(entry.get("content_type") or "application/octet-stream").partition("/")
+        email.add_attachment(content, maintype=maintype, subtype=subtype or "octet-stream",
+                             filename=PurePosixPath(entry["path"]).name)
     return email
 
 

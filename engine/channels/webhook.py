@@ -1,6 +1,11 @@
 """SMS through an HTTP endpoint: each message POSTed as the JSON record of SPEC §8, with an
 ``Idempotency-Key`` header (the message id) so a retried POST is recognisably the same message.
 
+An email sent this way (``channels.email.transport: webhook``) posts its record likewise: its
+``attachments`` are the metadata recorded when the step ran (path, size, sha256, content type),
+never the files' content (the receiver knows what was meant to be attached; to send the files
+themselves, use the smtp transport).
+
 2xx → sent; 408, 429 and 5xx, or no answer → retry; any other 4xx → failed (the provider will
 not take it, e.g. a malformed number), with the status and the start of the response body.
 """

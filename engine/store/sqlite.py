@@ -66,6 +66,20 @@ class Enrollment:
                    maybe_from_iso(due), maybe_from_iso(paused), version, maybe_from_iso(waiting))
 
 
+_PEOPLE_COLUMNS = ("p.partner, m.origin, m.added_at, e.id, e.number, e.status, e.reason, e.origin, e.source, "
+                   "e.started_at, e.finished_at, e.next_step, e.due_at")
+
+
+def _people(campaign: str, status: str | None) -> tuple[str, tuple]:
+    """The FROM and WHERE of a campaign's members and enrollees, each with their latest enrollment."""
+    sql = ("FROM (SELECT partner FROM members WHERE campaign = ? UNION SELECT partner FROM enrollments WHERE campaign = ?) p"
+           " LEFT JOIN members m ON m.campaign = ? AND m.partner = p.partner"
+           " LEFT JOIN enrollments e ON e.id = (SELECT max(x.id) FROM enrollments x WHERE x.campaign = ? AND x.partner = p.partner)")
+    if status is None:
+        return sql, (campaign,) * 4
+    return sql + " WHERE coalesce(e.status, 'member') = ?", (*(campaign,) * 4, status)
+
+
 _ENROLLMENT_COLUMNS = ("id, campaign, partner, number, status, reason, origin, source, created_at, started_at, "
                        "finished_at, after_step, next_step, due_at, paused_at, version, waiting_since")
 
@@ -160,7 +174,8 @@ class SQLiteStore:
             yield
         except BaseException:
             self._depth = 0
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # SQLite ends a transaction itself on some errors (a full disk)
+                self.db.execute("ROLLBACK")
             raise
         self._depth = 0
         self.db.execute("COMMIT")
@@ -536,6 +551,17 @@ class SQLiteStore:
                 f"SELECT DISTINCT enrollment, step FROM step_runs WHERE enrollment IN ({marks})", chunk))
         return found
 
+    def executed_steps(self, enrollments: Iterable[int]) -> dict[int, list[str]]:
+        """enrollment → the steps it executed, in the order they ran (a step run again is listed again)."""
+        found: dict[int, list[str]] = {}
+        for chunk in _chunks(sorted(set(enrollments)), 500):
+            marks = ",".join("?" * len(chunk))
+            for enrollment, step in self.db.execute(
+                    f"SELECT enrollment, step FROM step_runs WHERE enrollment IN ({marks}) AND status = 'executed' "
+                    "ORDER BY enrollment, at, step, run", chunk):
+                found.setdefault(enrollment, []).append(step)
+        return found
+
     def record_step(self, enrollment_id: int, step: str, run: int, status: str, reason: str | None,
                     due_at: datetime | None, at: datetime, detail: Mapping[str, Any] | None = None) -> None:
         self.record_steps([(enrollment_id, step, run, status, reason, due_at, at, detail)])
@@ -720,6 +746,26 @@ class SQLiteStore:
         """partner → origin."""
         return dict(self.db.execute("SELECT partner, origin FROM members WHERE campaign = ? ORDER BY partner",
                                     (campaign,)).fetchall())
+
+    def members_from_groups(self) -> list[tuple[str, str, str]]:
+        """(campaign, partner, origin) of every member added from a static group."""
+        return [tuple(row) for row in self.db.execute(
+            "SELECT campaign, partner, origin FROM members WHERE origin LIKE 'group:%' ORDER BY campaign, partner")]
+
+    def people(self, campaign: str, status: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+        """The campaign's members and enrollees by partner id: each one's membership (origin,
+        when added) and latest enrollment; ``status`` keeps those whose latest enrollment has
+        it (``member``: members not enrolled yet)."""
+        keys = ("partner", "member_origin", "added_at", "id", "number", "status", "reason", "origin", "source",
+                "started_at", "finished_at", "next_step", "due_at")
+        where, params = _people(campaign, status)
+        rows = self.db.execute(f"SELECT {_PEOPLE_COLUMNS} {where} ORDER BY p.partner LIMIT ? OFFSET ?",
+                               (*params, limit, offset)).fetchall()
+        return [dict(zip(keys, row)) for row in rows]
+
+    def count_people(self, campaign: str, status: str | None) -> int:
+        where, params = _people(campaign, status)
+        return self._one(f"SELECT count(*) {where}", params)
 
     def members_to_enroll(self, campaign: str) -> list[str]:
         """Members with no enrollment in the campaign that is current or started since they

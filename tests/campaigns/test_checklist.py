@@ -12,7 +12,6 @@ from campaigns.checklist import content_hash, launch_checklist
 from campaigns.workspace import load_workspace
 from engine import dryrun
 from engine.clock import parse_time
-from engine.compiled import compile_workspace
 from engine.testing import copy_workspace
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -145,13 +144,15 @@ def test_hashes_may_be_given_by_the_caller(root: Path) -> None:
     assert launch_checklist(workspace, {"complete": "h"}, hashes={"complete": "h"}) == []
 
 
-def test_the_hash_is_the_compiled_content_hash_even_with_crlf(root: Path) -> None:
+def test_a_crlf_checkout_has_the_hash_of_the_lf_one(root: Path) -> None:
+    """git's core.autocrlf checks a file out with CRLF on one clone and LF on another: the pass
+    recorded on one counts on the other."""
     path = root / "campaigns" / "crlf.yaml"
-    path.write_bytes(COMPLETE.replace("Complete", "Crlf").encode().replace(b"\n", b"\r\n"))
+    lf = COMPLETE.replace("Complete", "Crlf").encode()
+    path.write_bytes(lf.replace(b"\n", b"\r\n"))
     workspace = load_workspace(root)
-    compiled = compile_workspace(workspace)
-    tested = {"crlf": compiled.campaigns["crlf"].content_hash}
-    assert launch_checklist(workspace, tested) == []
+    assert content_hash(workspace.files["crlf"]) == hashlib.sha256(lf).hexdigest()
+    assert launch_checklist(workspace, {"crlf": hashlib.sha256(lf).hexdigest()}) == []
 
 
 # --- the examples ---------------------------------------------------------------------------------

@@ -91,7 +91,7 @@ campaign_text = st.one_of(
             "name: x", "active: true", "audience:", "  rulesets:", "    a: partner.tier == 'gold'",
             "    b: partner.", "  groups: [summit-2026, nope]", "trigger:", "  cron: '0 9 * * MON'", "  at: 2026-13-01",
             "steps:", "  - id: a", "    email: {subject: '{{ partner.name }}', body: '{% if %}'}", "  - wait: 3d",
-            "  - wait: {until: '9'}", "    activity: {kind: call, responses: {a: {result: ok, follow_up: nurture}}}",
+            "  - wait: {until: '9'}", "    activity: {kind: call, responses: {a: {result: successful, follow_up: nurture}}}",
             "    when: opened('a')", "    letter: {template: nope.j2}", "reenroll: 90d", "  - id: a", "- x", "  ", "\t",
             "window: {start: 2026-07-01}", "    sms: {text: '{{ parnter }}'}", "exit_when: 1 +", "monitor: {in_campaign_min: 200%}",
         ]),

@@ -31,6 +31,8 @@ PARTNER = record({
 CAMPAIGN = Scope(PARTNER, steps=("welcome", "intro-call"), groups=("summit-2026",), campaigns=("nurture", "demo-invite"))
 OUTSIDE = Scope(PARTNER, groups=("summit-2026",), campaigns=("nurture",))  # consent, global exclude
 EVENT = replace(CAMPAIGN, event=True)
+FUNCTIONS = ("bounced, clicked, coalesce, contains, days_since, ends_with, in_campaign, in_group, len, lower, "
+             "matches, opened, responded, response, starts_with, upper, was_in_campaign")
 
 
 def found(text: str, scope: Scope = CAMPAIGN, expect=BOOL) -> list[str]:
@@ -92,13 +94,15 @@ CASES = [
     ("partner.name.first == 1", ["14 cannot read field 'first' of a string"]),
     ("partner.revenue[0] == 1", ["1 only lists, strings and records can be indexed, but this is a number"]),
     ('partner.tags["a"] == "b"', ["14 a position must be a number, but this is a string"]),
-    ("partner.name[0] == 1", ["17 cannot compare string with number"]),
+    ("partner.name[0] == 1", ['17 cannot compare string with number: partner.name[0] is a string; write "1" in quotes']),
     ("partner[1] == 1", ["9 a field name must be a string, but this is a number"]),
     # comparisons
-    ('partner.revenue > "x"', ["17 cannot compare number with string"]),
-    ("partner.active == \"true\"", ["16 cannot compare bool with string"]),
-    ("partner.joined_at == 3d", ["19 cannot compare date with duration"]),
-    ("partner.tags == [1]", ["14 cannot compare list[string] with list[number]"]),
+    ('partner.revenue > "x"', ["17 cannot compare number with string: partner.revenue is a number; "
+                                "compare it with a number such as 100, without quotes"]),
+    ("partner.active == \"true\"", ["16 cannot compare bool with string: partner.active is a bool; write true without quotes"]),
+    ("partner.joined_at == 3d", ["19 cannot compare date with duration: partner.joined_at is a date; "
+                                 "compare it with a date such as 2026-01-31"]),
+    ("partner.tags == [1]", ['14 cannot compare list[string] with list[number]: partner.tags is a list[string]; write ["1"]']),
     ("partner.active < true", ["1 '<' needs numbers, strings, dates or durations, but this is a bool",
                                "18 '<' needs numbers, strings, dates or durations, but this is a bool"]),
     ("partner.revenue > null", ["19 warning: '>' with null is always false; to test for a missing value use == null"]),
@@ -113,8 +117,8 @@ CASES = [
     ('coalesce(null, partner.tier) == "platnum"',
      ["33 'platnum' is not a value of coalesce(null, partner.tier) (silver, gold, platinum); did you mean 'platinum'?"]),
     # membership
-    ("3 in partner.tags", ["3 cannot look for a number in a list[string]"]),
-    ("3 in partner.name", ["3 cannot look for a number in a string"]),
+    ("3 in partner.tags", ['3 cannot look for a number in a list[string]: partner.tags is a list[string]; write "3" in quotes']),
+    ("3 in partner.name", ['3 cannot look for a number in a string: partner.name is a string; write "3" in quotes']),
     ("partner.name in 3", ["17 'in' needs a list or a string on its right, but this is a number"]),
     ("null in partner.tags", ["1 warning: 'in' with null is always false"]),
     ("partner.name not in null", ["21 warning: 'not in' with null is always false"]),
@@ -136,7 +140,7 @@ CASES = [
     # lists
     ('partner.revenue in [1, "a"]', ["24 mixed types in a list: a number, then a string"]),
     # calls
-    ("lenght(partner.name) > 2", ["1 unknown function 'lenght'; did you mean 'len'?"]),
+    ("lenght(partner.name) > 2", [f"1 unknown function 'lenght'; did you mean 'len'? (functions: {FUNCTIONS})"]),
     ("today() > partner.joined_at", ["1 'today' is not a function; write today without parentheses"]),
     ("len(partner.name, 2) > 1", ["1 len() takes 1 argument, got 2"]),
     ('contains("a") or starts_with()', ["1 contains() takes 2 arguments, got 1", "18 starts_with() takes 2 arguments, got 0"]),
@@ -144,7 +148,8 @@ CASES = [
     ("lower(partner.revenue) == \"x\"", ["7 lower() needs a string, but this is a number"]),
     ("days_since(partner.name) > 1", ["12 days_since() needs a date or a datetime, but this is a string"]),
     ("len(partner.revenue) > 1", ["5 len() needs a string or a list, but this is a number"]),
-    ("contains(partner.tags, 1)", ["24 cannot look for a number in a list[string]"]),
+    ("contains(partner.tags, 1)", ['24 cannot look for a number in a list[string]: partner.tags is a list[string]; '
+                                   'write "1" in quotes']),
     ('coalesce(partner.revenue, "none") == 1', ["27 mixed types in coalesce(): a number, then a string"]),
     ('matches(partner.name, "(")', ["23 invalid regular expression: missing ), unterminated subpattern at position 0"]),
     ('opened("welcom")', ["8 unknown step 'welcom' in this campaign; did you mean 'welcome'?"]),
@@ -178,7 +183,7 @@ def test_every_problem_is_reported_once_without_cascades():
     text = 'partner.countyr == "FI" and lenght(partner.x) > "a" and partner.tier == "gld" and opened("nope")'
     assert found(text) == [
         "9 unknown field 'countyr' of partner; did you mean 'country'?",
-        "29 unknown function 'lenght'; did you mean 'len'?",
+        f"29 unknown function 'lenght'; did you mean 'len'? (functions: {FUNCTIONS})",
         "44 unknown field 'x' of partner",
         "73 'gld' is not a value of partner.tier (silver, gold, platinum); did you mean 'gold'?",
         "90 unknown step 'nope' in this campaign",

@@ -156,7 +156,8 @@ def test_an_int_field_is_a_number_in_expressions(text: str) -> None:
 
 def test_messages_name_the_int_type() -> None:
     _, found = check_text('partner.seats == "many"', SCOPE)
-    assert [d.message for d in found] == ["cannot compare int with string"]
+    assert [d.message for d in found] == ["cannot compare int with string: partner.seats is an int; "
+                                          "compare it with a number such as 100, without quotes"]
     _, found = check_text("partner.seats", SCOPE)
     assert [d.message for d in found] == ["a condition must be true or false, but this is an int"]
 

@@ -1,5 +1,5 @@
 """`engine test` as a library: the dry run of a campaign for some partners, on the examples, and
-the passes it records in .engine/tested.json. (``tested_hash`` is used through its module: imported
+the passes it records in campaigns/.tested.json. (``tested_hash`` is used through its module: imported
 by name, pytest would collect it as a test.)"""
 
 from __future__ import annotations
@@ -109,11 +109,9 @@ def test_p001_gets_every_step_of_onboarding_in_finnish(root: Path) -> None:
 
 def test_the_store_is_never_created_and_the_pass_is_recorded(root: Path) -> None:
     dry_run(root, ONBOARDING, ["p001", "p002"], None, JULY_1)
-    assert not (root / ".engine" / "state.db").exists()
-    assert not (root / ".engine" / "outbox").exists()
-    assert sorted(p.name for p in (root / ".engine").iterdir()) == ["tested.json"]
-    recorded = json.loads((root / ".engine" / "tested.json").read_text())
-    assert recorded == {ONBOARDING: {"hash": file_hash(root, ONBOARDING), "at": "2026-06-30T21:00:00Z"}}
+    assert not (root / ".engine").exists()  # no store, no outbox, nothing of one clone's own
+    recorded = json.loads((root / "campaigns" / ".tested.json").read_text())
+    assert recorded == {ONBOARDING: {"hash": file_hash(root, ONBOARDING)}}
     assert dryrun.tested_hash(root, ONBOARDING) == file_hash(root, ONBOARDING)
     assert dryrun.tested_hash(root, "nurture") is None
 
@@ -142,7 +140,7 @@ def test_skips_and_exclusions_say_why(root: Path) -> None:
     assert partners["p038"]["excluded_by"] == "exclude (engine.yaml)" and not partners["p038"]["enrolls"]
     # p003 matches nothing; p040 (a test contact) is included here
     assert partners["p003"] == {"partner": "p003", "rulesets": [], "groups": [], "excluded_by": None,
-                                "enrolls": False, "finished": None, "steps": []}
+                                "enrolls": False, "by_itself": False, "note": None, "finished": None, "steps": []}
     assert partners["p040"]["enrolls"] is True
 
 
@@ -238,7 +236,7 @@ def test_sample_errors_are_source_errors(root: Path, tmp_path: Path) -> None:
         dry_run(root, ONBOARDING, None, bad, JULY_1)
     (problem,) = caught.value.diagnostics
     assert problem.span.path == str(bad) and problem.span.line == 2 and problem.severity == "error"
-    assert not (root / ".engine").exists()  # nothing recorded
+    assert not (root / "campaigns" / ".tested.json").exists()  # nothing recorded
     with pytest.raises(SourceError, match="not found"):
         dry_run(root, ONBOARDING, None, tmp_path / "missing.jsonl", JULY_1)
     text = tmp_path / "sample.txt"
@@ -266,7 +264,7 @@ def test_unknown_campaign_and_partner(root: Path, tmp_path: Path) -> None:
         dry_run(root, ONBOARDING, ["p001", "p0001"], None, JULY_1)
     with pytest.raises(UnknownName, match="unknown partner 'p001' \\(not in sample"):
         dry_run(root, ONBOARDING, ["p001"], write_sample(tmp_path, SAMPLE), JULY_1)
-    assert not (root / ".engine").exists()
+    assert not (root / "campaigns" / ".tested.json").exists()
 
 
 def test_a_campaign_with_errors_is_reported_not_run(root: Path) -> None:
@@ -326,10 +324,10 @@ def test_groups_conditions_and_test_contacts_in_the_webinar(root: Path) -> None:
     p019 = partners["p019"]
     assert p019["rulesets"] == ["english-speakers"]
     assert [(s["step"], s["at"], s["status"], s["reason"]) for s in p019["steps"]] == [
-        ("invite-popup", "2026-07-31T21:00:00Z", "would_execute", None),  # the window opens 2026-08-01
-        ("invite", "2026-07-31T21:00:00Z", "would_execute", None),
-        ("reminder", "2026-08-07T21:00:00Z", "would_execute", None),  # not clicked("invite")
-        ("feedback-survey", "2026-08-22T06:00:00Z", "skipped", "condition"),  # nothing clicked
+        ("invite-popup", "2026-08-20T07:00:00Z", "would_execute", None),  # at its `at`: 2026-08-20T10:00 Helsinki
+        ("invite", "2026-08-20T07:00:00Z", "would_execute", None),
+        ("reminder", "2026-08-27T07:00:00Z", "would_execute", None),  # not clicked("invite")
+        ("feedback-survey", "2026-09-11T06:00:00Z", "skipped", "condition"),  # nothing clicked
     ]
 
 
@@ -369,32 +367,39 @@ def test_a_failed_step_is_shown_and_records_no_pass(root: Path) -> None:
     assert (second["status"], second["at"]) == ("would_execute", "2026-07-01T21:00:00Z")  # the enrollment goes on
     assert result["passed"] is False
     assert dryrun.tested_hash(root, "failing") is None
-    assert not (root / ".engine" / "tested.json").exists()
+    assert not (root / "campaigns" / ".tested.json").exists()
     # fixed for the partner: passes now, for this content
     assert dry_run(root, "failing", ["p001"], None, JULY_1)["passed"] is True
     assert dryrun.tested_hash(root, "failing") == file_hash(root, "failing")
 
 
+def campaign_files(root: Path, *names: str) -> Path:
+    (root / "campaigns").mkdir(parents=True)
+    for name in names:
+        (root / "campaigns" / f"{name}.yaml").write_text("name: x\n")
+    return root
+
+
 def test_record_pass_keeps_the_other_campaigns(tmp_path: Path) -> None:
-    root = tmp_path / "ws"
-    root.mkdir()
-    assert dryrun.tested_hash(root, "a") is None  # no .engine/ yet
-    record_pass(root, "a", "h1", JULY_1)
-    record_pass(root, "b", "h2", local("2026-07-02T00:00"))
-    record_pass(root, "a", "h3", local("2026-07-03T00:00"))
+    root = campaign_files(tmp_path / "ws", "a", "b")
+    assert dryrun.tested_hash(root, "a") is None  # no campaigns/.tested.json yet
+    record_pass(root, "a", "h1")
+    record_pass(root, "b", "h2")
+    record_pass(root, "a", "h3")
     assert dryrun.tested_hashes(root) == {"a": "h3", "b": "h2"}
-    assert json.loads((root / ".engine" / "tested.json").read_text())["a"] == {"hash": "h3", "at": "2026-07-02T21:00:00Z"}
-    assert sorted(p.name for p in (root / ".engine").iterdir()) == ["tested.json"]  # no temporary files left
+    assert (root / "campaigns" / ".tested.json").read_text() == (
+        '{\n  "a": {\n    "hash": "h3"\n  },\n  "b": {\n    "hash": "h2"\n  }\n}\n')
+    assert sorted(p.name for p in (root / "campaigns").iterdir()) == [".tested.json", "a.yaml", "b.yaml"]  # no temporary files
 
 
 def test_a_damaged_tested_file_counts_as_no_passes(tmp_path: Path) -> None:
-    (tmp_path / ".engine").mkdir()
-    (tmp_path / ".engine" / "tested.json").write_text("{not json")
-    assert dryrun.tested_hash(tmp_path, "a") is None
-    record_pass(tmp_path, "a", "h1", JULY_1)
-    assert dryrun.tested_hashes(tmp_path) == {"a": "h1"}
-    (tmp_path / ".engine" / "tested.json").write_text('{"a": "h1", "b": {"hash": 3}, "c": {"hash": "h"}}')
-    assert dryrun.tested_hashes(tmp_path) == {"c": "h"}
+    root = campaign_files(tmp_path, "a", "b", "c")
+    (root / "campaigns" / ".tested.json").write_text("{not json")
+    assert dryrun.tested_hash(root, "a") is None
+    record_pass(root, "a", "h1")
+    assert dryrun.tested_hashes(root) == {"a": "h1"}
+    (root / "campaigns" / ".tested.json").write_text('{"a": "h1", "b": {"hash": 3}, "c": {"hash": "h"}}')
+    assert dryrun.tested_hashes(root) == {"c": "h"}
 
 
 def test_a_naive_time_is_refused(root: Path) -> None:

@@ -89,6 +89,8 @@ def test_p038_is_excluded_by_engine_yaml_exactly(engine: Engine) -> None:
                  "trace": role_trace},
                 {"name": "audience.exclude", "expression": "partner.active == false", "file": ONBOARDING,
                  "match": False, "trace": active_trace},
+                {"name": "inactive contact", "expression": "partner.active == false", "file": None, "match": False,
+                 "trace": []},  # active contacts only: the schema has an `active` field
             ],
             "trace": role_trace + active_trace,
         },
@@ -158,8 +160,9 @@ def test_eligible_before_a_one_shot_and_the_test_contact_rule(engine: Engine) ->
     result = explained(engine, "summer-webinar", "p005")
     assert result["eligible"] is True and result["trigger"] == {
         "match": True, "kind": "at", "reason": None, "when": None, "duplicate_of": None, "trace": []}
-    assert [r["name"] for r in result["exclude"]["rules"]] == ["exclude (engine.yaml)", "audience.exclude", "test contact"]
-    assert result["exclude"]["rules"][2] == {"name": "test contact", "expression": None, "file": None,
+    assert [r["name"] for r in result["exclude"]["rules"]] == ["exclude (engine.yaml)", "audience.exclude", "inactive contact",
+                                                                   "test contact"]
+    assert result["exclude"]["rules"][3] == {"name": "test contact", "expression": None, "file": None,
                                              "match": False, "trace": []}
     assert list(result["consent"]["channels"]) == ["email"]  # the webinar sends only email
 

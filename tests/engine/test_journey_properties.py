@@ -168,7 +168,7 @@ class Item:
             body += [f"when: '{self.cond.text}'"] if self.cond is not None else []
         elif self.kind == "activity":
             body = ["activity:", "  kind: call", "  subject: Call", "  responses:"]
-            body += [f"    {key}: {{result: done{f', goto: {to(goto)}' if goto else ''}}}"
+            body += [f"    {key}: {{result: successful{f', goto: {to(goto)}' if goto else ''}}}"
                      for key, goto in self.responses]
         elif self.kind == "branch":
             body = ["branch:"] + [f"  - {{when: '{when.text}', goto: {to(target)}}}" for when, target in self.cases]

@@ -75,7 +75,8 @@ JOURNEY = campaign(
            + branch("after-wait", "{when: 'partner.paid', goto: thanks}")
            + email("reminder") + call("collect", RESPONSES) + wait("2d") + email("check") + letter("dispute-letter")
            + email("vip") + branch("last", "{when: 'partner.active', goto: thanks}", "{else: end}") + sms("thanks")),
-    extra="description: Journey with branches, a wait-for and response gotos\n")
+    extra="description: Journey with branches, a wait-for and response gotos\n",
+).replace("audience:\n", "audience:\n  include_inactive: true\n", 1)  # plat2 starts inactive: enrolled all the same
 BRANCHES, WAITS_FOR = ("route", "after-wait", "last"), ("wait-paid",)
 
 # platinum: route → vip; rich: route → collect (a call at once); gone: route → end; u*: wait a day,

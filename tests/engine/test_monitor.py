@@ -37,8 +37,11 @@ def test_an_alert_is_raised_once_below_the_minimum_and_cleared_on_recovery(tmp_p
 
     engine.pause("onboarding", ["p2"], at="2026-07-01T03:00Z")
     report = engine.tick("2026-07-01T04:00Z")  # 8 of 10 = 80%
+    paused = "resume them (engine resume onboarding --partner p1) or remove them: a paused enrollment does not advance"
     assert report.alerts == [{"campaign": "onboarding", "state": "raised", "in_campaign_pct": 80.0, "minimum": 90.0,
-                              "active": 8, "of": 10, "at": "2026-07-01T04:00:00Z"}]
+                              "active": 8, "of": 10, "at": "2026-07-01T04:00:00Z", "waiting": None,
+                              "dropped": [{"reason": "paused", "partners": 2, "examples": ["p1", "p2"],
+                                           "suggestion": paused}], "suggestion": paused}]
     assert engine.tick("2026-07-01T05:00Z").alerts == []  # raised once, not at every tick
     [alert] = engine.alerts()
     assert (alert["raised_at"], alert["pct"], alert["cleared_at"]) == ("2026-07-01T04:00:00Z", 80.0, None)

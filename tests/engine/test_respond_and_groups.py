@@ -359,7 +359,8 @@ def test_group_actions_add_and_remove_exactly_whom_they_say(capsys, engine):
 
     before = dump(engine)
     assert group(capsys, engine, "dedupe", "email", "--dry-run") == {
-        "campaign": "promo", "action": "dedupe", "dry_run": True, "added": [], "removed": ["p3", "p10"], "members": 3}
+        "campaign": "promo", "action": "dedupe", "dry_run": True, "added": [], "removed": ["p3", "p10"], "ended": [],
+        "members": 3}
     assert group(capsys, engine, "dedupe", "company", "--dry-run")["removed"] == ["p2"]  # Acme: p1 is older
     assert group(capsys, engine, "add-filter", 'partner.company == "Delta"', "--dry-run")["added"] == ["p4"]
     assert dump(engine) == before
@@ -379,7 +380,8 @@ def test_group_actions_add_and_remove_exactly_whom_they_say(capsys, engine):
     assert (code, out) == (0, "promo add: 1 added, 0 removed, 4 members now\n  + p1\n")
     code, out, _ = run(capsys, engine, "group", "promo", "dedupe", "company", "--dry-run", "--as", "alice",
                        "--at", "2026-07-01T02:00Z")
-    assert (code, out) == (0, "promo dedupe (dry run): 0 would be added, 1 would go, leaving 3 members\n  - p2\n")
+    assert (code, out) == (0, "promo dedupe (dry run): 0 would be added, 1 would go, leaving 3 members; "
+                          "0 of them would leave the campaign too\n  - p2\n")
 
     logged = [(e["user"], e["action"], e["detail"]["added"], e["detail"]["removed"]) for e in engine.log("promo")
               if e["action"].startswith("group.")]
@@ -426,7 +428,7 @@ def test_the_next_tick_enrolls_new_members_once(engine):
     for pid in ("p1", "p2"):
         [e] = engine.status(partner=pid, campaign="promo")["enrollments"]
         assert (e["origin"], e["started"], e["status"], e["started_at"]) == (
-            "manual", "manual", "active", "2026-07-01T02:00:00Z")
+            "manual", "group", "active", "2026-07-01T02:00:00Z")
     assert engine.status(partner="p5")["enrollments"] == []
     assert [(m["partner"], m["step"], m["at"]) for m in engine.outbox("email", campaign="promo")] == [
         ("p1", "hello", "2026-07-01T02:00:00Z"), ("p2", "hello", "2026-07-01T02:00:00Z")]
@@ -457,12 +459,14 @@ def test_the_next_tick_enrolls_new_members_once(engine):
     assert [e["number"] for e in engine.status(partner="p2", campaign="promo")["enrollments"]] == [1, 2]
 
 
-def test_removing_a_member_does_not_end_its_enrollment(engine):
+def test_removing_a_member_ends_the_enrollment_the_membership_started(engine):
     engine.group("promo", "add", "p1", user="alice", at="2026-07-01T01:00Z")
     engine.tick("2026-07-01T02:00Z")
     engine.group("promo", "remove", "p1", user="alice", at="2026-07-02T00:00Z")
     engine.tick("2026-07-10T00:00Z")
-    assert [(m["partner"], m["step"]) for m in engine.outbox("email", campaign="promo")] == [("p1", "hello"), ("p1", "bye")]
+    assert [(m["partner"], m["step"]) for m in engine.outbox("email", campaign="promo")] == [("p1", "hello")]
+    [e] = engine.status(partner="p1", campaign="promo")["enrollments"]
+    assert (e["status"], e["reason"], e["finished_at"]) == ("removed", "target_group", "2026-07-02T00:00:00Z")
 
 
 # --- the target-group summary ------------------------------------------------------------------------
@@ -511,7 +515,8 @@ def test_status_shows_the_target_group_summary(capsys, tmp_path, make_engine):
         "audience": 7,                                  # p1..p7 are gold
         "candidates": 10,                               # p1..p7, p8, p9, p11
         "excluded": {"engine_exclude": 3,               # p4, p5, p9
-                     "campaign_exclude": 1,             # p6
+                     "campaign_exclude": 1,             # p6 (inactive too, but audience.exclude comes first)
+                     "inactive": 0,
                      "test": 1,                         # p7
                      "duplicates": 1},                  # p3
         "excluded_by_role": {"sales_rep": 2, "default_lead_owner": 1},

@@ -24,12 +24,12 @@ campaigns/demo-invite.yaml:1:1: warning: campaign demo-invite was never run thro
 campaigns/demo-invite.yaml:5:33: warning: '<' with null is always false; to test for a missing value use == null
 campaigns/demo-invite.yaml:8:5: warning: engine.yaml sets no web.base_url: this email carries no one-click unsubscribe (List-Unsubscribe) and no open or click tracking
 campaigns/demo-invite.yaml:8:39: warning: this marketing email has no unsubscribe link: add {{ unsubscribe_url }} to its body
-campaigns/not-yaml.yaml:4:6: error: invalid YAML: did not find expected ',' or ']'
+campaigns/not-yaml.yaml:4:6: error: invalid YAML: did not find expected ',' or ']'; the likely mistake is at line 3: the '[' at column 13 is never closed with ']', so line 4 is read as part of it
 campaigns/onboarding.yaml:1:1: warning: campaign onboarding was never run through `engine test` in its current form
 campaigns/onboarding.yaml:6:68: error: unknown field 'countyr' of partner; did you mean 'country'?
 campaigns/onboarding.yaml:7:32: error: 'gld' is not a value of partner.tier (silver, gold, platinum); did you mean 'gold'?
-campaigns/onboarding.yaml:8:26: error: cannot compare number with string
-campaigns/onboarding.yaml:9:16: error: unknown function 'lenght'; did you mean 'len'?
+campaigns/onboarding.yaml:8:26: error: cannot compare number with string: partner.revenue is a number; compare it with a number such as 100, without quotes
+campaigns/onboarding.yaml:9:16: error: unknown function 'lenght'; did you mean 'len'? (functions: bounced, clicked, coalesce, contains, days_since, ends_with, in_campaign, in_group, len, lower, matches, opened, responded, response, starts_with, upper, was_in_campaign)
 campaigns/onboarding.yaml:10:25: error: unknown group 'summit-2025'; did you mean 'summit-2026'?
 campaigns/onboarding.yaml:13:24: error: syntax error: unexpected end of expression
 campaigns/onboarding.yaml:18:5: warning: engine.yaml sets no web.base_url: this email carries no one-click unsubscribe (List-Unsubscribe) and no open or click tracking

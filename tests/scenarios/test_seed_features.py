@@ -199,7 +199,7 @@ def test_a_call_answered_interested_enrolls_the_partner_in_the_follow_up_at_once
     # enrolled at once, before any tick: origin follow_up, first step due at the response time
     [e] = engine.status(partner="p1", campaign="demo")["enrollments"]
     assert (e["status"], e["origin"], e["started"], e["started_at"], e["next_step"], e["due_at"]) == (
-        "active", "follow_up", "automatic", responded_at, "confirm", responded_at)
+        "active", "follow_up", "follow_up", responded_at, "confirm", responded_at)
     assert e["source"] == f"response:{call['id']}:interested"  # the link to the response
 
     # the response, with its result and the enrollment it started
@@ -308,7 +308,7 @@ def test_group_dedupe_email_keeps_the_oldest_member_per_address(tmp_path, make_e
                          "--at", "2026-07-01T02:00Z", "--json")
     assert code == 0, err
     assert json.loads(out) == {"campaign": "mailing", "action": "dedupe", "dry_run": False, "added": [],
-                               "removed": ["p10", "p11"], "members": 3}
+                               "removed": ["p10", "p11"], "ended": [], "members": 3}
 
     engine.tick("2026-07-01T03:00Z")
     assert enrolled_partners(engine, "mailing", ["p1", "p2", "p3", "p10", "p11"]) == ["p1", "p2", "p3"]
