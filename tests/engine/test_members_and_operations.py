@@ -164,6 +164,8 @@ def test_members_lists_members_and_enrollees_with_origin_status_and_steps_a_page
     assert "p2       partner" in out
     assert run(engine.root, capsys, "members", "nope")[0] == 1
     assert run(engine.root, capsys, "members", "promo", "--page", "0")[0] == 2
+    _, out, _ = run(engine.root, capsys, "status", "--partner", "p6")  # the text says follow_up, as the JSON does
+    assert [line.split()[5] for line in out.splitlines()[2:] if line.split()[1] == "promo"] == ["group", "follow_up"]
 
 
 def test_status_text_shows_how_each_enrollment_started(tmp_path, make_engine, capsys):

@@ -58,6 +58,7 @@ DOCS = ROOT / "docs"
 LANGUAGE = DOCS / "language.md"
 CAMPAIGN_FILES = DOCS / "campaign-files.md"
 CLI = DOCS / "cli.md"
+README = ROOT / "README.md"
 EXAMPLES = ROOT / "examples"
 
 no_store = pytest.mark.no_store
@@ -626,15 +627,17 @@ def test_the_options_every_command_takes_and_the_exit_codes():
 NOT_RUN = "(not run by the docs test)"
 
 
-def cli_examples() -> list[tuple[str, list[str], int]]:
-    """(line, arguments, expected exit code) of every ``engine`` line of the sh blocks. A line
-    may end with ``# exit N``; one whose comment says it is not run (``engine serve`` runs until
-    stopped, ``apikey revoke ID`` needs an id of the moment) is left out; ``> FILE`` is dropped."""
+def cli_examples(page: Path = CLI, language: str = "sh", prompt: str = "") -> list[tuple[str, list[str], int]]:
+    """(line, arguments, expected exit code) of every ``engine`` line of the page's code blocks
+    of that language (lines after ``prompt``, such as the README's ``$ ``). A line may end with
+    ``# exit N``; one whose comment says it is not run (``engine serve`` runs until stopped,
+    ``apikey revoke ID`` needs an id of the moment) is left out; ``> FILE`` is dropped."""
     found = []
-    for body in blocks(read(CLI), "sh"):
+    for body in blocks(read(page), language):
         for line in body.splitlines():
-            if not line.startswith("engine ") or NOT_RUN in line:
+            if not line.startswith(prompt + "engine ") or NOT_RUN in line:
                 continue
+            line = line[len(prompt):]
             words = shlex.split(line, comments=True)
             if ">" in words:
                 words = words[:words.index(">")]
@@ -648,9 +651,22 @@ def test_the_cli_examples_run(tmp_path, capsys, monkeypatch):
     REV:path), in the order of the page."""
     found = cli_examples()
     assert len(found) >= len(parser_commands()) - 1
+    run_examples(found, tmp_path, capsys, monkeypatch)
+
+
+def test_the_readme_examples_run(tmp_path, capsys, monkeypatch):
+    """The README's ``$ engine ...`` lines, the same way (its history has two commits, for
+    ``diff HEAD~1:...``)."""
+    found = cli_examples(README, "", "$ ")
+    assert len(found) >= 15
+    run_examples(found, tmp_path, capsys, monkeypatch)
+
+
+def run_examples(found: list[tuple[str, list[str], int]], tmp_path: Path, capsys, monkeypatch) -> None:
     root = copy_workspace(EXAMPLES, tmp_path / "examples")
     git = ["git", "-c", "user.name=docs", "-c", "user.email=docs@example.com", "-c", "commit.gpgsign=false"]
-    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "examples"]):
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "examples"],
+                    ["commit", "-q", "--allow-empty", "-m", "a second commit"]):
         subprocess.run(git + command, cwd=root, check=True, capture_output=True)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ENGINE_SECRET", "dev-only-key")
@@ -682,7 +698,7 @@ def anchors(path: Path) -> set[str]:
     return found
 
 
-PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+PAGES = [README, *sorted(DOCS.glob("*.md"))]
 
 
 @no_store
