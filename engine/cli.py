@@ -278,19 +278,19 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--at", metavar="T", help="when the run starts (default: now); a cron campaign starts at its next firing after it, an at campaign at its at time")
     test.add_argument("--show-body", action="store_true", help="print each rendered message in full (--json always has them)")
     test.add_argument("--json", action="store_true", help="print one JSON document")
-    test.set_defaults(run=_command("cmd_test"))
+    test.set_defaults(run=_command("cmd_test", "review_commands"))
 
     explain = commands.add_parser("explain", parents=[reading], help="why a partner does or does not match, sub-expression by sub-expression",
                                   description="Evaluate the campaign's rulesets, groups, exclusions, consent and trigger eligibility for one partner, showing each sub-expression's value and its place in the file.")
     explain.add_argument("campaign", metavar="C")
     explain.add_argument("--partner", required=True, metavar="P")
     explain.add_argument("--at", metavar="T", help="as of this time (default: now)")
-    explain.set_defaults(run=_command("cmd_explain"))
+    explain.set_defaults(run=_command("cmd_explain", "review_commands"))
 
     plan = commands.add_parser("plan", parents=[reading], help="what the current files would change in the store (exit 4 if anything)",
                                description="Against the store: campaigns new, switched on or off, or broken; partners newly matching or no longer matching each audience; enrollments whose next step left the file; locked campaigns that were edited; the next firing of each cron and at campaign, and whom it would enroll. Exit 0 when nothing would change, 4 when something would.")
     plan.add_argument("--at", metavar="T", help="as of this time (default: now)")
-    plan.set_defaults(run=_command("cmd_plan"))
+    plan.set_defaults(run=_command("cmd_plan", "review_commands"))
 
     diff = commands.add_parser("diff", parents=[common], help="semantic diff of two campaign files or git revisions",
                                description="What changed between two versions of a campaign: rulesets, steps (added, removed, moved, changed by field), trigger, window, responses. Each side is a file or REV:path in the workspace's git repository. With --textconv FILE: a flat rendering of one file for git's diff driver (see README).")
@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("new", metavar="NEW", nargs="?")
     diff.add_argument("--json", action="store_true", help='print {"changes": [{"path", "kind", "old", "new", "line"}]}')
     diff.add_argument("--textconv", metavar="FILE", help="print FILE as one 'path = value' line per setting (for git diff)")
-    diff.set_defaults(run=_command("cmd_diff"))
+    diff.set_defaults(run=_command("cmd_diff", "review_commands"))
 
     group = commands.add_parser("group", parents=[operating], help="change a campaign's target group (members the next tick enrolls)",
                                 description="Change the campaign's manual target group. ACTION and its ARGUMENT: add-group G, remove-group G (groups/G.csv), "

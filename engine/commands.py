@@ -17,8 +17,8 @@ from typing import Any, Iterator, Sequence
 
 from dsl.diagnostics import Diagnostic, SourceError
 
-from .api import Engine, copy_workspace, load_plan
-from .clock import SystemClock, iso, parse_every, parse_time
+from .api import Engine, copy_workspace
+from .clock import iso, parse_every
 from .console import INPUT_ERROR, OK, print_diagnostics
 from .errors import UnknownName, UsageError
 from .horizon import check_run
@@ -46,7 +46,7 @@ def opened(args: argparse.Namespace, workspace: Path | None = None, store: str |
 FAR_FROM_LAST_TICK = 24 * 3600  # seconds: a default --at this far from the last tick gets a note
 
 
-def _time(engine: Engine, text: str | None, option: str):
+def logical_time(engine: Engine, text: str | None, option: str):
     """The time ``option`` names, or the wall clock without it. Then, when the store's last tick
     is more than a day (:data:`FAR_FROM_LAST_TICK`) before or after that wall clock (a store
     ticked with --at for a simulation or a demo, a ticker that stopped), a one-line note on
@@ -70,7 +70,7 @@ def _time(engine: Engine, text: str | None, option: str):
     return at
 
 
-def _print_json(data: Any) -> None:
+def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
@@ -98,7 +98,7 @@ def _summary(report: TickReport) -> str:
 
 def _report(args: argparse.Namespace, report: TickReport) -> int:
     if args.json:
-        _print_json(report.to_json())
+        print_json(report.to_json())
     else:
         print(_summary(report))
         _print_warnings(report.warnings)
@@ -111,14 +111,14 @@ def _report(args: argparse.Namespace, report: TickReport) -> int:
 def cmd_tick(args: argparse.Namespace) -> int:
     """Run everything due at or before --at (default: now)."""
     with opened(args) as engine:
-        return _report(args, engine.tick(_time(engine, args.at, "--at"), force=args.force))
+        return _report(args, engine.tick(logical_time(engine, args.at, "--at"), force=args.force))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Many ticks: every --every from --from (or from the last tick) up to --until."""
     with opened(args) as engine:
-        until = _time(engine, args.until, "--until")
-        start = _time(engine, args.start, "--from") if args.start else None
+        until = logical_time(engine, args.until, "--until")
+        start = logical_time(engine, args.start, "--from") if args.start else None
         if start is not None and start > until:
             raise UsageError("--from is after --until")
         try:
@@ -158,7 +158,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         # never touches the workspace's state and never reaches a mail server or SMS provider
         with opened(args, copy, store=SIMULATION_STORE) as engine:
             engine.offline = True
-            start, until = _time(engine, args.start, "--from"), _time(engine, args.until, "--until")
+            start, until = logical_time(engine, args.start, "--from"), logical_time(engine, args.until, "--until")
             if args.events:
                 imported = engine.import_events(Path(args.events).resolve(), at=start)
                 if imported.diagnostics:
@@ -172,7 +172,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             activities = engine.activities()
             popups = engine.popups()
         if args.json:
-            _print_json({**report.to_json(), "messages": messages, "activities": activities, "popups": popups})
+            print_json({**report.to_json(), "messages": messages, "activities": activities, "popups": popups})
         else:
             _print_simulation(report, messages, activities, popups)
     if report.diagnostics:
@@ -183,24 +183,24 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def _print_simulation(report: TickReport, messages: list[dict], activities: list[dict], popups: list[dict]) -> None:
     rows = [(m["at"], m["channel"], m["campaign"], m["step"], m["partner"], m.get("to", ""),
-             m.get("subject") or _first_line(m.get("body", ""))) for m in messages]
+             m.get("subject") or first_line(m.get("body", ""))) for m in messages]
     rows += [(a["created_at"], f"activity:{a['kind']}", a["campaign"], a["step"], a["partner"], a["assignee"] or "",
               a["subject"] or "") for a in activities]
     rows += [(p["created_at"], "popup", p["campaign"], p["step"], p["partner"], ",".join(p["pages"]), p["title"])
              for p in popups]
     rows.sort()
-    _table(("at", "channel", "campaign", "step", "partner", "to", "subject"), rows)
+    table(("at", "channel", "campaign", "step", "partner", "to", "subject"), rows)
     counts = Counter(r[1] for r in rows)
     print()
     print(", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "nothing was sent")
     print(_summary(report).replace(f"{report.to_json()['at']}: ", "totals: "))
 
 
-def _first_line(text: str) -> str:
+def first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], limit: int = 60) -> None:
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], limit: int = 60) -> None:
     cells = [[str(v if v is not None else "-") for v in row] for row in rows]
     cells = [[c if len(c) <= limit else c[:limit - 1] + "…" for c in row] for row in cells]
     widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(header)]
@@ -219,9 +219,9 @@ def cmd_events_import(args: argparse.Namespace) -> int:
         raise UsageError(f"no such file: {args.file}")
     with opened(args) as engine:
         user = resolve_user(engine.plan, args.user, "events.import")  # the events or marketing role
-        result = engine.import_events(path, at=_time(engine, args.at, "--at"), user=user)
+        result = engine.import_events(path, at=logical_time(engine, args.at, "--at"), user=user)
     if args.json:
-        _print_json(result.to_json())
+        print_json(result.to_json())
     else:
         print(f"imported {result.imported} events, {result.duplicates} already known, "
               f"{len(result.diagnostics)} bad lines skipped")
@@ -247,16 +247,16 @@ def cmd_status(args: argparse.Namespace) -> int:
             for c in data["campaigns"]:
                 c["in_campaign_pct"] = pcts[c["campaign"]]
     if args.json:
-        _print_json(data)
+        print_json(data)
     elif args.partner is not None:
         print(f"partner {args.partner}")
-        _table(("no.", "campaign", "#", "status", "reason", "started", "started_at", "finished_at", "next_step", "due_at"),
+        table(("no.", "campaign", "#", "status", "reason", "started", "started_at", "finished_at", "next_step", "due_at"),
                [(e["campaign_number"], e["campaign"], e["number"], e["status"], e["reason"], e["started"], e["started_at"],
                  e["finished_at"], e["next_step"], e["due_at"]) for e in data["enrollments"]])
     elif args.campaign is not None:
         _print_campaign(data)
     else:
-        _table(("number", "campaign", "on", "scheduled", "active", "paused", "finished", "removed", "in-campaign"),
+        table(("number", "campaign", "on", "scheduled", "active", "paused", "finished", "removed", "in-campaign"),
                [(c["number"], c["campaign"], "yes" if c["active"] else "no",
                  *(c["enrollments"][s] for s in ("scheduled", "active", "paused", "finished", "removed")),
                  None if c["in_campaign_pct"] is None else f"{c['in_campaign_pct']}%")
@@ -267,7 +267,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _print_campaign(data: dict) -> None:
     print(f"{data['campaign']} (number {data['number'] or '-'}): {data['name']}, "
           f"{'active' if data['active'] else 'not active'}")
-    _table(("status", "enrollments"), [(status, n) for status, n in data["enrollments"].items()] + [("total", data["total"])])
+    table(("status", "enrollments"), [(status, n) for status, n in data["enrollments"].items()] + [("total", data["total"])])
     group = data.get("target_group")
     if group:
         print()
@@ -287,11 +287,11 @@ def cmd_steps(args: argparse.Namespace) -> int:
     if data is None:
         raise UnknownName(f"partner {args.partner} has no enrollment in {args.campaign}")
     if args.json:
-        _print_json(data)
+        print_json(data)
         return OK
     print(f"{data['campaign']} / partner {data['partner']} / enrollment {data['number']}: {data['status']}"
           + (f" ({data['reason']})" if data["reason"] else ""))
-    _table(("step", "kind", "run", "status", "reason", "due_at", "at", "flow"),
+    table(("step", "kind", "run", "status", "reason", "due_at", "at", "flow"),
            [(s["step"], s["kind"], s["run"], s["status"], s["reason"], s["due_at"], s["at"], _flow_note(s))
             for s in data["steps"]])
     for s in data["steps"]:  # why a step failed, in full (the table has no room for it)
@@ -320,9 +320,9 @@ def cmd_log(args: argparse.Namespace) -> int:
     if args.limit:
         entries = entries[-args.limit:]
     if args.json:
-        _print_json(entries)
+        print_json(entries)
         return OK
-    _table(("seq", "at", "user", "action", "campaign", "partner", "detail"),
+    table(("seq", "at", "user", "action", "campaign", "partner", "detail"),
            [(e["seq"], e["at"], e["user"], e["action"], e["campaign"], e["partner"],
              " ".join(f"{k}={v}" for k, v in e["detail"].items())) for e in entries], limit=80)
     return OK
@@ -333,7 +333,7 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 def cmd_start(args: argparse.Namespace) -> int:
     with opened(args) as engine:
-        at = _time(engine, args.at, "--at")
+        at = logical_time(engine, args.at, "--at")
         e = engine.start(args.campaign, args.partner, on=args.on, user=args.user, at=at)
     when = "" if e.status == "active" else f" on {e.started_at.isoformat()}"
     print(f"{e.status}: partner {e.partner} in {e.campaign} (enrollment {e.number}){when}")
@@ -343,7 +343,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 def cmd_change(args: argparse.Namespace) -> int:
     """pause, resume or remove: all the partners named, or none of them."""
     with opened(args) as engine:
-        at = _time(engine, args.at, "--at")
+        at = logical_time(engine, args.at, "--at")
         operation = getattr(engine, args.operation)
         changed = operation(args.campaigns, args.partners, user=args.user, at=at)
     for e in changed:
@@ -353,7 +353,7 @@ def cmd_change(args: argparse.Namespace) -> int:
 
 def cmd_skip(args: argparse.Namespace) -> int:
     with opened(args) as engine:
-        at = _time(engine, args.at, "--at")
+        at = logical_time(engine, args.at, "--at")
         engine.skip(args.campaign, args.step, args.partner, user=args.user, at=at)
     print(f"skipped: step {args.step} of partner {args.partner} in {args.campaign}")
     return OK
@@ -361,7 +361,7 @@ def cmd_skip(args: argparse.Namespace) -> int:
 
 def cmd_rerun(args: argparse.Namespace) -> int:
     with opened(args) as engine:
-        at = _time(engine, args.at, "--at")
+        at = logical_time(engine, args.at, "--at")
         status = engine.rerun(args.campaign, args.step, args.partner, user=args.user, at=at)
     print(f"{status}: step {args.step} of partner {args.partner} in {args.campaign} ran again")
     return OK
@@ -376,7 +376,7 @@ def cmd_respond(args: argparse.Namespace) -> int:
             raise UsageError(f"--answer {item}: write QUESTION=ANSWER")
         answers[qid.strip()] = value.strip()
     with opened(args) as engine:
-        at = _time(engine, args.at, "--at")
+        at = logical_time(engine, args.at, "--at")
         try:
             duration = parse_every(args.duration) if args.duration else None
         except ValueError as exc:
@@ -399,9 +399,9 @@ def cmd_activities(args: argparse.Namespace) -> int:
     with opened(args) as engine:
         found = engine.activities(args.campaign, args.partner, assignee=args.assignee, status=args.status)
     if args.json:
-        _print_json(found)
+        print_json(found)
         return OK
-    _table(("id", "kind", "status", "assignee", "partner", "subject", "created_at", "response"),
+    table(("id", "kind", "status", "assignee", "partner", "subject", "created_at", "response"),
            [(a["id"], a["kind"], a["status"], a["assignee"], a["partner"], a["subject"], a["created_at"],
              a["response"]) for a in found])
     return OK
@@ -410,15 +410,15 @@ def cmd_activities(args: argparse.Namespace) -> int:
 def cmd_consent(args: argparse.Namespace) -> int:
     """A partner's consent ledger (proof of consent) and what it allows now."""
     with opened(args) as engine:
-        data = engine.consent(args.partner, _time(engine, args.at, "--at"))
+        data = engine.consent(args.partner, logical_time(engine, args.at, "--at"))
     if args.json:
-        _print_json(data)
+        print_json(data)
         return OK
     for channel, state in data["channels"].items():
         print(f"{channel}: {'yes' if state['consent'] else 'no'} ({state['by']})")
     if data["ledger"]:
         print()
-        _table(("at", "channel", "consent", "source"),
+        table(("at", "channel", "consent", "source"),
                [(e["at"], e["channel"], "opted in" if e["granted"] else "opted out", e["source"]) for e in data["ledger"]])
     return OK
 
@@ -426,14 +426,14 @@ def cmd_consent(args: argparse.Namespace) -> int:
 def cmd_group(args: argparse.Namespace) -> int:
     """Change a campaign's target group; --dry-run lists who would be added or go."""
     with opened(args) as engine:
-        at = _time(engine, args.at, "--at")
+        at = logical_time(engine, args.at, "--at")
         try:
             done = engine.group(args.campaign, args.action, args.argument, dry_run=args.dry_run, user=args.user, at=at)
         except SourceError as exc:  # a filter expression that does not check: show it with a caret
             print_diagnostics(exc.diagnostics, sys.stderr, sources={"<filter>": args.argument})
             return INPUT_ERROR
     if args.json:
-        _print_json(done.to_json())
+        print_json(done.to_json())
         return OK
     if done.dry_run:
         ended = f"; {len(done.ended)} of them would leave the campaign too" if done.removed else ""
@@ -454,7 +454,7 @@ def cmd_group(args: argparse.Namespace) -> int:
 def cmd_complete(args: argparse.Namespace) -> int:
     """Complete an activity without responses, with a free result."""
     with opened(args) as engine:
-        done = engine.complete(args.target, args.result, user=args.user, at=_time(engine, args.at, "--at"))
+        done = engine.complete(args.target, args.result, user=args.user, at=logical_time(engine, args.at, "--at"))
     print(f"completed: activity {done['id']} ({done['campaign']} / {done['step']}, partner {done['partner']}): {done['result']}")
     return OK
 
@@ -469,11 +469,11 @@ def cmd_mailings(args: argparse.Namespace) -> int:
         record["response"] = response["response"] if response else None
         record["result"] = response["result"] if response else None
     if args.json:
-        _print_json(found)
+        print_json(found)
         return OK
-    _table(("id", "channel", "to", "at", "delivered_at", "response", "result", "subject"),
+    table(("id", "channel", "to", "at", "delivered_at", "response", "result", "subject"),
            [(m["id"], m["channel"], m.get("to"), m["at"], m["delivered_at"], m["response"], m["result"],
-             m.get("subject") or _first_line(m.get("body", ""))) for m in found])
+             m.get("subject") or first_line(m.get("body", ""))) for m in found])
     return OK
 
 
@@ -482,9 +482,9 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     with opened(args) as engine:
         found = engine.store.messages(args.channel, args.campaign, args.partner, args.status)
     if args.json:
-        _print_json(found)
+        print_json(found)
         return OK
-    _table(("id", "channel", "to", "status", "attempts", "next_attempt", "delivered_at", "last_error"),
+    table(("id", "channel", "to", "status", "attempts", "next_attempt", "delivered_at", "last_error"),
            [(m["id"], m["channel"], m.get("to"), m["status"], m["attempts"], m["next_attempt"], m["delivered_at"],
              m["last_error"]) for m in found])
     counts = Counter(m["status"] for m in found)
@@ -497,7 +497,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     with opened(args) as engine:
         data = engine.stats(args.campaign)
     if args.json:
-        _print_json(data)
+        print_json(data)
         return OK
     _print_stats(data)
     return OK
@@ -517,17 +517,17 @@ def _print_stats(data: dict) -> None:
     print(line)
     if measured and measured["suggestion"]:
         print(f"what to do: {measured['suggestion']}")
-    _table(("step", "channel", "language", "sent", "opens", "unique", "clicks", "unique", "bounces", "read", "unread"),
+    table(("step", "channel", "language", "sent", "opens", "unique", "clicks", "unique", "bounces", "read", "unread"),
            [(r["step"], r["channel"], r["language"], r["sent"], r["opens"], r["unique_opens"], r["clicks"],
              r["unique_clicks"], r["bounces"], r["read"], r["unread"]) for r in data["steps"]])
     if data.get("activities"):
         print()
-        _table(("activity", "kind", "created", "completed", "open", "responses", "results"),
+        table(("activity", "kind", "created", "completed", "open", "responses", "results"),
                [(a["step"], a["kind"], a["created"], a["completed"], a["open"], response_text(a["responses"]),
                  response_text(a["results"])) for a in data["activities"]], limit=200)
     if data.get("mailing_responses"):
         print()
-        _table(("mailing", "channel", "responded", "responses", "results"),
+        table(("mailing", "channel", "responded", "responses", "results"),
                [(m["step"], m["channel"], m["responded"], response_text(m["responses"]), response_text(m["results"]))
                 for m in data["mailing_responses"]], limit=200)
 
@@ -537,9 +537,9 @@ def cmd_popups(args: argparse.Namespace) -> int:
     with opened(args) as engine:
         found = engine.popups(args.partner, page=args.page, unread=args.unread)
     if args.json:
-        _print_json(found)
+        print_json(found)
         return OK
-    _table(("id", "campaign", "pages", "title", "created_at", "read_at"),
+    table(("id", "campaign", "pages", "title", "created_at", "read_at"),
            [(p["id"], p["campaign"], ",".join(p["pages"]), p["title"], p["created_at"], p["read_at"]) for p in found])
     return OK
 
@@ -547,14 +547,14 @@ def cmd_popups(args: argparse.Namespace) -> int:
 def cmd_popup_read(args: argparse.Namespace) -> int:
     with opened(args) as engine:
         user = resolve_user(engine.plan, args.user, "popup.read")  # the marketing or events role
-        popup = engine.read_popup(args.popup, args.partner, user=user, at=_time(engine, args.at, "--at"))
+        popup = engine.read_popup(args.popup, args.partner, user=user, at=logical_time(engine, args.at, "--at"))
     print(f"read: pop-up {popup['id']} of partner {popup['partner']} (at {popup['read_at']})")
     return OK
 
 
 def cmd_draft(args: argparse.Namespace) -> int:
     with opened(args) as engine:
-        engine.draft(args.campaign, user=args.user, at=_time(engine, args.at, "--at"))
+        engine.draft(args.campaign, user=args.user, at=logical_time(engine, args.at, "--at"))
     print(f"draft: {args.campaign} will not be sent until its file is edited (then it is scheduled again)")
     return OK
 
@@ -566,222 +566,15 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
         found = [alert_details(engine.store, a) for a in engine.alerts(args.campaign, open_only=args.open)]
     if args.json:
-        _print_json(found)
+        print_json(found)
         return OK
-    _table(("campaign", "raised_at", "pct", "minimum", "cleared_at", "cleared_pct", "active", "of", "not active"),
+    table(("campaign", "raised_at", "pct", "minimum", "cleared_at", "cleared_pct", "active", "of", "not active"),
            [(a["campaign"], a["raised_at"], a["pct"], a["minimum"], a["cleared_at"], a["cleared_pct"], a["active"], a["of"],
              dropped_text(a["dropped"]) if a["dropped"] else None) for a in found])
     for a in found:  # what to do about the open ones
         if a["cleared_at"] is None and a["suggestion"]:
             print(f"{a['campaign']}: {a['suggestion']}")
     return OK
-
-
-def cmd_test(args: argparse.Namespace) -> int:
-    """A dry run of one campaign; exit 1 when a step fails (a template error)."""
-    from .dryrun import dry_run
-
-    root = Path(args.workspace)
-    if not (root / "engine.yaml").is_file():
-        raise UsageError(f"no engine.yaml in {root}: not a workspace")
-    sample = Path(args.sample) if args.sample else None
-    if sample is not None and not sample.is_file():
-        raise UsageError(f"no such file: {args.sample}")
-    plan = load_plan(root)
-    try:
-        at = parse_time(args.at, plan.tz) if args.at else SystemClock().now()
-    except ValueError as exc:
-        raise UsageError(f"--at: {exc}") from None
-    result = dry_run(root, args.campaign, args.partners, sample, at)
-    if args.json:  # the JSON has every rendered message in full, with or without --show-body
-        _print_json(result)
-    else:
-        _print_dry_run(result, show_body=getattr(args, "show_body", False))
-    return OK if result["passed"] else INPUT_ERROR
-
-
-def _trigger_line(trigger: dict, at: str) -> str:
-    """`engine test`'s second line: when the campaign's trigger would start the enrollments."""
-    kind, starts = trigger.get("kind"), trigger.get("starts_at")
-    if kind == "cron":
-        if starts is None:
-            return f"trigger: cron \"{trigger['cron']}\" does not fire in the ten years after {at}: nobody is enrolled"
-        return f"trigger: cron \"{trigger['cron']}\" fires next at {starts}: the enrollments start then"
-    if kind == "at":
-        if starts != trigger["at"]:
-            return (f"trigger: at {trigger['at']}, already past: a campaign first seen active after its time fires "
-                    f"once, at that tick ({starts})")
-        return f"trigger: at {starts}: the enrollments start then"
-    if kind == "event":
-        return f"trigger: event {trigger['event']}, taken to arrive at {starts} (the event's own condition is not asked)"
-    if kind == "audience":
-        return f"trigger: audience: partners who match are enrolled by the tick at {starts}"
-    return ("no trigger: the campaign enrolls nobody by itself (engine start, a response's follow-up or its "
-            "target group do); the steps are those of a start at " + str(starts))
-
-
-def _message_lines(message: dict) -> list[str]:
-    """A rendered message in full, for `engine test --show-body`: its headers, then its body."""
-    channel = message.get("channel")
-    headers: list[str] = []
-    if channel in ("email", "sms"):
-        headers.append(f"to: {message.get('to')}" + (f"  bcc: {message['bcc']}" if message.get("bcc") else ""))
-    if channel == "email":
-        headers.append(f"subject: {message.get('subject')}")
-    if channel == "popup":
-        headers.append(f"pages: {', '.join(message.get('pages') or [])}")
-        headers.append(f"title: {message.get('title')}")
-    if channel == "activity":
-        headers.append(f"{message.get('kind')} for {message.get('assignee')}: {message.get('subject')}")
-        responses = message.get("responses") or {}
-        if responses:
-            headers.append(f"responses: {', '.join(responses)}")
-        return headers
-    language = message.get("language")
-    if language:
-        headers.append(f"language: {language}" + (" (HTML)" if message.get("html") else ""))
-    body = message.get("text") if channel == "sms" else message.get("body")
-    lines = (body or "").rstrip("\n").split("\n")
-    return headers + [f"| {line}".rstrip() for line in lines]
-
-
-def _print_dry_run(result: dict, show_body: bool = False) -> None:
-    """The path each partner takes: every step with its time and outcome, where each branch sends
-    them, how each wait-for ends, and the steps a branch jumps over; with ``show_body``, every
-    rendered message in full under its step."""
-    from dsl.explain import duration_text
-
-    from .clock import from_iso
-
-    print(f"{result['campaign']} from {result['at']}: {'passed' if result['passed'] else 'FAILED'}")
-    if result.get("trigger") is not None:
-        print(_trigger_line(result["trigger"], result["at"]))
-    for partner in result["partners"]:
-        print()
-        matched = ", ".join(partner["rulesets"] + [f"group {g}" for g in partner["groups"]]) or "no ruleset or group"
-        if not partner["enrolls"]:
-            verdict = f"not enrolled ({partner['excluded_by'] or 'no match'})"
-        else:
-            verdict = partner.get("note") or "enrolls"
-        print(f"partner {partner['partner']}: {matched}; {verdict}")
-        for step in partner["steps"]:
-            if step["kind"] == "branch" and step["status"] == "would_execute":
-                # the path: where the branch sends this partner
-                if step.get("goto") is None:
-                    print(f"  {step['at']}  {step['step']:<20} → next step (no case held)")
-                else:
-                    print(f"  {step['at']}  {step['step']:<20} → {step['goto']} (case {step['case']})")
-                continue
-            if step["kind"] == "wait_for" and step["status"] == "would_execute":
-                if step.get("ended_by") == "condition":
-                    how = "ends at once (condition holds)"
-                else:
-                    waited = duration_text(from_iso(step["until"]) - from_iso(step["at"]))
-                    how = f"waits {waited} until {step['until']} (condition false)"
-                print(f"  {step['at']}  {step['step']:<20} {how}")
-                continue
-            message = step.get("message") or {}
-            what = message.get("subject") or message.get("title") or _first_line(message.get("body") or message.get("text") or "")
-            why = step.get("error") or step.get("reason") or ""
-            if step["status"] == "skipped" and step.get("reason") == "branch":
-                why = "jumped over by a branch"
-            print(f"  {step['at']}  {step['step']:<20} {step['status']:<14} {why or what}")
-            if show_body and step.get("message"):
-                for line in _message_lines(step["message"]):
-                    print(f"{'':<26}{line}")
-        finished = partner.get("finished")
-        if finished:
-            print(f"  {finished['at']}  finished: {finished['reason']}")
-    for text in result["warnings"]:
-        print(f"warning: {text}", file=sys.stderr)
-
-
-def cmd_diff(args: argparse.Namespace) -> int:
-    """A semantic diff of two versions of a campaign file (or a textconv rendering of one)."""
-    from campaigns.diff import diff_campaigns, load_revision, render, textconv
-
-    cwd = Path(args.workspace)
-    if args.textconv:
-        path = Path(args.textconv)
-        if not path.is_file():
-            raise UsageError(f"no such file: {args.textconv}")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror or str(exc)
-            raise UsageError(f"{args.textconv}: cannot read: {reason}") from None
-        print(textconv(text, str(path)))
-        return OK
-    if not args.old or not args.new:
-        raise UsageError("give OLD and NEW (files or REV:path), or --textconv FILE")
-    try:
-        (old_name, old_text), (new_name, new_text) = load_revision(args.old, cwd), load_revision(args.new, cwd)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    changes = diff_campaigns(old_text, new_text, old_name, new_name)
-    if args.json:
-        _print_json({"changes": [c.to_json() for c in changes]})
-    else:
-        print(render(changes))
-    return OK
-
-
-def cmd_explain(args: argparse.Namespace) -> int:
-    """Why a partner does or does not match a campaign, sub-expression by sub-expression."""
-    from .explain import render_text
-
-    with opened(args) as engine:
-        result = engine.explain(args.campaign, args.partner, _time(engine, args.at, "--at"))
-    if args.json:
-        _print_json(result)
-    else:
-        print(render_text(result))
-    return OK
-
-
-PLAN_CHANGES = 4  # `engine plan`: something would change
-
-
-def cmd_plan(args: argparse.Namespace) -> int:
-    """What the files as they are now would change in the store; exit 4 when anything would."""
-    from .plan import plan_changes
-
-    with opened(args) as engine:
-        result = plan_changes(engine.store, engine.plan, _time(engine, getattr(args, "at", None), "--at"))
-    if args.json:
-        _print_json(result)
-    else:
-        _print_plan(result)
-    return PLAN_CHANGES if result["changes"] else OK
-
-
-def _print_plan(result: dict) -> None:
-    from .plan import firing_line, journey_lines
-
-    for entry in result["campaigns"]:
-        lines = []
-        if entry["state"] != "unchanged":
-            lines.append(f"campaign is {entry['state'].replace('_', ' ')}")
-        audience = entry["audience"] or {}
-        if audience.get("newly_matching"):
-            lines.append(f"{audience['newly_matching']} partners newly match the audience "
-                         f"(e.g. {', '.join(audience['newly_sample'])})")
-        if audience.get("no_longer_matching"):
-            lines.append(f"{audience['no_longer_matching']} enrolled partners no longer match "
-                         f"(e.g. {', '.join(audience['no_longer_sample'])})")
-        removed = entry["removed_steps"] or {}
-        for step, n in removed.get("steps", {}).items():
-            lines.append(f"{n} enrollments wait for step {step}, which is no longer in the file (step_removed)")
-        lines.extend(journey_lines(entry))
-        if entry.get("next_firing"):
-            lines.append(firing_line(entry["next_firing"]))
-        if entry["locked"]:
-            lines.append(entry["locked"].splitlines()[0])
-        if lines:
-            print(f"{entry['campaign']}:")
-            for line in lines:
-                print(f"  {line}")
-    print("no changes" if not result["changes"] else f"{result['changes']} campaigns would change")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -808,11 +601,11 @@ def cmd_apikey(args: argparse.Namespace) -> int:
         if args.action == "list":
             keys = apikeys.listing(store)
             if args.json:
-                _print_json({"keys": keys})
+                print_json({"keys": keys})
             elif not keys:
                 print("no API keys (engine apikey create USER makes one)")
             else:
-                _table(("id", "user", "created", "last used", "revoked"),
+                table(("id", "user", "created", "last used", "revoked"),
                        [(k["id"], k["user"], k["created_at"], k["last_used_at"], k["revoked_at"]) for k in keys])
             return OK
         actor = (os.environ.get("ENGINE_USER") or "").strip() or getpass.getuser()
@@ -828,7 +621,7 @@ def cmd_apikey(args: argparse.Namespace) -> int:
                 key_id, key = apikeys.create(store, user, at)
                 store.log(at, actor, "apikey.create", None, key_id=key_id, acts_as=user)
             if args.json:
-                _print_json({"id": key_id, "user": user, "key": key})
+                print_json({"id": key_id, "user": user, "key": key})
             else:
                 print(key)
             print(f"API key {key_id} acts as {user}. It is shown only this once: the store keeps only its hash "

@@ -42,7 +42,7 @@ from .channels.file import FileTransport
 from .compiled import CompiledWorkspace
 from .steps import LETTER_COLUMNS
 from .store import Store
-from .store.sqlite import Queued
+from .store.records import Queued
 
 FIRST_RETRY = timedelta(minutes=1)
 LONGEST_WAIT = timedelta(hours=1)

@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import StoreError
-from .sqlite import Conflict, Enrollment, SQLiteStore, StepRun
+from .records import Conflict, Enrollment, StepRun
+from .sqlite import SQLiteStore
 
 Store = SQLiteStore  # the interface: PostgresStore is one too
 

@@ -75,7 +75,8 @@ import psycopg
 from psycopg.types.string import TextLoader
 
 from ..errors import StoreContention, StoreError
-from .sqlite import Enrollment, SQLiteStore
+from .records import Enrollment
+from .sqlite import SQLiteStore
 
 SCHEMA = (Path(__file__).parent / "schema_postgresql.sql").read_text(encoding="utf-8")
 SCHEMA_KEY = "schema.postgresql"  # meta: the hash of the schema script that last ran

@@ -5,6 +5,11 @@ words (enrollments, step runs, outbox, events) and plain SQL with ``?`` paramete
 built from user input. Writes happen inside :meth:`transaction` (``BEGIN IMMEDIATE``: one writer
 at a time, readers never blocked), so a step's state and its effects commit together or not at
 all, and a second process waits for the first instead of interleaving with it.
+
+This module holds the connection, the transactions and the tables of partners, campaigns,
+enrollments, step runs and target groups; :mod:`engine.store.ledger` the tables of what steps
+produced and what came back (messages, activities, responses, pop-ups, events, the audit log);
+:mod:`engine.store.records` the rows both hand back.
 """
 
 from __future__ import annotations
@@ -14,56 +19,18 @@ import json
 import os
 import sqlite3
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from ..clock import SystemClock, from_iso, iso, maybe_from_iso, maybe_iso
+from ..clock import from_iso, iso, maybe_from_iso, maybe_iso
 from ..errors import StoreBusy, StoreError
-from .processes import process_alive, this_process
+from .ledger import BUSY_TIMEOUT, Ledger
+from .records import ENROLLMENT_COLUMNS, Conflict, Enrollment, StepRun, chunks, stamp
 
 SCHEMA = (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
 CURRENT = ("scheduled", "active", "paused")
-BUSY_TIMEOUT = 60.0  # seconds a statement waits for another process's write lock before "busy"
-TOUCH_WAIT = 0.25  # seconds recording a key's last use waits for a write lock before giving up
 PARTNER_REVISION = "partners.revision"  # meta key: the latest import that changed anything
-
-
-@dataclass(frozen=True)
-class Enrollment:
-    id: int
-    campaign: str
-    partner: str
-    number: int
-    status: str
-    reason: str | None
-    origin: str
-    source: str | None
-    created_at: datetime
-    started_at: datetime
-    finished_at: datetime | None
-    after_step: str | None
-    next_step: str | None
-    due_at: datetime | None
-    paused_at: datetime | None
-    version: int
-    waiting_since: datetime | None = None  # at a wait-for since then; due_at is then its at_most
-
-    def changed(self, changes: Mapping[str, Any], version: int) -> "Enrollment":
-        """This enrollment with ``changes`` at ``version``: what :func:`dataclasses.replace` makes,
-        five times faster (a tick makes one per step it executes)."""
-        new = object.__new__(Enrollment)
-        new.__dict__.update(self.__dict__, **changes, version=version)
-        return new
-
-    @classmethod
-    def from_row(cls, row: Sequence[Any]) -> "Enrollment":
-        (id_, campaign, partner, number, status, reason, origin, source, created, started, finished,
-         after_step, next_step, due, paused, version, waiting) = row
-        return cls(id_, campaign, partner, number, status, reason, origin, source, from_iso(created),
-                   from_iso(started), maybe_from_iso(finished), after_step, next_step,
-                   maybe_from_iso(due), maybe_from_iso(paused), version, maybe_from_iso(waiting))
 
 
 _PEOPLE_COLUMNS = ("p.partner, m.origin, m.added_at, e.id, e.number, e.status, e.reason, e.origin, e.source, "
@@ -80,43 +47,7 @@ def _people(campaign: str, status: str | None) -> tuple[str, tuple]:
     return sql + " WHERE coalesce(e.status, 'member') = ?", (*(campaign,) * 4, status)
 
 
-_ENROLLMENT_COLUMNS = ("id, campaign, partner, number, status, reason, origin, source, created_at, started_at, "
-                       "finished_at, after_step, next_step, due_at, paused_at, version, waiting_since")
-
-
-@dataclass(frozen=True)
-class StepRun:
-    step: str
-    run: int
-    status: str
-    reason: str | None
-    due_at: datetime | None
-    at: datetime
-    detail: Mapping[str, Any]
-
-
-_ACTIVITY_KEYS = ("id", "campaign", "step", "partner", "kind", "assignee", "subject", "responses", "status",
-                  "created_at", "response", "result", "responded_at", "answers", "duration")
-_POPUP_KEYS = ("id", "campaign", "step", "partner", "pages", "title", "body", "language", "created_at", "read_at")
-_API_KEY_KEYS = ("id", "user", "salt", "hash", "created_at", "last_used_at", "revoked_at")
-
-
-@dataclass(frozen=True)
-class Queued:
-    """A message in the outbox waiting for its transport."""
-
-    id: str
-    channel: str
-    record: dict
-    html: bool
-    attempts: int
-
-
-class Conflict(Exception):
-    """Another process changed the row first (the compare-and-set lost): not an error."""
-
-
-class SQLiteStore:
+class SQLiteStore(Ledger):
     dialect = "sqlite"
 
     def __init__(self, path: Path):
@@ -196,10 +127,6 @@ class SQLiteStore:
         with self.transaction():
             yield
 
-    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        row = self.db.execute(sql, params).fetchone()
-        return row[0] if row else None
-
     # --- meta ------------------------------------------------------------------------------
 
     def meta(self, key: str) -> str | None:
@@ -240,7 +167,7 @@ class SQLiteStore:
             duplicates: list[tuple[int, int]] = []
             if staged < len(rows):
                 first: dict[str, int] = {}
-                for chunk in _chunks(sorted({row[0] for row in rows}), 500):
+                for chunk in chunks(sorted({row[0] for row in rows}), 500):
                     marks = ",".join("?" * len(chunk))
                     first.update(self.db.execute(f"SELECT id, line FROM partners_import_ids WHERE id IN ({marks})",
                                                  chunk))
@@ -316,7 +243,7 @@ class SQLiteStore:
                         self.db.execute("SELECT id, data FROM partners WHERE removed_at IS NULL"))
             return
         ids = list(ids)
-        for chunk in _chunks(ids, 500):
+        for chunk in chunks(ids, 500):
             marks = ",".join("?" * len(chunk))
             for pid, data, removed in self.db.execute(
                     f"SELECT id, data, removed_at FROM partners WHERE id IN ({marks})", chunk):
@@ -387,20 +314,20 @@ class SQLiteStore:
     # --- enrollments -----------------------------------------------------------------------
 
     def enrollment(self, enrollment_id: int) -> Enrollment | None:
-        row = self.db.execute(f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollments WHERE id = ?", (enrollment_id,)).fetchone()
+        row = self.db.execute(f"SELECT {ENROLLMENT_COLUMNS} FROM enrollments WHERE id = ?", (enrollment_id,)).fetchone()
         return Enrollment.from_row(row) if row else None
 
     def enrollments_of(self, partner: str, campaign: str | None = None) -> list[Enrollment]:
         if campaign is None:
-            rows = self.db.execute(f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollments WHERE partner = ? "
+            rows = self.db.execute(f"SELECT {ENROLLMENT_COLUMNS} FROM enrollments WHERE partner = ? "
                                    "ORDER BY started_at, campaign, number", (partner,))
         else:
-            rows = self.db.execute(f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollments WHERE partner = ? AND campaign = ? "
+            rows = self.db.execute(f"SELECT {ENROLLMENT_COLUMNS} FROM enrollments WHERE partner = ? AND campaign = ? "
                                    "ORDER BY number", (partner, campaign))
         return [Enrollment.from_row(r) for r in rows]
 
     def enrollments_in(self, campaign: str, statuses: Sequence[str] | None = None) -> list[Enrollment]:
-        sql = f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollments WHERE campaign = ?"
+        sql = f"SELECT {ENROLLMENT_COLUMNS} FROM enrollments WHERE campaign = ?"
         params: list[Any] = [campaign]
         if statuses:
             sql += f" AND status IN ({','.join('?' * len(statuses))})"
@@ -416,9 +343,9 @@ class SQLiteStore:
     def history(self, partners: Sequence[str]) -> dict[str, list[Enrollment]]:
         """Every enrollment of these partners, in every campaign."""
         found: dict[str, list[Enrollment]] = {}
-        for chunk in _chunks(list(partners), 500):
+        for chunk in chunks(list(partners), 500):
             marks = ",".join("?" * len(chunk))
-            for row in self.db.execute(f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollments WHERE partner IN ({marks}) "
+            for row in self.db.execute(f"SELECT {ENROLLMENT_COLUMNS} FROM enrollments WHERE partner IN ({marks}) "
                                        "ORDER BY id", chunk):
                 e = Enrollment.from_row(row)
                 found.setdefault(e.partner, []).append(e)
@@ -448,7 +375,7 @@ class SQLiteStore:
         if "next_step" in changes:
             changes.setdefault("waiting_since", None)
         columns = ", ".join(f"{name} = ?" for name in changes)
-        params = [_stamp(value) if isinstance(value, datetime) else value for value in changes.values()]
+        params = [stamp(value) if isinstance(value, datetime) else value for value in changes.values()]
         cursor = self.db.execute(
             f"UPDATE enrollments SET {columns}, version = version + 1 WHERE id = ? AND version = ?",
             (*params, e.id, e.version))
@@ -465,7 +392,7 @@ class SQLiteStore:
             return []
         marks = ",".join("?" * len(campaigns))
         rows = self.db.execute(
-            f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollments INDEXED BY enrollments_due "
+            f"SELECT {ENROLLMENT_COLUMNS} FROM enrollments INDEXED BY enrollments_due "
             "WHERE status = 'active' AND due_at <= ? "
             f"AND campaign IN ({marks}) ORDER BY due_at, id LIMIT ?", (iso(until), *campaigns, limit))
         return [Enrollment.from_row(r) for r in rows]
@@ -478,7 +405,7 @@ class SQLiteStore:
             return []
         marks = ",".join("?" * len(campaigns))
         rows = self.db.execute(
-            f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollments INDEXED BY enrollments_waiting "
+            f"SELECT {ENROLLMENT_COLUMNS} FROM enrollments INDEXED BY enrollments_waiting "
             "WHERE waiting_since IS NOT NULL AND status = 'active' AND due_at > ? "
             f"AND campaign IN ({marks}) AND id > ? ORDER BY id LIMIT ?", (iso(until), *campaigns, after_id, limit))
         return [Enrollment.from_row(r) for r in rows]
@@ -488,7 +415,7 @@ class SQLiteStore:
             return None
         marks = ",".join("?" * len(campaigns))
         row = self.db.execute(
-            f"SELECT {_ENROLLMENT_COLUMNS} FROM enrollments WHERE status = 'scheduled' AND started_at <= ? "
+            f"SELECT {ENROLLMENT_COLUMNS} FROM enrollments WHERE status = 'scheduled' AND started_at <= ? "
             f"AND campaign IN ({marks}) ORDER BY started_at, id LIMIT 1", (iso(until), *campaigns)).fetchone()
         return Enrollment.from_row(row) if row else None
 
@@ -545,7 +472,7 @@ class SQLiteStore:
         """Every (enrollment, step) with a run, of these enrollments (a batch of due steps asks
         once for all of them, whatever steps they reach in the batch)."""
         found: set[tuple[int, str]] = set()
-        for chunk in _chunks(sorted(set(enrollments)), 500):
+        for chunk in chunks(sorted(set(enrollments)), 500):
             marks = ",".join("?" * len(chunk))
             found.update((enrollment, step) for enrollment, step in self.db.execute(
                 f"SELECT DISTINCT enrollment, step FROM step_runs WHERE enrollment IN ({marks})", chunk))
@@ -554,7 +481,7 @@ class SQLiteStore:
     def executed_steps(self, enrollments: Iterable[int]) -> dict[int, list[str]]:
         """enrollment → the steps it executed, in the order they ran (a step run again is listed again)."""
         found: dict[int, list[str]] = {}
-        for chunk in _chunks(sorted(set(enrollments)), 500):
+        for chunk in chunks(sorted(set(enrollments)), 500):
             marks = ",".join("?" * len(chunk))
             for enrollment, step in self.db.execute(
                     f"SELECT enrollment, step FROM step_runs WHERE enrollment IN ({marks}) AND status = 'executed' "
@@ -571,8 +498,8 @@ class SQLiteStore:
         """(enrollment, step, run, status, reason, due_at, at, detail) rows, in one statement."""
         self.db.executemany("INSERT INTO step_runs (enrollment, step, run, status, reason, due_at, at, detail) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            [(enrollment_id, step, run, status, reason, None if due_at is None else _stamp(due_at),
-                              _stamp(at), json.dumps(detail) if detail else None)
+                            [(enrollment_id, step, run, status, reason, None if due_at is None else stamp(due_at),
+                              stamp(at), json.dumps(detail) if detail else None)
                              for enrollment_id, step, run, status, reason, due_at, at, detail in rows])
 
     def replace_step(self, enrollment_id: int, step: str, run: int, status: str, reason: str | None,
@@ -581,164 +508,6 @@ class SQLiteStore:
                         "WHERE enrollment = ? AND step = ? AND run = ?",
                         (status, reason, maybe_iso(due_at), iso(at), json.dumps(detail) if detail else None,
                          enrollment_id, step, run))
-
-    # --- effects ---------------------------------------------------------------------------
-
-    def add_message(self, record: Mapping[str, Any], enrollment_id: int, html: bool = False) -> None:
-        self.add_messages([(record, enrollment_id, html)])
-
-    def add_messages(self, messages: Iterable[tuple[Mapping[str, Any], int, bool]]) -> None:
-        """(record, enrollment, html) of messages to queue, in one statement."""
-        payload = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(record, ensure_ascii=False), made once
-        self.db.executemany("INSERT INTO outbox (id, channel, enrollment, campaign, step, partner, at, payload, html) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            [(record["id"], record["channel"], enrollment_id, record["campaign"], record["step"],
-                              record["partner"], record["at"], payload(record), int(html))
-                             for record, enrollment_id, html in messages])
-
-    # The delivery loop (engine.delivery) claims the messages it hands over: ``claimed_by`` names
-    # the process, and only unclaimed messages are claimed, so two processes never hand one
-    # message over at once. Recording the outcome clears the claim; the claims of a process that
-    # died are taken back by the next delivery (reclaim_abandoned).
-
-    SKIP_LOCKED_ROWS = ""  # PostgreSQL: rows another claim is locking right now are passed over
-
-    def claimer(self) -> str:
-        """Who this store's claims belong to: the running process."""
-        return this_process()
-
-    def claimer_alive(self, claimer: str) -> bool:
-        return process_alive(claimer)
-
-    def claim_messages(self, at: datetime, channels: Sequence[str], limit: int) -> list[Queued]:
-        """Claim for this process up to ``limit`` unclaimed messages of these channels that wait
-        for their transport and are due for an attempt at ``at``, oldest first (read in the
-        order of the index of waiting messages, so SQLite does not sort them for each batch)."""
-        if not channels:
-            return []
-        marks = ",".join("?" * len(channels))
-        rows = self.db.execute(
-            "UPDATE outbox SET claimed_by = ?, claimed_at = ? WHERE rowid IN ("
-            f"SELECT rowid FROM outbox INDEXED BY outbox_waiting WHERE status = 'queued' AND claimed_by IS NULL "
-            f"AND channel IN ({marks}) AND (next_attempt IS NULL OR next_attempt <= ?) ORDER BY rowid LIMIT ?"
-            f"{self.SKIP_LOCKED_ROWS}) RETURNING rowid, id, channel, payload, html, attempts",
-            (self.claimer(), iso(SystemClock().now()), *channels, iso(at), limit)).fetchall()
-        return [Queued(mid, channel, json.loads(payload), bool(html), attempts)
-                for _, mid, channel, payload, html, attempts in sorted(rows)]
-
-    def release_claims(self, ids: Sequence[str]) -> None:
-        """Give back claimed messages that were not handed over (queued as they were)."""
-        self.db.executemany("UPDATE outbox SET claimed_by = NULL, claimed_at = NULL WHERE id = ? AND status = 'queued'",
-                            [(mid,) for mid in ids])
-
-    def reclaim_abandoned(self, at: datetime) -> int:
-        """Release the claims of processes that are gone (killed while delivering): their messages
-        wait again, and the one that was in flight is handed over again with the same id. How
-        many were released (each claimer's count goes to the audit log)."""
-        released = 0
-        for (claimer,) in self.db.execute("SELECT DISTINCT claimed_by FROM outbox WHERE claimed_by IS NOT NULL").fetchall():
-            if self.claimer_alive(claimer):
-                continue
-            with self.transaction():
-                count = self.db.execute("UPDATE outbox SET claimed_by = NULL, claimed_at = NULL WHERE claimed_by = ?",
-                                        (claimer,)).rowcount
-                if count:
-                    self.log(at, "engine", "delivery.reclaimed", claimed_by=claimer, count=count)
-            released += count
-        return released
-
-    def record_outcomes(self, outcomes: Sequence[tuple[str, str, str | None, datetime]], at: datetime) -> None:
-        """(id, sent | retry | failed, error, when to try again after a retry); each clears the
-        message's claim."""
-        when = iso(at)
-        self.db.executemany("UPDATE outbox SET status = 'sent', delivered_at = ?, attempts = attempts + 1, "
-                            "next_attempt = NULL, last_error = NULL, claimed_by = NULL, claimed_at = NULL "
-                            "WHERE id = ? AND status = 'queued'",
-                            [(when, mid) for mid, status, _, _ in outcomes if status == "sent"])
-        self.db.executemany("UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, "
-                            "next_attempt = NULL, claimed_by = NULL, claimed_at = NULL WHERE id = ? AND status = 'queued'",
-                            [(error, mid) for mid, status, error, _ in outcomes if status == "failed"])
-        self.db.executemany("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ?, "
-                            "claimed_by = NULL, claimed_at = NULL WHERE id = ? AND status = 'queued'",
-                            [(error, iso(retry), mid) for mid, status, error, retry in outcomes if status == "retry"])
-
-    def messages(self, channel: str | None = None, campaign: str | None = None, partner: str | None = None,
-                 status: str | None = None) -> list[dict]:
-        """The outbox's messages (their records) with their delivery state."""
-        sql, params = "SELECT payload, status, attempts, next_attempt, last_error, delivered_at FROM outbox WHERE 1 = 1", []
-        for column, value in (("channel", channel), ("campaign", campaign), ("partner", partner), ("status", status)):
-            if value is not None:
-                sql += f" AND {column} = ?"
-                params.append(value)
-        found = []
-        for payload, state, attempts, next_attempt, error, delivered in self.db.execute(sql + " ORDER BY at, rowid", params):
-            record = json.loads(payload)
-            record.update(status=state, attempts=attempts, next_attempt=next_attempt, last_error=error,
-                          delivered_at=delivered)
-            found.append(record)
-        return found
-
-    def add_activity(self, activity: Mapping[str, Any]) -> None:
-        self.db.execute("INSERT INTO activities (id, enrollment, campaign, step, partner, kind, assignee, subject, "
-                        "responses, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)",
-                        (activity["id"], activity["enrollment"], activity["campaign"], activity["step"],
-                         activity["partner"], activity["kind"], activity["assignee"], activity["subject"],
-                         json.dumps(activity["responses"]), activity["at"]))
-
-    def activities(self, campaign: str | None = None, partner: str | None = None, assignee: str | None = None,
-                   status: str | None = None) -> list[dict]:
-        return self._rows("activities", _ACTIVITY_KEYS,
-                          {"campaign": campaign, "partner": partner, "assignee": assignee, "status": status},
-                          ("responses", "answers"))
-
-    def activity(self, activity_id: str) -> dict | None:
-        found = [a for a in self._rows("activities", _ACTIVITY_KEYS + ("enrollment",), {"id": activity_id}, ("responses", "answers"))]
-        return found[0] if found else None
-
-    def message(self, message_id: str) -> dict | None:
-        row = self.db.execute("SELECT payload, enrollment FROM outbox WHERE id = ?", (message_id,)).fetchone()
-        if row is None:
-            return None
-        return {**json.loads(row[0]), "enrollment": row[1]}
-
-    def add_response(self, target: str, kind: str, enrollment: int, campaign: str, step: str, partner: str,
-                     response: str, result: str, answers: Mapping[str, str], duration: int | None, at: datetime,
-                     user: str) -> int | None:
-        """The response's number, or None when the target has one already."""
-        try:
-            cursor = self.db.execute(
-                "INSERT INTO responses (target, kind, enrollment, campaign, step, partner, response, result, answers, "
-                "duration, at, user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (target, kind, enrollment, campaign, step, partner, response, result, json.dumps(dict(answers)),
-                 duration, iso(at), user))
-        except sqlite3.IntegrityError:
-            return None
-        return cursor.lastrowid
-
-    def link_follow_up(self, seq: int, campaign: str, enrollment_id: int | None) -> None:
-        self.db.execute("UPDATE responses SET follow_up = ?, follow_up_enrollment = ? WHERE seq = ?",
-                        (campaign, enrollment_id, seq))
-
-    def responses(self, partner: str | None = None, campaign: str | None = None) -> list[dict]:
-        keys = ("seq", "target", "kind", "campaign", "step", "partner", "response", "result", "follow_up",
-                "follow_up_enrollment", "answers", "duration", "at", "user")
-        wanted = {c: v for c, v in (("partner", partner), ("campaign", campaign)) if v is not None}
-        where = " AND ".join(f"{c} = ?" for c in wanted) or "1 = 1"
-        found = []
-        for row in self.db.execute(f"SELECT {', '.join(keys)} FROM responses WHERE {where} ORDER BY seq",
-                                   tuple(wanted.values())):
-            item = dict(zip(keys, row))
-            item["answers"] = json.loads(item["answers"])
-            found.append(item)
-        return found
-
-    def complete_activity(self, activity_id: str, response: str, result: str, at: datetime,
-                          answers: Mapping[str, str], duration: int | None) -> bool:
-        cursor = self.db.execute(
-            "UPDATE activities SET status = 'completed', response = ?, result = ?, responded_at = ?, answers = ?, "
-            "duration = ? WHERE id = ? AND status = 'open'",
-            (response, result, iso(at), json.dumps(dict(answers)), duration, activity_id))
-        return cursor.rowcount == 1
 
     # --- target groups (a campaign's manual members) ----------------------------------------
 
@@ -787,200 +556,6 @@ class SQLiteStore:
                                      ((campaign, p) for p in partners))
         return cursor.rowcount
 
-    def add_popup(self, popup: Mapping[str, Any]) -> None:
-        self.db.execute("INSERT INTO popups (id, enrollment, campaign, step, partner, pages, title, body, language, "
-                        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (popup["id"], popup["enrollment"], popup["campaign"], popup["step"], popup["partner"],
-                         json.dumps(popup["pages"]), popup["title"], popup["body"], popup["language"], popup["at"]))
-
-    def popups(self, partner: str | None = None) -> list[dict]:
-        return self._rows("popups", _POPUP_KEYS, {"partner": partner}, ("pages",))
-
-    def _rows(self, table: str, keys: Sequence[str], filters: Mapping[str, Any], json_keys: Sequence[str]) -> list[dict]:
-        """Rows of ``table`` as dicts, filtered on the given columns (None: any), oldest first."""
-        wanted = {column: value for column, value in filters.items() if value is not None}
-        where = " AND ".join(f"{column} = ?" for column in wanted) or "1 = 1"
-        found = []
-        for row in self.db.execute(f"SELECT {', '.join(keys)} FROM {table} WHERE {where} ORDER BY created_at, id",
-                                   tuple(wanted.values())):
-            item = dict(zip(keys, row))
-            for key in json_keys:
-                item[key] = json.loads(item[key]) if item[key] is not None else None
-            found.append(item)
-        return found
-
-    # --- statistics ---------------------------------------------------------------------------
-
-    def message_counts(self, campaign: str) -> list[tuple[str, str, str, str, int]]:
-        """(step, channel, language, delivery status, messages) of a campaign."""
-        return self.db.execute(
-            "SELECT step, channel, json_extract(payload, '$.language'), status, count(*) FROM outbox "
-            "WHERE campaign = ? GROUP BY 1, 2, 3, 4", (campaign,)).fetchall()
-
-    def engagement_counts(self, campaign: str) -> list[tuple[str, str, str, int, int]]:
-        """(step, language, event type, events, distinct partners) of a campaign's engagement
-        events about messages that were sent; the language is that of the step's latest message
-        to the partner."""
-        return self.db.execute(
-            "SELECT e.step, coalesce((SELECT json_extract(o.payload, '$.language') FROM outbox o "
-            "  WHERE o.partner = e.partner AND o.campaign = e.campaign AND o.step = e.step "
-            "  ORDER BY o.at DESC LIMIT 1), 'default') AS language, e.type, count(*), count(DISTINCT e.partner) "
-            "FROM events e WHERE e.campaign = ? AND e.type IN ('opened', 'clicked', 'bounced') "
-            "AND EXISTS (SELECT 1 FROM outbox o WHERE o.partner = e.partner AND o.campaign = e.campaign "
-            "  AND o.step = e.step AND o.status = 'sent') GROUP BY 1, 2, 3",
-            (campaign,)).fetchall()
-
-    def popup_counts(self, campaign: str) -> list[tuple[str, str, int, int]]:
-        """(step, language, shown, read) of a campaign's pop-ups."""
-        return self.db.execute(
-            "SELECT step, coalesce(language, 'default'), count(*), count(read_at) FROM popups WHERE campaign = ? "
-            "GROUP BY 1, 2", (campaign,)).fetchall()
-
-    def mark_popup_read(self, popup_id: str, partner: str, at: datetime) -> bool:
-        cursor = self.db.execute("UPDATE popups SET read_at = ? WHERE id = ? AND partner = ? AND read_at IS NULL",
-                                 (iso(at), popup_id, partner))
-        return cursor.rowcount == 1
-
-    def popup(self, popup_id: str) -> dict | None:
-        found = self._rows("popups", _POPUP_KEYS, {"id": popup_id}, ("pages",))
-        return found[0] if found else None
-
-    def latest_popup(self, partner: str, campaign: str, step: str) -> str | None:
-        return self._one("SELECT id FROM popups WHERE partner = ? AND campaign = ? AND step = ? "
-                         "ORDER BY created_at DESC LIMIT 1", (partner, campaign, step))
-
-    # --- monitors ---------------------------------------------------------------------------
-
-    def open_alert(self, campaign: str) -> dict | None:
-        found = self.alerts(campaign, open_only=True)
-        return found[0] if found else None
-
-    def raise_alert(self, campaign: str, at: datetime, pct: float, minimum: float) -> int | None:
-        """The new alert's number, or None when one is open already (another tick raised it)."""
-        try:
-            cursor = self.db.execute("INSERT INTO alerts (campaign, raised_at, pct, minimum) VALUES (?, ?, ?, ?)",
-                                     (campaign, iso(at), pct, minimum))
-        except sqlite3.IntegrityError:
-            return None
-        return cursor.lastrowid
-
-    def clear_alert(self, seq: int, at: datetime, pct: float) -> bool:
-        cursor = self.db.execute("UPDATE alerts SET cleared_at = ?, cleared_pct = ? WHERE seq = ? AND cleared_at IS NULL",
-                                 (iso(at), pct, seq))
-        return cursor.rowcount == 1
-
-    def alerts(self, campaign: str | None = None, open_only: bool = False) -> list[dict]:
-        keys = ("seq", "campaign", "raised_at", "pct", "minimum", "cleared_at", "cleared_pct")
-        sql, params = f"SELECT {', '.join(keys)} FROM alerts WHERE 1 = 1", []
-        if campaign is not None:
-            sql += " AND campaign = ?"
-            params.append(campaign)
-        if open_only:
-            sql += " AND cleared_at IS NULL"
-        return [dict(zip(keys, row)) for row in self.db.execute(sql + " ORDER BY seq", params)]
-
-    def add_notice(self, record: Mapping[str, Any]) -> None:
-        """A message that belongs to no enrollment (a monitor's alert email)."""
-        self.add_message(record, 0)
-
-    # --- facts for expressions -------------------------------------------------------------
-
-    def engaged(self, partner: str, campaign: str, step: str, kind: str, since: datetime | None,
-                until: datetime) -> bool:
-        """Whether an engagement event of this kind for the step's messages to the partner
-        happened in (since, until]."""
-        return self._one("SELECT 1 FROM events WHERE partner = ? AND campaign = ? AND step = ? AND type = ? "
-                         "AND at <= ? AND at >= ? LIMIT 1",
-                         (partner, campaign, step, kind, iso(until), maybe_iso(since) or "")) is not None
-
-    def response(self, enrollment_id: int, step: str, until: datetime) -> str | None:
-        return self._one("SELECT response FROM responses WHERE enrollment = ? AND step = ? AND at <= ? "
-                         "ORDER BY at DESC, seq DESC LIMIT 1", (enrollment_id, step, iso(until)))
-
-    def consent_latest(self, partner: str, channel: str, until: datetime) -> bool | None:
-        return self.consents_latest([(partner, channel, until)])[(partner, channel, until)]
-
-    def consents_latest(self, asks: Iterable[tuple[str, str, datetime]]
-                        ) -> dict[tuple[str, str, datetime], bool | None]:
-        """(partner, channel, until) → the partner's latest consent ledger entry for the channel
-        at or before ``until`` (None: there is none), for many at once."""
-        asked = list(dict.fromkeys(asks))
-        found: dict[tuple[str, str, datetime], bool | None] = {}
-        for chunk in _chunks(asked, 250):
-            values = ", ".join(["(?, ?, ?, ?)"] * len(chunk))
-            params = [value for n, (partner, channel, until) in enumerate(chunk)
-                      for value in (n, partner, channel, _stamp(until))]
-            for n, granted in self.db.execute(
-                    f"WITH asks (n, partner, channel, upto) AS (VALUES {values}) "
-                    "SELECT a.n, (SELECT c.granted FROM consent c WHERE c.partner = a.partner AND c.channel = a.channel "
-                    "AND c.at <= a.upto ORDER BY c.at DESC, c.seq DESC LIMIT 1) FROM asks a", params):
-                found[chunk[n]] = None if granted is None else bool(granted)
-        return found
-
-    def mark_undeliverable(self, address: str, at: datetime, source: str) -> None:
-        self.db.execute("INSERT INTO undeliverable (address, at, source) VALUES (?, ?, ?) "
-                        "ON CONFLICT (address) DO UPDATE SET at = min(at, excluded.at)",
-                        (address.strip().lower(), iso(at), source))
-
-    def undeliverable(self, address: str, until: datetime) -> bool:
-        return (address, until) in self.undeliverable_among([(address, until)])
-
-    def undeliverable_among(self, asks: Iterable[tuple[str, datetime]]) -> set[tuple[str, datetime]]:
-        """Which of these (address, until) had hard-bounced at or before ``until``, for many at once."""
-        asked = list(dict.fromkeys(asks))
-        found: set[tuple[str, datetime]] = set()
-        for chunk in _chunks(asked, 250):
-            values = ", ".join(["(?, ?, ?)"] * len(chunk))
-            params = [value for n, (address, until) in enumerate(chunk)
-                      for value in (n, address.strip().lower(), _stamp(until))]
-            found.update(chunk[n] for (n,) in self.db.execute(
-                f"WITH asks (n, address, upto) AS (VALUES {values}) SELECT a.n FROM asks a "
-                "WHERE EXISTS (SELECT 1 FROM undeliverable u WHERE u.address = a.address AND u.at <= a.upto)", params))
-        return found
-
-    def last_address(self, partner: str, campaign: str, step: str) -> str | None:
-        """Where the step's latest message to the partner went."""
-        payload = self._one("SELECT payload FROM outbox WHERE partner = ? AND campaign = ? AND step = ? "
-                            "ORDER BY at DESC, rowid DESC LIMIT 1", (partner, campaign, step))
-        return json.loads(payload).get("to") if payload else None
-
-    def consent_entries(self, partner: str) -> list[dict]:
-        return [{"channel": c, "granted": bool(g), "at": at, "source": source} for c, g, at, source in self.db.execute(
-            "SELECT channel, granted, at, source FROM consent WHERE partner = ? ORDER BY at, seq", (partner,))]
-
-    # --- events ----------------------------------------------------------------------------
-
-    def add_event(self, event: Any, pending: bool, at: datetime) -> bool:
-        """False when an event with this id was imported before."""
-        cursor = self.db.execute(
-            "INSERT OR IGNORE INTO events (id, type, at, partner, data, message, campaign, step, imported_at, processed) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (event.id, event.type, iso(event.at), event.partner, json.dumps(dict(event.data), ensure_ascii=False),
-             event.message, event.campaign, event.step, iso(at), 0 if pending else 1))
-        return cursor.rowcount == 1
-
-    def message_target(self, message_id: str) -> tuple[str, str, str, str] | None:
-        """(campaign, step, partner, channel) of a message id (or a pop-up's: channel popup)."""
-        row = self.db.execute("SELECT campaign, step, partner, channel FROM outbox WHERE id = ? UNION ALL "
-                              "SELECT campaign, step, partner, 'popup' FROM popups WHERE id = ?",
-                              (message_id, message_id)).fetchone()
-        return tuple(row) if row else None  # type: ignore[return-value]
-
-    def add_consent(self, partner: str, channel: str, granted: bool, at: datetime, source: str) -> None:
-        self.db.execute("INSERT INTO consent (partner, channel, granted, at, source) VALUES (?, ?, ?, ?, ?)",
-                        (partner, channel, int(granted), iso(at), source))
-
-    def next_pending_event(self, until: datetime) -> tuple[str, str, datetime, str, dict] | None:
-        row = self.db.execute("SELECT id, type, at, partner, data FROM events WHERE processed = 0 AND at <= ? "
-                              "ORDER BY at, id LIMIT 1", (iso(until),)).fetchone()
-        if row is None:
-            return None
-        return row[0], row[1], from_iso(row[2]), row[3], json.loads(row[4])
-
-    def mark_event_processed(self, event_id: str) -> bool:
-        cursor = self.db.execute("UPDATE events SET processed = 1 WHERE id = ? AND processed = 0", (event_id,))
-        return cursor.rowcount == 1
-
     # --- audiences, pushed down ------------------------------------------------------------
 
     def partners_where(self, condition: str, params: Sequence[Any], *, with_data: bool = False,
@@ -1007,76 +582,6 @@ class SQLiteStore:
             sql += " AND campaign = ?"
             params.append(campaign)
         return {pid for (pid,) in self.db.execute(sql, params)}
-
-    def log_position(self) -> int:
-        """The audit log's latest line number: it moves whenever anything changes state."""
-        return self._one("SELECT max(seq) FROM log") or 0
-
-    # --- audit log -------------------------------------------------------------------------
-
-    def log(self, at: datetime, user: str, action: str, campaign: str | None = None, partner: str | None = None,
-            **detail: Any) -> None:
-        self.db.execute("INSERT INTO log (at, user, action, campaign, partner, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                        (iso(at), user, action, campaign, partner, json.dumps(detail, ensure_ascii=False, default=str)))
-
-    def log_entries(self, campaign: str | None = None, limit: int | None = None) -> list[dict]:
-        sql = ("SELECT l.seq, l.at, l.user, l.action, l.campaign, c.number, l.partner, l.detail FROM log l "
-               "LEFT JOIN campaigns c ON c.id = l.campaign")
-        params: list[Any] = []
-        if campaign is not None:
-            sql += " WHERE l.campaign = ?"
-            params.append(campaign)
-        sql += " ORDER BY l.seq"
-        entries = [{"seq": seq, "at": at, "user": user, "action": action, "campaign": c, "campaign_number": number,
-                    "partner": p, "detail": json.loads(detail)}
-                   for seq, at, user, action, c, number, p, detail in self.db.execute(sql, params)]
-        return entries[-limit:] if limit else entries
-
-    # --- API keys (engine.apikeys) -----------------------------------------------------------
-
-    def add_api_key(self, key_id: str, user: str, salt: str, digest: str, at: datetime) -> None:
-        """A new key: its id, its user, and the salt and scrypt hash of its secret (hex), never
-        the key. ``sqlite3.IntegrityError`` when the id is taken."""
-        self.db.execute("INSERT INTO api_keys (id, user, salt, hash, created_at) VALUES (?, ?, ?, ?, ?)",
-                        (key_id, user, salt, digest, iso(at)))
-
-    def api_key(self, key_id: str) -> dict | None:
-        found = self._rows("api_keys", _API_KEY_KEYS, {"id": key_id}, ())
-        return found[0] if found else None
-
-    def api_keys(self) -> list[dict]:
-        """Every key, revoked ones too, oldest first."""
-        return self._rows("api_keys", _API_KEY_KEYS, {}, ())
-
-    def revoke_api_key(self, key_id: str, at: datetime) -> bool:
-        """False when there is no such key or it was revoked already (the first revocation's
-        time stays)."""
-        cursor = self.db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                                 (iso(at), key_id))
-        return cursor.rowcount == 1
-
-    def touch_api_key(self, key_id: str, at: datetime) -> bool:
-        """Record a key's last use; False when nothing was recorded (a later use is recorded
-        already, or the store was busy). A hint for `engine apikey list`, so a request does not
-        queue behind a tick for it: one statement of its own, which waits for another process's
-        write lock only :data:`TOUCH_WAIT` seconds, then gives up (the next use tries again)."""
-        if self._depth:
-            return self._touch_api_key(key_id, at)
-        self.db.execute(f"PRAGMA busy_timeout={int(TOUCH_WAIT * 1000)}")
-        try:
-            return self._touch_api_key(key_id, at)
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                return False
-            raise
-        finally:
-            self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
-
-    def _touch_api_key(self, key_id: str, at: datetime) -> bool:
-        """The last use moves forward only: concurrent requests may record theirs in any order."""
-        cursor = self.db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ? "
-                                 "AND (last_used_at IS NULL OR last_used_at < ?)", (iso(at), key_id, iso(at)))
-        return cursor.rowcount == 1
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -1144,21 +649,3 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}{suffix}")
     finally:
         fresh.close()
-
-
-_STAMPS: dict[datetime, str] = {}
-
-
-def _stamp(at: datetime) -> str:
-    """``iso(at)``, remembered: a batch of due steps stores the same few times many times over."""
-    text = _STAMPS.get(at)
-    if text is None:
-        if len(_STAMPS) >= 4096:
-            _STAMPS.clear()
-        text = _STAMPS[at] = iso(at)
-    return text
-
-
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

@@ -617,7 +617,7 @@ def test_the_options_every_command_takes_and_the_exit_codes():
     first = min(offset for level, title, offset in headings(text) if title.startswith("engine ") or title.startswith("`engine "))
     for option in ("-w", "--workspace", "--store"):
         assert f"`{option}" in text[:first], f"{option} is described before the commands"
-    from engine.commands import PLAN_CHANGES
+    from engine.review_commands import PLAN_CHANGES
 
     table = next(t for t in tables(text) if t.header[:2] == ["exit code", "means"])
     codes = [str(c) for c in (OK, INPUT_ERROR, USAGE_ERROR, REFUSED, PLAN_CHANGES)]
