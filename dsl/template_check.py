@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,6 +255,11 @@ def _scan(env: SandboxedEnvironment, source: str, name: str | None) -> _Scan:
     except exceptions.TemplateSyntaxError as exc:  # a bad identifier or string escape
         bad = tokens[position[0]]
         scan.problem = (bad.start, bad.end, _syntax_message(exc.message or "invalid syntax"))
+        return scan
+    except ValueError:  # jinja reads a number literal with int(), which refuses more than 4,300 digits
+        bad = tokens[position[0]]
+        scan.problem = (bad.start, bad.end, f"a number of {len(bad.text):,} digits: a number in a template has "
+                                            f"at most {sys.get_int_max_str_digits():,}")
         return scan
     parser = Parser(env, "", name)
     parser.stream = TokenStream(iter(parsed), name, None)

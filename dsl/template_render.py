@@ -16,7 +16,9 @@ from __future__ import annotations
 import functools
 import os
 import posixpath
+import re
 import stat
+import sys
 import traceback
 import types
 from collections.abc import Callable, Mapping
@@ -182,6 +184,18 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         self.globals["lipsum"] = limits.bounded_lipsum(self.globals["lipsum"])
         self.globals["namespace"] = limits.BoundedNamespace
         self.filters = limits.bounded_filters(self.filters)
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> Any:
+        """jinja reads a number literal with ``int()``, which refuses more than 4,300 digits
+        with a ValueError: here that is the template's syntax error, at the number's line, for
+        every way in (parse, from_string, includes), as any other mistake in the text is."""
+        try:
+            return super()._parse(source, name, filename)
+        except ValueError:
+            long_number = re.search(r"\d{%d,}" % (sys.get_int_max_str_digits() + 1), source)
+            line = source.count("\n", 0, long_number.start()) + 1 if long_number else 1
+            raise exceptions.TemplateSyntaxError(
+                f"a number of more than {sys.get_int_max_str_digits():,} digits", line, name, filename) from None
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         budget = _current_budget()  # limits.spend(), inlined: the most frequent hook
