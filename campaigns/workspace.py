@@ -31,7 +31,8 @@ from dsl.yamlload import Document, load_yaml
 
 from .attachments import check_attachments
 from .flow import END, Flow, Jump, Node, flow_of
-from .model import Branch, Campaign, Email, Located, Popup, Settings, Sms, Step, Wait, WaitFor, build, salvage
+from .building import build, salvage
+from .model import Branch, Campaign, Email, Located, Popup, Settings, Sms, Step, Wait, WaitFor
 
 SETTINGS_FILE = "engine.yaml"
 

@@ -19,7 +19,8 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from campaigns.model import Branch, Campaign, Case, Response, Settings, Step, Wait, WaitFor, build
+from campaigns.building import build
+from campaigns.model import Branch, Campaign, Case, Response, Settings, Step, Wait, WaitFor
 from dsl.diagnostics import SourceError
 from campaigns.fmt import FmtResult, format_campaign, format_paths, format_settings
 from dsl.parser import parse

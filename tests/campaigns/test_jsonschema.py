@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from campaigns.jsonschema import campaign_schema, settings_schema
-from campaigns.model import Campaign, build
+from campaigns.building import build
+from campaigns.model import Campaign
 from dsl.yamlload import load_yaml
 from tests.campaigns.test_fmt import FLOW_EXAMPLE
 

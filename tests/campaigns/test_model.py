@@ -9,7 +9,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from campaigns.model import Campaign, Settings, Step, Until, Wait, build
+from campaigns.building import build
+from campaigns.model import Campaign, Settings, Step, Until, Wait
 from dsl.diagnostics import SourceError
 from dsl.yamlload import load_yaml
 

@@ -281,7 +281,8 @@ def test_with_the_type_fixed_the_int_field_runs(workspace: Path, capsys: pytest.
 
 
 def test_the_settings_model_keeps_every_field_of_a_bad_schema() -> None:
-    from campaigns.model import Settings, build
+    from campaigns.building import build
+    from campaigns.model import Settings
 
     settings_model, problems = build(Settings, load_yaml("engine.yaml", ENGINE_YAML))
     assert problems == [] and settings_model is not None

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from campaigns.enrollment import PastEnrollment, _exclusivity, eligible_as_member, eligible_for_trigger
-from campaigns.model import Campaign, build
+from campaigns.building import build
+from campaigns.model import Campaign
 from dsl.checker import Scope, check_text
 from dsl.types import NUMBER, STRING, record
 from dsl.yamlload import load_yaml
