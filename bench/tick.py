@@ -1,8 +1,8 @@
 """How long does a tick take with many partners, when everything is due and when nothing is?
 
     python bench/tick.py [--partners 100000] [--repeat 5] [--runs 3] [--as-written] [--tracemalloc]
-                         [--flow | --flow-only] [--polls 3]
-    python bench/tick.py --profile [LINES] [--flow-only]
+                         [--flow | --flow-only] [--polls 3] [--caps | --caps-only]
+    python bench/tick.py --profile [LINES] [--flow-only | --caps-only]
 
 Generates (deterministically, in a temporary directory) a workspace of N opted-in partners and
 one campaign whose `at` trigger (T0) enrolls them all, then times ``Engine.tick`` through the
@@ -40,6 +40,20 @@ hide that cost.) The flow sends fewer emails (those who end miss `again`); the r
 email sent. A round's rate is its emails over the time of all its ticks (polls included); the
 ratio flow / straight line is taken per round, and its median and min-max printed.
 ``--profile LINES --flow-only`` profiles the flow's first tick and its ticks while waiting.
+
+``--caps`` (``--caps-only``: nothing else) adds a frequency cap against none, built the same
+way: the same partners, the same two campaigns in both workspaces (the tick benchmark's
+hello, and again 30 days later; and a newsletter to the gold and platinum partners, about 2/3,
+with a reminder two days after it), enrolled beforehand; one workspace has no policies, the
+other engine.yaml's ``policies: {frequency: {email: {max: 2, per: 7d}}}``. Each round ticks
+both, interleaved, at T0+1h (hello and news: two emails, within the cap), T0+1h+2d (the
+reminders: a third email in 7 days, so the capped workspace skips every one, reason
+``frequency_cap``) and T0+1h+30d (again: the earlier sends are out of its window). A step, in
+these rates, is a message step executed or skipped (the tick's ``executed + skipped``; every
+step of these campaigns is a message): the cap's work is deciding, so a capped skip is a step
+done, and both workspaces do the same number of steps. The ratio capped / uncapped is taken
+per round, and its median and min-max printed. ``--profile LINES --caps-only`` profiles each
+tick of both workspaces (the capped one first).
 """
 
 from __future__ import annotations
@@ -57,6 +71,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -82,6 +97,13 @@ partners:
     supplier_emails: bool
 consent:
   email: partner.supplier_emails
+"""
+
+# Appended to SETTINGS with --caps: reached by every partner who gets hello and news.
+POLICIES = """\
+policies:
+  frequency:
+    email: {max: 2, per: 7d}
 """
 
 CAMPAIGN = """\
@@ -142,19 +164,51 @@ steps:
       body: "Hi {{{{ partner.name }}}}, this is the second message."
 """
 
+# With --caps, a second campaign beside CAMPAIGN (with its first wait): the gold and platinum
+# partners (2/3) get the news with hello at T0+1h, and a reminder two days later (a third email
+# in 7 days: over a cap of 2 per 7d).
+NEWS_CAMPAIGN = """\
+name: Tick benchmark, news
+description: The news for gold and platinum partners, and a reminder two days later.
+active: true
+audience:
+  rulesets:
+    members: partner.tier != "silver"
+trigger:
+  at: {at}
+steps:
+  - wait: 1h
+  - id: news
+    email:
+      subject: "News for you, {{{{ partner.name }}}}"
+      body: |
+        Hi {{{{ partner.name }}}},
+
+        this is the news of the tick benchmark.
+  - wait: 2d
+  - id: reminder
+    email:
+      subject: "In case you missed it, {{{{ partner.name }}}}"
+      body: "Hi {{{{ partner.name }}}}, this is the reminder."
+"""
+
 FIRST = ["Aino", "Mikko", "Sanna", "Erik", "Linnea", "Jonas", "Helmi", "Oskar", "Maria", "Ville"]
 LAST = ["Korhonen", "Nieminen", "Virtanen", "Andersson", "Lindqvist", "Mäkinen", "Berg", "Laine"]
 
 
-def make_workspace(root: Path, count: int, first_wait: bool, flow: bool = False) -> list[dict[str, Any]]:
+def make_workspace(root: Path, count: int, first_wait: bool, flow: bool = False, news: bool = False,
+                   caps: bool = False) -> list[dict[str, Any]]:
     """engine.yaml, campaigns/bench.yaml and partners.csv; the same bytes for the same count
-    (``flow``: the campaign with flow control; the same settings and partners). The partners."""
+    (``flow``: the campaign with flow control; ``news``: campaigns/news.yaml too; ``caps``: the
+    frequency cap of POLICIES; the same partners). The partners."""
     rng = random.Random(SEED)
     (root / "campaigns").mkdir(parents=True)
-    (root / "engine.yaml").write_text(SETTINGS)
+    (root / "engine.yaml").write_text(SETTINGS + (POLICIES if caps else ""))
     at = T0.strftime("%Y-%m-%dT%H:%M")
     (root / "campaigns" / "bench.yaml").write_text(FLOW_CAMPAIGN.format(at=at) if flow else CAMPAIGN.format(
         at=at, first_wait="  - wait: 1h\n" if first_wait else ""))
+    if news:
+        (root / "campaigns" / "news.yaml").write_text(NEWS_CAMPAIGN.format(at=at))
     lines, partners = ["id,name,email,language,tier,revenue,supplier_emails"], []
     for i in range(count):
         first, last = rng.choice(FIRST), rng.choice(LAST)
@@ -345,30 +399,51 @@ def flow_expected(kind: str, n: int, paths: dict[str, int], polls: int) -> list[
     return [first] + [{}] * polls + [{"executed": 2 * wait, "finished": wait, "delivered": wait}]
 
 
+Partners = list[dict[str, Any]]
+
+
+def prepare_pair(tmp: Path, n: int, options: dict[str, dict[str, Any]],
+                 enrolled: Callable[[Partners], int]) -> tuple[dict[str, Path], Partners]:
+    """Two workspaces (kind → make_workspace's options), imported and enrolled (not timed, each
+    in a fresh process): each round ticks a copy. ``enrolled``: how many the partners enroll at
+    T0. The workspaces and the partners."""
+    ready = {kind: tmp / f"{kind}-ready" for kind in options}
+    for kind, root in ready.items():
+        partners = make_workspace(root, n, first_wait=True, **options[kind])
+    for kind, root in ready.items():
+        outcome = run_worker(root, [T0 - timedelta(hours=1), T0])
+        expect_ticks(f"{kind}: import, enroll", outcome, [{}, {"enrolled": enrolled(partners)}])
+    return ready, partners
+
+
+def compare_rounds(tmp: Path, ready: dict[str, Path], times: list[datetime],
+                   expected: dict[str, list[dict[str, int]]], runs: int,
+                   extra: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """``runs`` rounds, each ticking both workspaces (a copy of each of ``ready``) at the same
+    times, which goes first alternating; each workspace's ticks in one fresh process, checked
+    against ``expected`` (kind → each tick's counts). kind → the rounds' outcomes."""
+    outcomes: dict[str, list[dict[str, Any]]] = {kind: [] for kind in ready}
+    for run in range(runs):
+        for kind in list(ready) if run % 2 == 0 else list(reversed(ready)):
+            root = tmp / f"{kind}-{run}"
+            shutil.copytree(ready[kind], root)
+            outcomes[kind].append(run_worker(root, times, **extra))
+            expect_ticks(kind, outcomes[kind][-1], expected[kind])
+            shutil.rmtree(root)
+    return outcomes
+
+
 def prepare_flow(tmp: Path, n: int) -> tuple[dict[str, Path], dict[str, int]]:
     """Both workspaces, imported and enrolled (not timed): each round ticks a copy."""
-    ready = {kind: tmp / f"{kind}-ready" for kind in ("straight", "flow")}
-    partners = make_workspace(ready["straight"], n, first_wait=True)
-    make_workspace(ready["flow"], n, first_wait=True, flow=True)
-    for kind, root in ready.items():
-        enrolled = run_worker(root, [T0 - timedelta(hours=1), T0])
-        expect_ticks(f"{kind}: import, enroll", enrolled, [{}, {"enrolled": n}])
+    ready, partners = prepare_pair(tmp, n, {"straight": {}, "flow": {"flow": True}}, len)
     return ready, flow_paths(partners)
 
 
 def run_flow(tmp: Path, n: int, runs: int, polls: int, extra: dict[str, Any]) -> dict[str, Any]:
-    """``runs`` rounds, each ticking both campaigns at the same times, which goes first
-    alternating; each campaign's ticks in one fresh process."""
+    """``runs`` rounds, each ticking both campaigns at the same times (compare_rounds)."""
     ready, paths = prepare_flow(tmp, n)
-    times = flow_times(polls)
-    outcomes: dict[str, list[dict[str, Any]]] = {"straight": [], "flow": []}
-    for run in range(runs):
-        for kind in ("straight", "flow") if run % 2 == 0 else ("flow", "straight"):
-            root = tmp / f"{kind}-{run}"
-            shutil.copytree(ready[kind], root)
-            outcomes[kind].append(run_worker(root, times, **extra))
-            expect_ticks(kind, outcomes[kind][-1], flow_expected(kind, n, paths, polls))
-            shutil.rmtree(root)
+    expected = {kind: flow_expected(kind, n, paths, polls) for kind in ready}
+    outcomes = compare_rounds(tmp, ready, flow_times(polls), expected, runs, extra)
     return {"outcomes": outcomes, "paths": paths, "polls": polls, "runs": runs}
 
 
@@ -393,6 +468,26 @@ def spread(values: list[float], unit: str = "", digits: int = 0) -> str:
     f = f"{{:,.{digits}f}}"
     return (f"{f.format(statistics.median(values))}{unit} "
             f"({f.format(min(values))}–{f.format(max(values))}{unit})")
+
+
+def table_header(tracemalloc: bool) -> str:
+    return (f"{'':<40}{'median':>11}{'min':>11}{'max':>11}{'runs':>5}  {'rate':<22}{'peak RSS':>9}"
+            + (f"{'heap':>13}" if tracemalloc else ""))
+
+
+def round_rates(outcomes: list[dict[str, Any]], count: Callable[[dict[str, Any]], int]) -> list[float]:
+    """Each round's ``count`` over the time of all its ticks."""
+    return [count(o) / sum(o["seconds"]) for o in outcomes]
+
+
+def print_rates(rates: dict[str, list[float]], unit: str, ratio: str, note: str = "") -> None:
+    """Each kind's rate per round, median (min–max), then the second kind's over the first's
+    (taken per round) under the label ``ratio``."""
+    base, other = rates
+    for kind, values in rates.items():
+        print(f"  {kind + ' ' + unit:<26}{spread(values)}")
+    ratios = [o / b for o, b in zip(rates[other], rates[base])]
+    print(f"  {ratio:<26}{spread(ratios, '×', 2)}" + (f"   ({note})" if note else ""))
 
 
 def print_flow(flow: dict[str, Any], n: int, tracemalloc: bool) -> None:
@@ -425,8 +520,7 @@ def print_flow(flow: dict[str, Any], n: int, tracemalloc: bool) -> None:
     def sent(kind: str, index: int) -> int:
         return outcomes[kind][0]["reports"][index]["delivered"]
 
-    print(f"{'':<40}{'median':>11}{'min':>11}{'max':>11}{'runs':>5}  {'rate':<22}{'peak RSS':>9}"
-          + (f"{'heap':>13}" if tracemalloc else ""))
+    print(table_header(tracemalloc))
     for kind in ("straight", "flow"):
         print(row(f"{kind}: T0+1h, {sent(kind, 0):,} emails", at(kind, 0), sent(kind, 0), "emails/s",
                   heap=heap(kind, slice(0, 1))))
@@ -436,24 +530,117 @@ def print_flow(flow: dict[str, Any], n: int, tracemalloc: bool) -> None:
             print(row(label, polling(kind), count, "asked/s", heap=heap(kind, slice(1, -1))))
         print(row(f"{kind}: T0+1h+30d, {sent(kind, -1):,} emails", at(kind, -1), sent(kind, -1), "emails/s",
                   heap=heap(kind, slice(-1, None))))
-    rates: dict[str, list[float]] = {}
-    email_rates: dict[str, list[float]] = {}
     for kind in ("straight", "flow"):
-        rates[kind] = [executed(o) / sum(o["seconds"]) for o in outcomes[kind]]
-        email_rates[kind] = [emails(o) / sum(o["seconds"]) for o in outcomes[kind]]
-        print(row(f"{kind}: all {polls + 2} ticks, {executed(outcomes[kind][0]):,} steps",
-                  [sum(o["seconds"]) for o in outcomes[kind]], executed(outcomes[kind][0]), "steps/s",
-                  [o["peak_mb"] for o in outcomes[kind]]))
-    ratios = [f / s for f, s in zip(rates["flow"], rates["straight"])]
-    email_ratios = [f / s for f, s in zip(email_rates["flow"], email_rates["straight"])]
+        print(all_ticks_row(kind, outcomes[kind], executed))
     print()
     print("Per round (all its ticks), median (min–max):")
-    for kind in ("straight", "flow"):
-        print(f"  {kind + ' steps/s':<26}{spread(rates[kind])}")
-    print(f"  {'flow / straight':<26}{spread(ratios, '×', 2)}   (issue: at least 0.80×)")
-    for kind in ("straight", "flow"):
-        print(f"  {kind + ' emails/s':<26}{spread(email_rates[kind])}")
-    print(f"  {'flow / straight, emails':<26}{spread(email_ratios, '×', 2)}")
+    print_rates({kind: round_rates(outcomes[kind], executed) for kind in ("straight", "flow")}, "steps/s",
+                "flow / straight", "issue: at least 0.80×")
+    print_rates({kind: round_rates(outcomes[kind], emails) for kind in ("straight", "flow")}, "emails/s",
+                "flow / straight, emails")
+
+
+def all_ticks_row(kind: str, outcomes: list[dict[str, Any]], count: Callable[[dict[str, Any]], int]) -> str:
+    """The time of all a round's ticks, its ``count`` (steps) per second, and the peak RSS."""
+    ticks, steps = len(outcomes[0]["seconds"]), count(outcomes[0])
+    return row(f"{kind}: all {ticks} ticks, {steps:,} steps", [sum(o["seconds"]) for o in outcomes], steps,
+               "steps/s", [o["peak_mb"] for o in outcomes])
+
+
+# --- a frequency cap against none --------------------------------------------------------------------
+
+
+CAPS_KINDS = {"uncapped": {"news": True}, "capped": {"news": True, "caps": True}}
+
+
+CAPS_TICKS = ("T0+1h", "T0+1h+2d", "T0+1h+30d")
+
+
+def caps_times() -> list[datetime]:
+    """CAPS_TICKS: T0+1h (hello and news), T0+1h+2d (the reminders), T0+1h+30d (again)."""
+    due_at = T0 + timedelta(hours=1)
+    return [due_at, due_at + timedelta(days=2), due_at + WAIT]
+
+
+def news_members(partners: list[dict[str, Any]]) -> int:
+    """The partners NEWS_CAMPAIGN enrolls (gold and platinum)."""
+    return sum(p["tier"] != "silver" for p in partners)
+
+
+def caps_expected(kind: str, n: int, news: int) -> list[dict[str, int]]:
+    """Each tick's report over caps_times(): the capped workspace skips every reminder."""
+    reminders = {"skipped": news} if kind == "capped" else {"executed": news, "delivered": news}
+    return [{"executed": n + news, "delivered": n + news}, {**reminders, "finished": news},
+            {"executed": n, "delivered": n, "finished": n}]
+
+
+def prepare_caps(tmp: Path, n: int) -> tuple[dict[str, Path], int]:
+    """Both workspaces, imported and enrolled (not timed); the news' members."""
+    ready, partners = prepare_pair(tmp, n, CAPS_KINDS, lambda people: len(people) + news_members(people))
+    return ready, news_members(partners)
+
+
+def run_caps(tmp: Path, n: int, runs: int, extra: dict[str, Any]) -> dict[str, Any]:
+    """``runs`` rounds, each ticking both workspaces at caps_times() (compare_rounds)."""
+    ready, news = prepare_caps(tmp, n)
+    expected = {kind: caps_expected(kind, n, news) for kind in ready}
+    outcomes = compare_rounds(tmp, ready, caps_times(), expected, runs, extra)
+    return {"outcomes": outcomes, "news": news, "runs": runs}
+
+
+def print_caps(caps: dict[str, Any], n: int, tracemalloc: bool) -> None:
+    outcomes, news = caps["outcomes"], caps["news"]
+    print(f"A frequency cap against none: {caps['runs']} rounds, the two workspaces interleaved (which goes "
+          "first alternates), each ticked in a fresh process at T0+1h, T0+1h+2d and T0+1h+30d.")
+    print(f"Both: {n:,} partners enrolled in the tick benchmark (hello, again 30 days later), {news:,} "
+          "of them in the news (news with hello, a reminder 2 days later); the capped workspace has email: "
+          f"{{max: 2, per: 7d}}, which skips the {news:,} reminders.")
+    print("steps/s counts the message steps executed or skipped (the tick's executed + skipped: a capped "
+          "skip is a step decided); both workspaces do the same steps.")
+    print()
+    print(table_header(tracemalloc))
+    for kind in CAPS_KINDS:
+        for index, tick in enumerate(CAPS_TICKS):
+            report = outcomes[kind][0]["reports"][index]
+            capped = f", {report['skipped']:,} capped" if report["skipped"] else ""
+            seconds = [o["seconds"][index] for o in outcomes[kind]]
+            print(row(f"{kind}: {tick}, {report['executed']:,} emails{capped}", seconds,
+                      step_runs({"reports": [report]}), "steps/s",
+                      heap=[o["heap_mb"][index] for o in outcomes[kind] if o["heap_mb"]] or None))
+    for kind in CAPS_KINDS:
+        print(all_ticks_row(kind, outcomes[kind], step_runs))
+    print()
+    print("Per round (all its ticks), median (min–max):")
+    print_rates({kind: round_rates(outcomes[kind], step_runs) for kind in CAPS_KINDS}, "steps/s",
+                "capped / uncapped", "issue: at least 0.80×")
+
+
+# --- profiles ----------------------------------------------------------------------------------------
+
+
+def profile_flow(tmp: Path, n: int, polls: int, lines: int) -> None:
+    """The flow's first tick, then its ticks while waiting (at least 2), in cProfile."""
+    ready, paths = prepare_flow(tmp, n)
+    root, times = ready["flow"], flow_times(max(polls, 2))
+    expected = flow_expected("flow", n, paths, max(polls, 2))
+    top = f"cProfile, top {lines} cumulative"
+    print(f"=== flow: T0+1h, {n:,} enrollments through the branch ({top}) ===", flush=True)
+    expect_ticks("flow", run_worker(root, times[:1], profile=lines), expected[:1])
+    print(f"=== flow: {len(times) - 2} ticks while {paths['wait']:,} enrollments wait, in one "
+          f"process, the first one cold ({top}) ===", flush=True)
+    expect_ticks("flow", run_worker(root, times[1:-1], profile=lines), expected[1:-1])
+
+
+def profile_caps(tmp: Path, n: int, lines: int) -> None:
+    """Each tick of caps_times(), each in a fresh process, in cProfile: the capped workspace's,
+    then the uncapped's."""
+    ready, news = prepare_caps(tmp, n)
+    top = f"cProfile, top {lines} cumulative"
+    for kind in ("capped", "uncapped"):
+        expected = caps_expected(kind, n, news)
+        for tick, at, counts in zip(CAPS_TICKS, caps_times(), expected):
+            print(f"=== {kind}: tick at {tick}, {counts} ({top}) ===", flush=True)
+            expect_ticks(kind, run_worker(ready[kind], [at], profile=lines), [counts])
 
 
 def load() -> str:
@@ -478,10 +665,15 @@ def main() -> int:
     parser.add_argument("--flow-only", action="store_true", help="only the --flow comparison")
     parser.add_argument("--polls", type=int, default=3,
                         help="--flow: ticks during the 30-day wait, asking the wait-fors (default 3)")
+    parser.add_argument("--caps", action="store_true",
+                        help="also a frequency cap (email 2 per 7d, reached) against none, steps/s and their "
+                             "ratio per round")
+    parser.add_argument("--caps-only", action="store_true", help="only the --caps comparison")
     parser.add_argument("--tracemalloc", action="store_true", help="also the Python heap peak (slower ticks)")
     parser.add_argument("--profile", type=int, nargs="?", const=15, metavar="LINES",
                         help="print the top cumulative cProfile entries of the all-due and none-due ticks "
-                             "instead (with --flow-only: the flow's first tick and ticks while waiting)")
+                             "instead (with --flow-only: the flow's first tick and ticks while waiting; with "
+                             "--caps-only: each tick of the capped and the uncapped workspace)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -494,25 +686,21 @@ def main() -> int:
     idle = [due_at + timedelta(hours=h) for h in range(1, 2 * k + 2)]  # cold + k in-process, then k CLI
     assert idle[-1] < due_at + WAIT, "--repeat too large: the ticks must stay within the 30-day wait"
     extra = {"tracemalloc": True} if args.tracemalloc else {}
-    load_before, flow = load(), None
+    load_before, flow, caps = load(), None, None
+    only = args.flow_only or args.caps_only  # the comparisons alone, not the phases of one campaign
 
     with tempfile.TemporaryDirectory() as tmp:
         pristine, written = Path(tmp) / "pristine", Path(tmp) / "as-written"
-        if not args.flow_only:
+        if not only:
             make_workspace(pristine, n, first_wait=True)
-        if args.as_written and not args.flow_only:
+        if args.as_written and not only:
             make_workspace(written, n, first_wait=False)
 
-        if args.profile and args.flow_only:
-            ready, paths = prepare_flow(Path(tmp), n)
-            root, times = ready["flow"], flow_times(max(args.polls, 2))
-            expected = flow_expected("flow", n, paths, max(args.polls, 2))
-            top = f"cProfile, top {args.profile} cumulative"
-            print(f"=== flow: T0+1h, {n:,} enrollments through the branch ({top}) ===", flush=True)
-            expect_ticks("flow", run_worker(root, times[:1], profile=args.profile), expected[:1])
-            print(f"=== flow: {len(times) - 2} ticks while {paths['wait']:,} enrollments wait, in one "
-                  f"process, the first one cold ({top}) ===", flush=True)
-            expect_ticks("flow", run_worker(root, times[1:-1], profile=args.profile), expected[1:-1])
+        if args.profile and only:
+            if args.flow_only:
+                profile_flow(Path(tmp), n, args.polls, args.profile)
+            if args.caps_only:
+                profile_caps(Path(tmp), n, args.profile)
             return 0
         if args.profile:
             root = Path(tmp) / "profile"
@@ -528,7 +716,7 @@ def main() -> int:
             return 0
 
         phases: dict[str, list[dict[str, Any]]] = {"import": [], "enroll": [], "due": []}
-        if not args.flow_only:
+        if not only:
             for run in range(args.runs):
                 root = Path(tmp) / f"run-{run}"
                 shutil.copytree(pristine, root)
@@ -549,6 +737,8 @@ def main() -> int:
             state_mb = (waiting / ".engine" / "state.db").stat().st_size / 2**20
         if args.flow or args.flow_only:
             flow = run_flow(Path(tmp), n, args.runs, args.polls, extra)
+        if args.caps or args.caps_only:
+            caps = run_caps(Path(tmp), n, args.runs, extra)
 
     def tick_seconds(outcomes: list[dict[str, Any]]) -> list[float]:
         return [o["seconds"][0] for o in outcomes]
@@ -561,7 +751,7 @@ def main() -> int:
 
     cpus = os.cpu_count()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cpus
-    print(f"Tick of one campaign over {n:,} partners, at {revision()}")
+    print(f"Ticks over {n:,} partners, at {revision()}")
     print(f"{cpus} CPUs ({usable} usable), Python {platform.python_version()}, "
           f"SQLite {sqlite3.sqlite_version}; load average (1/5/15 min) {load_before} at the start, "
           f"{load()} at the end")
@@ -569,9 +759,8 @@ def main() -> int:
     if args.tracemalloc:
         print("tracemalloc on: tick times are inflated; 'heap' is the Python heap peak during the tick.")
     print()
-    if not args.flow_only:
-        print(f"{'':<40}{'median':>11}{'min':>11}{'max':>11}{'runs':>5}  {'rate':<22}{'peak RSS':>9}"
-              + (f"{'heap':>13}" if args.tracemalloc else ""))
+    if not only:
+        print(table_header(args.tracemalloc))
         print(row("import partners (tick T0-1h)", tick_seconds(phases["import"]), n, "partners/s",
                   memory(phases["import"]), heap(phases["import"])))
         print(row("enroll: at-trigger fires (tick T0)", tick_seconds(phases["enroll"]), n, "enrollments/s",
@@ -595,9 +784,13 @@ def main() -> int:
               f"RSS after open median {statistics.median(memory(phases['due'], 'baseline_mb')):,.0f} MB")
         print(f"state.db after the all-due tick: {state_mb:,.0f} MB")
     if flow is not None:
-        if not args.flow_only:
+        if not only:
             print()
         print_flow(flow, n, args.tracemalloc)
+    if caps is not None:
+        if not only or flow is not None:
+            print()
+        print_caps(caps, n, args.tracemalloc)
     return 0
 
 

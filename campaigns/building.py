@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from dsl.diagnostics import Diagnostic, did_you_mean, error
 from dsl.yamlload import Document
 
-from .model import Branch, Located, Step, Until, Wait, WaitFor, _step_tag, _wait_tag
+from .model import Branch, Located, Split, Step, Until, Wait, WaitFor, _step_tag, _wait_tag
 
 M = TypeVar("M", bound=Located)
 
@@ -185,7 +185,7 @@ def _known_keys(model: type[Located], data: Any, path: tuple) -> list[str]:
         if isinstance(part, int) or skip_key:
             skip_key = False
             if current is Step:
-                current = {"wait": Wait, "branch": Branch}.get(_step_tag(data), Step)
+                current = {"wait": Wait, "branch": Branch, "split": Split}.get(_step_tag(data), Step)
             continue
         info = current.model_fields.get(part) if current else None
         if info is None:

@@ -9,7 +9,9 @@ The normal form is what makes formatting invisible:
   canonical text, :func:`dsl.printer.to_source` of the parsed expression with every literal
   re-spelled canonically: ``partner.tier=='gold'`` and ``partner.tier == "gold"`` are the same;
 * durations, dates, datetimes, percentages and ``HH:MM`` times are compared by value
-  (``7d`` is ``1w``, ``90%`` is ``90``), booleans by pydantic's reading (``yes`` is true);
+  (``7d`` is ``1w``, ``90%`` is ``90``: ``holdout`` and ``monitor.in_campaign_min``;
+  ``quiet_hours.from``/``to``), booleans by pydantic's reading (``yes`` is true), ``send_days``
+  as a set of days (``[fri, mon]`` is ``[mon, fri]``);
 * a key that is left out means its default from :mod:`campaigns.model`: writing
   ``active: true`` where it was implicit is no change, and dropping ``exclusive: true`` is
   ``exclusive`` changed from true to false.
@@ -25,10 +27,14 @@ an identity are addressed by it:
 * a step by its ``id``: ``steps.reminder.email.subject``,
   ``steps.intro-call.activity.responses.interested.follow_up`` (and ``.goto``),
   ``steps.welcome.email.translations.fi.subject``; survey questions likewise by their ``id``
-  (``steps.feedback.activity.questions.q1.text``). A ``branch`` and a ``wait`` with an ``id``
-  are steps too: a branch's cases are numbered from 1 (``steps.route.branch[2].goto``,
-  ``steps.route.branch[3].else``), an id'd wait's value is under ``wait``
-  (``steps.wait-open.wait.at_most``);
+  (``steps.feedback.activity.questions.q1.text``). A ``branch``, a ``split`` and a ``wait``
+  with an ``id`` are steps too: a branch's cases are numbered from 1
+  (``steps.route.branch[2].goto``, ``steps.route.branch[3].else``), a split's paths are
+  addressed by their key (``steps.path.split.call-first.weight``), an id'd wait's value is under
+  ``wait`` (``steps.wait-open.wait.at_most``);
+* a variant by its key: ``steps.welcome.email.variants.short.weight``. Variants and split paths
+  are ordered too (their weights are taken in file order, so reordering them gives partners
+  other variants): one whose place changed is ``moved``, like a step;
 * a ``wait`` without an id by the step it follows: ``steps.wait[after welcome]``; a wait
   before the first step is ``steps.wait[start]``, and the second of two waits in a row after
   ``reminder`` is ``steps.wait[after reminder #2]``. Its value is the duration (``"3d"``),
@@ -38,10 +44,13 @@ an identity are addressed by it:
   ``audience.rulesets["vip.fi"]``. Only in invalid files: an item without an id is
   ``steps[3]`` (its 1-based position), the second step with the same id ``steps.welcome[#2]``.
 
-Lists without identities (``audience.groups``, ``popup.pages``, ``monitor.alert``…) are
-single values. Changes are ``added`` (``new`` holds the value), ``removed`` (``old``),
-``changed`` (both), ``moved``: a step (or question) whose place in the order changed,
-``old``/``new`` being its 1-based position in the ``steps`` list (waits count), or
+Lists without identities (``audience.groups``, ``popup.pages``, ``monitor.alert``,
+``send_days``…) are single values. Top-level keys, and a variant's, come in ``engine fmt``'s
+order (:data:`campaigns.fmt.ORDER`: ``holdout``, ``goal``, ``quiet_hours``, ``send_days``,
+``priority``, ``transactional`` before ``steps``; a variant's ``weight`` first). Changes are ``added`` (``new`` holds the value), ``removed`` (``old``),
+``changed`` (both), ``moved``: a step (or question, variant or split path) whose place in
+the order changed, ``old``/``new`` being its 1-based position in the ``steps`` list (waits
+count; in its ``variants`` or ``split``), or
 ``renamed``: a step whose new version says ``renamed_from: OLD`` where ``OLD`` is a step of
 the old file (and no longer one of the new file), ``old``/``new`` being the old and the new
 id. A rename is one change at ``steps.NEW``, followed by the step's own changes under its new
@@ -71,6 +80,7 @@ from typing import Annotated, Any, Iterable, Literal, Union, get_args, get_origi
 from pydantic_core import PydanticUndefined
 
 from . import model as _model
+from .fmt import ORDER as _ORDER
 from dsl.diagnostics import SourceError, error
 from dsl.nodes import Literal as LiteralNode, Node
 from dsl.parser import parse, parse_duration
@@ -130,12 +140,23 @@ _ANY, _EXPR, _DURATION, _DATE, _DATETIME, _PERCENT, _BOOL, _CLOCK, _STEPS = (
 )
 # Compound kinds: ("model", M), ("map", kind), ("keyed", M), ("list", kind), ("union", kinds)
 
+_DAYS = "days"
 _OVERRIDES: dict[tuple[type, str], Any] = {
     (_model.Monitor, "in_campaign_min"): _PERCENT,
     (_model.Monitor, "alert"): ("list", _ANY),
     (_model.Until, "until"): _CLOCK,
     (_model.Branch, "branch"): ("numbered", _model.Case),
     (_model.WaitFor, "for_"): _EXPR,  # Field(alias=...) on Expression: pydantic keeps only `str`
+    (_model.Campaign, "holdout"): _PERCENT,
+    (_model.Campaign, "send_days"): _DAYS,
+    (_model.QuietHours, "from_"): _CLOCK,
+    (_model.QuietHours, "to"): _CLOCK,
+    # variants and split paths: by key, and in file order (their weights are taken in that order)
+    (_model.Email, "variants"): ("ordered", _model.EmailVersion),
+    (_model.Sms, "variants"): ("ordered", _model.SmsVersion),
+    (_model.Popup, "variants"): ("ordered", _model.PopupVersion),
+    (_model.Letter, "variants"): ("ordered", _model.LetterVersion),
+    (_model.Split, "split"): ("ordered", _model.SplitPath),
 }
 _NONE = type(None)
 _PLAIN_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -179,6 +200,15 @@ def _classify(annotation: Any) -> Any:
         if annotation is timedelta:
             return _DURATION
     return _ANY
+
+
+def _fields(model: type) -> list[tuple[str, Any]]:
+    """A model's fields in ``engine fmt``'s canonical order (:data:`campaigns.fmt.ORDER`: a
+    campaign's SPEC §11 keys before its steps, a variant's weight first)."""
+    first = _ORDER.get(model.__name__, ())
+    rank = {key: i for i, key in enumerate(first)}
+    items = list(model.model_fields.items())
+    return sorted(items, key=lambda item: rank.get(item[1].alias or item[0], len(first)))
 
 
 def _field_kind(model: type, name: str, info: Any) -> Any:
@@ -226,6 +256,8 @@ class _Normaliser:
                 return self.keyed(kind[1], value, ypath)
             if tag == "numbered" and isinstance(value, list):
                 return self.numbered(kind[1], value, ypath)
+            if tag == "ordered" and isinstance(value, dict):
+                return self.ordered(kind[1], value, ypath)
             if tag == "list":
                 items = value if isinstance(value, list) else [value]
                 return _Leaf([_plain(self.node(v, kind[1], ypath + (i,))) for i, v in enumerate(items)], ypath)
@@ -233,6 +265,8 @@ class _Normaliser:
                 return self.union(kind[1], value, ypath)
         elif kind == _STEPS and isinstance(value, list):
             return self.steps(value, ypath)
+        elif kind == _DAYS and isinstance(value, list):
+            return _Leaf(_days(value), ypath)
         elif kind != _ANY and not isinstance(value, (dict, list)):
             return _Leaf(_scalar(value, kind), ypath)
         return self.raw(value, ypath)
@@ -249,7 +283,7 @@ class _Normaliser:
     def model(self, model: type, value: dict, ypath: tuple, skip: str | None = None) -> _Branch:
         children: dict[str, _Node] = {}
         known = set()
-        for name, info in model.model_fields.items():
+        for name, info in _fields(model):
             key = info.alias or name
             known.add(key)
             if key == skip:
@@ -298,6 +332,18 @@ class _Normaliser:
             positions[segment] = i + 1
         return _Branch(children, ypath, positions)
 
+    def ordered(self, model: type, value: dict, ypath: tuple) -> _Branch:
+        """A mapping whose keys are identities and whose order means something (variants, split
+        paths): items by key, with their 1-based places, so that a reordering is ``moved``."""
+        children: dict[str, _Node] = {}
+        positions: dict[str, int] = {}
+        for i, (key, item) in enumerate(value.items()):
+            segment = _segment(key)
+            where = ypath + (key,)
+            children[segment] = self.model(model, item, where) if isinstance(item, dict) else self.raw(item, where)
+            positions[segment] = i + 1
+        return _Branch(children, ypath, positions)
+
     def numbered(self, model: type, items: list, ypath: tuple) -> _Branch:
         """A list whose items have no identity but a meaning by their place (a branch's cases):
         ``[1]``, ``[2]``…, compared item by item, and a list as a value."""
@@ -326,7 +372,8 @@ class _Normaliser:
                 children[segment] = (replace(node, ypath=where) if isinstance(node, _Branch)  # a wait-for
                                      else _Leaf(_plain(node), where))
             elif ident is not None:
-                model = _model.Wait if "wait" in item else _model.Branch if "branch" in item else _model.Step
+                model = (_model.Wait if "wait" in item else _model.Branch if "branch" in item
+                         else _model.Split if "split" in item else _model.Step)
                 segment = _unique(_segment(ident), children)
                 children[segment] = self.model(model, item, where, skip="id")
                 old = item.get("renamed_from")
@@ -340,6 +387,13 @@ class _Normaliser:
                 children[segment] = self.raw(item, where)
             positions[segment] = i + 1
         return _Branch(children, ypath, positions, aliases)
+
+
+def _days(value: list) -> Any:
+    """``send_days`` as a set of weekdays, Monday first: ``[fri, mon]`` is ``[mon, fri]``."""
+    if all(isinstance(d, str) and d in _model.WEEKDAYS for d in value) and len(set(value)) == len(value):
+        return sorted(value, key=_model.WEEKDAYS.index)
+    return [_json_value(v) for v in value]
 
 
 def _unique(segment: str, taken: dict) -> str:

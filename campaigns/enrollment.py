@@ -62,6 +62,7 @@ class FinishReason(StrEnum):
     AUDIENCE_LOST = "audience_lost"  # exit_on_audience_loss
     REMOVED_STEP = "removed_step"  # the step it waited for left the file, and so did the one before
     PARTNER_REMOVED = "partner_removed"  # the partner left the partner source
+    GOAL = "goal"  # it converted, and its goal says exit
 
 
 class StepStatus(StrEnum):
@@ -81,6 +82,9 @@ class SkipReason(StrEnum):
     UNDELIVERABLE = "undeliverable"  # the email address hard-bounced before
     BRANCH = "branch"  # a branch jumped over it
     RESPONSE = "response"  # a response's goto jumped over it
+    SPLIT = "split"  # a split path jumped over it
+    HOLDOUT = "holdout"  # the partner is in the campaign's holdout: no messages
+    FREQUENCY_CAP = "frequency_cap"  # the partner had all the messages of the channel a cap allows
 
 
 class Origin(StrEnum):
@@ -319,7 +323,7 @@ def _reenroll(campaign_id: str, rule: str | timedelta, history: tuple[PastEnroll
         return Verdict(False, f"already enrolled in {campaign_id} before (reenroll: never)")
     last = max(h.finished_at or h.started_at for h in finished)
     if at - last < rule:
-        return Verdict(False, f"finished {campaign_id} less than {_duration(rule)} ago (reenroll: {_duration(rule)})")
+        return Verdict(False, f"finished {campaign_id} less than {duration_text(rule)} ago (reenroll: {duration_text(rule)})")
     return ELIGIBLE
 
 
@@ -341,12 +345,12 @@ def _exclusivity(campaign_id: str, campaign: Campaign, history: tuple[PastEnroll
     if isinstance(rule, timedelta) and others:
         last = max(others, key=lambda h: h.finished_at or h.started_at)
         if at - (last.finished_at or last.started_at) < rule:
-            return Verdict(False, f"treated by exclusive campaign {last.campaign} until less than {_duration(rule)} "
-                                  f"ago (previously_treated: {_duration(rule)})")
+            return Verdict(False, f"treated by exclusive campaign {last.campaign} until less than {duration_text(rule)} "
+                                  f"ago (previously_treated: {duration_text(rule)})")
     return ELIGIBLE
 
 
-def _duration(value: timedelta) -> str:
+def duration_text(value: timedelta) -> str:
     """90 days as ``90d``, as it is written in the campaign file."""
     minutes = int(value.total_seconds() // 60)
     for unit, size in (("w", 7 * 24 * 60), ("d", 24 * 60), ("h", 60)):
@@ -372,7 +376,7 @@ def next_due(step_due: datetime, wait: Wait | timedelta | Until, tz: tzinfo) -> 
     clock = time.fromisoformat(wait.until.zfill(5))
     day = step_due.astimezone(tz).date()
     candidates = (c for d in (day - timedelta(days=1), day, day + timedelta(days=1))
-                  for c in _local_instants(d, clock, tz))
+                  for c in local_instants(d, clock, tz))
     return min(c for c in candidates if c >= step_due)
 
 
@@ -396,10 +400,10 @@ def window_opens(due: datetime, window: Window | None, tz: tzinfo) -> datetime |
 
 
 def _midnight(day: date, tz: tzinfo) -> datetime:
-    return min(_local_instants(day, time(0, 0), tz))
+    return min(local_instants(day, time(0, 0), tz))
 
 
-def _local_instants(day: date, clock: time, tz: tzinfo) -> tuple[datetime, ...]:
+def local_instants(day: date, clock: time, tz: tzinfo) -> tuple[datetime, ...]:
     """The instants (UTC) at which the local clock in ``tz`` reads ``clock`` on ``day``: one,
     two in an autumn repeat (first first), or in a spring gap the first instant after it."""
     wall = datetime.combine(day, clock)

@@ -19,7 +19,7 @@ one), so the key stays the same when steps elsewhere are added or removed, and a
 step (``renamed_from``) renames the wait with it. Giving it an id is better.
 
 Jumps go forward only (the checker refuses the others): a branch case, a response's ``goto``,
-and (later) a split path. Their target is a node key or :data:`END`.
+and a split path. Their target is a node key or :data:`END`.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from .enrollment import next_due
-from .model import END, Branch, Campaign, Located, Step, Wait, WaitFor
+from .model import END, Branch, Campaign, Located, Split, Step, Wait, WaitFor
 
-POSITION_KINDS = ("email", "sms", "popup", "activity", "letter", "branch", "wait_for")
+POSITION_KINDS = ("email", "sms", "popup", "activity", "letter", "branch", "split", "wait_for")
+CHOICE_KINDS = ("branch", "split")  # positions that choose where to go, and send nothing
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,8 @@ class Jump:
     """Where a node may send an enrollment other than to the next node."""
 
     target: str  # a node key or END
-    reason: str  # branch | response: the skip reason of the nodes jumped over
-    label: str  # "case 2", "else", or the response key
+    reason: str  # branch | split | response: the skip reason of the nodes jumped over
+    label: str  # "case 2", "else", the split path's key, or the response key
     owner: Located  # the case or response that says so (its ``goto`` / ``else`` is the position)
     field: str  # "goto" or "else_"
 
@@ -49,8 +50,8 @@ class Jump:
 class Node:
     index: int
     key: str | None  # None: a plain wait without an id
-    kind: str  # an action kind, "branch", "wait" or "wait_for"
-    item: Step | Wait | Branch
+    kind: str  # an action kind, "branch", "split", "wait" or "wait_for"
+    item: Step | Wait | Branch | Split
     jumps: tuple[Jump, ...] = ()
     falls_through: bool = True  # may go on with the next node (a branch ending in `else` never does)
     old_keys: tuple[str, ...] = ()  # the keys it had: its `renamed_from`, or for a wait-for without
@@ -188,7 +189,7 @@ class Flow:
             waits = ("wait", "wait_for")
             nodes = [] if start is None or start.kind in waits else self._reach(
                 start, lambda n: (f for f in self.following(n, at_once=True) if f.kind not in waits))
-            cached = self._at_once[key] = tuple(n.key for n in nodes if n.kind != "branch")
+            cached = self._at_once[key] = tuple(n.key for n in nodes if n.kind not in CHOICE_KINDS)
         return cached
 
     def unreachable(self) -> list[Node]:
@@ -226,6 +227,11 @@ def _nodes(campaign: Campaign) -> Iterator[Node]:
                           for number, case in enumerate(item.branch, 1))
             yield Node(index, item.id, "branch", item, jumps, falls_through=item.branch[-1].else_ is None,
                        old_keys=old)
+        elif isinstance(item, Split):
+            jumps = tuple(Jump(path.goto, "split", key, path, "goto") for key, path in item.split.items()
+                          if path.goto is not None)
+            yield Node(index, item.id, "split", item, jumps,
+                       falls_through=any(path.goto is None for path in item.split.values()), old_keys=old)
         elif isinstance(item.wait, WaitFor):
             key = item.id
             if key is None:

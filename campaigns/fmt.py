@@ -3,17 +3,31 @@
 What the layout is
 ------------------
 * Keys of every mapping the models know in the models' field order, which is SPEC §3's order
-  (name, description, owner, active, window, timezone, audience, trigger, ...; within
-  ``audience`` rulesets, groups, exclude, dedupe, include_test, include_inactive; within a step id,
-  renamed_from, when, then the kind; a wait id, renamed_from, wait, and inside ``wait: {...}``
-  for, at_most; a branch id, renamed_from, branch, and each case when, goto (or else); a
-  response result, follow_up, goto). Keys the models do not know follow in their original
-  order; the keys of free mappings (ruleset names, translations, responses) keep the author's
-  order.
+  (within ``audience`` rulesets, groups, exclude, dedupe, include_test, include_inactive; within
+  a step id, renamed_from, when, then the kind; a wait id, renamed_from, wait, and inside
+  ``wait: {...}`` for, at_most; a branch id, renamed_from, branch, and each case when, goto (or
+  else); a split id, renamed_from, split, and each path weight, goto; a response result,
+  follow_up, goto; a goal when, event, where, within, exit; quiet hours from, to; in
+  engine.yaml's ``policies`` frequency (each cap max, per), on_cap, quiet_hours, send_days),
+  except where :data:`ORDER` says otherwise:
+
+  - a campaign's top level: name, description, owner, active, window, timezone, audience,
+    trigger, reenroll, exclusive, previously_treated, exit_when, exit_on_audience_loss, then
+    SPEC §11's keys holdout, goal, quiet_hours, send_days, priority, transactional, and last
+    steps and monitor: everything that says *who* and *under which rules* comes before the
+    steps, the long part of a file, as in SPEC §11's and the docs' examples;
+  - a variant (``variants: {KEY: {...}}`` of an email, SMS, pop-up or letter) has its
+    ``weight`` first, then what it overrides in the step's own order.
+
+  Keys the models do not know follow in their original order; the keys of free mappings
+  (ruleset names, translations, responses, variants, split paths, caps) keep the author's
+  order: the order of variants and split paths is meaningful (their weights are taken in file
+  order).
 * Two-space indentation; a sequence's ``-`` indented two spaces under its key.
 * Expressions (audience.rulesets values, audience.exclude, trigger.when, exit_when, a step's
-  ``when``, a wait's ``for``, a branch case's ``when``; in engine.yaml consent.email,
-  consent.sms and exclude) in the canonical text of :func:`dsl.printer.to_source`.
+  ``when``, a wait's ``for``, a branch case's ``when``, goal.when and goal.where; in
+  engine.yaml consent.email, consent.sms and exclude) in the canonical text of
+  :func:`dsl.printer.to_source`.
 * Every scalar keeps its quoting style and every collection its flow or block style (ruamel.yaml
   round trip); an expression whose new text needs quotes gets the quotes ruamel.yaml chooses.
   A flow mapping inside a flow sequence keeps its braces (``[{when: ..., goto: a}, {else: end}]``,
@@ -215,6 +229,28 @@ class _ChoiceSpec:
     choose: Callable[[Any], Any]
 
 
+ORDER: dict[str, tuple[str, ...]] = {
+    "Campaign": (
+        "name", "description", "owner", "active", "window", "timezone", "audience", "trigger", "reenroll",
+        "exclusive", "previously_treated", "exit_when", "exit_on_audience_loss",
+        "holdout", "goal", "quiet_hours", "send_days", "priority", "transactional",
+        "steps", "monitor",
+    ),
+    "EmailVersion": ("weight",),
+    "SmsVersion": ("weight",),
+    "PopupVersion": ("weight",),
+    "LetterVersion": ("weight",),
+}
+"""Where the canonical order is not the model's field order, by model name: these keys first,
+in this order, then the model's other keys in its order (so a field added to a model later is
+never left out of the layout)."""
+
+
+def _ordered(name: str, keys: list[str]) -> tuple[str, ...]:
+    first = [k for k in ORDER.get(name, ()) if k in keys]
+    return (*first, *(k for k in keys if k not in first))
+
+
 @cache
 def _layouts() -> tuple[_ModelSpec, _ModelSpec]:
     # Imported here: the models sit above the language package; only the formatter needs them.
@@ -243,7 +279,7 @@ class _SpecBuilder:
                 child = self.spec(hints.get(name, info.annotation))
                 if child is not None:
                     children[key] = child
-            spec.keys = tuple(keys)
+            spec.keys = _ordered(cls.__name__, keys)
         return self.models[cls]
 
     def spec(self, tp: Any) -> Any:

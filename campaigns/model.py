@@ -262,6 +262,7 @@ class Settings(Located):
     channels: Channels = Field(default_factory=Channels)
     users: dict[str, User] = Field(default_factory=dict)
     web: Web = Field(default_factory=Web)
+    policies: "Policies" = Field(default_factory=lambda: Policies())
     results: list[str] = Field(
         default_factory=lambda: list(DEFAULT_RESULTS), min_length=1,
         description="the results a response may record (default: successful, unsuccessful, postponed, failed)")
@@ -349,10 +350,30 @@ Responses = Annotated[dict[str, Response], AfterValidator(_at_most_five)]
 """What the partner may answer (an activity's outcome, or a reply to a mailing): key → result."""
 
 
-class EmailVariant(Located):
+def _weights(options: dict) -> dict:
+    """Variants and split paths: keys are slugs, weights whole numbers, at least one above 0."""
+    for key in options:
+        problem = check_slug(key, "variant key")
+        if problem is not None:
+            raise ValueError(problem)
+    if options and sum(option.weight for option in options.values()) == 0:
+        raise ValueError("the weights add up to 0: give at least one a weight above 0")
+    return options
+
+
+Weight = Annotated[int, Field(ge=0, le=1_000_000, description="a whole number; the share is weight / the sum of the weights")]
+
+
+class EmailTranslation(Located):
     subject: TemplateText | None = None
     template: str | None = None
     body: TemplateText | None = None
+
+
+class EmailVersion(EmailTranslation):
+    """One variant of an email step: its weight, and what it says differently."""
+
+    weight: Weight
 
 
 class Email(Located):
@@ -363,7 +384,9 @@ class Email(Located):
         default_factory=list, examples=[["files/price-list.pdf"]],
         description="files sent with every language's message, by their path inside the workspace; at most 10 "
                     "files and 10 MB (10,485,760 bytes) per message, all together")
-    translations: dict[str, EmailVariant] = Field(default_factory=dict)
+    translations: dict[str, EmailTranslation] = Field(default_factory=dict)
+    variants: Annotated[dict[str, EmailVersion], AfterValidator(_weights)] = Field(
+        default_factory=dict, description="an experiment: each variant overrides subject, template or body")
     responses: Responses = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -373,26 +396,39 @@ class Email(Located):
         return self
 
 
-class SmsVariant(Located):
+class SmsTranslation(Located):
     text: TemplateText
+
+
+class SmsVersion(Located):
+    weight: Weight
+    text: TemplateText | None = None
 
 
 class Sms(Located):
     text: TemplateText
-    translations: dict[str, SmsVariant] = Field(default_factory=dict)
+    translations: dict[str, SmsTranslation] = Field(default_factory=dict)
+    variants: Annotated[dict[str, SmsVersion], AfterValidator(_weights)] = Field(
+        default_factory=dict, description="an experiment: each variant overrides the text")
     responses: Responses = Field(default_factory=dict)
 
 
-class PopupVariant(Located):
+class PopupTranslation(Located):
     title: TemplateText | None = None
     body: TemplateText | None = None
+
+
+class PopupVersion(PopupTranslation):
+    weight: Weight
 
 
 class Popup(Located):
     pages: list[str] = Field(min_length=1)
     title: TemplateText
     body: TemplateText
-    translations: dict[str, PopupVariant] = Field(default_factory=dict)
+    translations: dict[str, PopupTranslation] = Field(default_factory=dict)
+    variants: Annotated[dict[str, PopupVersion], AfterValidator(_weights)] = Field(
+        default_factory=dict, description="an experiment: each variant overrides title or body")
 
 
 class Question(Located):
@@ -419,8 +455,15 @@ class Activity(Located):
         return self
 
 
+class LetterVersion(Located):
+    weight: Weight
+    template: str | None = None
+
+
 class Letter(Located):
     template: str
+    variants: Annotated[dict[str, LetterVersion], AfterValidator(_weights)] = Field(
+        default_factory=dict, description="an experiment: each variant may use another template")
 
 
 def _step_id(value: Any) -> Any:
@@ -563,18 +606,121 @@ class Branch(Located):
         return "branch"
 
 
+class SplitPath(Located):
+    """One path of a split: its weight, and where it goes (none: on with the next step)."""
+
+    weight: Weight
+    goto: Target | None = None
+
+
+class Split(Located):
+    """``split``: partners divided between paths by weight, by the same hash as variants."""
+
+    id: StepId
+    renamed_from: OldIds = ()
+    split: Annotated[dict[str, SplitPath], AfterValidator(_weights)] = Field(min_length=1)
+
+    @property
+    def kind(self) -> str:
+        return "split"
+
+
 def _step_tag(value: Any) -> str:
-    if isinstance(value, dict) and "wait" in value:
-        return "wait"
-    if isinstance(value, dict) and "branch" in value:
-        return "branch"
+    if isinstance(value, dict):
+        for kind in ("wait", "branch", "split"):
+            if kind in value:
+                return kind
     return "step"
 
 
 AnyStep = Annotated[
-    Annotated[Step, Tag("step")] | Annotated[Wait, Tag("wait")] | Annotated[Branch, Tag("branch")],
+    Annotated[Step, Tag("step")] | Annotated[Wait, Tag("wait")] | Annotated[Branch, Tag("branch")]
+    | Annotated[Split, Tag("split")],
     Discriminator(_step_tag),
 ]
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def _send_days(days: list[str]) -> list[str]:
+    if not days:
+        raise ValueError("send_days needs at least one day, such as [mon, tue, wed, thu, fri]")
+    repeated = sorted({d for d in days if days.count(d) > 1}, key=WEEKDAYS.index)
+    if repeated:
+        raise ValueError(f"'{repeated[0]}' is listed twice")
+    return days
+
+
+SendDays = Annotated[list[Weekday], AfterValidator(_send_days)]
+
+
+class QuietHours(Located):
+    """Partner-local hours in which no message goes out: ``{from: "21:00", to: "08:00"}`` is
+    overnight (from 21:00 until 08:00 the next morning); equal times are no quiet hours."""
+
+    from_: str = Field(alias="from", description="local time the quiet hours begin, e.g. \"21:00\"")
+    to: str = Field(description="local time they end, e.g. \"08:00\" (the next morning if before 'from')")
+
+    @field_validator("from_", "to")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        if not isinstance(value, str) or not _CLOCK.fullmatch(value):
+            raise ValueError(f"'{value}' is not a local time such as \"21:00\"")
+        return value
+
+
+class Cap(Located):
+    """At most ``max`` messages of a channel to one partner in any ``per``, across campaigns."""
+
+    max: int = Field(ge=1, le=1_000_000)
+    per: Duration
+
+    @field_validator("per")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("a cap counts over a positive duration, such as 7d")
+        return value
+
+
+MESSAGE_KINDS = ("email", "sms", "popup", "letter")  # the steps that are messages: capped, held out, kept quiet
+
+
+class Policies(Located):
+    """engine.yaml's ``policies``: what every campaign's messages obey (a campaign may override
+    quiet hours and send days, and a transactional campaign ignores them all)."""
+
+    frequency: dict[Literal["email", "sms", "popup", "letter"], Cap] = Field(
+        default_factory=dict, description="per partner, across all campaigns, by channel: {max, per}")
+    on_cap: Literal["skip", "defer"] = Field(
+        "skip", description="skip the capped step (reason frequency_cap), or defer it until a slot frees")
+    quiet_hours: QuietHours | None = None
+    send_days: SendDays | None = None
+
+
+class Goal(Located):
+    """What counts as converted: an expression that comes to hold, or an event."""
+
+    when: Expression | None = None
+    event: str | None = None
+    where: Expression | None = Field(default=None, description="with an event goal: a condition on the event")
+    within: Duration = Field(description="counted from the enrollment, e.g. 30d")
+    exit: bool = Field(True, description="a converted enrollment finishes (reason goal)")
+
+    @field_validator("event")
+    @classmethod
+    def _event_name(cls, value: str | None) -> str | None:
+        return Trigger._event_name(value)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Goal":
+        if (self.when is None) == (self.event is None):
+            raise ValueError("a goal needs exactly one of 'when' (a condition) or 'event' (an event name)")
+        if self.where is not None and self.event is None:
+            raise ValueError("'where' is only allowed with an event goal")
+        return self
 
 
 class Monitor(Located):
@@ -605,6 +751,15 @@ class Campaign(Located):
     exit_on_audience_loss: bool = False
     steps: list[AnyStep] = Field(default_factory=list)
     monitor: Monitor = Field(default_factory=Monitor)
+    holdout: Percentage | None = Field(
+        default=None, description="this share of partners is enrolled but every message step is skipped (reason holdout)")
+    goal: Goal | None = None
+    quiet_hours: QuietHours | None = Field(default=None, description="instead of engine.yaml's policies.quiet_hours")
+    send_days: SendDays | None = Field(default=None, description="instead of engine.yaml's policies.send_days")
+    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000,
+                          description="of one partner's steps due at one instant, a higher priority's go first")
+    transactional: bool = Field(
+        default=False, description="receipts and notices: no consent, caps, quiet hours or send days; no unsubscribe link")
 
     @field_validator("reenroll", mode="before")
     @classmethod
@@ -633,3 +788,6 @@ class Campaign(Located):
     @property
     def action_steps(self) -> list[Step]:
         return [s for s in self.steps if isinstance(s, Step)]
+
+
+Settings.model_rebuild()

@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Iterator
 
-from .enrollment import _local_instants
+from .enrollment import local_instants
 
 UTC = timezone.utc
 
@@ -59,7 +59,7 @@ def _occurrences(expression: str, after: datetime, until: datetime, tz: tzinfo,
     while True:
         try:
             wall = walls.get_next(datetime)
-            instant = _local_instants(wall.date(), wall.time(), tz)[0]  # once per wall time
+            instant = local_instants(wall.date(), wall.time(), tz)[0]  # once per wall time
         except (CroniterBadDateError, ValueError, OverflowError):
             return  # no match left in the range, or the search ran past the year 9999
         if instant > until:

@@ -277,7 +277,9 @@ def check_campaign(campaign: Campaign, context: _Context) -> list[Diagnostic]:
     found: list[Diagnostic] = []
     steps = campaign.action_steps
     step_ids = _step_ids(campaign)
-    scope = Scope(partner=context.partner, steps=step_ids, groups=context.groups, campaigns=context.campaigns)
+    scope = Scope(partner=context.partner, steps=step_ids, groups=context.groups, campaigns=context.campaigns,
+                  variant_steps=tuple(s.id for s in steps if getattr(s.action, "variants", None)),
+                  splits=tuple(s.id for s in campaign.steps if getattr(s, "kind", None) == "split"))
     audience = campaign.audience
     for name in audience.rulesets:
         found.extend(_expression(audience, name, scope, container="rulesets"))
@@ -285,6 +287,9 @@ def check_campaign(campaign: Campaign, context: _Context) -> list[Diagnostic]:
     found.extend(_expression(campaign, "exit_when", scope))
     if campaign.trigger is not None:
         found.extend(_expression(campaign.trigger, "when", replace(scope, event=True)))
+    if campaign.goal is not None:
+        found.extend(_expression(campaign.goal, "when", scope))
+        found.extend(_expression(campaign.goal, "where", replace(scope, event=True)))
     for i, group in enumerate(audience.groups):
         if group not in context.groups:
             span = audience.document.span(audience.path + ("groups", i))
@@ -300,7 +305,37 @@ def check_campaign(campaign: Campaign, context: _Context) -> list[Diagnostic]:
     found.extend(_check_window(campaign))
     found.extend(_check_monitor(campaign))
     found.extend(_check_waits(campaign))
-    found.extend(_check_unsubscribe_links(steps, context))
+    if not campaign.transactional:  # receipts and notices carry no unsubscribe link
+        found.extend(_check_unsubscribe_links(steps, context))
+    found.extend(_check_experiments(campaign))
+    return found
+
+
+def _check_experiments(campaign: Campaign) -> list[Diagnostic]:
+    """Warnings for experiment and policy settings that quietly do less than they seem to: a
+    transactional campaign's own quiet hours or send days (it has none) or holdout (its
+    receipts withheld), and a variant whose field a translation replaces for its language."""
+    found: list[Diagnostic] = []
+    if campaign.transactional:
+        for key in ("quiet_hours", "send_days"):
+            if getattr(campaign, key) is not None:
+                found.append(warning(campaign.key_span(key), f"a transactional campaign ignores {key}: its messages "
+                                     "go at their due time"))
+        if campaign.holdout:
+            found.append(warning(campaign.key_span("holdout"), "this transactional campaign holds out "
+                                 f"{campaign.holdout:g}% of its partners: they get none of its messages"))
+    for step in campaign.action_steps:
+        action = step.action
+        translations = getattr(action, "translations", None) or {}
+        for key, version in (getattr(action, "variants", None) or {}).items():
+            varied = {name for name in version.model_fields_set if name != "weight"}
+            for language, translation in translations.items():
+                shadowed = sorted(varied & translation.model_fields_set)
+                if shadowed:
+                    found.append(warning(version.span(shadowed[0]), f"partners whose language is {language} get the "
+                                         f"translation's {shadowed[0]}, whatever their variant: give the translation "
+                                         f"no {shadowed[0]}, or test in one language"))
+                    break
     return found
 
 
@@ -315,7 +350,7 @@ def _check_unsubscribe_links(steps: list[Step], context: _Context) -> list[Diagn
         if not context.base_url:
             found.append(warning(step.key_span("email"), "engine.yaml sets no web.base_url: this email carries no "
                                  "one-click unsubscribe (List-Unsubscribe) and no open or click tracking"))
-        for variant in (step.action, *step.action.translations.values()):
+        for variant in (step.action, *step.action.translations.values(), *step.action.variants.values()):
             text = _body_text(variant, context)
             if text is not None and not templates.mentions(text, "unsubscribe_url", context.templates_dir):
                 where = variant.span("template") if variant.template else variant.span("body")
@@ -471,7 +506,7 @@ def _step_ids(campaign: Campaign) -> tuple[str, ...]:
 def _check_step(step: Step, context: _Context, step_ids: tuple[str, ...] = ()) -> list[Diagnostic]:
     found: list[Diagnostic] = []
     action = step.action
-    variants: list[Located] = [action]
+    variants: list[Located] = [action, *getattr(action, "variants", {}).values()]
     if isinstance(action, (Email, Sms, Popup)):
         variants += list(action.translations.values())
     for variant in variants:

@@ -35,6 +35,8 @@ class Scope:
     partner: Type  # record of the partner schema (engine.yaml partners.fields + the id field)
     event: bool = False  # `event` is available (only in an event trigger's `when`)
     steps: tuple[str, ...] | None = None  # the campaign's step ids; None = not inside a campaign
+    variant_steps: tuple[str, ...] = ()  # of those, the message steps with variants
+    splits: tuple[str, ...] = ()  # of those, the splits
     groups: tuple[str, ...] = ()  # static group names (groups/*.csv)
     campaigns: tuple[str, ...] = ()  # campaign ids
 
@@ -594,7 +596,7 @@ def _call(node: Call, run: _Run) -> Type:
         run.error(name_at, f"{node.function}() takes {signature.arity} {noun}, got {len(node.args)}")
     params = signature.params_for(len(node.args))
     for arg, t, param in zip(node.args, types, params):
-        if param in ("step", "group", "campaign"):
+        if param in ("step", "group", "campaign") or param in _STEP_KINDS:
             _reference(node, arg, param, run)
         elif param in _PARAMS:
             kinds, description = _PARAMS[param]
@@ -643,20 +645,49 @@ def _regex(node: Node, run: _Run) -> None:
 
 def _reference(call: Call, arg: Node, kind: str, run: _Run) -> None:
     """A step, group or campaign is named by a string literal, so that it can be checked here."""
+    noun = "step" if kind in _STEP_KINDS else kind
     known, where_known = {
         "step": (run.scope.steps, " in this campaign"),
         "group": (run.scope.groups, ""),
         "campaign": (run.scope.campaigns, ""),
-    }[kind]
+    }[noun]
     if known is None:
         run.error((call.start, call.start + len(call.function)),
                   f"{call.function}() is only available inside a campaign (it refers to a step)")
         return
     if not (isinstance(arg, Literal) and arg.kind == "string"):
-        run.error(arg, f"{call.function}() needs the {kind} name as a quoted string, such as {call.function}(\"...\")")
+        run.error(arg, f"{call.function}() needs the {noun} name as a quoted string, such as {call.function}(\"...\")")
         return
-    if arg.value not in known:
+    if kind in _STEP_KINDS:
+        _step_of_kind(call, arg, kind, known, run)
+    elif arg.value not in known:
         run.error(arg, f"unknown {kind} '{arg.value}'{where_known}{did_you_mean(arg.value, known)}")
+
+
+# A step parameter that takes one kind of step: the Scope field listing them, and the message
+# for a step of another kind.
+_STEP_KINDS = {
+    "variant_step": ("variant_steps",
+                     "step '{name}' has no variants: {function}() names a step with variants"),
+    "split_step": ("splits", "'{name}' is not a split step: {function}() names a split"),
+}
+_LISTED = 5  # names of the right kind a message lists
+
+
+def _step_of_kind(call: Call, arg: Literal, kind: str, steps: tuple[str, ...], run: _Run) -> None:
+    """``variant("welcome")`` of a step without variants, or ``split("welcome")`` of a message,
+    would be null for everyone: a mistake, so the message says which steps would do."""
+    field_name, wrong_kind = _STEP_KINDS[kind]
+    fitting: tuple[str, ...] = getattr(run.scope, field_name)
+    if arg.value in fitting:
+        return
+    if arg.value not in steps:
+        run.error(arg, f"unknown step '{arg.value}' in this campaign{did_you_mean(arg.value, fitting)}")
+        return
+    more = len(fitting) - _LISTED
+    listed = ", ".join(fitting[:_LISTED]) + (f" and {more} more" if more > 0 else "")
+    here = f"here: {listed}" if fitting else "this campaign has none"
+    run.error(arg, wrong_kind.format(name=arg.value, function=call.function) + f" ({here})")
 
 
 _RULES = {

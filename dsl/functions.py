@@ -15,7 +15,8 @@ from .types import BOOL, NUMBER, STRING, Type
 # What a parameter accepts:
 #   "string", "number", "temporal" (date or datetime), "duration", "sized" (string or list),
 #   "container" (string or list), "any", or a reference to a named thing, written as a
-#   string literal: "step", "group", "campaign".
+#   string literal: "step", "group", "campaign"; "variant_step" (a step with variants) and
+#   "split_step" (a split) are steps of one kind.
 Param = str
 
 
@@ -85,6 +86,10 @@ SIGNATURES: dict[str, Signature] = {
         Signature("bounced", ("step",), BOOL, doc="the step's message bounced", reads="store"),
         Signature("responded", ("step",), BOOL, doc="the partner responded to the step", reads="store"),
         Signature("response", ("step",), STRING, doc="the response key given to the step, or null", reads="store"),
+        Signature("variant", ("variant_step",), STRING, reads="store",
+                  doc="the key of the variant of the step the partner received, or null"),
+        Signature("split", ("split_step",), STRING, reads="store",
+                  doc="the key of the split's path the partner took, or null"),
     ]
 }
 

@@ -34,9 +34,10 @@ Where SPEC §4 is silent, we decided:
   ``event.data.x``; any field of a missing event is null.
 - ``days_since(d)`` counts whole local days: see :func:`days_since`.
 - ``coalesce`` evaluates its arguments lazily (no warnings from the ones it did not need).
-- Functions on null: ``lower``/``upper``/``len``/``days_since``/``response`` give null; the
-  predicates (``contains``, ``starts_with``, ``ends_with``, ``matches``, ``in_group``, …)
-  give false. An invalid regular expression at run time is false with a warning.
+- Functions on null: ``lower``/``upper``/``len``/``days_since``/``response``/``variant``/
+  ``split`` give null; the predicates (``contains``, ``starts_with``, ``ends_with``,
+  ``matches``, ``in_group``, …) give false. An invalid regular expression at run time is
+  false with a warning.
 - ``was_in_campaign(id, within)``: an enrollment was going at some time in [now - within, now]
   (both ends included); ``0d`` is "enrolled now", a negative duration is false with a warning,
   a null one false.
@@ -66,10 +67,13 @@ class Facts(Protocol):
     def bounced(self, partner: Mapping, step_id: str) -> bool: ...
     def responded(self, partner: Mapping, step_id: str) -> bool: ...
     def response(self, partner: Mapping, step_id: str) -> str | None: ...
+    def variant(self, partner: Mapping, step_id: str) -> str | None: ...
+    def split(self, partner: Mapping, step_id: str) -> str | None: ...
 
 
 class _NoFacts:
-    """Evaluation without a store: in no group or campaign, nothing opened, no response."""
+    """Evaluation without a store: in no group or campaign, nothing opened, no response, no
+    variant received and no split path taken."""
 
     def in_group(self, partner: Mapping, name: str) -> bool:
         return False
@@ -81,6 +85,8 @@ class _NoFacts:
 
     def response(self, partner: Mapping, step_id: str) -> str | None:
         return None
+
+    variant = split = response
 
 
 NO_FACTS: Facts = _NoFacts()
@@ -550,15 +556,22 @@ def was_in_campaign(partner: Mapping, ctx: Context, campaign_id: Any, within: An
     return ctx.facts.was_in_campaign(partner, campaign_id, within) is True
 
 
-def response(partner: Mapping, ctx: Context, step_id: Any) -> str | None:
-    """The response key the partner gave to the step, or null."""
-    if step_id is None:
-        return None
-    if kind(step_id) != "string":
-        _surprise(ctx, "response", step_id)
-        return None
-    answer = ctx.facts.response(partner, step_id)
-    return answer if isinstance(answer, str) else None
+def _key(name: str) -> Callable[..., str | None]:
+    """``response``, ``variant``, ``split``: a key the store recorded for the step, or null. A
+    facts object that predates experiments (it has no ``variant``) knows of none."""
+
+    def function(partner: Mapping, ctx: Context, step_id: Any) -> str | None:
+        if step_id is None:
+            return None
+        if kind(step_id) != "string":
+            _surprise(ctx, name, step_id)
+            return None
+        ask = getattr(ctx.facts, name, None)
+        answer = ask(partner, step_id) if ask is not None else None
+        return answer if isinstance(answer, str) else None
+
+    function.__name__ = function.__qualname__ = name
+    return function
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -573,5 +586,5 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "coalesce": coalesce,
     **{name: _fact(name) for name in ("in_group", "in_campaign", "opened", "clicked", "bounced", "responded")},
     "was_in_campaign": was_in_campaign,
-    "response": response,
+    **{name: _key(name) for name in ("response", "variant", "split")},
 }

@@ -206,7 +206,7 @@ __all__ = ["Condition", "Unsupported", "to_sql"]
 
 MAX_SQL = 200_000  # characters: larger conditions are refused rather than sent
 FACTS = ("in_group", "in_campaign", "was_in_campaign", "opened", "clicked", "bounced", "responded",
-         "response")
+         "response", "variant", "split")
 _COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
 # Names a column may not have: those of json_each's columns (they would shadow it inside the
 # membership subqueries) and this module's own aliases.

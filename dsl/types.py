@@ -168,8 +168,9 @@ def coerce(type_: Type, raw: Any, tz: tzinfo) -> Any:
         if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
             raise ValueError(f"expected a number, got {_describe(raw)}")
         if isinstance(raw, str):
+            text = raw.strip()  # what str.strip() takes (\x1f too), as for an int
             try:
-                return int(raw) if re.fullmatch(r"[-+]?\d+", raw.strip()) else float(raw)
+                return int(text) if re.fullmatch(r"[-+]?\d+", text) else float(text)
             except ValueError:
                 raise ValueError(f"expected a number, got '{raw}'") from None
         return raw

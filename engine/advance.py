@@ -1,12 +1,19 @@
 """Advancing one enrollment through its campaign's flow (:class:`Advance`): the step it waits
-for executes as of its due time (or is skipped: its condition, exclude, consent, a bounce), a
-branch chooses a case, a wait-for ends or goes on waiting, a jump skips the steps it passes
-over, and the enrollment moves on to its next position or finishes. Every write goes into the
-caller's transaction, through the batch the step belongs to (engine.batch).
+for executes as of its due time (or is skipped: its condition, exclude, consent, a bounce, the
+holdout, a frequency cap), waits for quiet hours, send days or a cap's free slot, a branch
+chooses a case, a split a path, a wait-for ends or goes on waiting, a jump skips the steps it
+passes over, and the enrollment moves on to its next position or finishes. Every write goes
+into the caller's transaction, through the batch the step belongs to (engine.batch).
+
+The policies of a message step, in order: the holdout skips it; quiet hours and send days move
+it to the next allowed local instant (without a step run: it runs then, as of then); its own
+``when``, exclude, consent and address rules may skip it; a frequency cap skips or defers it
+(``on_cap``). A transactional campaign has no policies (and no consent rule).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from datetime import datetime
@@ -14,6 +21,7 @@ from typing import Mapping
 
 from campaigns.enrollment import FinishReason, SkipReason, window_opens
 from campaigns.flow import END, Node
+from campaigns.policy import Hold, assign, cap_allows, cap_detail, cap_frees, held_out, is_message, sending_hold, weights
 
 from .batch import StepBatch, record_effects
 from .clock import iso
@@ -71,15 +79,19 @@ class Advance(Part):
                 reason = self.exit_reason(compiled, e, partner, due)
                 if reason is not None:
                     return self.finish(e, reason, due)
+            if campaign.goal is not None and campaign.goal.exit and batch.converted(e.id):
+                return self.finish(e, FinishReason.GOAL, due)  # converted while paused, now resumed
             tz = compiled.local_tz(partner)
             if any(batch.has_run(e.id, name) for name in compiled.flow.names(node.key)):  # skipped ahead by a user
                 return self._move_on(compiled, e, node.key, due, tz, batch)
-            if node.kind == "branch":
-                return self._branch(compiled, e, node, partner, due, tz, counts, batch)
+            if node.kind in ("branch", "split"):
+                return self._choose(compiled, e, node, partner, due, tz, counts, batch)
             if node.kind == "wait_for":
                 return self._wait_for(compiled, e, node, partner, due, tz, counts, batch)
             step = node.item
-            effects = self.effects(compiled, e, step, partner, due, batch=batch)
+            effects = self._due_effects(compiled, e, step, partner, due, tz, batch)
+            if effects.status == "deferred":
+                return self._hold(e, step.id, effects.hold, due, counts)
             moved = self._move_on(compiled, e, step.id, due, tz, batch)
             self._record(e, step.id, 1, effects, due, batch=batch)  # only once the compare-and-set won
             counts[(e.campaign, step.id, effects.status)] += 1
@@ -87,19 +99,51 @@ class Advance(Part):
         except Conflict:
             return None  # another tick moved it first
 
-    def _branch(self, compiled: CompiledCampaign, e: Enrollment, node: Node, partner: Mapping, due: datetime,
+    def _due_effects(self, compiled: CompiledCampaign, e: Enrollment, step, partner: Mapping, due: datetime, tz,
+                     batch: StepBatch) -> Effects:
+        """What a step that fell due does, its policies first (see the module's docstring): held
+        out, held by quiet hours or send days (status ``deferred``), or :meth:`effects` with its
+        frequency cap. A step that runs after a hold says which rule held it."""
+        message = is_message(step.kind)
+        if message and held_out(compiled.id, e.partner, compiled.campaign.holdout):
+            return Effects("skipped", SkipReason.HOLDOUT)
+        hold = sending_hold(due, tz, compiled.rules) if message else None
+        if hold is not None:
+            return Effects("deferred", hold=hold)
+        effects = self.effects(compiled, e, step, partner, due, batch=batch, capped=True)
+        if e.held is not None and effects.status != "deferred":
+            effects.detail = {**effects.detail, "held": json.loads(e.held)}
+        return effects
+
+    def _choose(self, compiled: CompiledCampaign, e: Enrollment, node: Node, partner: Mapping, due: datetime,
                 tz, counts: Counter, batch: StepBatch) -> Enrollment | None:
-        """The first case that holds as of the branch's due time sends the enrollment to its
-        target; none: on to the next step. The branch's run records which case won."""
-        chosen = compiled.branch_target(node.key, partner, self.context(compiled, due, enrollment=e))
-        number, target = chosen if chosen is not None else (None, None)
-        effects = Effects("executed", detail={"case": number, "goto": target})
+        """A branch: the first case that holds as of its due time sends the enrollment to its
+        target (none: on to the next step). A split: the partner's path (campaigns.policy.assign)
+        does. The run records the choice."""
+        if node.kind == "split":
+            path = assign(compiled.id, node.key, e.partner, weights(node.item.split))
+            target, reason = node.item.split[path].goto, SkipReason.SPLIT
+            detail = {"path": path, "goto": target}
+        else:
+            chosen = compiled.branch_target(node.key, partner, self.context(compiled, due, enrollment=e))
+            number, target = chosen if chosen is not None else (None, None)
+            detail, reason = {"case": number, "goto": target}, SkipReason.BRANCH
         if target is None:
             moved = self._move_on(compiled, e, node.key, due, tz, batch)
         else:
-            moved = self.jump(compiled, e, node.key, target, due, tz, SkipReason.BRANCH, batch)
-        self._record(e, node.key, 1, effects, due, batch=batch)
+            moved = self.jump(compiled, e, node.key, target, due, tz, reason, batch)
+        self._record(e, node.key, 1, Effects("executed", detail=detail), due, batch=batch)
         counts[(e.campaign, node.key, "executed")] += 1
+        return moved
+
+    def _hold(self, e: Enrollment, step_id: str, hold: Hold | None, due: datetime, counts: Counter) -> Enrollment:
+        """A message step that may not go at its due time waits until ``hold.until``; the
+        enrollment keeps which rule moved it, and from when (first moved: kept over later moves)."""
+        assert hold is not None and hold.until is not None
+        since = datetime.fromisoformat(json.loads(e.held)["from"]) if e.held else due
+        moved = self.store.update_enrollment(e, due_at=hold.until, held=hold.as_json(since))
+        counts[(e.campaign, step_id, "deferred")] += 1
+        self.report.deferred += 1
         return moved
 
     def _wait_for(self, compiled: CompiledCampaign, e: Enrollment, node: Node, partner: Mapping, due: datetime,
@@ -160,9 +204,11 @@ class Advance(Part):
                                             next_step=next_step, due_at=next_due)
 
     def effects(self, compiled: CompiledCampaign, e: Enrollment, step, partner: Mapping, due: datetime, *,
-                run: int = 1, condition: bool = True, batch: "StepBatch | None" = None) -> Effects:
+                run: int = 1, condition: bool = True, batch: "StepBatch | None" = None,
+                capped: bool = False) -> Effects:
         """What the step does for this partner as of ``due``: skipped (``when``, exclude,
-        consent, a hard bounce) or executed (rendered). The store is asked through ``batch``
+        consent, a hard bounce; ``capped``: a frequency cap) or executed (rendered); or, capped
+        with ``on_cap: defer``, held until a slot frees. The store is asked through ``batch``
         (what it fetched in advance), or directly."""
         facts = batch if batch is not None else StepBatch(self.store)
         kind = facts.kind(compiled.id, step)
@@ -172,13 +218,20 @@ class Advance(Part):
             return Effects("skipped", SkipReason.CONDITION)
         if self.plan.exclude is not None and self.plan.exclude.test(partner, ctx):
             return Effects("skipped", SkipReason.EXCLUDED)
-        if kind in StepBatch.GATED:
+        if kind in StepBatch.GATED and not compiled.campaign.transactional:
             ledger = facts.consent_latest(e.partner, kind, due)
             if not compiled.audience.consents(kind, partner, ledger, ctx):
                 return Effects("skipped", SkipReason.NO_CONSENT)
         address = partner.get(StepBatch.ADDRESS_FIELDS.get(kind, ""))
         if isinstance(address, str) and facts.undeliverable(address, due):  # it hard-bounced before
             return Effects("skipped", SkipReason.UNDELIVERABLE)
+        cap = compiled.rules.capped(kind) if capped else None
+        if cap is not None and not cap_allows(due, facts.sends(e.partner, kind, due, cap), cap):
+            detail = cap_detail(kind, cap)
+            if compiled.rules.on_cap == "defer":
+                return Effects("deferred", hold=Hold("frequency_cap", detail,
+                                                     cap_frees(due, facts.sends(e.partner, kind, due, cap), cap)))
+            return Effects("skipped", SkipReason.FREQUENCY_CAP, detail={"rule": detail})
         if compiled.id not in self.state.numbers:
             self.state.numbers[compiled.id] = self.store.campaign_number(compiled.id)
         job = Job(compiled.id, compiled.campaign, self.state.numbers[compiled.id], step, partner, e.partner,

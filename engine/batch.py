@@ -3,9 +3,12 @@ them, and what they produce, written in one statement each (:class:`StepBatch`).
 
 from __future__ import annotations
 
+from bisect import insort
 from datetime import datetime, tzinfo
 from typing import Mapping
 
+from campaigns.model import Cap
+from campaigns.policy import sends_in, window_of
 
 from .compiled import CompiledCampaign, CompiledWorkspace
 from .steps import Effects
@@ -32,6 +35,10 @@ class StepBatch:
 
     def __init__(self, store: Store):
         self.store = store
+        self._sent: dict[tuple[str, str], tuple[datetime, datetime, list[datetime]]] = {}  # (partner, channel) →
+        # the sends known in an interval of due times: (after, before, sorted due times)
+        self._sends: list[tuple] = []
+        self._converted: dict[int, bool] = {}
         self._runs: set[tuple[int, str]] = set()  # (enrollment, step) with a run, of _known_runs
         self._known_runs: set[int] = set()  # the enrollments whose runs were fetched
         self._consent: dict[tuple[str, str, datetime], bool | None] = {}
@@ -57,6 +64,8 @@ class StepBatch:
                 address = partner.get(self.ADDRESS_FIELDS.get(kind, ""))
                 if isinstance(address, str):
                     addresses.append((address, e.due_at))
+        self._prefetch_caps(plan, enrollments, partners)
+        self._prefetch_goals(plan, enrollments)
         fresh = {e.id for e in enrollments} - self._known_runs
         if fresh:
             self._runs |= self.store.steps_run(fresh)
@@ -65,6 +74,58 @@ class StepBatch:
             self._consent.update(self.store.consents_latest(consents))
         bounced = self.store.undeliverable_among(addresses) if addresses else set()
         self._bounced.update((key, key in bounced) for key in addresses)
+
+    def _prefetch_caps(self, plan: CompiledWorkspace, enrollments: list[Enrollment],
+                       partners: Mapping[str, Mapping]) -> None:
+        """Lock the partners whose capped message steps may run in this batch (PostgreSQL: so
+        another worker's batch cannot count their sends at the same time), then read their
+        sends around the batch's due times, in one query."""
+        caps = plan.settings.policies.frequency
+        if not caps:
+            return
+        capped: set[str] = set()
+        for e in enrollments:
+            compiled = plan.campaigns.get(e.campaign)
+            node = compiled.flow.node(e.next_step) if compiled is not None else None
+            if node is None or e.due_at is None or e.partner not in partners:
+                continue
+            if any(compiled.rules.capped(compiled.steps[key].kind) for key in compiled.flow.reached_at_once(node.key)):
+                capped.add(e.partner)
+        if not capped:
+            return
+        self.store.lock_partners(sorted(capped))
+        longest = max(cap.per for cap in caps.values())
+        dues = [e.due_at for e in enrollments if e.partner in capped]
+        after, before = min(dues) - longest, max(dues) + longest
+        found = self.store.sends_between(sorted(capped), sorted(caps), after, before)
+        for partner in capped:
+            for channel in caps:
+                self._sent[(partner, channel)] = (after, before, found.get((partner, channel), []))
+
+    def _prefetch_goals(self, plan: CompiledWorkspace, enrollments: list[Enrollment]) -> None:
+        """Which of the enrollments of campaigns whose goal exits have converted (in one query)."""
+        ids = [e.id for e in enrollments if (c := plan.campaigns.get(e.campaign)) is not None
+               and c.campaign.goal is not None and c.campaign.goal.exit and e.id not in self._converted]
+        if ids:
+            found = self.store.converted(ids)
+            self._converted.update((i, i in found) for i in ids)
+
+    def sends(self, partner: str, channel: str, due: datetime, cap: Cap) -> list[datetime]:
+        """The partner's sends on the channel that a cap on a send due at ``due`` looks at: those
+        fetched in advance or now, and those of this batch, sorted."""
+        after, before = window_of(due, cap)
+        known = self._sent.get((partner, channel))
+        if known is None or after < known[0] or before > known[1]:
+            found = self.store.sends_between([partner], [channel], after, before).get((partner, channel), [])
+            for _, ch, at, *_ in (row for row in self._sends if row[0] == partner and row[1] == channel):
+                insort(found, at)
+            known = self._sent[(partner, channel)] = (after, before, found)
+        return sends_in(known[2], after, before)
+
+    def converted(self, enrollment_id: int) -> bool:
+        if enrollment_id not in self._converted:
+            self._converted[enrollment_id] = bool(self.store.converted([enrollment_id]))
+        return self._converted[enrollment_id]
 
     def kind(self, campaign_id: str, step) -> str:
         """``step.kind`` (a step of the campaign), worked out once per batch."""
@@ -107,6 +168,12 @@ class StepBatch:
         """A step's state and everything it produced (written by :meth:`write`; activities and
         pop-ups, which are rare, at once)."""
         self._steps.append((e.id, step_id, run, effects.status, effects.reason, due, at, effects.detail))
+        if effects.send is not None:
+            sent_at = due or at
+            self._sends.append((e.partner, effects.send, sent_at, e.id, step_id, run))
+            known = self._sent.get((e.partner, effects.send))
+            if known is not None:
+                insort(known[2], sent_at)
         self._messages += [(message, e.id, effects.html) for message in effects.messages]
         if effects.activity is not None:
             self.store.add_activity(effects.activity)
@@ -120,4 +187,6 @@ class StepBatch:
             self.store.record_steps(self._steps)
         if self._messages:
             self.store.add_messages(self._messages)
-        self._steps, self._messages = [], []
+        if self._sends:
+            self.store.record_sends(self._sends)
+        self._steps, self._messages, self._sends = [], [], []

@@ -93,7 +93,9 @@ def _print_warnings(warnings: Sequence[str], limit: int = 10) -> None:
 def _summary(report: TickReport) -> str:
     return (f"{report.to_json()['at']}: enrolled {report.enrolled}, executed {report.executed}, "
             f"skipped {report.skipped}, finished {report.finished}, failed {report.failed}, "
-            f"delivered {report.delivered}" + (f", {len(report.warnings)} warnings" if report.warnings else ""))
+            f"delivered {report.delivered}" + (f", deferred {report.deferred}" if report.deferred else "")
+            + (f", converted {report.converted}" if report.converted else "")
+            + (f", {len(report.warnings)} warnings" if report.warnings else ""))
 
 
 def _report(args: argparse.Namespace, report: TickReport) -> int:
@@ -147,7 +149,10 @@ def _progress_bar():
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    """Run the workspace over a period on a throw-away copy and show what would be sent."""
+    """Run the workspace over a period on a throw-away copy and show what would be sent, and the
+    goal block of ``engine stats`` for each campaign with a goal."""
+    from .stats import goal_text
+
     source = Path(args.workspace)
     if not (source / "engine.yaml").is_file():
         raise UsageError(f"no engine.yaml in {source}: not a workspace")
@@ -171,14 +176,27 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             messages = engine.outbox()
             activities = engine.activities()
             popups = engine.popups()
+            goals = _goals(engine)
         if args.json:
-            print_json({**report.to_json(), "messages": messages, "activities": activities, "popups": popups})
+            print_json({**report.to_json(), "messages": messages, "activities": activities, "popups": popups,
+                        "goals": goals})
         else:
             _print_simulation(report, messages, activities, popups)
+            for campaign, goal in goals.items():  # what engine stats shows of each campaign's goal
+                print()
+                print("\n".join(goal_text(goal, label=f"{campaign} goal")))
     if report.diagnostics:
         _print_errors(report.diagnostics)
         return INPUT_ERROR
     return OK
+
+
+def _goals(engine: Engine) -> dict[str, Any]:
+    """campaign → the goal block of ``engine stats``, for each campaign with a goal."""
+    from .stats import goal_stats
+
+    return {cid: goal_stats(engine.store, compiled)
+            for cid, compiled in sorted(engine.plan.campaigns.items()) if compiled.campaign.goal is not None}
 
 
 def _print_simulation(report: TickReport, messages: list[dict], activities: list[dict], popups: list[dict]) -> None:
@@ -292,7 +310,7 @@ def cmd_steps(args: argparse.Namespace) -> int:
     print(f"{data['campaign']} / partner {data['partner']} / enrollment {data['number']}: {data['status']}"
           + (f" ({data['reason']})" if data["reason"] else ""))
     table(("step", "kind", "run", "status", "reason", "due_at", "at", "flow"),
-           [(s["step"], s["kind"], s["run"], s["status"], s["reason"], s["due_at"], s["at"], _flow_note(s))
+           [(s["step"], s["kind"], s["run"], s["status"], s["reason"], s["due_at"], s["at"], _note(s))
             for s in data["steps"]])
     for s in data["steps"]:  # why a step failed, in full (the table has no room for it)
         if s.get("error"):
@@ -300,17 +318,28 @@ def cmd_steps(args: argparse.Namespace) -> int:
     return OK
 
 
-def _flow_note(step: dict) -> str | None:
-    """What a branch chose or how a wait-for ended (or waits), for `engine steps`."""
-    detail = step.get("detail")
-    if not detail:
-        return None
-    if step["kind"] == "branch":
-        return f"case {detail['case']} → {detail['goto']}" if detail.get("case") else "no case held → next step"
-    if "ends_at_most" in detail:
-        return f"waiting since {detail['began']}"
-    ended = "the condition held" if detail["ended_by"] == "condition" else "at_most reached"
-    return f"began {detail['began']}, ended: {ended}"
+def _note(step: dict) -> str | None:
+    """What a branch or split chose, how a wait-for ended (or waits), and for a message step its
+    variant and the policy that moved or skipped it, for `engine steps`."""
+    detail = step.get("detail") or {}
+    notes = []
+    if step["kind"] == "branch" and detail:
+        notes.append(f"case {detail['case']} → {detail['goto']}" if detail.get("case") else "no case held → next step")
+    elif step["kind"] == "split" and detail:
+        notes.append(f"path {detail['path']} → {detail['goto'] or 'next step'}")
+    elif "ends_at_most" in detail:
+        notes.append(f"waiting since {detail['began']}")
+    elif "ended_by" in detail:
+        ended = "the condition held" if detail["ended_by"] == "condition" else "at_most reached"
+        notes.append(f"began {detail['began']}, ended: {ended}")
+    if detail.get("variant"):
+        notes.append(f"variant {detail['variant']}")
+    if detail.get("rule"):
+        notes.append(detail["rule"])
+    held = step.get("held") or detail.get("held")
+    if held:
+        notes.append(f"moved from {held['from']} by {held['detail']}")
+    return "; ".join(notes) or None
 
 
 def cmd_log(args: argparse.Namespace) -> int:
@@ -505,7 +534,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def _print_stats(data: dict) -> None:
     from .monitor import dropped_text
-    from .stats import response_text
+    from .stats import goal_text, response_text
 
     pct, measured = data["in_campaign_pct"], data.get("in_campaign")
     line = f"{data['campaign']}: In-Campaign {'-' if pct is None else f'{pct}%'}"
@@ -517,9 +546,16 @@ def _print_stats(data: dict) -> None:
     print(line)
     if measured and measured["suggestion"]:
         print(f"what to do: {measured['suggestion']}")
-    table(("step", "channel", "language", "sent", "opens", "unique", "clicks", "unique", "bounces", "read", "unread"),
-           [(r["step"], r["channel"], r["language"], r["sent"], r["opens"], r["unique_opens"], r["clicks"],
-             r["unique_clicks"], r["bounces"], r["read"], r["unread"]) for r in data["steps"]])
+    # the variant column only when a step has variants (an experiment)
+    variant_column = ("variant",) if any(r.get("variant") is not None for r in data["steps"]) else ()
+    table(("step", "channel", "language", *variant_column, "sent", "opens", "unique", "clicks", "unique",
+           "bounces", "read", "unread"),
+          [(r["step"], r["channel"], r["language"], *(r[k] for k in variant_column), r["sent"], r["opens"],
+            r["unique_opens"], r["clicks"], r["unique_clicks"], r["bounces"], r["read"], r["unread"])
+           for r in data["steps"]])
+    if data.get("goal"):
+        print()
+        print("\n".join(goal_text(data["goal"])))
     if data.get("activities"):
         print()
         table(("activity", "kind", "created", "completed", "open", "responses", "results"),

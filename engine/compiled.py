@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from campaigns.audience import CompiledAudience, compile_audience
 from campaigns.flow import Flow, flow_of
 from campaigns.model import Branch, Campaign, Step, Until, Wait
+from campaigns.policy import NO_RULES, Rules, rules_for
 from campaigns.workspace import Workspace
 from dsl.compile import Compiled, compile_expression
 from dsl.parser import parse
@@ -38,6 +39,9 @@ class CompiledCampaign:
     cases: Mapping[str, tuple[Compiled | None, ...]]  # branch id → each case's `when` (None: else)
     wait_for: Mapping[str, Compiled]  # wait-for key → its `for`
     timezone_field: str | None = None  # set when the campaign has local times a partner's zone moves
+    rules: Rules = NO_RULES  # the policies its message steps obey (campaigns.policy)
+    goal_when: Compiled | None = None
+    goal_where: Compiled | None = None  # an event goal's condition on the event
 
     def local_tz(self, partner: Mapping[str, Any] | None) -> tzinfo:
         """Where the partner's local times (``wait: {until}``) are: their own zone when engine.yaml's
@@ -100,7 +104,9 @@ def compile_workspace(workspace: Workspace) -> CompiledWorkspace:
         tz = ZoneInfo(campaign.timezone) if campaign.timezone else workspace.tz
         trigger_when = campaign.trigger.when if campaign.trigger is not None else None
         flow = flow_of(campaign)
-        local_times = any(isinstance(s, Wait) and isinstance(s.wait, Until) for s in campaign.steps)
+        rules = rules_for(campaign, settings.policies)
+        goal = campaign.goal
+        local_times = rules.timed or any(isinstance(s, Wait) and isinstance(s.wait, Until) for s in campaign.steps)
         campaigns[cid] = CompiledCampaign(
             id=cid, campaign=campaign, tz=tz, audience=compile_audience(campaign, settings),
             exit_when=_compile(campaign.exit_when), trigger_when=_compile(trigger_when),
@@ -110,7 +116,10 @@ def compile_workspace(workspace: Workspace) -> CompiledWorkspace:
             flow=flow,
             cases={b.id: tuple(_compile(c.when) for c in b.branch) for b in campaign.steps if isinstance(b, Branch)},
             wait_for={n.key: _compile(n.wait_for.for_) for n in flow.nodes if n.wait_for is not None},
-            timezone_field=settings.partners.timezone_field if local_times else None)
+            timezone_field=settings.partners.timezone_field if local_times else None,
+            rules=rules,
+            goal_when=_compile(goal.when) if goal is not None else None,
+            goal_where=_compile(goal.where) if goal is not None else None)
     groups = {name: read_group(path) for name, path in workspace.groups.items()}
     return CompiledWorkspace(workspace, campaigns, groups, _compile(settings.exclude), fingerprint(workspace.root),
                              workspace.templates_dir)

@@ -43,8 +43,15 @@ Decisions where SPEC is silent:
   (status ``window_closed``, no later steps). ``exit_when`` and ``exit_on_audience_loss`` are
   asked as each step falls due (status ``exit`` / ``audience_lost``), as the record is now. A failed step (a template error) does not stop the
   ones after it.
+- Experiments and policies are the tick's: a split sends the partner down the path the hash
+  gives, a message step shows the variant they would get, a held-out partner's message steps are
+  skipped (``holdout``), and a message due in quiet hours or on a day not in ``send_days`` is
+  shown at the instant it would go, with ``held`` saying which rule moved it and from when.
+  Frequency caps count the partner's earlier messages, which a dry run does not have: they are
+  not applied (``engine explain`` shows a cap that held a real step).
 - A branch is evaluated at its due time like the tick does (with no history, ``opened()`` and
-  ``response()`` say false and null), and the steps it jumps over are listed as skipped. A
+  ``response()`` say false and null; ``variant()`` and ``split()`` what the path so far chose),
+  and the steps it jumps over are listed as skipped. A
   wait-for is asked once, when it is reached: true, the path goes on at once; false, it waits its
   whole ``at_most`` (a dry run has no later ticks at which the condition could turn true).
 """
@@ -55,7 +62,7 @@ import contextlib
 import json
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -65,6 +72,7 @@ from campaigns.audience import dedupe
 from campaigns.checklist import content_hash as file_content_hash
 from campaigns.enrollment import FinishReason, SkipReason, window_opens
 from campaigns.flow import END
+from campaigns.policy import assign, held_out, is_message, sending_hold, weights
 from campaigns.schedule import at_fire_time, next_cron_firing
 from campaigns.workspace import Workspace, load_workspace
 from dsl.diagnostics import SourceError, did_you_mean, error
@@ -207,6 +215,7 @@ class DryFacts:
 
     groups: Mapping[str, frozenset[str]]
     id_field: str
+    chosen: dict[str, str] = field(default_factory=dict)  # step → the variant or path the path so far chose
 
     def in_group(self, partner: Mapping, name: str) -> bool:
         return str(partner.get(self.id_field)) in self.groups.get(name, ())
@@ -221,6 +230,11 @@ class DryFacts:
 
     def response(self, partner: Mapping, step_id: str) -> str | None:
         return None
+
+    def variant(self, partner: Mapping, step_id: str) -> str | None:
+        return self.chosen.get(step_id)
+
+    split = variant
 
 
 class _DryRun:
@@ -280,6 +294,7 @@ class _DryRun:
         campaign, flow = compiled.campaign, compiled.flow
         tz = compiled.local_tz(partner)
         step_id, due = flow.first(at, tz)
+        self.facts.chosen.clear()
         while step_id is not None:
             node = flow.node(step_id)
             assert node is not None
@@ -292,11 +307,16 @@ class _DryRun:
             if reason is not None:
                 out.append(_entry(node, due, reason, None))
                 return {"reason": reason, "at": iso(due)}
-            target = None
+            target, jump = None, SkipReason.BRANCH
             if node.kind == "branch":
                 chosen = compiled.branch_target(node.key, partner, self.context(due))
                 number, target = chosen if chosen is not None else (None, None)
                 out.append({**_entry(node, due, "would_execute", None), "case": number, "goto": target})
+            elif node.kind == "split":
+                path = assign(compiled.id, node.key, pid, weights(node.item.split))
+                target, jump = node.item.split[path].goto, SkipReason.SPLIT
+                self.facts.chosen[node.key] = path
+                out.append({**_entry(node, due, "would_execute", None), "path": path, "goto": target})
             elif node.kind == "wait_for":
                 wait = node.wait_for
                 holds = compiled.wait_for[node.key].test(partner, self.context(due))
@@ -304,13 +324,21 @@ class _DryRun:
                 out.append({**_entry(node, due, "would_execute", None), "ended_by": "condition" if holds else "at_most",
                             "until": iso(ended)})
                 due = ended
+            elif is_message(node.kind) and held_out(compiled.id, pid, campaign.holdout):
+                out.append(_entry(node.item, due, "skipped", str(SkipReason.HOLDOUT)))
             else:
+                hold = sending_hold(due, tz, compiled.rules) if is_message(node.kind) else None
+                if hold is not None:
+                    held = {"rule": hold.rule, "detail": hold.detail, "from": iso(due), "until": maybe_iso(hold.until)}
+                    due = hold.until
                 out.append(self._outcome(node.item, partner, pid, due))
+                if hold is not None:
+                    out[-1]["held"] = held
             if target is None:
                 step_id, due = flow.after(step_id, due, tz)
                 continue
             for skipped in flow.jumped_over(step_id, target):
-                out.append(_entry(skipped, due, "skipped", str(SkipReason.BRANCH)))
+                out.append(_entry(skipped, due, "skipped", str(jump)))
             if target == END:
                 return {"reason": str(FinishReason.COMPLETED), "at": iso(due)}
             step_id, due = flow.at(target, due, tz)
@@ -334,13 +362,17 @@ class _DryRun:
             return _entry(step, due, "skipped", str(SkipReason.CONDITION))
         if plan.exclude is not None and plan.exclude.test(partner, ctx):
             return _entry(step, due, "skipped", str(SkipReason.EXCLUDED))
-        if step.kind in ("email", "sms") and not compiled.audience.consents(step.kind, partner, None, ctx):
+        if step.kind in ("email", "sms") and not compiled.campaign.transactional \
+                and not compiled.audience.consents(step.kind, partner, None, ctx):
             return _entry(step, due, "skipped", str(SkipReason.NO_CONSENT))
         job = Job(compiled.id, compiled.campaign, None, step, partner, pid, 0, 1, 1, due, compiled.tz,
                   plan.templates_dir, plan.settings, links=links_for(plan.settings.web, signer(plan.settings.web, offline=True)))
         effects = execute(job)
         if effects.status == "executed":
-            return _entry(step, due, "would_execute", None, message=_message(step.kind, effects))
+            message = _message(step.kind, effects)
+            if effects.detail.get("variant") is not None:
+                message["variant"] = self.facts.chosen[step.id] = effects.detail["variant"]
+            return _entry(step, due, "would_execute", None, message=message)
         if effects.status == "failed":
             return _entry(step, due, "failed", str(effects.reason), error=effects.detail.get("error"))
         return _entry(step, due, effects.status, str(effects.reason) if effects.reason else None)

@@ -20,14 +20,25 @@ every sub-expression (like ``opa eval --explain``), as JSON-ready data and as te
   ``previously_treated``), the partner is not a duplicate the audience's ``dedupe`` drops, and the
   campaign can still enroll (it has a trigger, is active, its window has not closed, a one-shot
   ``at`` has not fired). An event trigger's ``when`` needs an event, so its trace is empty.
-- ``flow`` (only for a campaign with a ``branch`` or a ``wait: {for}``): each of them in step
-  order. A branch: every case evaluated as of ``at`` (all of them, so that the explanation shows
-  each one), the case that wins (the first that holds; an ``else`` always holds; none: the next
-  step) and where it goes. A wait-for: its condition. Both as the tick asks them (the facts of
-  the partner's current enrollment: ``response()``, ``opened()``...; none when not enrolled).
-  And what the store says of the partner's latest enrollment there: the step run it left (the
-  case the tick chose then, how a wait ended, or that it was jumped over), whether it is due at
-  that step, and whether it is waiting at a wait-for now (since when; its ``at_most`` deadline).
+- ``flow`` (only for a campaign with a ``branch``, a ``split`` or a ``wait: {for}``): each of
+  them in step order. A branch: every case evaluated as of ``at`` (all of them, so that the
+  explanation shows each one), the case that wins (the first that holds; an ``else`` always
+  holds; none: the next step) and where it goes. A split: the partner's hash and the path it
+  gives (SPEC §11's assignment), each path with its weight and where it goes. A wait-for: its
+  condition. As the tick asks them (the facts of the partner's current enrollment:
+  ``response()``, ``opened()``...; none when not enrolled). And what the store says of the
+  partner's latest enrollment there: the step run it left (the case or path the tick chose then,
+  how a wait ended, or that it was jumped over), whether it is due at that step, and whether it
+  is waiting at a wait-for now (since when; its ``at_most`` deadline).
+- ``policies`` (only for a campaign with a ``holdout``, ``variants``, sending rules in force
+  (quiet hours, send days, frequency caps) or ``transactional: true``, or whose enrollment a
+  policy held or skipped): whether the partner is in the holdout (their hash), the sending rules
+  the campaign's message steps obey and where each comes from, what they would do to a message
+  due at ``at`` (quiet hours or a send day moving it, each cap's count of sends), and per message
+  step the variant the partner's hash gives, and what the store says of the latest enrollment
+  there: due at it next, moved by which rule from when until when (``held``), or its run (a
+  variant, a hold it waited for, the rule of a frequency cap that skipped it, the holdout).
+  See :func:`_policies`.
 
 ``eligible`` is: the audience matches, no exclusion applies, and the enrollment rules allow it
 (the :class:`~campaigns.enrollment.Verdict`). Consent is not part of it: it is asked at each
@@ -36,14 +47,17 @@ message step, and a partner without consent is enrolled and has those steps skip
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
 from campaigns.audience import GATED_CHANNELS, INACTIVE_CONTACT, INACTIVE_RULE, excludes_inactive
-from campaigns.enrollment import PastEnrollment, eligible_for_trigger, window_opens
+from campaigns.enrollment import PastEnrollment, SkipReason, eligible_for_trigger, window_opens
 from campaigns.flow import Node
 from campaigns.model import Located
+from campaigns.policy import (HOLDOUT, HOLDOUT_BUCKETS, assign, bucket, cap_allows, cap_detail, is_message,
+                              sending_hold, weights, window_of)
 from dsl.diagnostics import did_you_mean
 from dsl.explain import Explained, duration_text, explain, format_value
 from dsl.parser import parse
@@ -72,7 +86,8 @@ def explain_partner(store: Store, plan: CompiledWorkspace, book: PartnerBook, ca
          "exclude": {"match", "by", "rules": [{"name", "expression", "file", "match", "trace"}], "trace"},
          "consent": {"match", "channels": {channel: {"match", "by", "expression", "file", "trace"}}, "trace"},
          "trigger": {"match", "kind", "reason", "when", "duplicate_of", "trace"},
-         "flow": [...]}  # only when the campaign has branches or waits-for: see _flow
+         "flow": [...],  # only when the campaign has branches, splits or waits-for: see _flow
+         "policies": {...}}  # only with experiments or sending rules: see _policies
 
     Each trace is a list of ``{"expression", "value", "line", "col"}`` (see :mod:`dsl.explain`).
     :class:`UnknownName` for a campaign or partner that does not exist (with a did-you-mean)."""
@@ -128,6 +143,9 @@ def explain_partner(store: Store, plan: CompiledWorkspace, book: PartnerBook, ca
     flow = _flow(store, plan, compiled, partner_id, partner, at)
     if flow:
         result["flow"] = flow
+    policies = _policies(store, plan, compiled, partner_id, partner, at)
+    if policies is not None:
+        result["policies"] = policies
     return result
 
 
@@ -219,7 +237,7 @@ def _consent(store: Store, plan: CompiledWorkspace, compiled: CompiledCampaign, 
             "trace": [step for c in channels.values() for step in c["trace"]]}
 
 
-FLOW_KINDS = ("branch", "wait_for")
+FLOW_KINDS = ("branch", "split", "wait_for")
 
 
 def _flow(store: Store, plan: CompiledWorkspace, compiled: CompiledCampaign, partner_id: str,
@@ -232,6 +250,14 @@ def _flow(store: Store, plan: CompiledWorkspace, compiled: CompiledCampaign, par
         {"step", "kind": "wait_for", "file", "expression", "at_most", "match", "trace",
          "enrollment", "due_at", "waiting": {"since", "until"} | None,
          "run": {"at", "status", "reason", "began", "ended_by"} | None}
+        {"step", "kind": "split", "file", "hash", "of", "path", "goto", "next",
+         "paths": [{"path", "weight", "goto", "match"}],
+         "enrollment", "due_at", "run": {"at", "status", "reason", "path", "goto"} | None}
+
+    A split's ``path``/``goto`` are what the tick would record (``{"path", "goto"}``, the detail
+    of its step run): the path the partner's ``hash`` (SPEC §11: sha256 of
+    ``CAMPAIGN/STEP/PARTNER``, modulo ``of``, the sum of the weights) falls in, the weights taken
+    in file order; ``goto`` null: on with ``next``. ``match`` marks that path.
 
     A branch's ``case``/``goto`` are what the tick would record now (``{"case", "goto"}``, the
     detail of its step run): the number (from 1) and target of the first case that holds, or
@@ -274,6 +300,11 @@ def _flow(store: Store, plan: CompiledWorkspace, compiled: CompiledCampaign, par
             part.update(common, run=None if run is None else {
                 "at": iso(run.at), "status": run.status, "reason": run.reason,
                 "case": run.detail.get("case"), "goto": run.detail.get("goto")})
+        elif node.kind == "split":
+            part = _split_part(compiled, node, file, partner_id, at)
+            part.update(common, run=None if run is None else {
+                "at": iso(run.at), "status": run.status, "reason": run.reason,
+                "path": run.detail.get("path"), "goto": run.detail.get("goto")})
         else:
             wait = node.wait_for
             result = _explain(wait.for_, wait, ("for",), partner, ctx)
@@ -306,6 +337,110 @@ def _branch_part(compiled: CompiledCampaign, node: Node, file: str | None, partn
     return {"step": node.key, "kind": node.kind, "file": file, "match": chosen is not None,
             "case": chosen["case"] if chosen else None, "goto": chosen["goto"] if chosen else None,
             "next": following, "cases": cases, "trace": [step for c in cases for step in c["trace"]]}
+
+
+def _split_part(compiled: CompiledCampaign, node: Node, file: str | None, partner_id: str,
+                at: datetime) -> dict[str, Any]:
+    """The path the partner's hash gives (what the tick's :func:`campaigns.policy.assign` does),
+    with the hash itself, so that anyone can check it."""
+    options = weights(node.item.split)
+    total = sum(options.values())
+    chosen = assign(compiled.id, node.key, partner_id, options)
+    paths = [{"path": key, "weight": path.weight, "goto": path.goto, "match": key == chosen}
+             for key, path in node.item.split.items()]
+    following, _ = compiled.flow.after(node.key, at, compiled.tz)
+    return {"step": node.key, "kind": node.kind, "file": file, "hash": bucket(compiled.id, node.key, partner_id, total),
+            "of": total, "path": chosen, "goto": node.item.split[chosen].goto, "next": following, "paths": paths}
+
+
+def _policies(store: Store, plan: CompiledWorkspace, compiled: CompiledCampaign, partner_id: str,
+              partner: Mapping[str, Any], at: datetime) -> dict[str, Any] | None:
+    """The experiments and sending rules of the campaign's message steps for this partner (None
+    when the campaign has none and they left no trace on the partner's latest enrollment)::
+
+        {"transactional", "holdout": {"pct", "match", "hash", "of"} | None,
+         "quiet_hours": {"from", "to", "by"} | None, "send_days": {"days", "by"} | None,
+         "now": {"rule", "detail", "until"} | None,
+         "frequency": {channel: {"max", "per", "rule", "sends", "match"}}, "on_cap",
+         "enrollment",
+         "steps": [{"step", "kind", "variant", "variants", "due_at", "held",
+                    "run": {"at", "status", "reason", "variant", "held", "rule"} | None}]}
+
+    ``holdout``: ``match`` when the partner is held out: their ``hash`` (sha256 of
+    ``CAMPAIGN/holdout/PARTNER`` modulo ``of``, 10000) is below ``pct`` × 100. ``quiet_hours``
+    and ``send_days``: the ones in force, ``by`` ``campaign`` (its own) or ``engine.yaml`` (its
+    ``policies``); none for a transactional campaign, which no rule holds. ``now``: the rule that
+    would move a message due at ``at`` (the partner's local time) and the instant it would go
+    instead, or null. ``frequency``: the caps on the channels of the campaign's message steps,
+    each with ``sends``, the partner's sends on that channel in ``(at − per, at]``, and ``match``:
+    whether one more at ``at`` is allowed (``on_cap`` says what happens when not).
+
+    Per message step (email, SMS, pop-up, letter), in step order: ``variant``, the variant the
+    partner's hash gives (null without ``variants``: ``variants`` is then null, else key → weight
+    in file order); ``due_at`` when the enrollment is due at it next, and ``held``, when a policy
+    moved that due time: ``{"rule", "detail", "from", "until"}`` as the store keeps it (``rule``
+    quiet_hours, send_days or frequency_cap; ``detail`` the rule in words; ``from`` the due time
+    it was moved from, ``until`` when it goes). ``run``: the latest run of the step, with the
+    ``variant`` it sent, the ``held`` it had waited for, and ``rule``, the cap that skipped it
+    (reason ``frequency_cap``); reason ``holdout``: the partner was in the holdout."""
+    campaign, rules, flow = compiled.campaign, compiled.rules, compiled.flow
+    messages = [n for n in flow.positions if is_message(n.kind)]
+    enrollments = store.enrollments_of(partner_id, compiled.id)
+    current = [e for e in enrollments if e.status in CURRENT_STATUSES]
+    enrollment = current[-1] if current else enrollments[-1] if enrollments else None
+    runs: dict[str, Any] = {}
+    if enrollment is not None:
+        for run in store.step_runs(enrollment.id):
+            key = flow.resolve(run.step) or run.step
+            if key not in runs or run.run >= runs[key].run:
+                runs[key] = run
+    held = json.loads(enrollment.held) if enrollment is not None and current and enrollment.held else None
+    traces = held is not None or any(
+        r.reason in (SkipReason.HOLDOUT, SkipReason.FREQUENCY_CAP) or "held" in r.detail for r in runs.values())
+    has_variants = any(getattr(n.item.action, "variants", None) for n in messages)
+    if not (campaign.holdout or has_variants or rules.timed or rules.caps or campaign.transactional or traces):
+        return None
+
+    holdout = None
+    if campaign.holdout:
+        h = bucket(compiled.id, HOLDOUT, partner_id, HOLDOUT_BUCKETS)
+        holdout = {"pct": campaign.holdout, "match": h < campaign.holdout * 100, "hash": h, "of": HOLDOUT_BUCKETS}
+    quiet = days = None
+    if rules.quiet_hours is not None:
+        quiet = {"from": rules.quiet_hours.from_, "to": rules.quiet_hours.to,
+                 "by": "campaign" if campaign.quiet_hours is not None else "engine.yaml"}
+    if rules.send_days is not None:
+        days = {"days": list(rules.send_days), "by": "campaign" if campaign.send_days is not None else "engine.yaml"}
+    hold = sending_hold(at, compiled.local_tz(partner), rules)
+    now = {"rule": hold.rule, "detail": hold.detail, "until": iso(hold.until) if hold.until else None} \
+        if hold is not None else None
+    frequency: dict[str, Any] = {}
+    for channel in dict.fromkeys(n.kind for n in messages):
+        cap = rules.capped(channel)
+        if cap is None:
+            continue
+        after, before = window_of(at, cap)
+        sends = store.sends_between([partner_id], [channel], after, before).get((partner_id, channel), [])
+        frequency[channel] = {"max": cap.max, "per": duration_text(cap.per), "rule": cap_detail(channel, cap),
+                              "sends": sum(1 for s in sends if s <= at), "match": cap_allows(at, sends, cap)}
+
+    here = flow.resolve(enrollment.next_step) if enrollment is not None and current else None
+    steps = []
+    for node in messages:
+        variants = getattr(node.item.action, "variants", None) or None
+        options = weights(variants) if variants else None
+        run = runs.get(node.key)
+        steps.append({
+            "step": node.key, "kind": node.kind,
+            "variant": assign(compiled.id, node.key, partner_id, options) if options else None, "variants": options,
+            "due_at": iso(enrollment.due_at) if here == node.key and enrollment.due_at is not None else None,
+            "held": held if here == node.key else None,
+            "run": None if run is None else {
+                "at": iso(run.at), "status": run.status, "reason": run.reason, "variant": run.detail.get("variant"),
+                "held": run.detail.get("held"), "rule": run.detail.get("rule")}})
+    return {"transactional": campaign.transactional, "holdout": holdout, "quiet_hours": quiet, "send_days": days,
+            "now": now, "frequency": frequency, "on_cap": rules.on_cap,
+            "enrollment": enrollment.number if enrollment is not None else None, "steps": steps}
 
 
 def _duplicate_of(store: Store, plan: CompiledWorkspace, book: PartnerBook, compiled: CompiledCampaign,
@@ -413,9 +548,13 @@ def render_text(result: Mapping[str, Any]) -> str:
 
     flow = result.get("flow") or []
     if flow:
-        lines.append("flow (each branch and wait-for, as a tick at this time would take it):")
+        kinds = "branch, split and wait-for" if any(p["kind"] == "split" for p in flow) else "branch and wait-for"
+        lines.append(f"flow (each {kinds}, as a tick at this time would take it):")
     for part in flow:
-        lines += _branch_lines(part) if part["kind"] == "branch" else _wait_lines(part)
+        lines += _branch_lines(part) if part["kind"] == "branch" else _split_lines(part) \
+            if part["kind"] == "split" else _wait_lines(part)
+    if result.get("policies") is not None:
+        lines += _policy_lines(result["policies"])
     return "\n".join(lines) + "\n"
 
 
@@ -469,14 +608,106 @@ def _wait_lines(part: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _split_lines(part: Mapping[str, Any]) -> list[str]:
+    """``path (split): call-first → late (hash 17 of 100)``, each path with its weight, and where
+    the partner's enrollment is: the path the tick chose when it passed the split, or that it has
+    not yet."""
+
+    def went(path: str | None, goto: str | None) -> str:
+        return f"{path} → {goto}" if goto is not None else \
+            f"{path} → next step ({part['next'] or 'none: the enrollment completes'})"
+
+    head = f"{went(part['path'], part['goto'])} (hash {part['hash']} of {part['of']}, weights in file order)"
+    lines = [f"  {part['step']} (split): {head}"]
+    for path in part["paths"]:
+        lines.append(f"    {YES if path['match'] else NO} {path['path']}: weight {path['weight']} → "
+                     f"{path['goto'] if path['goto'] is not None else 'next step'}")
+    run, number = part.get("run"), part.get("enrollment")
+    if run is not None and run["status"] == "executed":
+        lines.append(f"    enrollment {number} passed it at {run['at']}, the tick chose: {went(run['path'], run['goto'])}")
+    else:
+        lines += _position_lines(part)
+    return lines
+
+
+def _policy_lines(policies: Mapping[str, Any]) -> list[str]:
+    """The holdout, the sending rules in force and what they do now, and each message step: its
+    variant, and where the enrollment is (due, moved by which rule from when until when; its run)."""
+    lines = ["policies (experiments and sending rules of the message steps):"]
+    holdout = policies.get("holdout")
+    if holdout is not None:
+        pct, limit = f"{holdout['pct']:g}%", f"{holdout['pct'] * 100:g}"
+        if holdout["match"]:
+            lines.append(f"  holdout {pct}: {YES} the partner is in the holdout (hash {holdout['hash']} of "
+                         f"{holdout['of']}, below {limit}): every message step is skipped (reason holdout)")
+        else:
+            lines.append(f"  holdout {pct}: {NO} the partner is not in the holdout (hash {holdout['hash']} of "
+                         f"{holdout['of']}, not below {limit})")
+    if policies.get("transactional"):
+        lines.append("  transactional: no consent, frequency caps, quiet hours or send days apply")
+    rules = []
+    if policies.get("quiet_hours"):
+        quiet = policies["quiet_hours"]
+        rules.append(f"quiet hours {quiet['from']}–{quiet['to']} ({quiet['by']})")
+    if policies.get("send_days"):
+        days = policies["send_days"]
+        rules.append(f"send days {', '.join(days['days'])} ({days['by']})")
+    if rules:
+        now = policies.get("now")
+        lines.append(f"  {'; '.join(rules)}: " + (
+            f"a message due now waits until {now['until']} ({now['detail']})" if now else "a message due now goes"))
+    for cap in (policies.get("frequency") or {}).values():
+        verdict = "one more goes now" if cap["match"] else (
+            "one more now is skipped (on_cap: skip)" if policies.get("on_cap") == "skip" else
+            "one more now waits until a slot frees (on_cap: defer)")
+        lines.append(f"  {YES if cap['match'] else NO} {cap['rule']}: {cap['sends']} sent in the last {cap['per']}; "
+                     f"{verdict}")
+    number = policies.get("enrollment")
+    for step in policies.get("steps") or []:
+        head = f"  {step['step']} ({step['kind']})"
+        if step["variants"]:
+            shares = ", ".join(f"{key} {weight}" for key, weight in step["variants"].items())
+            head += f": variant {step['variant']} (weights {shares})"
+        lines.append(head)
+        if number is None:
+            continue
+        run, held = step.get("run"), step.get("held")
+        if step.get("due_at"):
+            moved = f": moved from {held['from']} by {held['detail']}" if held else ""
+            lines.append(f"    enrollment {number} is due here at {step['due_at']}{moved}")
+        elif run is not None:
+            lines.append(f"    enrollment {number}: {run['status']} at {run['at']}{_run_note(run)}")
+        else:
+            lines.append(f"    enrollment {number} has not reached it")
+    return lines
+
+
+def _run_note(run: Mapping[str, Any]) -> str:
+    """What a message step's run says of experiments and policies, in parentheses (or nothing)."""
+    notes = []
+    if run.get("variant"):
+        notes.append(f"variant {run['variant']}")
+    if run.get("held"):
+        held = run["held"]
+        notes.append(f"moved from {held['from']} to {held['until']} by {held['detail']}")
+    if run["status"] != "executed":
+        reason = run.get("reason")
+        notes.append(run["rule"] if run.get("rule") else "the partner is in the holdout" if reason == "holdout"
+                     else _JUMPED.get(reason or "", reason or run["status"]))
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+_JUMPED = {"branch": "jumped over by a branch", "split": "jumped over by a split",
+           "response": "jumped over by a response's goto"}
+
+
 def _position_lines(part: Mapping[str, Any]) -> list[str]:
-    """Where the enrollment is with respect to a branch or wait-for it has not passed (or skipped)."""
+    """Where the enrollment is with respect to a branch, split or wait-for it has not passed (or skipped)."""
     run, number = part.get("run"), part.get("enrollment")
     if number is None:
         return []
     if run is not None:
-        why = "jumped over by a branch" if run["reason"] == "branch" else \
-            "jumped over by a response's goto" if run["reason"] == "response" else run["reason"] or run["status"]
+        why = _JUMPED.get(run["reason"] or "", run["reason"] or run["status"])
         return [f"    enrollment {number}: {run['status']} at {run['at']} ({why})"]
     if part.get("due_at"):
         return [f"    enrollment {number} is due here at {part['due_at']}"]

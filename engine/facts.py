@@ -66,3 +66,22 @@ class StoreFacts:
             if found is not None:
                 return found
         return None
+
+    def variant(self, partner: Mapping, step_id: str) -> str | None:
+        return self._executed(step_id, "variant")
+
+    def split(self, partner: Mapping, step_id: str) -> str | None:
+        return self._executed(step_id, "path")
+
+    def _executed(self, step_id: str, key: str) -> str | None:
+        """What the step's executed run recorded under ``key`` (the variant sent, the path
+        taken), up to now; a skipped run sent nothing and took no path."""
+        if self.enrollment is None:
+            return None
+        for name in self._names(step_id):
+            run = self.store.step_run(self.enrollment.id, name)
+            if run is not None and run.status == "executed" and run.at <= self.now:
+                found = run.detail.get(key)
+                if isinstance(found, str):
+                    return found
+        return None

@@ -112,8 +112,9 @@ class Links:
     def url(self, kind: str, message: str, link: str | None = None) -> str:
         return f"{self.base_url}/{kind}/{self.signer.token(kind, message, link)}"
 
-    def variables(self, message: str) -> dict[str, str]:
-        return {"unsubscribe_url": self.url(UNSUBSCRIBE, message),
+    def variables(self, message: str, *, unsubscribe: bool = True) -> dict[str, str]:
+        """``unsubscribe=False``: a transactional message, which offers no unsubscribe link."""
+        return {"unsubscribe_url": self.url(UNSUBSCRIBE, message) if unsubscribe else "",
                 "preferences_url": self.url(PREFERENCES, message)}
 
     def headers(self, message: str) -> dict[str, str]:
@@ -181,11 +182,13 @@ def links_for(web: Web, signer_: Signer | None) -> Links | None:
     return Links(web.base_url, signer_, web.tracking, web.unsubscribe_mailto)
 
 
-def decorate(record: dict[str, Any], links: Links | None, html_body: bool) -> dict[str, Any]:
-    """An email's outbox record with its headers and, for HTML, its tracked body."""
+def decorate(record: dict[str, Any], links: Links | None, html_body: bool, *, unsubscribe: bool = True) -> dict[str, Any]:
+    """An email's outbox record with its headers (none for a transactional one) and, for HTML,
+    its tracked body."""
     if links is None:
         return record
-    record["headers"] = links.headers(record["id"])
+    if unsubscribe:
+        record["headers"] = links.headers(record["id"])
     if html_body:
         record["body"] = links.track(record["id"], record["body"])
     return record

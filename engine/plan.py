@@ -24,6 +24,28 @@ For each campaign file, against the store:
   (it was inserted before that one's position) or was past the last step (it was added at the
   end). A step inserted beyond every enrollment's position is not told apart from one nobody
   has reached yet: it runs as any later step does;
+- ``experiments``: for a campaign with a ``holdout``, ``variants`` or a ``split`` (null for the
+  others), what the file's experiment does to the current enrollments. Assignment is the SPEC's
+  hash of the file as it is now, asked at each step: a split path or variant already recorded for
+  an enrollment stays (the step ran), a later one follows the file, and so does the holdout,
+  which is asked at each message step. The store does not keep the file the last tick saw, so
+  what changed is told by the records that disagree with the file::
+
+      {"holdout": {"pct": 20.0, "enrollments": 40, "held_out": 9,
+                   "now_held_out": 4, "now_treated": 0} | None,
+       "steps": {"path": {"kind": "split", "weights": {"call-first": 30, "email-first": 70},
+                          "passed": 12, "changed": 5, "ahead": {"call-first": 8, "email-first": 20}}}}
+
+  ``holdout``: of the current enrollments (scheduled, active, paused), how many the holdout now
+  holds out, and of those with steps to go, how many received a message of the campaign and are
+  now held out (their next message steps are skipped, reason ``holdout``: the holdout grew or the
+  partner's hash moved) or had a message skipped for the holdout and are now treated (their next
+  message steps run). Per split, and per step with variants, in step order: its ``weights`` (file
+  order), ``passed``: enrollments that have its path or variant recorded, ``changed``: of those,
+  how many the file as it is now would give another one (its weights, their order or its keys
+  changed since; they keep theirs), ``ahead``: the enrollments that have not reached it, by the
+  path or variant the file gives them (for variants, the partners the holdout holds out left
+  out: they get no message). The holdout's flips count as changes: the next tick acts on them;
 - ``locked``: the error of a one-shot campaign that started sending and whose steps, audience or
   trigger were edited;
 - ``next_firing``: for an active ``cron`` or ``at`` campaign (null for the others), the trigger's
@@ -51,7 +73,9 @@ from datetime import datetime
 from typing import Any
 
 from campaigns.audience import natural_key
-from campaigns.enrollment import PastEnrollment, eligible_for_trigger, window_opens
+from campaigns.enrollment import PastEnrollment, SkipReason, eligible_for_trigger, window_opens
+from campaigns.model import Split, Step
+from campaigns.policy import assign, held_out, is_message, weights
 from campaigns.schedule import at_fire_time, next_cron_firing
 from dsl.records import read_partners
 from dsl.runtime import Context
@@ -74,7 +98,8 @@ def plan_changes(store: Store, plan: CompiledWorkspace, at: datetime) -> dict[st
     found = []
     for cid in sorted(plan.workspace.files):
         entry: dict[str, Any] = {"campaign": cid, "state": "unchanged", "audience": None, "removed_steps": None,
-                                 "locked": None, "renamed_steps": None, "new_steps": None, "next_firing": None}
+                                 "locked": None, "renamed_steps": None, "new_steps": None, "next_firing": None,
+                                 "experiments": None}
         compiled = plan.campaigns.get(cid)
         if compiled is None:
             entry["state"] = "broken"
@@ -91,6 +116,7 @@ def plan_changes(store: Store, plan: CompiledWorkspace, at: datetime) -> dict[st
         entry["renamed_steps"] = _renamed_steps(current, compiled)
         entry["new_steps"] = _new_steps(store, current, compiled)
         entry["next_firing"] = _next_firing(store, plan, compiled, partners, at, known.get(cid))
+        entry["experiments"] = _experiments(store, current, compiled)
         if cid in locks:
             problem = lock_error(cid, compiled.campaign, *locks[cid])
             entry["locked"] = problem.render(None) if problem is not None else None
@@ -105,6 +131,7 @@ def _changes(entry: dict[str, Any]) -> bool:
                 or (entry["removed_steps"] or {}).get("enrollments") or entry["locked"]
                 or (entry.get("renamed_steps") or {}).get("enrollments")
                 or (entry.get("new_steps") or {}).get("enrollments")
+                or _holdout_flips((entry.get("experiments") or {}).get("holdout"))
                 or bool((entry.get("next_firing") or {}).get("due") and entry["next_firing"]["enrolls"]))
 
 
@@ -235,6 +262,58 @@ def _new_steps(store: Store, current: list[Enrollment], compiled) -> dict[str, A
     return {"enrollments": len(affected), "steps": steps}
 
 
+def _experiments(store: Store, current: list[Enrollment], compiled) -> dict[str, Any] | None:
+    """The holdout, splits and variants against the current enrollments (see the module's
+    docstring); None for a campaign without any."""
+    campaign, flow = compiled.campaign, compiled.flow
+    choosers = [n for n in flow.positions
+                if (n.kind == "split" and isinstance(n.item, Split))
+                or (isinstance(n.item, Step) and getattr(n.item.action, "variants", None))]
+    if not campaign.holdout and not choosers:
+        return None
+    runs = {e.id: store.step_runs(e.id) for e in current}
+    out = {e.id: held_out(compiled.id, e.partner, campaign.holdout) for e in current}
+    holdout = None
+    if campaign.holdout:
+        going = [e for e in current if e.next_step is not None]
+        treated = {e.id for e in going if any(r.status == "executed" and _message(flow, r.step) for r in runs[e.id])}
+        skipped = {e.id for e in going if any(r.reason == SkipReason.HOLDOUT for r in runs[e.id])}
+        holdout = {"pct": campaign.holdout, "enrollments": len(current), "held_out": sum(out.values()),
+                   "now_held_out": sum(1 for e in going if out[e.id] and e.id in treated),
+                   "now_treated": sum(1 for e in going if not out[e.id] and e.id in skipped)}
+    steps: dict[str, dict[str, Any]] = {}
+    for node in choosers:
+        split = node.kind == "split"
+        options = weights(node.item.split if split else node.item.action.variants)
+        field = "path" if split else "variant"
+        names = set(flow.names(node.key))
+        passed = changed = 0
+        ahead: Counter = Counter()
+        for e in current:
+            mine = [r for r in runs[e.id] if r.step in names]
+            recorded = next((r.detail[field] for r in reversed(mine) if r.status == "executed" and field in r.detail),
+                            None)
+            if recorded is not None:
+                passed += 1
+                changed += recorded != assign(compiled.id, node.key, e.partner, options)
+            elif not mine and (split or not out[e.id]):
+                place = _place(flow, e)
+                if place is not None and place <= node.index:
+                    ahead[assign(compiled.id, node.key, e.partner, options)] += 1
+        steps[node.key] = {"kind": "split" if split else "variants", "weights": options, "passed": passed,
+                           "changed": changed, "ahead": {key: ahead[key] for key in options if ahead[key]}}
+    return {"holdout": holdout, "steps": steps}
+
+
+def _message(flow, step: str) -> bool:
+    node = flow.node(step)
+    return node is not None and is_message(node.kind)
+
+
+def _holdout_flips(holdout: dict[str, Any] | None) -> int:
+    return (holdout["now_held_out"] + holdout["now_treated"]) if holdout else 0
+
+
 def _place(flow, e: Enrollment) -> int | None:
     """Where in the file the enrollment goes on: the index of its position, or of the node after
     the last step it reached when it is past the end or its step left the file; None when it
@@ -256,12 +335,44 @@ def journey_lines(entry: dict[str, Any]) -> list[str]:
         lines.append(f"{renamed['enrollments']} enrollments wait for step {old}, renamed {renamed['to']}: "
                      "they continue there as if nothing happened")
     for key, new in ((entry.get("new_steps") or {}).get("steps") or {}).items():
-        what = f"{new['kind'].replace('_', '-')} {key}" if new["kind"] in ("branch", "wait_for") else f"step {key}"
+        what = f"{new['kind'].replace('_', '-')} {key}" if new["kind"] in ("branch", "split", "wait_for") \
+            else f"step {key}"
         if new["will_not_run"]:
             lines.append(f"{what} is new before the position of {new['will_not_run']} enrollments: "
                          "it will not run for them")
         if new["will_run"]:
-            does = "be evaluated" if new["kind"] == "branch" else "run"
+            does = "be evaluated for them" if new["kind"] == "branch" else "choose their paths" \
+                if new["kind"] == "split" else "run for them"
             lines.append(f"{what} is new after the position of {new['will_run']} enrollments: "
-                         f"it will {does} for them when they reach it")
+                         f"it will {does} when they reach it")
+    lines.extend(experiment_lines(entry.get("experiments")))
+    return lines
+
+
+def experiment_lines(experiments: dict[str, Any] | None) -> list[str]:
+    """The text lines of ``experiments``: only what disagrees with the store (an enrollment that
+    changes sides of the holdout, a path or variant recorded that the file would not give now)."""
+    if not experiments:
+        return []
+    lines = []
+    holdout = experiments.get("holdout")
+    if holdout:
+        pct = f"{holdout['pct']:g}%"
+        if holdout["now_held_out"]:
+            lines.append(f"holdout {pct}: {holdout['now_held_out']} enrollments that received messages are now in "
+                         "the holdout: their next message steps are skipped (reason holdout)")
+        if holdout["now_treated"]:
+            lines.append(f"holdout {pct}: {holdout['now_treated']} enrollments held out so far are no longer in "
+                         "the holdout: their next message steps run")
+    for key, step in experiments.get("steps", {}).items():
+        if not step["changed"]:
+            continue
+        shares = ", ".join(f"{option} {weight}" for option, weight in step["weights"].items())
+        what, got = (f"split {key}", "went down a path") if step["kind"] == "split" else \
+            (f"variants of {key}", "received a variant")
+        line = (f"{what} ({shares}): {step['changed']} of the {step['passed']} enrollments that {got} would "
+                "get another one now (the weights, their order or the keys changed): they keep theirs")
+        if step["ahead"]:
+            line += "; those yet to reach it: " + ", ".join(f"{option} {n}" for option, n in step["ahead"].items())
+        lines.append(line)
     return lines

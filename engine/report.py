@@ -37,6 +37,8 @@ class TickReport:
     delivered: int = 0  # messages their transport took
     retried: int = 0  # delivery attempts that failed for now (tried again later)
     undeliverable: int = 0  # messages a transport refused for good
+    deferred: int = 0  # message steps quiet hours, send days or a frequency cap moved later
+    converted: int = 0  # enrollments that reached their campaign's goal
     alerts: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # from expressions meeting unexpected data
     diagnostics: list[Diagnostic] = field(default_factory=list)  # bad input the tick worked around
@@ -45,10 +47,12 @@ class TickReport:
         return {"at": iso(self.at), "enrolled": self.enrolled, "executed": self.executed, "skipped": self.skipped,
                 "finished": self.finished, "failed": self.failed, "delivered": self.delivered,
                 "delivery": {"sent": self.delivered, "retry": self.retried, "failed": self.undeliverable},
+                "deferred": self.deferred, "converted": self.converted,
                 "alerts": self.alerts, "warnings": len(self.warnings),
                 "errors": [d.to_json() for d in self.diagnostics]}
 
-    COUNTS = ("enrolled", "executed", "skipped", "finished", "failed", "delivered", "retried", "undeliverable")
+    COUNTS = ("enrolled", "executed", "skipped", "finished", "failed", "delivered", "retried", "undeliverable",
+              "deferred", "converted")
 
     def counts(self) -> tuple:
         """What :meth:`restore` takes back to: the counts, and how long the lists are."""
@@ -61,7 +65,7 @@ class TickReport:
         del self.warnings[counts[-1]:]
 
     def add(self, other: "TickReport") -> None:
-        for name in ("enrolled", "executed", "skipped", "finished", "failed", "delivered", "retried", "undeliverable"):
+        for name in self.COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.alerts += other.alerts
         self.warnings += other.warnings

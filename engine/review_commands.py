@@ -109,6 +109,9 @@ def _print_dry_run(result: dict, show_body: bool = False) -> None:
                 else:
                     print(f"  {step['at']}  {step['step']:<20} → {step['goto']} (case {step['case']})")
                 continue
+            if step["kind"] == "split" and step["status"] == "would_execute":
+                print(f"  {step['at']}  {step['step']:<20} → {step.get('goto') or 'next step'} (path {step['path']})")
+                continue
             if step["kind"] == "wait_for" and step["status"] == "would_execute":
                 if step.get("ended_by") == "condition":
                     how = "ends at once (condition holds)"
@@ -120,9 +123,14 @@ def _print_dry_run(result: dict, show_body: bool = False) -> None:
             message = step.get("message") or {}
             what = message.get("subject") or message.get("title") or first_line(message.get("body") or message.get("text") or "")
             why = step.get("error") or step.get("reason") or ""
-            if step["status"] == "skipped" and step.get("reason") == "branch":
-                why = "jumped over by a branch"
+            if step["status"] == "skipped" and step.get("reason") in ("branch", "split"):
+                why = f"jumped over by a {step['reason']}"
+            if message.get("variant"):
+                what = f"[{message['variant']}] {what}"
             print(f"  {step['at']}  {step['step']:<20} {step['status']:<14} {why or what}")
+            if step.get("held"):
+                held = step["held"]
+                print(f"{'':<26}moved from {held['from']} by {held['detail']}")
             if show_body and step.get("message"):
                 for line in _message_lines(step["message"]):
                     print(f"{'':<26}{line}")

@@ -10,7 +10,7 @@ Decisions where SPEC is silent:
 - A message goes to ``partner.email`` (email) or ``partner.phone`` (SMS); a partner without one
   is skipped with reason ``no_address``.
 - A translation is chosen by ``partner.language``; a field it leaves out comes from the step
-  itself. ``language`` in the outbox is the variant's key, or ``default`` for the step's own text.
+  itself. ``language`` in the outbox is the translation's key, or ``default`` for the step's own text.
 - A template that fails for a partner (an undefined value at run time, a division by zero, …)
   fails the step for that partner with the reason, and the enrollment goes on with the next step.
 - An email step's ``attachments`` are recorded with each message as ``attachments: [{path, size,
@@ -18,6 +18,11 @@ Decisions where SPEC is silent:
   runs fails the step for that partner with reason ``attachment_error``.
 - A letter is one row of ``.engine/letters/<campaign>/<step>.csv`` with the columns
   :data:`LETTER_COLUMNS`; ``body`` is the rendered template, ready for the print shop's merge.
+- A step with ``variants`` gives each partner one (campaigns.policy.assign); the variant's fields
+  replace the step's own, and a translation for the partner's language still wins for the
+  fields it gives. The outbox record, the pop-up and the step run carry ``variant``.
+- A transactional campaign's emails carry no List-Unsubscribe header, and ``unsubscribe_url`` is
+  empty in their templates.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any, Mapping
 
 from campaigns.attachments import AttachmentError, describe
 from campaigns.model import Activity, Campaign, Email, Letter, Popup, Settings, Sms, Step
+from campaigns.policy import Hold, assign, is_message, weights
 from dsl.templates import TemplateError, render_file, render_inline
 
 from .clock import iso
@@ -62,11 +68,22 @@ class Job:
     links: Links | None = None  # signed links for messages (engine.yaml's web.base_url)
     message_id: str = field(init=False)  # stable: the same enrollment, step and run always give the same id
     stamp: str = field(init=False)  # ``at`` as records store it
+    variant: str | None = field(init=False)  # the key of the step's variant this partner gets
 
     def __post_init__(self) -> None:
         self.kind = self.kind or self.step.kind
         self.message_id = message_id(self.campaign_id, self.partner_id, self.enrollment_number, self.step.id, self.run)
         self.stamp = _stamp(self.at)
+        options = getattr(getattr(self.step, self.kind), "variants", None)
+        self.variant = assign(self.campaign_id, self.step.id, self.partner_id, weights(options)) if options else None
+
+    def chosen(self, options: Mapping[str, Any]) -> Any | None:
+        """The variant this partner gets of the step's ``variants`` (None: the step has none)."""
+        return options[self.variant] if self.variant is not None else None
+
+    @property
+    def transactional(self) -> bool:
+        return self.campaign.transactional
 
 
 @lru_cache(maxsize=1024)
@@ -98,14 +115,19 @@ class Effects:
     popup: dict | None = None
     detail: dict = field(default_factory=dict)
     html: bool = False  # the message body is HTML (rendered from a .html template)
+    send: str | None = None  # the channel a frequency cap counts it on (executed, not transactional)
+    hold: Hold | None = None  # status "deferred": not run now, but then (a frequency cap's free slot)
 
 
 def execute(job: Job) -> Effects:
     kind = job.kind
     try:
-        return _EXECUTORS[kind](job, getattr(job.step, kind))
+        effects = _EXECUTORS[kind](job, getattr(job.step, kind))
     except TemplateError as exc:
         return Effects("failed", "template_error", detail={"error": str(exc)})
+    if effects.status == "executed" and is_message(kind) and not job.transactional:
+        effects.send = kind
+    return effects
 
 
 def variables(job: Job) -> dict[str, Any]:
@@ -119,7 +141,8 @@ def variables(job: Job) -> dict[str, Any]:
         "step": {"id": job.step.id, "kind": job.kind},
         "now": local,
         "today": local.date(),
-        **(job.links.variables(job.message_id) if job.links is not None else NO_LINKS),
+        **(job.links.variables(job.message_id, unsubscribe=not job.transactional) if job.links is not None
+           else NO_LINKS),
     }
 
 
@@ -144,8 +167,16 @@ def _body(job: Job, template: str | None, body: str | None, names: Mapping[str, 
 
 
 def _message(job: Job, channel: str, to: str, language: str, **content: str) -> dict:
-    return {"id": job.message_id, "campaign": job.campaign_id, "step": job.step.id, "partner": job.partner_id,
-            "channel": channel, "to": to, **content, "language": language, "at": job.stamp}
+    record = {"id": job.message_id, "campaign": job.campaign_id, "step": job.step.id, "partner": job.partner_id,
+              "channel": channel, "to": to, **content, "language": language, "at": job.stamp}
+    if job.variant is not None:
+        record["variant"] = job.variant
+    return record
+
+
+def _detail(job: Job, **detail: str) -> dict:
+    """The step run's detail: what it produced, and the variant the partner got."""
+    return {**detail, "variant": job.variant} if job.variant is not None else detail
 
 
 def _address(job: Job, field_name: str) -> str | None:
@@ -157,12 +188,13 @@ def _email(job: Job, email: Email) -> Effects:
     to = _address(job, "email")
     if to is None:
         return Effects("skipped", "no_address")
-    language, variant = _language(job, email.translations)
     subject, template, body = email.subject, email.template, email.body
-    if variant is not None:
-        subject = variant.subject or subject
-        if variant.template or variant.body:
-            template, body = variant.template, variant.body
+    language, translation = _language(job, email.translations)
+    for override in (job.chosen(email.variants), translation):
+        if override is not None:
+            subject = override.subject or subject
+            if override.template or override.body:
+                template, body = override.template, override.body
     names = variables(job)
     record = _message(job, "email", to, language, subject=_text(job, subject, names),
                       body=_body(job, template, body, names))
@@ -175,37 +207,44 @@ def _email(job: Job, email: Email) -> Effects:
         except AttachmentError as exc:
             return Effects("failed", "attachment_error", detail={"error": str(exc)})
     html = bool(template) and template.lower().removesuffix(".j2").endswith((".html", ".htm"))
-    return Effects("executed", messages=(decorate(record, job.links, html),), detail={"message": job.message_id},
-                   html=html)
+    return Effects("executed", messages=(decorate(record, job.links, html, unsubscribe=not job.transactional),),
+                   detail=_detail(job, message=job.message_id), html=html)
 
 
 def _sms(job: Job, sms: Sms) -> Effects:
     to = _address(job, "phone")
     if to is None:
         return Effects("skipped", "no_address")
-    language, variant = _language(job, sms.translations)
-    text = variant.text if variant is not None else sms.text
+    language, translation = _language(job, sms.translations)
+    version = job.chosen(sms.variants)
+    text = translation.text if translation is not None else (version.text if version and version.text else sms.text)
     record = _message(job, "sms", to, language, body=_text(job, text, variables(job)))
-    return Effects("executed", messages=(record,), detail={"message": job.message_id})
+    return Effects("executed", messages=(record,), detail=_detail(job, message=job.message_id))
 
 
 def _letter(job: Job, letter: Letter) -> Effects:
-    body = render_file(letter.template, variables(job), job.templates_dir)
+    version = job.chosen(letter.variants)
+    template = version.template if version is not None and version.template else letter.template
+    body = render_file(template, variables(job), job.templates_dir)
     row = {"id": job.message_id, "campaign": job.campaign_id, "step": job.step.id, "partner": job.partner_id,
            "channel": "letter", "at": job.stamp, "language": DEFAULT_LANGUAGE, "body": body}
-    return Effects("executed", messages=(row,), detail={"message": job.message_id})
+    if job.variant is not None:
+        row["variant"] = job.variant
+    return Effects("executed", messages=(row,), detail=_detail(job, message=job.message_id))
 
 
 def _popup(job: Job, popup: Popup) -> Effects:
-    language, variant = _language(job, popup.translations)
+    language, translation = _language(job, popup.translations)
     names = variables(job)
-    title = (variant.title if variant is not None and variant.title else None) or popup.title
-    body = (variant.body if variant is not None and variant.body else None) or popup.body
+    title, body = popup.title, popup.body
+    for override in (job.chosen(popup.variants), translation):
+        if override is not None:
+            title, body = override.title or title, override.body or body
     record = {"id": job.message_id, "enrollment": job.enrollment_id, "campaign": job.campaign_id,
               "step": job.step.id, "partner": job.partner_id, "pages": list(popup.pages),
               "title": _text(job, title, names), "body": _text(job, body, names), "language": language,
-              "at": job.stamp}
-    return Effects("executed", popup=record, detail={"popup": job.message_id})
+              "at": job.stamp, "variant": job.variant}
+    return Effects("executed", popup=record, detail=_detail(job, popup=job.message_id))
 
 
 def _activity(job: Job, activity: Activity) -> Effects:

@@ -2,12 +2,13 @@
 
     deliver what a killed tick left committed but undelivered
     import the partner source if it changed; check exits for the partners that changed
-    note campaigns switched on or off
+    note campaigns switched on or off (and their priorities)
     repeat: execute the steps due up to the next trigger occurrence, then fire it
             (scheduled manual starts, events, cron and `at` occurrences, each at its own time)
     sample every `audience` trigger at `at` (only the partners something happened to, between
             full samples), enroll new target-group members, ask every waiting wait-for's
             condition, and execute the steps that makes due
+    convert the enrollments whose campaign's `when` goal holds now
     deliver the outbox
 
 The parts: this module keeps the order above and the transactions things run in;
@@ -61,6 +62,7 @@ from .compiled import CompiledCampaign, CompiledWorkspace
 from .delivery import Transports, deliver
 from .errors import StoreContention
 from .facts import StoreFacts
+from .goals import Goals
 from .links import links_for, require_signer
 from .locks import lock_error
 from .membership import leave_static_groups
@@ -120,8 +122,9 @@ class Tick(Part):
         links = links_for(web, require_signer(web, offline))  # MissingSecret: nothing has run yet
         super().__init__(TickState(store, plan, book, at, links))
         self.using = using
-        self.triggers = Triggers(self.state)
         self.advance = Advance(self.state)
+        self.goals = Goals(self.state, self.advance)
+        self.triggers = Triggers(self.state, self.goals)
 
     def run(self) -> TickReport:
         """The tick. A deadlock or serialization failure on a server store (another worker got in
@@ -159,6 +162,7 @@ class Tick(Part):
         self.triggers.enroll_members()
         self._ask_waits()
         self._run_steps(self.at)
+        self.goals.check_conditions()
         moved = any((self.report.enrolled, self.report.executed, self.report.skipped, self.report.finished,
                      self.report.failed))
         self.report.alerts += check_monitors(self.store, self.plan, self.book, self.running, self.at, moved=moved)
@@ -202,6 +206,7 @@ class Tick(Part):
         with self.store.transaction():
             known = self.store.campaign_rows()  # inside: another tick may be adding them right now
             locks = self.store.locks()
+            priorities = self.store.priorities()
             for cid, compiled in self.plan.campaigns.items():
                 campaign = compiled.campaign
                 if cid not in known:
@@ -218,6 +223,8 @@ class Tick(Part):
                 elif draft is not None:  # edited since it returned to draft: scheduled again from now
                     self.store.set_draft(cid, None, self.at)
                     self.store.log(self.at, ENGINE_USER, "campaign.scheduled", cid)
+                if priorities.get(cid, 0) != campaign.priority:
+                    self.store.set_priority(cid, campaign.priority)
                 if cid in locks:
                     problem = lock_error(cid, campaign, *locks[cid])
                     if problem is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from campaigns.audience import natural_key
 from campaigns.enrollment import (Origin, PastEnrollment, eligible_as_member, eligible_for_trigger,
@@ -25,13 +25,20 @@ from .clock import aware, from_iso, iso
 from .compiled import CompiledCampaign
 from .locks import snapshot
 from .store import Enrollment, Store
-from .tick_state import ENGINE_USER, Part
+from .tick_state import ENGINE_USER, Part, TickState
+
+if TYPE_CHECKING:
+    from .goals import Goals
 
 FULL_SAMPLE_EVERY = timedelta(days=1)  # an `audience` trigger looks at everyone at least this often
 
 
 class Triggers(Part):
-    """The triggers of one tick's running campaigns."""
+    """The triggers of one tick's running campaigns (and the goals an event reaches)."""
+
+    def __init__(self, state: TickState, goals: "Goals | None" = None):
+        super().__init__(state)
+        self.goals = goals
 
     def next_occurrence(self) -> tuple[datetime, Callable[[], None]] | None:
         """The earliest trigger occurrence at or before the tick's time, and how to fire it."""
@@ -232,6 +239,8 @@ class Triggers(Part):
             if not self.store.mark_event_processed(event_id):
                 return
             partner = self.book.get(pid)
+            if self.goals is not None:
+                self.goals.on_event(event_id, kind, at, pid, partner, data)
             for cid in self.running:
                 compiled = self.plan.campaigns[cid]
                 trigger = compiled.campaign.trigger

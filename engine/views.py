@@ -4,6 +4,8 @@ steps of one enrollment. Each returns plain JSON-ready data; the CLI prints it a
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import replace
 from typing import Any
 
@@ -102,6 +104,9 @@ def all_campaigns(store: Store, plan: CompiledWorkspace) -> dict[str, Any]:
     return {"campaigns": [campaign_summary(store, plan, cid) for cid in ids]}
 
 
+POLICY_DETAIL = ("variant", "held", "rule")  # what a message step's run says of experiments and policies
+
+
 def enrollment_steps(store: Store, plan: CompiledWorkspace, campaign_id: str, partner: str,
                      number: int | None = None) -> dict[str, Any] | None:
     """The steps of the partner's latest (or numbered) enrollment: executed, skipped, failed
@@ -124,13 +129,15 @@ def enrollment_steps(store: Store, plan: CompiledWorkspace, campaign_id: str, pa
         mine = sorted((r for r in runs if r.step == step_id), key=lambda r: r.run)
         node = flow.node(step_id) if flow else None
         kind = node.kind if node is not None else None
-        flow_step = kind in ("branch", "wait_for")
+        flow_step = kind in ("branch", "split", "wait_for")
         if mine:
             for r in mine:
+                detail = dict(r.detail) if flow_step and r.status == "executed" else \
+                    {key: r.detail[key] for key in POLICY_DETAIL if key in r.detail}
                 steps.append({"step": step_id, "kind": kind, "run": r.run, "status": r.status, "reason": r.reason,
                               "due_at": maybe_iso(r.due_at), "at": maybe_iso(r.at),
                               **({"error": r.detail["error"]} if "error" in r.detail else {}),
-                              **({"detail": dict(r.detail)} if flow_step and r.status == "executed" else {})})
+                              **({"detail": detail} if detail else {})})
             continue
         status = step_status(compiled, e, step_id, store) if compiled else None
         here = status is not None and flow is not None and flow.resolve(e.next_step) == step_id
@@ -138,6 +145,8 @@ def enrollment_steps(store: Store, plan: CompiledWorkspace, campaign_id: str, pa
                  "reason": None, "due_at": maybe_iso(e.due_at) if here else None, "at": None}
         if here and e.waiting_since is not None:  # at a wait-for: due_at is its at_most
             entry["detail"] = {"began": maybe_iso(e.waiting_since), "ends_at_most": maybe_iso(e.due_at)}
+        if here and e.held is not None:  # quiet hours, send days or a cap moved it to due_at
+            entry["held"] = json.loads(e.held)
         steps.append(entry)
     return {"campaign": campaign_id, "partner": partner, "number": e.number, "status": e.status,
             "reason": e.reason, "started_at": maybe_iso(e.started_at), "finished_at": maybe_iso(e.finished_at),

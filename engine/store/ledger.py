@@ -196,9 +196,10 @@ class Ledger:
 
     def add_popup(self, popup: Mapping[str, Any]) -> None:
         self.db.execute("INSERT INTO popups (id, enrollment, campaign, step, partner, pages, title, body, language, "
-                        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "created_at, variant) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (popup["id"], popup["enrollment"], popup["campaign"], popup["step"], popup["partner"],
-                         json.dumps(popup["pages"]), popup["title"], popup["body"], popup["language"], popup["at"]))
+                         json.dumps(popup["pages"]), popup["title"], popup["body"], popup["language"], popup["at"],
+                         popup.get("variant")))
 
     def popups(self, partner: str | None = None) -> list[dict]:
         return self._rows("popups", _POPUP_KEYS, {"partner": partner}, ("pages",))
@@ -218,30 +219,32 @@ class Ledger:
 
     # --- statistics ---------------------------------------------------------------------------
 
-    def message_counts(self, campaign: str) -> list[tuple[str, str, str, str, int]]:
-        """(step, channel, language, delivery status, messages) of a campaign."""
+    def message_counts(self, campaign: str) -> list[tuple[str, str, str, str | None, str, int]]:
+        """(step, channel, language, variant, delivery status, messages) of a campaign; the
+        variant is the key of the step's variant the message carries, None for a step without."""
         return self.db.execute(
-            "SELECT step, channel, json_extract(payload, '$.language'), status, count(*) FROM outbox "
-            "WHERE campaign = ? GROUP BY 1, 2, 3, 4", (campaign,)).fetchall()
+            "SELECT step, channel, json_extract(payload, '$.language'), json_extract(payload, '$.variant'), "
+            "status, count(*) FROM outbox WHERE campaign = ? GROUP BY 1, 2, 3, 4, 5", (campaign,)).fetchall()
 
-    def engagement_counts(self, campaign: str) -> list[tuple[str, str, str, int, int]]:
-        """(step, language, event type, events, distinct partners) of a campaign's engagement
-        events about messages that were sent; the language is that of the step's latest message
-        to the partner."""
+    def engagement_counts(self, campaign: str) -> list[tuple[str, str, str | None, str, int, int]]:
+        """(step, language, variant, event type, events, distinct partners) of a campaign's
+        engagement events about messages that were sent; the language and the variant are those
+        of the step's latest message to the partner."""
+        latest = ("(SELECT json_extract(o.payload, '$.{key}') FROM outbox o WHERE o.partner = e.partner "
+                  "AND o.campaign = e.campaign AND o.step = e.step ORDER BY o.at DESC, o.id DESC LIMIT 1)")
         return self.db.execute(
-            "SELECT e.step, coalesce((SELECT json_extract(o.payload, '$.language') FROM outbox o "
-            "  WHERE o.partner = e.partner AND o.campaign = e.campaign AND o.step = e.step "
-            "  ORDER BY o.at DESC LIMIT 1), 'default') AS language, e.type, count(*), count(DISTINCT e.partner) "
+            f"SELECT e.step, coalesce({latest.format(key='language')}, 'default') AS language, "
+            f"{latest.format(key='variant')} AS variant, e.type, count(*), count(DISTINCT e.partner) "
             "FROM events e WHERE e.campaign = ? AND e.type IN ('opened', 'clicked', 'bounced') "
             "AND EXISTS (SELECT 1 FROM outbox o WHERE o.partner = e.partner AND o.campaign = e.campaign "
-            "  AND o.step = e.step AND o.status = 'sent') GROUP BY 1, 2, 3",
+            "  AND o.step = e.step AND o.status = 'sent') GROUP BY 1, 2, 3, 4",
             (campaign,)).fetchall()
 
-    def popup_counts(self, campaign: str) -> list[tuple[str, str, int, int]]:
-        """(step, language, shown, read) of a campaign's pop-ups."""
+    def popup_counts(self, campaign: str) -> list[tuple[str, str, str | None, int, int]]:
+        """(step, language, variant, shown, read) of a campaign's pop-ups."""
         return self.db.execute(
-            "SELECT step, coalesce(language, 'default'), count(*), count(read_at) FROM popups WHERE campaign = ? "
-            "GROUP BY 1, 2", (campaign,)).fetchall()
+            "SELECT step, coalesce(language, 'default'), variant, count(*), count(read_at) FROM popups "
+            "WHERE campaign = ? GROUP BY 1, 2, 3", (campaign,)).fetchall()
 
     def mark_popup_read(self, popup_id: str, partner: str, at: datetime) -> bool:
         cursor = self.db.execute("UPDATE popups SET read_at = ? WHERE id = ? AND partner = ? AND read_at IS NULL",

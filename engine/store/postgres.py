@@ -207,6 +207,15 @@ class PostgresStore(SQLiteStore):
 
     SKIP_LOCKED_ROWS = SKIP_LOCKED
 
+    def lock_partners(self, partners: Sequence[str]) -> None:
+        """Frequency caps: one advisory lock per partner (keys from the schema and the partner id;
+        the one-number key space, apart from the store's two-number lock), taken in key order,
+        so two workers' batches never both count a partner's sends before either writes."""
+        if partners:
+            self.db.execute("SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT DISTINCT "
+                            "hashtextextended(current_schema() || '/' || p, 0) AS k FROM unnest(?::text[]) AS p "
+                            "ORDER BY k) AS keys", (sorted(set(partners)),))
+
     def claimer(self) -> str:
         """``pg:PID:START`` of this connection's backend (the server ends it when we die)."""
         if self._claimer is None:

@@ -28,6 +28,7 @@ class Enrollment:
     paused_at: datetime | None
     version: int
     waiting_since: datetime | None = None  # at a wait-for since then; due_at is then its at_most
+    held: str | None = None  # JSON: the policy that moved next_step's due time (campaigns.policy.Hold)
 
     def changed(self, changes: Mapping[str, Any], version: int) -> "Enrollment":
         """This enrollment with ``changes`` at ``version``: what :func:`dataclasses.replace` makes,
@@ -39,14 +40,14 @@ class Enrollment:
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> "Enrollment":
         (id_, campaign, partner, number, status, reason, origin, source, created, started, finished,
-         after_step, next_step, due, paused, version, waiting) = row
+         after_step, next_step, due, paused, version, waiting, held) = row
         return cls(id_, campaign, partner, number, status, reason, origin, source, from_iso(created),
                    from_iso(started), maybe_from_iso(finished), after_step, next_step,
-                   maybe_from_iso(due), maybe_from_iso(paused), version, maybe_from_iso(waiting))
+                   maybe_from_iso(due), maybe_from_iso(paused), version, maybe_from_iso(waiting), held)
 
 
 ENROLLMENT_COLUMNS = ("id, campaign, partner, number, status, reason, origin, source, created_at, started_at, "
-                       "finished_at, after_step, next_step, due_at, paused_at, version, waiting_since")
+                       "finished_at, after_step, next_step, due_at, paused_at, version, waiting_since, held")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS campaigns (
     first_seen_at TEXT NOT NULL,
     active        INTEGER NOT NULL,          -- as the last tick saw it
     active_since  TEXT,                      -- the tick that last saw it switch on
-    draft_hash    TEXT                       -- returned to draft (engine draft) as the file was then
+    draft_hash    TEXT,                      -- returned to draft (engine draft) as the file was then
+    priority      INTEGER NOT NULL DEFAULT 0 -- as the last tick saw it (its enrollments carry it too)
 );
 
 CREATE TABLE IF NOT EXISTS locks (
@@ -60,11 +61,15 @@ CREATE TABLE IF NOT EXISTS enrollments (
     paused_at   TEXT,
     version     INTEGER NOT NULL DEFAULT 0,
     waiting_since TEXT,                      -- at a wait-for since then (due_at: its at_most)
+    priority    INTEGER NOT NULL DEFAULT 0,  -- the campaign's: of one instant's due steps, higher first
+    held        TEXT,                        -- JSON: the policy that moved next_step's due time, and from when
     UNIQUE (campaign, partner, number)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS enrollments_current ON enrollments (campaign, partner)
     WHERE status IN ('scheduled', 'active', 'paused');
-CREATE INDEX IF NOT EXISTS enrollments_due ON enrollments (due_at) WHERE status = 'active';
+DROP INDEX IF EXISTS enrollments_due;  -- (due_at): due steps now go in priority order within one instant
+CREATE INDEX IF NOT EXISTS enrollments_due_order ON enrollments (due_at, priority DESC, campaign, id)
+    WHERE status = 'active';
 CREATE INDEX IF NOT EXISTS enrollments_scheduled ON enrollments (started_at) WHERE status = 'scheduled';
 CREATE INDEX IF NOT EXISTS enrollments_partner ON enrollments (partner, campaign);
 CREATE INDEX IF NOT EXISTS enrollments_campaign ON enrollments (campaign, status);
@@ -166,7 +171,8 @@ CREATE TABLE IF NOT EXISTS popups (
     body       TEXT NOT NULL,
     language   TEXT,
     created_at TEXT NOT NULL,
-    read_at    TEXT
+    read_at    TEXT,
+    variant    TEXT                          -- the step's variant this partner was shown
 );
 CREATE INDEX IF NOT EXISTS popups_partner ON popups (partner);
 
@@ -232,3 +238,22 @@ CREATE TABLE IF NOT EXISTS api_keys (
     last_used_at TEXT,                       -- recorded at most about once a minute
     revoked_at   TEXT                        -- refused from then on
 );
+
+CREATE TABLE IF NOT EXISTS sends (           -- executed message steps, as frequency caps count them
+    partner    TEXT NOT NULL,
+    channel    TEXT NOT NULL,                -- email | sms | popup | letter
+    due_at     TEXT NOT NULL,                -- the step's due time: caps count these
+    enrollment INTEGER NOT NULL,
+    step       TEXT NOT NULL,
+    run        INTEGER NOT NULL,
+    PRIMARY KEY (partner, channel, due_at, enrollment, step, run)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS conversions (     -- enrollments that reached their campaign's goal
+    enrollment INTEGER PRIMARY KEY,
+    campaign   TEXT NOT NULL,
+    partner    TEXT NOT NULL,
+    at         TEXT NOT NULL,                -- the tick that saw `when` hold, or the event's time
+    source     TEXT NOT NULL                 -- 'when', or 'event:' and the event's id
+);
+CREATE INDEX IF NOT EXISTS conversions_campaign ON conversions (campaign, at);

@@ -77,7 +77,6 @@ CREATE TABLE IF NOT EXISTS enrollments (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS enrollments_current ON enrollments (campaign, partner)
     WHERE status IN ('scheduled', 'active', 'paused');
-CREATE INDEX IF NOT EXISTS enrollments_due ON enrollments (due_at, id) WHERE status = 'active';
 CREATE INDEX IF NOT EXISTS enrollments_scheduled ON enrollments (started_at) WHERE status = 'scheduled';
 CREATE INDEX IF NOT EXISTS enrollments_partner ON enrollments (partner, campaign);
 CREATE INDEX IF NOT EXISTS enrollments_campaign ON enrollments (campaign, status);
@@ -250,3 +249,29 @@ CREATE INDEX IF NOT EXISTS outbox_claimed ON outbox (claimed_by) WHERE claimed_b
 ALTER TABLE enrollments ADD COLUMN IF NOT EXISTS waiting_since TEXT COLLATE "C";
 CREATE INDEX IF NOT EXISTS enrollments_waiting ON enrollments (campaign, id)
     WHERE waiting_since IS NOT NULL AND status = 'active';
+ALTER TABLE campaigns ADD COLUMN IF NOT EXISTS priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE enrollments ADD COLUMN IF NOT EXISTS priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE enrollments ADD COLUMN IF NOT EXISTS held TEXT COLLATE "C";
+ALTER TABLE popups ADD COLUMN IF NOT EXISTS variant TEXT COLLATE "C";
+DROP INDEX IF EXISTS enrollments_due;
+CREATE INDEX IF NOT EXISTS enrollments_due_order ON enrollments (due_at, priority DESC, campaign, id)
+    WHERE status = 'active';
+
+CREATE TABLE IF NOT EXISTS sends (
+    partner    TEXT COLLATE "C" NOT NULL,
+    channel    TEXT COLLATE "C" NOT NULL,
+    due_at     TEXT COLLATE "C" NOT NULL,
+    enrollment BIGINT NOT NULL,
+    step       TEXT COLLATE "C" NOT NULL,
+    run        INTEGER NOT NULL,
+    PRIMARY KEY (partner, channel, due_at, enrollment, step, run)
+);
+
+CREATE TABLE IF NOT EXISTS conversions (
+    enrollment BIGINT PRIMARY KEY,
+    campaign   TEXT COLLATE "C" NOT NULL,
+    partner    TEXT COLLATE "C" NOT NULL,
+    at         TEXT COLLATE "C" NOT NULL,
+    source     TEXT COLLATE "C" NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversions_campaign ON conversions (campaign, at);

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from ..clock import from_iso, iso, maybe_from_iso, maybe_iso
 from ..errors import StoreBusy, StoreError
 from .ledger import BUSY_TIMEOUT, Ledger
+from .outcomes import Outcomes
 from .records import ENROLLMENT_COLUMNS, Conflict, Enrollment, StepRun, chunks, stamp
 
 SCHEMA = (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
@@ -47,7 +48,7 @@ def _people(campaign: str, status: str | None) -> tuple[str, tuple]:
     return sql + " WHERE coalesce(e.status, 'member') = ?", (*(campaign,) * 4, status)
 
 
-class SQLiteStore(Ledger):
+class SQLiteStore(Ledger, Outcomes):
     dialect = "sqlite"
 
     def __init__(self, path: Path):
@@ -361,9 +362,10 @@ class SQLiteStore(Ledger):
         try:
             cursor = self.db.execute(
                 "INSERT INTO enrollments (campaign, partner, number, status, origin, source, created_at, started_at, "
-                "next_step, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "next_step, due_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "coalesce((SELECT priority FROM campaigns WHERE id = ?), 0))",
                 (campaign, partner, number, status, origin, source, iso(created_at), iso(started_at),
-                 next_step, maybe_iso(due_at)))
+                 next_step, maybe_iso(due_at), campaign))
         except sqlite3.IntegrityError:
             return None
         return cursor.lastrowid
@@ -374,6 +376,7 @@ class SQLiteStore(Ledger):
         waiting there."""
         if "next_step" in changes:
             changes.setdefault("waiting_since", None)
+            changes.setdefault("held", None)
         columns = ", ".join(f"{name} = ?" for name in changes)
         params = [stamp(value) if isinstance(value, datetime) else value for value in changes.values()]
         cursor = self.db.execute(
@@ -385,16 +388,18 @@ class SQLiteStore(Ledger):
 
     def due(self, until: datetime, campaigns: Sequence[str], limit: int) -> list[Enrollment]:
         """Active enrollments of these campaigns whose next step (or end) is due at or before
-        ``until``, earliest first: a range scan of the due index (in due order, so no sort),
+        ``until``, earliest first (at one instant: the higher campaign priority first, then by
+        campaign id, SPEC §11): a range scan of the due index (in that order, so no sort),
         whatever the number of enrollments. Named explicitly: with the campaign condition,
         SQLite would otherwise pick the campaign index and read every active row."""
         if not campaigns:
             return []
         marks = ",".join("?" * len(campaigns))
         rows = self.db.execute(
-            f"SELECT {ENROLLMENT_COLUMNS} FROM enrollments INDEXED BY enrollments_due "
+            f"SELECT {ENROLLMENT_COLUMNS} FROM enrollments INDEXED BY enrollments_due_order "
             "WHERE status = 'active' AND due_at <= ? "
-            f"AND campaign IN ({marks}) ORDER BY due_at, id LIMIT ?", (iso(until), *campaigns, limit))
+            f"AND campaign IN ({marks}) ORDER BY due_at, priority DESC, campaign, id LIMIT ?",
+            (iso(until), *campaigns, limit))
         return [Enrollment.from_row(r) for r in rows]
 
     def waiting(self, until: datetime, campaigns: Sequence[str], after_id: int, limit: int) -> list[Enrollment]:

@@ -175,4 +175,4 @@ def test_engine_test_passes_silence_the_warnings(tmp_path: Path) -> None:
         assert dryrun.dry_run(root, cid, None, None, at)["passed"]
     workspace = load_workspace(root)
     left = {Path(d.span.path).stem for d in launch_checklist(workspace, dryrun.tested_hashes(root))}
-    assert left == {"collections", "demo-invite", "nurture", "payment-failed", "summer-webinar"}
+    assert left == {"collections", "demo-invite", "nurture", "pay-by-portal", "payment-failed", "summer-webinar"}

@@ -175,11 +175,22 @@ def test_single_formatting_edits_are_no_change(old: str, new: str) -> None:
     assert diff_campaigns(BASE, edit(old, new)) == []
 
 
+def sorted_keys(data, keep_order: bool = False):
+    """The data with every mapping's keys sorted, except those of ``variants`` and ``split``:
+    their order means something (weights are taken in file order), so sorting them is a change."""
+    if isinstance(data, dict):
+        items = data.items() if keep_order else sorted(data.items(), key=lambda kv: str(kv[0]))
+        return {k: sorted_keys(v, k in ("variants", "split")) for k, v in items}
+    if isinstance(data, list):
+        return [sorted_keys(v) for v in data]
+    return data
+
+
 def test_yaml_dumps_of_the_examples_have_no_changes() -> None:
     """Each example re-serialised: sorted keys, another layout, every comment gone."""
     for path in EXAMPLES:
         text = path.read_text()
-        dumped = yaml.safe_dump(load_yaml(str(path), text).data, sort_keys=True, allow_unicode=True,
+        dumped = yaml.safe_dump(sorted_keys(load_yaml(str(path), text).data), sort_keys=False, allow_unicode=True,
                                 default_flow_style=True, width=60)
         assert diff_campaigns(text, dumped) == [], path.name
 
@@ -627,5 +638,5 @@ def test_textconv_of_an_example() -> None:
 def test_textconv_is_the_same_for_every_layout() -> None:
     for path in EXAMPLES:
         text = path.read_text()
-        dumped = yaml.safe_dump(load_yaml(str(path), text).data, sort_keys=True, allow_unicode=True)
+        dumped = yaml.safe_dump(sorted_keys(load_yaml(str(path), text).data), sort_keys=False, allow_unicode=True)
         assert textconv(dumped) == textconv(text), path.name

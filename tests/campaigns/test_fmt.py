@@ -33,7 +33,9 @@ EXAMPLE_CAMPAIGNS = sorted((EXAMPLES / "campaigns").glob("*.yaml"))
 
 SPEC_ORDER = [
     "name", "description", "owner", "active", "window", "timezone", "audience", "trigger", "reenroll",
-    "exclusive", "previously_treated", "exit_when", "exit_on_audience_loss", "steps", "monitor",
+    "exclusive", "previously_treated", "exit_when", "exit_on_audience_loss",
+    "holdout", "goal", "quiet_hours", "send_days", "priority", "transactional",  # SPEC §11, before the steps
+    "steps", "monitor",
 ]
 
 
@@ -191,8 +193,13 @@ def test_settings_expressions_and_order():
 # --- Key order ----------------------------------------------------------------------------------
 
 
-def test_the_campaign_model_lists_its_fields_in_spec_order():
-    assert list(Campaign.model_fields) == SPEC_ORDER
+def test_the_campaign_layout_lists_every_model_field_in_spec_order():
+    """SPEC §3's order, with SPEC §11's keys before the steps (campaigns.fmt.ORDER): the model
+    lists those last, so the layout does not simply follow the model here."""
+    from campaigns.fmt import _layouts
+
+    assert list(_layouts()[0].keys) == SPEC_ORDER
+    assert sorted(Campaign.model_fields) == sorted(SPEC_ORDER)
 
 
 def test_top_level_keys_follow_the_spec_and_unknown_keys_come_last_in_their_order():
@@ -323,6 +330,54 @@ steps:
   - id: route
     branch: [{when: 'partner.tier in ["gold", "platinum"]', goto: end}, {else: end}]
   - {id: check, wait: {for: "opened(\\"welcome\\")", at_most: 1d}}
+""",
+    "experiments and policies": """\
+# SPEC §11's keys: before the steps, in this order
+name: Pay by portal
+holdout: 10%                      # enrolled, but no message
+goal:
+  event: invoice.paid
+  where: event.amount > 0
+  within: 30d
+  exit: false
+quiet_hours: {from: "21:00", to: "08:00"}
+send_days: [mon, tue, wed, thu, fri]
+priority: 5
+transactional: false
+steps:
+  - id: path
+    renamed_from: route
+    split:
+      # the paths keep their order: weights are taken in file order
+      call-first: {weight: 30, goto: nudge}
+      email-first:
+        weight: 70                # no goto: on with the next step
+  - id: welcome
+    email:
+      subject: Welcome
+      body: Hi
+      variants:
+        short: {weight: 50, subject: "Welcome!"}
+        long:
+          weight: 50
+          subject: Welcome to the partner programme
+          body: |
+            Hello,
+            welcome.
+  - id: portal-note
+    popup:
+      pages: [dashboard]
+      title: T
+      body: B
+      variants: {plain: {weight: 1}, bold: {weight: 1, title: "T!"}}
+  - id: nudge
+    sms:
+      text: Hi
+      variants:
+        b: {weight: 1, text: Hello}
+        a: {weight: 0}
+  - id: letter
+    letter: {template: a.txt.j2, variants: {v2: {weight: 2, template: b.txt.j2}, v1: {weight: 1}}}
 """,
 }
 

@@ -96,6 +96,8 @@ KEYWORDS = {
     "maximum": _numeric(lambda v, limit: v <= limit),
     "minItems": lambda s, n, v, r: not isinstance(v, list) or len(v) >= n,
     "maxProperties": lambda s, n, v, r: not isinstance(v, dict) or len(v) <= n,
+    "minProperties": lambda s, n, v, r: not isinstance(v, dict) or len(v) >= n,
+    "propertyNames": lambda s, inner, v, r: not isinstance(v, dict) or all(check(inner, k, r) for k in v),
     "required": lambda s, keys, v, r: not isinstance(v, dict) or set(keys) <= set(v),
     "dependentRequired": _dependent,
     "properties": _properties,
@@ -140,9 +142,9 @@ def schema() -> dict:
 # --- The flow-control keys as they appear -------------------------------------------------------
 
 
-def test_a_step_is_an_action_step_a_wait_or_a_branch(schema: dict):
+def test_a_step_is_an_action_step_a_wait_a_branch_or_a_split(schema: dict):
     assert schema["properties"]["steps"]["items"]["oneOf"] == [
-        {"$ref": "#/$defs/Step"}, {"$ref": "#/$defs/Wait"}, {"$ref": "#/$defs/Branch"},
+        {"$ref": "#/$defs/Step"}, {"$ref": "#/$defs/Wait"}, {"$ref": "#/$defs/Branch"}, {"$ref": "#/$defs/Split"},
     ]
     defs = schema["$defs"]
     assert list(defs["Step"]["properties"])[:3] == ["id", "renamed_from", "when"]

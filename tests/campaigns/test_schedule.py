@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from campaigns.enrollment import _local_instants
+from campaigns.enrollment import local_instants
 from campaigns.schedule import at_fire_time, cron_occurrences
 
 UTC = timezone.utc
@@ -251,7 +251,7 @@ def _oracle(matches: Matcher, after: datetime, until: datetime, tz: tzinfo,
     found = set()
     while wall <= end:
         if matches(wall):
-            instant = _local_instants(wall.date(), wall.time(), tz)[0]
+            instant = local_instants(wall.date(), wall.time(), tz)[0]
             if (after <= instant if inclusive else after < instant) and instant <= until:
                 found.add(instant)
         wall += timedelta(minutes=1)
@@ -268,7 +268,7 @@ def test_occurrences_are_increasing_in_range_and_on_the_cron(cron, zone_range, i
     for t in found:
         wall = t.astimezone(tz).replace(tzinfo=None)
         if matches(wall):  # on the cron, and the first time the clock read it
-            assert _local_instants(wall.date(), wall.time(), tz)[0] == t
+            assert local_instants(wall.date(), wall.time(), tz)[0] == t
         else:  # a wall time the clock skipped: fired as the gap ended
             assert _is_gap_end(t, tz)
 

@@ -315,6 +315,7 @@ def arithmetic(op: str, a: Any, b: Any, env: Env) -> Any:
 # --- functions ------------------------------------------------------------------------------
 
 FACTS = ("in_group", "in_campaign", "was_in_campaign", "opened", "clicked", "bounced", "responded")
+KEYS = ("response", "variant", "split")  # a key the store recorded for a step, or null
 
 
 def call(function: str, args: list[Any], env: Env) -> Any:
@@ -368,9 +369,9 @@ def call(function: str, args: list[Any], env: Env) -> Any:
             env.warn("bad regular expression")
             return False
         return pattern.search(text) is not None
-    if function in FACTS or function == "response":
+    if function in FACTS or function in KEYS:
         (reference,) = args
-        nothing = None if function == "response" else False
+        nothing = None if function in KEYS else False
         if reference is None:
             return nothing
         if type_name(reference) != "string":
@@ -379,7 +380,7 @@ def call(function: str, args: list[Any], env: Env) -> Any:
         if env.facts is None:
             return nothing
         answer = getattr(env.facts, function)(env.partner, reference)
-        if function == "response":
+        if function in KEYS:
             return answer if isinstance(answer, str) else None
         return answer is True
     raise AssertionError(f"unknown function {function}")

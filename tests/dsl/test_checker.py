@@ -32,7 +32,7 @@ CAMPAIGN = Scope(PARTNER, steps=("welcome", "intro-call"), groups=("summit-2026"
 OUTSIDE = Scope(PARTNER, groups=("summit-2026",), campaigns=("nurture",))  # consent, global exclude
 EVENT = replace(CAMPAIGN, event=True)
 FUNCTIONS = ("bounced, clicked, coalesce, contains, days_since, ends_with, in_campaign, in_group, len, lower, "
-             "matches, opened, responded, response, starts_with, upper, was_in_campaign")
+             "matches, opened, responded, response, split, starts_with, upper, variant, was_in_campaign")
 
 
 def found(text: str, scope: Scope = CAMPAIGN, expect=BOOL) -> list[str]:

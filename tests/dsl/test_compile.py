@@ -60,6 +60,12 @@ class Facts:
     def response(self, partner: Mapping, step_id: str) -> str | None:
         return self.known.get("responses", {}).get(step_id)
 
+    def variant(self, partner: Mapping, step_id: str) -> str | None:
+        return self.known.get("variants", {}).get(step_id)
+
+    def split(self, partner: Mapping, step_id: str) -> str | None:
+        return self.known.get("paths", {}).get(step_id)
+
 
 FACTS = Facts(groups={"summit-2026"}, campaigns={"onboarding"}, past_campaigns={"spring"},
               opened={"welcome"}, responses={"intro-call": "interested"})
@@ -468,6 +474,8 @@ class RandomFacts:
     def response(self, partner: Mapping, step_id: str) -> str | None:
         return step_id.upper() if step_id else None
 
+    variant = split = response
+
 
 # --- Expressions: leaves ---
 
@@ -527,6 +535,7 @@ PARAMETER_LEAVES = {
     "container": TYPED_LEAVES["string"] | TYPED_LEAVES["list"],
     "any": leaves,
     "step": string_literals, "group": string_literals, "campaign": string_literals,
+    "variant_step": string_literals, "split_step": string_literals,
 }
 
 
@@ -587,7 +596,7 @@ def typed(kind: str, depth: int = 3) -> st.SearchStrategy[Node]:
     composites = {
         "string": [call("lower", s("string")), call("upper", s("string")), call("coalesce", s("string"), s("string")),
                    st.builds(Index, s("list"), small_ints), binary(["+"], s("string"), s("string")),
-                   call("response", s("string"))],
+                   *[call(name, s("string")) for name in ("response", "variant", "split")]],
         "number": [binary(ARITHMETIC, s("number"), s("number")), st.builds(Unary, st.just("-"), s("number")),
                    call("len", s("string") | s("list")), call("days_since", temporal),
                    call("coalesce", s("number"), s("number"))],

@@ -56,7 +56,7 @@ steps:
 LINE, COLUMN = 5, 8
 
 FUNCTIONS = ("bounced, clicked, coalesce, contains, days_since, ends_with, in_campaign, in_group, len, lower, "
-             "matches, opened, responded, response, starts_with, upper, was_in_campaign")
+             "matches, opened, responded, response, split, starts_with, upper, variant, was_in_campaign")
 
 
 @pytest.fixture()

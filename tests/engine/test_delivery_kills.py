@@ -75,9 +75,9 @@ def reference(tmp_path_factory) -> dict[str, dict]:
         engine.import_events(root / "events.jsonl", at=START)
         engine.run(until=UNTIL, every="1h", start=START)
         messages = engine.outbox()
-    assert len(messages) == 81
+    assert len(messages) == 124
     external = {m["id"]: m for m in messages if m["channel"] in EXTERNAL}
-    assert Counter(m["channel"] for m in external.values()) == {"email": 39, "sms": 18}
+    assert Counter(m["channel"] for m in external.values()) == {"email": 82, "sms": 18}
     return external
 
 
@@ -328,7 +328,7 @@ def kill_round(tmp_path: Path, number: int, url: str | None, kills: int, rng: ra
         assert final.handed_over() == [], "the uninterrupted replay handed something over again"
 
         outbox = store.outbox()
-        assert len(outbox) == 81
+        assert len(outbox) == 124
         external = {mid for mid, (channel, *_) in outbox.items() if channel in EXTERNAL}
         assert external == set(want), "(lost, unexpected) committed messages: " \
                                       f"{sorted(set(want) - external)}, {sorted(external - set(want))}"
@@ -444,5 +444,5 @@ def test_processes_delivering_at_once_hand_each_message_over_once(tmp_path, refe
     assert (duplicates, lost) == ({}, [])
     assert {mid: n for mid, n in handed.items() if n > 1} == {}, "handed over by more than one process"
     assert external == set(reference)
-    assert sum(t["delivery"]["sent"] for t in totals) == 81, totals
+    assert sum(t["delivery"]["sent"] for t in totals) == 124, totals
     assert {mid: row[1:3] for mid, row in outbox.items() if row[1:3] != ("sent", None)} == {}

@@ -219,14 +219,17 @@ NEWS_STATS = {
     "in_campaign_pct": 100.0,
     "steps": [
         {"step": "mail", "channel": "email", "language": "default", "sent": 2, **ZERO,
-         "opens": 2, "unique_opens": 1, "clicks": 1, "unique_clicks": 1, "bounces": 1},
+         "opens": 2, "unique_opens": 1, "clicks": 1, "unique_clicks": 1, "bounces": 1, "variant": None},
         {"step": "mail", "channel": "email", "language": "fi", "sent": 3, **ZERO,
-         "opens": 3, "unique_opens": 2, "clicks": 2, "unique_clicks": 1, "bounces": 1},
+         "opens": 3, "unique_opens": 2, "clicks": 2, "unique_clicks": 1, "bounces": 1, "variant": None},
         {"step": "text", "channel": "sms", "language": "default", "sent": 4, **ZERO,
-         "clicks": 1, "unique_clicks": 1},
-        {"step": "note", "channel": "popup", "language": "default", "sent": 3, **ZERO, "read": 1, "unread": 2},
-        {"step": "note", "channel": "popup", "language": "fi", "sent": 3, **ZERO, "read": 1, "unread": 2},
+         "clicks": 1, "unique_clicks": 1, "variant": None},
+        {"step": "note", "channel": "popup", "language": "default", "sent": 3, **ZERO, "read": 1, "unread": 2,
+         "variant": None},
+        {"step": "note", "channel": "popup", "language": "fi", "sent": 3, **ZERO, "read": 1, "unread": 2,
+         "variant": None},
     ],
+    "goal": None,
     # beside SPEC §8's keys: the monitor's counts (the `at` fired: nobody waits for it), no activity
     # step, no mailing that lists responses
     "in_campaign": {"active": 6, "of": 6, "waiting": None, "dropped": [], "suggestion": None},

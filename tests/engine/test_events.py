@@ -94,7 +94,7 @@ def test_bundled_example_events_read_cleanly():
     path = EXAMPLES / "events.jsonl"
     result = read_events(str(path), path.read_text(encoding="utf-8"), TZ)
     assert result.diagnostics == [] and result.duplicates == 0
-    assert len(result.events) == 10
+    assert len(result.events) == 16
     assert [e.type for e in result.events].count("invoice.payment_failed") == 2
     assert [e.type for e in result.events].count("invoice.overdue") == 3
     assert result.events[3].data == {"kind": "hard"}

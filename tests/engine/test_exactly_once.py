@@ -2,7 +2,7 @@
 real processes.
 
 tests/engine/_tick_worker.py simulates the example workspace's month (July 2026, Helsinki time:
-81 messages by email, SMS and letter) on a copy of examples/; the outcome is compared with an
+124 messages by email, SMS and letter) on a copy of examples/; the outcome is compared with an
 uninterrupted run of the same month on the same tick grid, run in this process: the message
 files (every id once, every line valid, the same content per message) and the store (every
 message delivered, the same enrollments, step runs, activities and pop-ups).
@@ -211,9 +211,9 @@ def reference(tmp_path_factory):
             with Engine.open(root, store=REFERENCE_STORE) as engine:
                 engine.import_events(root / "events.jsonl", at=START)
                 total = engine.run(until=UNTIL, every=every, start=START, progress=note)
-                assert len(engine.outbox()) == 81
+                assert len(engine.outbox()) == 124
             messages = outputs(root)
-            assert len(messages) == 81
+            assert len(messages) == 124
             assert {where.split("/")[0] for where, _ in messages} == {"email.jsonl", "sms.jsonl", "letters"}
             runs[every] = Run(messages, store_state(root, REFERENCE_STORE), {k: getattr(total, k) for k in COUNTS},
                               busy)
@@ -447,7 +447,7 @@ def test_sigkill_at_random_moments_sends_every_message_exactly_once(tmp_path, re
     assert_same_messages(outputs(root), want.messages)
     assert_same_state(store_state(root), want.state)
     with Engine.open(root) as engine:
-        assert all(m["delivered_at"] for m in engine.outbox()) and len(engine.outbox()) == 81
+        assert all(m["delivered_at"] for m in engine.outbox()) and len(engine.outbox()) == 124
 
 
 # --- two ticks at once -----------------------------------------------------------------------

@@ -279,8 +279,9 @@ def test_stats_count_activities_and_responses_per_step_beside_the_spec_keys(caps
     ok(capsys, root, "respond", "calls:p1:1:mail:1", "yes", "--at", answered)
 
     stats = run_json(capsys, root, "stats", "calls")
-    assert list(stats) == ["campaign", "in_campaign_pct", "steps", "in_campaign", "activities", "mailing_responses"]
-    assert [list(row) for row in stats["steps"]] == [SPEC_ROW_KEYS]
+    assert list(stats) == ["campaign", "in_campaign_pct", "steps", "goal", "in_campaign", "activities",
+                           "mailing_responses"]
+    assert [list(row) for row in stats["steps"]] == [SPEC_ROW_KEYS + ["variant"]]
     assert (stats["steps"][0]["step"], stats["steps"][0]["sent"]) == ("mail", 4)
     # created 4 = completed 3 (interested 2, declined 1) + open 1 (p4); later listed with 0
     assert stats["activities"] == [{"step": "call", "kind": "call", "created": 4, "completed": 3, "open": 1,

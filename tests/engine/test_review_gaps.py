@@ -238,10 +238,17 @@ def test_plan_reports_the_next_firings_and_whom_they_would_enroll(capsys, ws):
     assert entries["summer-webinar"]["next_firing"] == {
         "kind": "at", "trigger": "2026-08-20T07:00:00Z", "at": "2026-08-20T07:00:00Z", "due": False, "enrolls": 21,
         "sample": ["p001", "p004", "p005", "p009", "p012"], "note": None}
-    assert {cid for cid, e in entries.items() if e["next_firing"] is not None} == {"renewal-reminder", "summer-webinar"}
+    assert entries["pay-by-portal"]["next_firing"] == {
+        "kind": "at", "trigger": "2026-07-07T07:00:00Z", "at": "2026-07-07T07:00:00Z", "due": False, "enrolls": 28,
+        "sample": ["p001", "p004", "p005", "p006", "p007"], "note": None}
+    assert {cid for cid, e in entries.items() if e["next_firing"] is not None} == {
+        "pay-by-portal", "renewal-reminder", "summer-webinar"}
     code, out, _ = run(capsys, "-w", str(ws), "plan", "--at", "2026-07-01T01:00")
     assert code == 0
     assert out.splitlines() == [
+        "pay-by-portal:",
+        ("  next firing (at 2026-07-07T07:00:00Z) at 2026-07-07T07:00:00Z would enroll 28 partners "
+         "(e.g. p001, p004, p005, p006, p007)"),
         "renewal-reminder:",
         ('  next firing (cron "0 9 * * MON") at 2026-07-06T06:00:00Z would enroll 5 partners '
          "(e.g. p010, p014, p018, p021, p029)"),

@@ -29,7 +29,7 @@ campaigns/onboarding.yaml:1:1: warning: campaign onboarding was never run throug
 campaigns/onboarding.yaml:6:68: error: unknown field 'countyr' of partner; did you mean 'country'?
 campaigns/onboarding.yaml:7:32: error: 'gld' is not a value of partner.tier (silver, gold, platinum); did you mean 'gold'?
 campaigns/onboarding.yaml:8:26: error: cannot compare number with string: partner.revenue is a number; compare it with a number such as 100, without quotes
-campaigns/onboarding.yaml:9:16: error: unknown function 'lenght'; did you mean 'len'? (functions: bounced, clicked, coalesce, contains, days_since, ends_with, in_campaign, in_group, len, lower, matches, opened, responded, response, starts_with, upper, was_in_campaign)
+campaigns/onboarding.yaml:9:16: error: unknown function 'lenght'; did you mean 'len'? (functions: bounced, clicked, coalesce, contains, days_since, ends_with, in_campaign, in_group, len, lower, matches, opened, responded, response, split, starts_with, upper, variant, was_in_campaign)
 campaigns/onboarding.yaml:10:25: error: unknown group 'summit-2025'; did you mean 'summit-2026'?
 campaigns/onboarding.yaml:13:24: error: syntax error: unexpected end of expression
 campaigns/onboarding.yaml:18:5: warning: engine.yaml sets no web.base_url: this email carries no one-click unsubscribe (List-Unsubscribe) and no open or click tracking

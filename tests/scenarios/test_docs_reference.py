@@ -187,6 +187,12 @@ class Facts:
     def response(self, partner, step):
         return (self.history.get("responses") or {}).get(step)
 
+    def variant(self, partner, step):
+        return (self.history.get("variants") or {}).get(step)
+
+    def split(self, partner, step):
+        return (self.history.get("paths") or {}).get(step)
+
 
 @dataclass
 class Sample:
@@ -220,10 +226,12 @@ def sample() -> Sample:
     event["at"] = to_utc(datetime.fromisoformat(event["at"].replace("Z", "+00:00")), tz)
     workspace = data["workspace"]
     scope = Scope(partner=record(types), event=True, steps=tuple(workspace["steps"]),
-                  groups=tuple(workspace["groups"]), campaigns=tuple(workspace["campaigns"]))
+                  groups=tuple(workspace["groups"]), campaigns=tuple(workspace["campaigns"]),
+                  variant_steps=tuple(workspace["variant_steps"]), splits=tuple(workspace["splits"]))
     facts = Facts(data["history"], tz)
     facts.now = now
-    for name in ("groups", "enrolled", "ended", "opened", "clicked", "bounced", "responses"):
+    for name in ("groups", "enrolled", "ended", "opened", "clicked", "bounced", "responses", "variants",
+                 "paths"):
         assert name in data["history"], f"the sample's history lists {name}"
     return Sample(tz, now, data["fields"], partner, event, scope, facts)
 
@@ -328,6 +336,7 @@ PARAMETER_TYPES = {
     "string": "string", "number": "number", "temporal": "date | datetime", "duration": "duration",
     "sized": "string | list", "container": "string | list", "any": "any",
     "step": "step", "group": "group", "campaign": "campaign",
+    "variant_step": "step with variants", "split_step": "split step",
 }
 
 

@@ -22,6 +22,12 @@ July 2026, worked out by hand from examples/partners.csv and the campaign files:
   notice letter: 15 July at 07:00Z for p003 and p024, 17 July for p034; then the flow ends.
   One tick or hourly ticks give the same times: the wait-for ends at its at_most, which is a
   due time, not a tick's.
+- pay-by-portal (one-shot `at`, 7 July 10:00 Helsinki = 07:00Z): unpaid partners with email
+  consent, not test contacts, one per mailbox (p016 shares p015's): 28. Three are in the 10 %
+  holdout (sha256 of `pay-by-portal/holdout/PARTNER`: p005 p014 p031) and p026's address
+  hard-bounced on 1 July, so 24 get the nudge. invoice.paid events (events.jsonl) convert p001,
+  p007, p012, p019 and p021 before the reminder a week later, which ends their enrollments (the
+  goal's exit): 19 get the reminder on 14 July at 07:00Z; p028 pays only after it.
 """
 
 from __future__ import annotations
@@ -55,6 +61,11 @@ JULY: dict[tuple[str, str, str, str], str] = {
     ("email", "collections", "reminder", "2026-07-10T07:00:00Z"): "p034",
     ("letter", "collections", "final-notice", "2026-07-15T07:00:00Z"): "p003 p024",
     ("letter", "collections", "final-notice", "2026-07-17T07:00:00Z"): "p034",
+    ("email", "pay-by-portal", "nudge", "2026-07-07T07:00:00Z"):
+        "p001 p004 p006 p007 p009 p010 p011 p012 p013 p015 p018 p019 p020 p021 p022 p025 p027 p028 p029 p033 p034 "
+        "p035 p036 p037",
+    ("email", "pay-by-portal", "reminder", "2026-07-14T07:00:00Z"):
+        "p004 p006 p009 p010 p011 p013 p015 p018 p020 p022 p025 p027 p028 p029 p033 p034 p035 p036 p037",
 }
 
 
@@ -76,7 +87,7 @@ def sends(engine) -> list[tuple[str, str, str, str, str]]:
 def simulate(make_engine, until: str, every: str | None, name: str):
     engine = make_engine(EXAMPLES, at="2026-07-01T00:00", name=name)
     imported = engine.import_events(EXAMPLES / "events.jsonl")
-    assert imported.imported == 10 and not imported.diagnostics
+    assert imported.imported == 16 and not imported.diagnostics
     engine.tick()  # the first tick sees every campaign: the same starting point for every grid
     if every is None:
         report = engine.tick(until)
@@ -102,7 +113,7 @@ def simulated(make_engine, until: str, every: str | None, name: str) -> tuple[li
 def test_july_hourly_equals_the_list_written_by_hand(make_engine):
     sent, _ = simulated(make_engine, "2026-08-01T00:00", "1h", "hourly")
     assert sent == expected(JULY)
-    assert len(sent) == 81
+    assert len(sent) == 124
 
 
 def test_july_in_one_tick_equals_hourly_ticks(make_engine):
