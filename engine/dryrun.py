@@ -47,8 +47,9 @@ Decisions where SPEC is silent:
   gives, a message step shows the variant they would get, a held-out partner's message steps are
   skipped (``holdout``), and a message due in quiet hours or on a day not in ``send_days`` is
   shown at the instant it would go, with ``held`` saying which rule moved it and from when.
-  Frequency caps count the partner's earlier messages, which a dry run does not have: they are
-  not applied (``engine explain`` shows a cap that held a real step).
+  Frequency caps count the messages of the path shown (a dry run has no others: the partner's
+  messages from other campaigns are not known to it; ``engine explain`` shows a cap that held a
+  real step).
 - A branch is evaluated at its due time like the tick does (with no history, ``opened()`` and
   ``response()`` say false and null; ``variant()`` and ``split()`` what the path so far chose),
   and the steps it jumps over are listed as skipped. A
@@ -72,7 +73,8 @@ from campaigns.audience import dedupe
 from campaigns.checklist import content_hash as file_content_hash
 from campaigns.enrollment import FinishReason, SkipReason, window_opens
 from campaigns.flow import END
-from campaigns.policy import assign, held_out, is_message, sending_hold, weights
+from campaigns.policy import (Hold, assign, cap_allows, cap_detail, cap_frees, held_out, is_message,
+                             sending_hold, weights)
 from campaigns.schedule import at_fire_time, next_cron_firing
 from campaigns.workspace import Workspace, load_workspace
 from dsl.diagnostics import SourceError, did_you_mean, error
@@ -81,7 +83,7 @@ from dsl.runtime import Context
 from dsl.source import Span
 
 from .links import links_for, signer
-from .clock import aware, iso, maybe_iso
+from .clock import aware, from_iso, iso, maybe_iso
 from .compiled import CompiledCampaign, CompiledWorkspace, compile_workspace
 from .errors import UnknownName
 from .steps import Effects, Job, execute
@@ -208,6 +210,9 @@ def _read_source(workspace: Workspace, sample: Path | None) -> PartnerSource:
     return source
 
 
+MAX_HOLDS = 20  # moves of one step a dry run follows (quiet hours, send days, a deferring cap)
+
+
 @dataclass(frozen=True)
 class DryFacts:
     """What expressions may ask about a partner in a dry run: the workspace's static groups,
@@ -295,6 +300,7 @@ class _DryRun:
         tz = compiled.local_tz(partner)
         step_id, due = flow.first(at, tz)
         self.facts.chosen.clear()
+        sent: dict[str, list[datetime]] = {}  # channel → this path's messages, as its caps count them
         while step_id is not None:
             node = flow.node(step_id)
             assert node is not None
@@ -327,13 +333,9 @@ class _DryRun:
             elif is_message(node.kind) and held_out(compiled.id, pid, campaign.holdout):
                 out.append(_entry(node.item, due, "skipped", str(SkipReason.HOLDOUT)))
             else:
-                hold = sending_hold(due, tz, compiled.rules) if is_message(node.kind) else None
-                if hold is not None:
-                    held = {"rule": hold.rule, "detail": hold.detail, "from": iso(due), "until": maybe_iso(hold.until)}
-                    due = hold.until
-                out.append(self._outcome(node.item, partner, pid, due))
-                if hold is not None:
-                    out[-1]["held"] = held
+                entry = self._policed(node.item, partner, pid, due, tz, sent)
+                due = from_iso(entry["at"])
+                out.append(entry)
             if target is None:
                 step_id, due = flow.after(step_id, due, tz)
                 continue
@@ -343,6 +345,33 @@ class _DryRun:
                 return {"reason": str(FinishReason.COMPLETED), "at": iso(due)}
             step_id, due = flow.at(target, due, tz)
         return {"reason": str(FinishReason.COMPLETED), "at": iso(due)}
+
+    def _policed(self, step, partner: Mapping, pid: str, due: datetime, tz, sent: dict[str, list[datetime]]) -> dict:
+        """What the step does with its policies (engine.advance): quiet hours and send days move
+        it (``held`` says from when and by which rule), and a frequency cap, counting this
+        path's own messages, skips or defers it."""
+        rules, first_due, held = self.compiled.rules, due, None
+        for _ in range(MAX_HOLDS):
+            hold = sending_hold(due, tz, rules) if is_message(step.kind) else None
+            if hold is None:
+                entry = self._outcome(step, partner, pid, due)
+                cap = rules.capped(step.kind) if entry["status"] == "would_execute" else None
+                mine = sent.setdefault(step.kind, [])
+                if cap is None or cap_allows(due, mine, cap):
+                    if cap is not None:
+                        mine.append(due)
+                    break
+                hold = Hold("frequency_cap", cap_detail(step.kind, cap), cap_frees(due, mine, cap))
+                if rules.on_cap != "defer":
+                    entry = {**_entry(step, due, "skipped", str(SkipReason.FREQUENCY_CAP)), "rule": hold.detail}
+                    break
+            held = {"rule": hold.rule, "detail": hold.detail, "from": iso(first_due), "until": maybe_iso(hold.until)}
+            due = hold.until
+        else:  # moved again and again (a cap deferring into quiet hours and back): shown where it stopped
+            entry = self._outcome(step, partner, pid, due)
+        if held is not None:
+            entry["held"] = held
+        return entry
 
     def _exit_reason(self, partner: Mapping, due: datetime) -> str | None:
         compiled = self.compiled

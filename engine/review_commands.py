@@ -122,7 +122,7 @@ def _print_dry_run(result: dict, show_body: bool = False) -> None:
                 continue
             message = step.get("message") or {}
             what = message.get("subject") or message.get("title") or first_line(message.get("body") or message.get("text") or "")
-            why = step.get("error") or step.get("reason") or ""
+            why = step.get("error") or step.get("rule") or step.get("reason") or ""
             if step["status"] == "skipped" and step.get("reason") in ("branch", "split"):
                 why = f"jumped over by a {step['reason']}"
             if message.get("variant"):

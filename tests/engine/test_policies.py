@@ -272,3 +272,22 @@ def test_a_dry_run_follows_the_split_shows_the_variant_the_holdout_and_quiet_hou
             # variant("first") sees the variant the dry run gave
             assert runs["second"]["status"] == ("would_execute" if variant == "long" else "skipped")
     assert shown == {"slow"}  # the sample (the first five of the audience) took the slow path at least once
+
+
+def test_a_dry_run_caps_the_path_s_own_messages_and_defers_them_when_told(tmp_path):
+    from engine.clock import from_iso
+    from engine.dryrun import dry_run
+
+    steps = email("one") + wait("1d") + email("two") + wait("1d") + email("three")
+    cap = "policies:\n  frequency:\n    email: {max: 2, per: 7d}\n"
+    for on_cap, three in (("skip", ("skipped", "frequency_cap", "2026-07-03T10:00:00Z", None)),
+                          ("defer", ("would_execute", None, "2026-07-08T10:00:00Z", "2026-07-08T10:00:00Z"))):
+        root = workspace(tmp_path / on_cap, {"d": campaign(steps=steps)}, partners_csv(partner("p1")),
+                         cap + f"  on_cap: {on_cap}\n")
+        result = dry_run(root, "d", ["p1"], None, from_iso(AT))
+        runs = {s["step"]: s for s in result["partners"][0]["steps"]}
+        assert [runs[s]["status"] for s in ("one", "two")] == ["would_execute", "would_execute"]
+        third = runs["three"]
+        # two emails on 07-01 and 07-02: the third (07-03) is a third in 7 days; the first leaves
+        # the window 7 days after it was sent
+        assert (third["status"], third["reason"], third["at"], (third.get("held") or {}).get("until")) == three

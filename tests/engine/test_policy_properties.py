@@ -16,6 +16,7 @@ from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -46,6 +47,7 @@ def _allowed(at: datetime, tz: ZoneInfo, rules: Rules) -> bool:
     return rules.quiet_hours is None or not _quiet(local.time().replace(tzinfo=None), rules.quiet_hours)
 
 
+@pytest.mark.no_store
 @settings(max_examples=300, deadline=None)
 @given(instants, st.sampled_from(ZONES), clocks, clocks,
        st.sets(st.sampled_from(DAYS), min_size=1).map(lambda days: tuple(d for d in DAYS if d in days)))
@@ -73,6 +75,7 @@ def _windows_hold(times: list[datetime], cap: Cap) -> bool:
 attempts = st.lists(st.integers(min_value=0, max_value=60 * 24 * 30), max_size=40)
 
 
+@pytest.mark.no_store
 @settings(max_examples=300, deadline=None)
 @given(attempts, st.integers(min_value=1, max_value=4), st.integers(min_value=1, max_value=10), st.booleans())
 def test_whatever_order_sends_are_tried_in_the_cap_is_never_exceeded(minutes, most, days, shuffled):
