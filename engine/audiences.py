@@ -41,9 +41,26 @@ class Query:
     params: tuple
 
 
+_TIMELESS: dict[tuple[int, str], tuple[object, Query | None]] = {}  # (audience, dialect) → its query
+
+
 def pushed_down(store: Store, plan: CompiledWorkspace, compiled: CompiledCampaign, ctx: Context) -> Query | None:
     """The audience before groups and dedupe as one condition in the store's dialect, as of
-    ``ctx.now``; None when some ruleset or exclusion cannot be translated exactly."""
+    ``ctx.now``; None when some ruleset or exclusion cannot be translated exactly. An audience
+    that reads no clock is translated once (every tick samples it again)."""
+    audience = compiled.audience
+    if "clock" in audience.inputs:
+        return _translate(store, plan, compiled, ctx)
+    key = (id(audience), store.dialect)
+    cached = _TIMELESS.get(key)
+    if cached is None or cached[0] is not audience:  # the entry keeps its audience: an id is never reused meanwhile
+        if len(_TIMELESS) > 256:
+            _TIMELESS.clear()
+        cached = _TIMELESS[key] = (audience, _translate(store, plan, compiled, ctx))
+    return cached[1]
+
+
+def _translate(store: Store, plan: CompiledWorkspace, compiled: CompiledCampaign, ctx: Context) -> Query | None:
     audience = compiled.audience
     schema = dict(plan.settings.partners.types())
     schema.setdefault("test", BOOL)  # not declared: a JSONL record may still say "test": true

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from dsl.diagnostics import Diagnostic, display_path
+from dsl.ids import shown
 from dsl.source import Span
 
 from .console import INPUT_ERROR, OK, plural, print_diagnostics
@@ -123,7 +124,11 @@ def _check_targets(args: argparse.Namespace) -> tuple[list[tuple[Path, list[Path
     refused: list[Diagnostic] = []
     for raw in args.paths:
         path = Path(raw)
-        if not path.exists():
+        try:
+            there = path.exists()
+        except OSError as exc:  # a name longer than the file system takes, say
+            raise UsageError(f"cannot check {shown(raw)}: {exc.strerror or exc}") from None
+        if not there:
             raise UsageError(f"no such file or directory: {raw}")
         if path.is_dir():
             targets[path] = None

@@ -34,6 +34,8 @@ Decisions where SPEC is silent:
 
 - Ties: at one instant, due steps go first, then scheduled starts, events, and cron/`at`
   occurrences (by campaign id): a run that ends at 09:00 has finished when the 09:00 cron fires.
+  The occurrences of one instant all fire before the steps they make due then run, so those
+  steps go together, in priority order (SPEC §11).
 - A trigger never enrolls after the campaign window's end (the campaign is over); before its
   start it enrolls and the steps wait for the start.
 - `exit_when` and `exit_on_audience_loss` are checked when each step falls due and at the tick
@@ -149,13 +151,16 @@ class Tick(Part):
         self.book.refresh()
         self._sync_campaigns()
         self._check_exits(exits_checked)
+        fired_at = None
         while True:
             upcoming = self.triggers.next_occurrence()
-            self._run_steps(upcoming[0] if upcoming else self.at)
+            if upcoming is None or upcoming[0] != fired_at:  # occurrences of one instant fire together
+                self._run_steps(upcoming[0] if upcoming else self.at)
             if upcoming is None:
                 break
             with self.unit():
                 upcoming[1]()
+            fired_at = upcoming[0]
         self.triggers.sample_audiences()
         with self.store.transaction():
             leave_static_groups(self.store, self.plan.groups, self.at, ENGINE_USER)

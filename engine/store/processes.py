@@ -34,8 +34,13 @@ def _started(pid: int) -> str | None:
 
 
 def this_process() -> str:
-    """``host:pid:start`` of the running process (computed per call: a forked child is another)."""
-    pid = os.getpid()
+    """``host:pid:start`` of the running process (asked by pid: a forked child is another)."""
+    return _token(os.getpid())
+
+
+@lru_cache(maxsize=4)
+def _token(pid: int) -> str:
+    """A living process's start time never changes: read once per pid, not at every delivery."""
     return f"{_host()}:{pid}:{_started(pid) or ''}"
 
 

@@ -291,3 +291,16 @@ def test_a_dry_run_caps_the_path_s_own_messages_and_defers_them_when_told(tmp_pa
         # two emails on 07-01 and 07-02: the third (07-03) is a third in 7 days; the first leaves
         # the window 7 days after it was sent
         assert (third["status"], third["reason"], third["at"], (third.get("held") or {}).get("until")) == three
+
+
+def test_two_crons_firing_at_one_instant_send_in_priority_order_under_a_cap(tmp_path, make_engine):
+    daily = 'trigger:\n  cron: "0 9 * * *"\n'
+    root = workspace(tmp_path, {"a-low": campaign(trigger="", steps=email("a"), extra=daily),
+                                "b-high": campaign(trigger="", steps=email("b"), extra=daily + "priority: 3\n")},
+                     partners_csv(partner("p1")), CAP)
+    engine = make_engine(root, at="2026-07-01T00:00Z")
+    engine.tick("2026-07-01T00:00Z")
+    engine.tick("2026-07-01T12:00Z")
+    # both enroll at 09:00; b-high's email goes first and takes the day's one slot
+    assert sent(engine, "email") == [("p1", "b", "2026-07-01T09:00:00Z")]
+    assert steps_of(engine, "a-low", "p1")["a"] == ("skipped", "frequency_cap", "2026-07-01T09:00:00Z")
