@@ -706,7 +706,7 @@ class Goal(Located):
     when: Expression | None = None
     event: str | None = None
     where: Expression | None = Field(default=None, description="with an event goal: a condition on the event")
-    within: Duration = Field(description="counted from the enrollment, e.g. 30d")
+    within: Duration | None = Field(default=None, description="counted from the enrollment, e.g. 30d (none: any time)")
     exit: bool = Field(True, description="a converted enrollment finishes (reason goal)")
 
     @field_validator("event")

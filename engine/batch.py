@@ -117,8 +117,9 @@ class StepBatch:
         known = self._sent.get((partner, channel))
         if known is None or after < known[0] or before > known[1]:
             found = self.store.sends_between([partner], [channel], after, before).get((partner, channel), [])
-            for _, ch, at, *_ in (row for row in self._sends if row[0] == partner and row[1] == channel):
-                insort(found, at)
+            for row in self._sends:  # this batch's, not written yet
+                if row[:2] == (partner, channel):
+                    insort(found, row[2])
             known = self._sent[(partner, channel)] = (after, before, found)
         return sends_in(known[2], after, before)
 

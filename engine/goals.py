@@ -1,7 +1,7 @@
 """Goals (SPEC §11): which enrollments converted, and when. A ``when`` goal converts at the first
 tick at whose time its condition holds; an ``event`` goal at the event's time (with its ``where``
-holding for the event). Either counts only within ``within`` of the enrollment's start, and
-only for enrollments that started (active, paused or finished: a removed one was reset).
+holding for the event). Either counts only within ``within`` of the enrollment's start (at any
+time without one), and only for enrollments that started (active, paused or finished: a removed one was reset).
 
 A conversion is one row of the store's ``conversions`` (an enrollment converts once). With
 ``exit: true`` (the default) an active enrollment finishes at once with reason ``goal``; a
@@ -19,10 +19,11 @@ enrolled converts at the end of that tick.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from campaigns.enrollment import FinishReason
+from campaigns.model import Goal
 
 from .advance import Advance
 from .compiled import CompiledCampaign
@@ -47,7 +48,7 @@ class Goals(Part):
             goal = compiled.campaign.goal
             if compiled.goal_when is None or goal is None:
                 continue
-            candidates = self.store.goal_candidates(cid, self.at - goal.within, self.at)
+            candidates = self.store.goal_candidates(cid, _window_start(goal, self.at), self.at)
             for start in range(0, len(candidates), BATCH):
                 chunk = candidates[start:start + BATCH]
                 with self.unit(), self.store.transaction(), self.as_campaign(cid):
@@ -69,7 +70,7 @@ class Goals(Part):
                 continue
             event = {"type": kind, "at": at, "partner": pid, "id": event_id, "data": dict(data)}
             with self.as_campaign(cid):
-                for e in self.store.goal_candidates(cid, at - goal.within, at, partner=pid):
+                for e in self.store.goal_candidates(cid, _window_start(goal, at), at, partner=pid):
                     ctx = self.context(compiled, at, enrollment=e, event=event)
                     if compiled.goal_where is None or compiled.goal_where.test(partner, ctx):
                         self.convert(compiled, e, at, f"event:{event_id}")
@@ -85,3 +86,11 @@ class Goals(Part):
                 self.advance.finish(e, FinishReason.GOAL, at)
             except Conflict:
                 pass  # another tick moved it first: its next step finishes it (engine.advance)
+
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _window_start(goal: Goal, at: datetime) -> datetime:
+    """The earliest enrollment start a conversion at ``at`` counts for."""
+    return at - goal.within if goal.within is not None else EARLIEST

@@ -304,3 +304,14 @@ def test_two_crons_firing_at_one_instant_send_in_priority_order_under_a_cap(tmp_
     # both enroll at 09:00; b-high's email goes first and takes the day's one slot
     assert sent(engine, "email") == [("p1", "b", "2026-07-01T09:00:00Z")]
     assert steps_of(engine, "a-low", "p1")["a"] == ("skipped", "frequency_cap", "2026-07-01T09:00:00Z")
+
+
+def test_a_goal_without_within_converts_at_any_time(tmp_path, make_engine):
+    goal = "goal:\n  event: invoice.paid\n"
+    root = workspace(tmp_path, {"g": campaign(steps=email("first"), extra=goal)}, partners_csv(partner("p1")))
+    engine = make_engine(root, at=AT)
+    engine.tick(AT)
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps({"type": "invoice.paid", "at": "2027-07-01T08:00:00Z", "partner": "p1"}) + "\n")
+    engine.import_events(events)
+    assert engine.tick("2027-07-02T00:00Z", force=True).converted == 1
