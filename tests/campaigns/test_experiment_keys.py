@@ -482,13 +482,13 @@ ACCEPTED = {
     "a when goal": edit("{event: invoice.paid, where: event.amount > 0, within: 30d}",
                         "{when: partner.paid, within: 30d, exit: false}", SAMPLE),
     "holdout as a number": edit("holdout: 10%", "holdout: 2.5", SAMPLE),
+    "a goal without within (any time)": edit(", within: 30d}", "}", SAMPLE),
 }
 REFUSED = {
     "a goal with when and event": edit("{event: invoice.paid,", "{when: partner.paid, event: invoice.paid,", SAMPLE),
     "a goal with neither": edit("{event: invoice.paid, where: event.amount > 0, within: 30d}", "{within: 30d}", SAMPLE),
     "where without an event": edit("{event: invoice.paid, where: event.amount > 0, within: 30d}",
                                    "{when: partner.paid, where: event.amount > 0, within: 30d}", SAMPLE),
-    "a goal without within": edit(", within: 30d}", "}", SAMPLE),
     "quiet hours not a time": edit('to: "8:00"', 'to: "8pm"', SAMPLE),
     "quiet hours without to": edit(', to: "8:00"}', "}", SAMPLE),
     "a variant without weight": edit("{weight: 1, subject: X}", "{subject: X}", SAMPLE),

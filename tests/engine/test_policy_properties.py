@@ -224,7 +224,7 @@ def test_this_store_gives_what_sqlite_gives():
 minutes = st.integers(min_value=1, max_value=int((END - START).total_seconds() // 60) - 1)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(minutes, max_size=12, unique=True))
 def test_any_tick_times_give_the_same_sends_variants_and_paths(offsets):
     assert _run([START + timedelta(minutes=m) for m in offsets]) == reference()

@@ -1,8 +1,8 @@
 """Frequency caps with several workers: `engine tick` processes racing on one store (on
 PostgreSQL, batches of due steps run side by side) never let a partner get more messages than the
-cap allows. Thirty campaigns each send every partner an email at the same instant, so one
+cap allows. Twenty campaigns each send every partner an email at the same instant, so one
 partner's steps are spread over many batches, which the workers claim at once; the partner's
-cap (20 a week) must still hold, and be used to the full. Each batch writes its step runs 0.3 s
+cap (12 a week) must still hold, and be used to the full. Each batch writes its step runs 0.3 s
 late, so the workers' batches overlap (without the partner locks of engine.store.postgres, the
 PostgreSQL run of this test fails)."""
 
@@ -17,11 +17,11 @@ from pathlib import Path
 from engine.api import Engine
 from engine.clock import FixedClock, from_iso
 
-CAMPAIGNS = 30
-PARTNERS = 150
-WORKERS = 3
+CAMPAIGNS = 20
+PARTNERS = 100
+WORKERS = 2
 AT = "2026-07-01T09:00:00Z"  # when every email is due
-CAP = 20  # filled by about the sixth batch of nine: workers overlap on batches before that
+CAP = 12  # filled by about the third batch of four: the workers overlap on batches before that
 SLOW_TICK = Path(__file__).with_name("_slow_tick.py")  # batches that take 0.3 s: the workers' overlap
 
 ENGINE_YAML = """\
@@ -31,7 +31,7 @@ partners:
   fields: {name: string, email: string}
 consent: {email: "true"}
 policies:
-  frequency: {email: {max: 20, per: 7d}}
+  frequency: {email: {max: 12, per: 7d}}
 """
 
 

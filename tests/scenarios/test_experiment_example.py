@@ -38,6 +38,8 @@ from engine.console import OK
 from engine.testing import copy_workspace
 from tests.spec_assignment import spec_held_out, spec_pick
 
+pytestmark = pytest.mark.no_store  # the page's commands and a simulation (its own store), not a store, are under test
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 DOC = ROOT / "docs" / "experiments.md"
@@ -237,7 +239,6 @@ def text_block(starting: str) -> list[str]:
     return next(b for b in blocks("text") if b.startswith(starting)).rstrip("\n").splitlines()
 
 
-@pytest.mark.sqlite_only(reason="the page's commands, not the store, are under test (the stores agree elsewhere)")
 def test_the_commands_of_the_page_run_and_print_what_it_shows(tmp_path, capsys, monkeypatch):
     commands = sh_commands()
     assert [words[2] for _, words in commands] == ["check", "simulate", "events", "run", "stats", "steps", "log"]
