@@ -108,7 +108,10 @@ class Engine:
 
     @property
     def book(self) -> PartnerBook:
-        plan = self.plan
+        return self._book_of(self.plan)
+
+    def _book_of(self, plan: CompiledWorkspace) -> PartnerBook:
+        """The partner book of ``plan``, the plan just looked at (a tick looks at the files once)."""
         if self._book is None:
             self._book = PartnerBook(self.store, plan)
         self._book.refresh()
@@ -139,7 +142,7 @@ class Engine:
         plan = self.plan
         if not force:
             check_tick(self.store, plan, when, SystemClock().now(), self.store.meta(LAST_TICK))
-        report = tick(self.store, plan, self.book, when, offline_transports(plan) if self.offline else None,
+        report = tick(self.store, plan, self._book_of(plan), when, offline_transports(plan) if self.offline else None,
                       offline=self.offline)
         with self.store.transaction():
             last = self.store.meta(LAST_TICK)
