@@ -90,7 +90,7 @@ class Advance(Part):
                 return self._wait_for(compiled, e, node, partner, due, tz, counts, batch)
             step = node.item
             effects = self._due_effects(compiled, e, step, partner, due, tz, batch)
-            if effects.status == "deferred":
+            if effects.hold is not None:  # deferred: quiet hours, send days or a cap's free slot
                 return self._hold(e, step.id, effects.hold, due, counts)
             moved = self._move_on(compiled, e, step.id, due, tz, batch)
             self._record(e, step.id, 1, effects, due, batch=batch)  # only once the compare-and-set won
@@ -111,7 +111,7 @@ class Advance(Part):
         if hold is not None:
             return Effects("deferred", hold=hold)
         effects = self.effects(compiled, e, step, partner, due, batch=batch, capped=True)
-        if e.held is not None and effects.status != "deferred":
+        if e.held is not None and effects.hold is None:
             effects.detail = {**effects.detail, "held": json.loads(e.held)}
         return effects
 
@@ -136,10 +136,9 @@ class Advance(Part):
         counts[(e.campaign, node.key, "executed")] += 1
         return moved
 
-    def _hold(self, e: Enrollment, step_id: str, hold: Hold | None, due: datetime, counts: Counter) -> Enrollment:
+    def _hold(self, e: Enrollment, step_id: str, hold: Hold, due: datetime, counts: Counter) -> Enrollment:
         """A message step that may not go at its due time waits until ``hold.until``; the
         enrollment keeps which rule moved it, and from when (first moved: kept over later moves)."""
-        assert hold is not None and hold.until is not None
         since = datetime.fromisoformat(json.loads(e.held)["from"]) if e.held else due
         moved = self.store.update_enrollment(e, due_at=hold.until, held=hold.as_json(since))
         counts[(e.campaign, step_id, "deferred")] += 1
@@ -226,11 +225,11 @@ class Advance(Part):
         if isinstance(address, str) and facts.undeliverable(address, due):  # it hard-bounced before
             return Effects("skipped", SkipReason.UNDELIVERABLE)
         cap = compiled.rules.capped(kind) if capped else None
-        if cap is not None and not cap_allows(due, facts.sends(e.partner, kind, due, cap), cap):
+        sent = facts.sends(e.partner, kind, due, cap) if cap is not None else []
+        if cap is not None and not cap_allows(due, sent, cap):
             detail = cap_detail(kind, cap)
             if compiled.rules.on_cap == "defer":
-                return Effects("deferred", hold=Hold("frequency_cap", detail,
-                                                     cap_frees(due, facts.sends(e.partner, kind, due, cap), cap)))
+                return Effects("deferred", hold=Hold("frequency_cap", detail, cap_frees(due, sent, cap)))
             return Effects("skipped", SkipReason.FREQUENCY_CAP, detail={"rule": detail})
         if compiled.id not in self.state.numbers:
             self.state.numbers[compiled.id] = self.store.campaign_number(compiled.id)
