@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterable, Mapping
 
 from dsl.compile import Compiled, compile_expression
@@ -75,9 +76,10 @@ class CompiledAudience:
     ruleset_nodes: tuple[tuple[str, Node], ...] = ()
     exclusion_nodes: tuple[tuple[str, Node], ...] = ()
 
-    @property
+    @cached_property
     def inputs(self) -> frozenset[str]:
-        """What membership depends on besides the records (:func:`dsl.functions.inputs`)."""
+        """What membership depends on besides the records (:func:`dsl.functions.inputs`);
+        worked out once, as every tick asks."""
         found = frozenset(("groups",)) if self.groups else frozenset()
         for _, node in self.ruleset_nodes + self.exclusion_nodes:
             found |= inputs(node)

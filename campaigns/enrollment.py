@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from enum import StrEnum
+from functools import lru_cache
 from typing import Iterable
 
 from .model import Campaign, Until, Wait, Window
@@ -399,6 +400,7 @@ def window_opens(due: datetime, window: Window | None, tz: tzinfo) -> datetime |
     return due
 
 
+@lru_cache(maxsize=256)  # every tick asks each windowed campaign about the same two days
 def _midnight(day: date, tz: tzinfo) -> datetime:
     return min(local_instants(day, time(0, 0), tz))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -164,7 +165,12 @@ class PartnerSettings(Located):
 
     def types(self) -> dict:
         """The schema as :class:`dsl.types.Type` values, the id field included as a string. A
-        field of an unknown type is ``any``: its expressions raise no second error."""
+        field of an unknown type is ``any``: its expressions raise no second error. Worked out
+        once (every tick asks); the caller gets its own copy."""
+        return dict(self._types)
+
+    @cached_property
+    def _types(self) -> dict:
         from dsl.types import ANY, STRING
 
         schema = {}

@@ -18,6 +18,7 @@ Decisions where SPEC is silent:
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone, tzinfo
+from functools import lru_cache
 from typing import Iterator
 
 from .enrollment import local_instants
@@ -72,7 +73,8 @@ def _occurrences(expression: str, after: datetime, until: datetime, tz: tzinfo,
         yield instant
 
 
-NEXT_FIRING_WITHIN = timedelta(days=10 * 366)  # a cron's next firing is looked for this far ahead
+NEXT_FIRING_WITHIN = timedelta(days=10 * 366)
+LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=2)  # room for any zone's offset  # a cron's next firing is looked for this far ahead
 
 
 def next_cron_firing(expression: str, after: datetime, tz: tzinfo, *, inclusive: bool = True,
@@ -81,10 +83,20 @@ def next_cron_firing(expression: str, after: datetime, tz: tzinfo, *, inclusive:
     not ``inclusive``), looked for up to ``within`` ahead (ten years: a ``29 2`` day-of-month fires
     every four years, eight across a century); None when it does not fire in that time (``0 0 30
     2 *`` never does). Used where a cron trigger's *next* firing is shown (``engine test``,
-    ``engine plan``); a tick asks :func:`cron_occurrences` for the occurrences up to its time."""
-    for when in cron_occurrences(expression, after, after + within, tz, inclusive=inclusive):
+    ``engine plan``) and, cached, where a tick looks for the next occurrence to fire
+    (:func:`cached_next_cron_firing`)."""
+    until = after + within if after <= LATEST - within else LATEST
+    for when in cron_occurrences(expression, after, until, tz, inclusive=inclusive):
         return when
     return None
+
+
+@lru_cache(maxsize=1024)
+def cached_next_cron_firing(expression: str, after: datetime, tz: tzinfo, inclusive: bool) -> datetime | None:
+    """:func:`next_cron_firing`, remembered: a tick asks every cron campaign for its next
+    firing, and between firings the answer does not change (the occurrences are one fixed set),
+    so a run of idle ticks reads croniter once per firing, not once per tick."""
+    return next_cron_firing(expression, after, tz, inclusive=inclusive)
 
 
 def at_fire_time(at: datetime, first_seen: datetime) -> datetime:

@@ -59,6 +59,7 @@ class Engine:
         self._plan: CompiledWorkspace | None = None
         self._book: PartnerBook | None = None
         self.offline = False  # a simulation: every channel to the workspace's own files, never a server
+        self._offline: tuple[CompiledWorkspace, dict] | None = None
         self.recheck_seconds = 0.0  # how stale the compiled workspace may be (engine serve: 1 s)
         self._checked = 0.0
 
@@ -117,6 +118,12 @@ class Engine:
         self._book.refresh()
         return self._book
 
+    def _offline_transports(self, plan: CompiledWorkspace) -> dict:
+        """What a simulation delivers through: made once per compiled workspace, not per tick."""
+        if self._offline is None or self._offline[0] is not plan:
+            self._offline = (plan, offline_transports(plan))
+        return self._offline[1]
+
     def read_partners(self, at: datetime | str | None = None) -> PartnerBook:
         """The partner records, the source imported first when it changed since the last import
         (a tick's or a command's): an operation or a read command before the first tick sees
@@ -142,7 +149,7 @@ class Engine:
         plan = self.plan
         if not force:
             check_tick(self.store, plan, when, SystemClock().now(), self.store.meta(LAST_TICK))
-        report = tick(self.store, plan, self._book_of(plan), when, offline_transports(plan) if self.offline else None,
+        report = tick(self.store, plan, self._book_of(plan), when, self._offline_transports(plan) if self.offline else None,
                       offline=self.offline)
         with self.store.transaction():
             last = self.store.meta(LAST_TICK)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 from collections import Counter
@@ -163,6 +164,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         # never touches the workspace's state and never reaches a mail server or SMS provider
         with opened(args, copy, store=SIMULATION_STORE) as engine:
             engine.offline = True
+            engine.recheck_seconds = math.inf  # nobody edits the copy: its files are looked at once
             start, until = logical_time(engine, args.start, "--from"), logical_time(engine, args.until, "--until")
             if args.events:
                 imported = engine.import_events(Path(args.events).resolve(), at=start)

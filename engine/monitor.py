@@ -206,31 +206,47 @@ def check_monitors(store: Store, plan: CompiledWorkspace, book: PartnerBook, run
     cannot have moved since it was last measured (:func:`_measured_as_of`) is not measured
     again, so a tick with nothing to do stays cheap with a million enrollments."""
     changed: list[dict[str, Any]] = []
+    revision, position = store.partner_revision(), store.log_position()
     for cid in running:
         compiled = plan.campaigns[cid]
-        if not moved and store.meta(f"monitor.{cid}") == _measured_as_of(store, plan, compiled, at):
+        as_of = _measured_as_of(plan, compiled, revision, position)
+        before = store.meta(f"monitor.{cid}") if as_of is not None else None
+        if not moved and as_of is not None and before == as_of:
             continue
         measured = in_campaign(store, plan, book, compiled, at)
         minimum = compiled.campaign.monitor.in_campaign_min
+        if (store.open_alert(cid) is None) == (measured.pct is not None and measured.pct < minimum):
+            measured = in_campaign(store, plan, book, compiled, at, details=True)  # raise or clear: say why
+            news = _raise_or_clear(store, compiled, measured, at)
+            if news:  # the alert's own log entry moved the position
+                changed += news
+                position = store.log_position()
+                as_of = _measured_as_of(plan, compiled, revision, position)
+        if as_of is not None and as_of != before:
+            with store.transaction():
+                store.set_meta(f"monitor.{cid}", as_of)
+    return changed
+
+
+def _raise_or_clear(store: Store, compiled: CompiledCampaign, measured: InCampaign, at: datetime) -> list[dict[str, Any]]:
+    """The campaign's alert raised or cleared, as ``measured`` asks (looked at again in the
+    transaction: another process may have done it first); what changed."""
+    cid, minimum = compiled.id, compiled.campaign.monitor.in_campaign_min
+    changed: list[dict[str, Any]] = []
+    with store.transaction():
         alert = store.open_alert(cid)
-        if (alert is None) == (measured.pct is not None and measured.pct < minimum):  # raise or clear: say why
-            measured = in_campaign(store, plan, book, compiled, at, details=True)
-        with store.transaction():
-            alert = store.open_alert(cid)
-            if measured.pct is not None and measured.pct < minimum and alert is None:
-                seq = store.raise_alert(cid, at, measured.pct, minimum)
-                if seq is not None:
-                    changed.append(_entry(cid, "raised", measured, minimum, at))
-                    _email(store, compiled, seq, measured, minimum, at)
-                    store.set_meta(f"monitor.{cid}.alert.{seq}", json.dumps(measured.details()))
-                    store.log(at, "engine", "alert.raised", cid, pct=measured.pct, minimum=minimum,
-                              dropped={d.reason: d.partners for d in measured.dropped})
-            elif alert is not None and (measured.pct is None or measured.pct >= minimum):
-                if store.clear_alert(alert["seq"], at, measured.pct if measured.pct is not None else 100.0):
-                    changed.append(_entry(cid, "cleared", measured, minimum, at))
-                    store.log(at, "engine", "alert.cleared", cid, pct=measured.pct, minimum=minimum)
-        with store.transaction():
-            store.set_meta(f"monitor.{cid}", _measured_as_of(store, plan, compiled, at))
+        if measured.pct is not None and measured.pct < minimum and alert is None:
+            seq = store.raise_alert(cid, at, measured.pct, minimum)
+            if seq is not None:
+                changed.append(_entry(cid, "raised", measured, minimum, at))
+                _email(store, compiled, seq, measured, minimum, at)
+                store.set_meta(f"monitor.{cid}.alert.{seq}", json.dumps(measured.details()))
+                store.log(at, "engine", "alert.raised", cid, pct=measured.pct, minimum=minimum,
+                          dropped={d.reason: d.partners for d in measured.dropped})
+        elif alert is not None and (measured.pct is None or measured.pct >= minimum):
+            if store.clear_alert(alert["seq"], at, measured.pct if measured.pct is not None else 100.0):
+                changed.append(_entry(cid, "cleared", measured, minimum, at))
+                store.log(at, "engine", "alert.cleared", cid, pct=measured.pct, minimum=minimum)
     return changed
 
 
@@ -242,15 +258,18 @@ def alert_details(store: Store, alert: Mapping[str, Any]) -> dict[str, Any]:
     return {**alert, **{key: kept.get(key) for key in ("active", "of", "waiting", "dropped", "suggestion")}}
 
 
-def _measured_as_of(store: Store, plan: CompiledWorkspace, compiled: CompiledCampaign, at: datetime) -> str:
+def _measured_as_of(plan: CompiledWorkspace, compiled: CompiledCampaign, revision: int, log_position: Any) -> str | None:
     """What the In-Campaign % of a campaign depends on, short of measuring it: the audience's
-    definition, the partner records' revision and the audit log's position (operations and
-    ticks log what they change), plus the time when the audience or re-enrollment reads the
-    clock or the store (``reenroll: 90d`` and ``previously_treated: 30d`` read the clock too)."""
-    timeless = not compiled.audience.inputs & {"clock", "store"} and not isinstance(compiled.campaign.reenroll, timedelta) \
-        and not isinstance(compiled.campaign.previously_treated, timedelta)
-    return json.dumps([audience_key(plan, compiled), store.partner_revision(), store.log_position(),
-                       None if timeless else iso(at)])
+    definition, the partner records' ``revision`` and the audit log's position (operations and
+    ticks log what they change); None when the audience reads the clock or the store, or
+    re-enrollment the clock (``reenroll: 90d``, ``previously_treated: 30d``, where the partners
+    who may be enrolled count: with an `audience` trigger): such a campaign is measured at every
+    tick."""
+    campaign = compiled.campaign
+    if compiled.audience.inputs & {"clock", "store"} or (compiled.trigger == "audience" and (
+            isinstance(campaign.reenroll, timedelta) or isinstance(campaign.previously_treated, timedelta))):
+        return None
+    return json.dumps([audience_key(plan, compiled), revision, log_position])
 
 
 def _entry(cid: str, state: str, measured: InCampaign, minimum: float, at: datetime) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from campaigns.audience import natural_key
 from campaigns.enrollment import (Origin, PastEnrollment, eligible_as_member, eligible_for_trigger,
                                   window_opens)
-from campaigns.schedule import at_fire_time, cron_occurrences
+from campaigns.schedule import NEXT_FIRING_WITHIN, at_fire_time, cached_next_cron_firing, cron_occurrences
 
 from .audiences import audience_ids, audience_key
 from .clock import aware, from_iso, iso
@@ -76,7 +76,10 @@ class Triggers(Part):
             fired = from_iso(last[5:]) if last else None
             # from the last occurrence fired, or from when it was (last) switched on
             after, inclusive = (fired, False) if fired is not None and fired >= since else (since, True)
-            for when in cron_occurrences(trigger.cron, after, self.at, compiled.tz, inclusive=inclusive):
+            when = cached_next_cron_firing(trigger.cron, after, compiled.tz, inclusive)
+            if when is None and self.at - after > NEXT_FIRING_WITHIN:  # looked for further than ahead
+                when = next(cron_occurrences(trigger.cron, after, self.at, compiled.tz, inclusive=inclusive), None)
+            if when is not None and when <= self.at:
                 return when, "cron:" + iso(when)
         return None
 
@@ -126,6 +129,10 @@ class Triggers(Part):
                 statuses = ("scheduled", "active", "paused") + (("finished",) if compiled.campaign.reenroll == "never" else ())
                 state = _SampleState.read(self.store, cid)
                 candidates = self._sample_candidates(compiled, state)
+                if candidates == set():  # nothing happened since: the next sample looks from the last one on
+                    return
+                if candidates and compiled.audience.dedupe:  # who is a duplicate depends on the others
+                    candidates = None
                 ctx = self.context(compiled, self.at)
                 if candidates is None:
                     taken = self.store.partners_in(cid, statuses) if compiled.audience.dedupe else None
@@ -149,10 +156,11 @@ class Triggers(Part):
 
         A full sample is taken the first time, after the campaign, a group or the partner
         schema changed, at least once a day (logical time), at every tick when the audience
-        reads the clock or the store (``now``, ``days_since``, ``in_campaign`` ...), and
-        always with ``dedupe`` (who is a duplicate depends on the others)."""
+        reads the clock or the store (``now``, ``days_since``, ``in_campaign`` ...), and with
+        ``dedupe`` whenever there is any candidate (who is a duplicate depends on the others;
+        with none, nothing and nobody changed, and the sample finds what the last one did)."""
         audience = compiled.audience
-        if state is None or state.key != audience_key(self.plan, compiled) or audience.dedupe \
+        if state is None or state.key != audience_key(self.plan, compiled) \
                 or audience.inputs & {"clock", "store"} or not state.at <= self.at < state.full_at + FULL_SAMPLE_EVERY:
             return None
         candidates = set(self.store.partners_changed_since(state.revision))
@@ -169,7 +177,8 @@ class Triggers(Part):
         """Members added to a target group since the last tick (engine group), at the tick's time."""
         for cid in list(self.running):
             compiled = self.plan.campaigns[cid]
-            if window_opens(self.at, compiled.campaign.window, compiled.tz) is None:
+            if window_opens(self.at, compiled.campaign.window, compiled.tz) is None \
+                    or not self.store.members_to_enroll(cid):  # asked again below, in the transaction
                 continue
             with self.unit(), self.as_campaign(cid), self.store.transaction():
                 ids = self.store.members_to_enroll(cid)
