@@ -242,6 +242,25 @@ def _base_url(value: str) -> str:
     return value.rstrip("/")
 
 
+ORIGIN_PATTERN = r"^https?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$"
+
+
+def _origin(value: str) -> str:
+    """An origin for a Content-Security-Policy (``frame-ancestors``): scheme, host, port; no path,
+    so nothing else can slip into the policy."""
+    origin = value.rstrip("/")
+    port = origin.rpartition(":")[2]
+    if not re.fullmatch(ORIGIN_PATTERN, origin) or (port.isdigit() and not 1 <= int(port) <= 65535):
+        raise ValueError(f"an origin is http(s)://host with an optional :port and no path, such as "
+                         f"https://portal.example.com, not {shown(value)}")
+    return origin
+
+
+Origin = Annotated[str, AfterValidator(_origin),
+                   WithJsonSchema({"type": "string", "pattern": ORIGIN_PATTERN.replace("$", "/?$"),
+                                   "examples": ["https://portal.example.com"]})]
+
+
 class Web(Located):
     """engine.yaml's ``web``: the public address of ``engine serve`` and what links messages carry."""
 
@@ -252,6 +271,9 @@ class Web(Located):
     tracking: bool = Field(default=True, description="open pixel and click redirects in HTML email")
     unsubscribe_mailto: str | None = Field(default=None, pattern=r"^[^\s<>@,]+@[^\s<>@,]+$",
                                            description="a second List-Unsubscribe target (an address)")
+    frame_ancestors: list[Origin] = Field(
+        default_factory=list, description="origins whose pages may show the partner's message center in an iframe, "
+                                          "e.g. https://portal.example.com (none: it may not be framed)")
 
 
 DEFAULT_RESULTS = ("successful", "unsuccessful", "postponed", "failed")  # what a response may record, by default

@@ -367,10 +367,12 @@ class Engine:
         """In-Campaign % alerts: raised (and when cleared)."""
         return self.store.alerts(campaign, open_only)
 
-    def stats(self, campaign: str, at: datetime | str | None = None) -> dict[str, Any]:
+    def stats(self, campaign: str, at: datetime | str | None = None, *, measure: bool = True) -> dict[str, Any]:
+        """``engine stats``; without ``measure``, the In-Campaign % as the last tick measured it."""
         if campaign not in self.plan.workspace.files and self.store.campaign_number(campaign) is None:
             raise UnknownName(f"unknown campaign '{campaign}'{did_you_mean(campaign, list(self.plan.workspace.files))}")
-        return stats.campaign_stats(self.store, self.plan, self.read_partners(at), campaign, self.time(at))
+        return stats.campaign_stats(self.store, self.plan, self.read_partners(at), campaign, self.time(at),
+                                    measure=measure)
 
 
 def load_plan(root: Path) -> CompiledWorkspace:

@@ -253,6 +253,16 @@ def build_parser() -> argparse.ArgumentParser:
     popups.add_argument("--unread", action="store_true", help="only those not marked read")
     popups.set_defaults(run=_command("cmd_popups"))
 
+    portal_link = commands.add_parser("portal-link", parents=[reading], help="a signed link to a partner's message center, for the portal",
+                                      description="Print BASE/m/TOKEN (web.base_url): the partner's message center, for a partner "
+                                                  "portal to show in an iframe (allow the portal's origin in web.frame_ancestors). "
+                                                  "The link opens this partner's pop-ups only, lets the partner mark them read, "
+                                                  "and stops working after --days. Needs the signing key (web.secret_env).")
+    portal_link.add_argument("partner", metavar="P", help="the partner whose messages it opens")
+    portal_link.add_argument("--page", metavar="NAME", help="the portal page it is shown on: only the unread pop-ups that name it are offered for reading (default: every unread pop-up)")
+    portal_link.add_argument("--days", type=int, metavar="N", help="how long the link works, 1 to 366 days (default 90)")
+    portal_link.set_defaults(run=_command("cmd_portal_link"))
+
     popup = commands.add_parser("popup", help="pop-up actions")
     popup_commands = popup.add_subparsers(dest="popup_command", metavar="SUBCOMMAND", required=True)
     popup_read = popup_commands.add_parser("read", parents=[state], help="mark a pop-up read for a partner",

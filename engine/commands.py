@@ -582,6 +582,31 @@ def cmd_popups(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_portal_link(args: argparse.Namespace) -> int:
+    """A signed link to the partner's message center (engine.portal_links), printed once."""
+    from . import portal_links
+    from .errors import ConfigError
+    from .links import MissingSecret, signer
+
+    with opened(args) as engine:
+        web = engine.plan.settings.web
+        key = signer(web)
+        if not web.base_url:
+            raise ConfigError(portal_links.NO_BASE_URL)
+        if key is None:
+            raise MissingSecret(f"a message center link is signed: set the environment variable {web.secret_env} "
+                                f"(web.secret_env) to the key engine serve uses")
+        at = engine.time(None)
+        engine.read_partners(at)  # partners added to the source since the last tick are known too
+        days = portal_links.DEFAULT_DAYS if args.days is None else args.days
+        link = portal_links.issue(engine, key, args.partner, at=at, page=args.page, days=days)
+    if args.json:
+        print_json(link)
+    else:
+        print(link["url"])
+    return OK
+
+
 def cmd_popup_read(args: argparse.Namespace) -> int:
     with opened(args) as engine:
         user = resolve_user(engine.plan, args.user, "popup.read")  # the marketing or events role

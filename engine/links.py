@@ -3,7 +3,8 @@ click redirects.
 
 A token is ``PAYLOAD.MAC``, both base64url without padding: the payload is the message id (and,
 for a click, NUL and the link), the MAC is HMAC-SHA256 over the token's kind (``u`` unsubscribe,
-``p`` preferences, ``o`` open, ``c`` click), NUL and the payload. So a token names one message
+``p`` preferences, ``o`` open, ``c`` click; for the pages, ``s`` a login session, ``f`` a form's
+CSRF token, ``m`` a message center link), NUL and the payload. So a token names one message
 (and one link of it), and a pixel token cannot be replayed as an unsubscribe.
 
 A token is checked by making it again from its payload and comparing the two strings in constant
@@ -33,7 +34,8 @@ from .errors import ConfigError
 OFFLINE_KEY = b"offline: links in a simulation are never valid"
 ONE_CLICK = "List-Unsubscribe=One-Click"  # RFC 8058
 UNSUBSCRIBE, PREFERENCES, OPEN, CLICK = "u", "p", "o", "c"
-_KINDS = {UNSUBSCRIBE, PREFERENCES, OPEN, CLICK}
+SESSION, FORM, PORTAL = "s", "f", "m"  # a page login, a form's CSRF token, a message center link
+_KINDS = {UNSUBSCRIBE, PREFERENCES, OPEN, CLICK, SESSION, FORM, PORTAL}
 
 
 class MissingSecret(ConfigError):

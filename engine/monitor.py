@@ -222,10 +222,20 @@ def check_monitors(store: Store, plan: CompiledWorkspace, book: PartnerBook, run
                 changed += news
                 position = store.log_position()
                 as_of = _measured_as_of(plan, compiled, revision, position)
-        if as_of is not None and as_of != before:
+        kept = json.dumps({"pct": measured.pct, "active": measured.active, "of": measured.base})
+        if (as_of is not None and as_of != before) or store.meta(f"monitor.{cid}.measure") != kept:
             with store.transaction():
-                store.set_meta(f"monitor.{cid}", as_of)
+                if as_of is not None:
+                    store.set_meta(f"monitor.{cid}", as_of)
+                store.set_meta(f"monitor.{cid}.measure", kept)
     return changed
+
+
+def last_measure(store: Store, campaign_id: str) -> dict[str, Any] | None:
+    """The In-Campaign % as the last tick measured it (``pct``, ``active``, ``of``), for pages
+    that must not measure a large audience per request; None before a tick measured it."""
+    raw = store.meta(f"monitor.{campaign_id}.measure")
+    return json.loads(raw) if raw else None
 
 
 def _raise_or_clear(store: Store, compiled: CompiledCampaign, measured: InCampaign, at: datetime) -> list[dict[str, Any]]:

@@ -163,6 +163,25 @@ def _next_firing(store: Store, plan: CompiledWorkspace, compiled, partners: list
                  row: tuple | None) -> dict[str, Any] | None:
     """The next firing of an active cron or `at` campaign and whom it would enroll (see the
     module's docstring); None for the other campaigns."""
+    found = next_firing(store, compiled, at, row)
+    if found is None or found["at"] is None or found["note"]:
+        return found
+    when, cid = from_iso(found["at"]), compiled.id
+    ctx = Context(now=when, tz=compiled.tz, facts=StoreFacts(store, plan, cid, None, when))
+    ids = sorted(compiled.audience.select(partners, ctx, plan.groups), key=natural_key)
+    history = store.history(ids) if ids else {}
+    enrolls = [pid for pid in ids if eligible_for_trigger(cid, compiled.campaign, [
+        PastEnrollment(e.campaign, e.number, e.status, e.started_at, e.finished_at, plan.exclusive(e.campaign))
+        for e in history.get(pid, [])], when)]
+    found["enrolls"], found["sample"] = len(enrolls), enrolls[:SAMPLE]
+    return found
+
+
+def next_firing(store: Store, compiled, at: datetime, row: tuple | None) -> dict[str, Any] | None:
+    """When an active cron or `at` campaign fires next, as of ``at`` (``row``: its row of
+    ``store.campaign_rows()``): ``kind``, ``trigger``, ``at`` (None when it will not), ``due``
+    and a ``note`` saying why not, or that its window will have closed; None for the other
+    campaigns. `engine plan` adds whom it would enroll; the campaigns page shows the time."""
     trigger = compiled.campaign.trigger
     if trigger is None or (trigger.cron is None and trigger.at is None) or not compiled.campaign.active:
         return None
@@ -196,14 +215,6 @@ def _next_firing(store: Store, plan: CompiledWorkspace, compiled, partners: list
     found["at"], found["due"] = iso(when), when <= at
     if window_opens(when, compiled.campaign.window, compiled.tz) is None:
         found["note"] = "the campaign's window has closed by then: it enrolls nobody"
-        return found
-    ctx = Context(now=when, tz=compiled.tz, facts=StoreFacts(store, plan, cid, None, when))
-    ids = sorted(compiled.audience.select(partners, ctx, plan.groups), key=natural_key)
-    history = store.history(ids) if ids else {}
-    enrolls = [pid for pid in ids if eligible_for_trigger(cid, compiled.campaign, [
-        PastEnrollment(e.campaign, e.number, e.status, e.started_at, e.finished_at, plan.exclusive(e.campaign))
-        for e in history.get(pid, [])], when)]
-    found["enrolls"], found["sample"] = len(enrolls), enrolls[:SAMPLE]
     return found
 
 

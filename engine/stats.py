@@ -57,7 +57,7 @@ from campaigns.model import Campaign
 from campaigns.policy import held_out
 
 from .compiled import CompiledCampaign, CompiledWorkspace
-from .monitor import in_campaign
+from .monitor import in_campaign, last_measure
 from .partners import PartnerBook
 from .store import Store
 
@@ -66,7 +66,10 @@ CHANNEL_OF = {"email": "email", "sms": "sms", "popup": "popup", "letter": "lette
 
 
 def campaign_stats(store: Store, plan: CompiledWorkspace, book: PartnerBook, campaign_id: str,
-                   at: datetime) -> dict[str, Any]:
+                   at: datetime, *, measure: bool = True) -> dict[str, Any]:
+    """``engine stats``: the counts per step (and variant, and language), the goal, activities
+    and mailing responses, and the In-Campaign % measured now (``measure``; without it, as the
+    last tick measured it, with no details: what a page can afford on a large audience)."""
     rows: dict[tuple[str, str, str | None], dict[str, Any]] = {}
 
     def row(step: str, channel: str, language: str, variant: str | None) -> dict[str, Any]:
@@ -113,12 +116,17 @@ def campaign_stats(store: Store, plan: CompiledWorkspace, book: PartnerBook, cam
                 keys.index(variant) if variant in keys else len(keys), variant or "", r["language"])
 
     steps = sorted(rows.values(), key=position)
-    measured = in_campaign(store, plan, book, compiled, at, details=True) if _runs(compiled) else None
+    if measure:
+        measured = in_campaign(store, plan, book, compiled, at, details=True) if _runs(compiled) else None
+        pct, details = (measured.pct, measured.details()) if measured else (None, None)
+    else:
+        last = last_measure(store, campaign_id) if _runs(compiled) else None
+        pct, details = (last["pct"] if last else None), None
     responses = store.responses(campaign=campaign_id)
-    return {"campaign": campaign_id, "in_campaign_pct": measured.pct if measured else None,
+    return {"campaign": campaign_id, "in_campaign_pct": pct,
             "steps": steps,
             "goal": goal_stats(store, compiled),
-            "in_campaign": measured.details() if measured else None,
+            "in_campaign": details,
             "activities": activity_counts(compiled, store.activities(campaign_id)),
             "mailing_responses": mailing_counts(compiled, [r for r in responses if r["kind"] == "mailing"])}
 

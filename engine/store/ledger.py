@@ -226,6 +226,13 @@ class Ledger:
             "SELECT step, channel, json_extract(payload, '$.language'), json_extract(payload, '$.variant'), "
             "status, count(*) FROM outbox WHERE campaign = ? GROUP BY 1, 2, 3, 4, 5", (campaign,)).fetchall()
 
+    def sent_between(self, since: datetime, until: datetime) -> dict[str, int]:
+        """Messages sent, by campaign, of those due in [since, until] (the campaigns page's "sent
+        this week")."""
+        return dict(self.db.execute(
+            "SELECT campaign, count(*) FROM outbox WHERE status = 'sent' AND at >= ? AND at <= ? GROUP BY campaign",
+            (iso(since), iso(until))).fetchall())
+
     def engagement_counts(self, campaign: str) -> list[tuple[str, str, str | None, str, int, int]]:
         """(step, language, variant, event type, events, distinct partners) of a campaign's
         engagement events about messages that were sent; the language and the variant are those

@@ -110,6 +110,10 @@ CREATE TABLE IF NOT EXISTS outbox (
 DROP INDEX IF EXISTS outbox_queued;
 CREATE INDEX IF NOT EXISTS outbox_waiting ON outbox (status) WHERE status = 'queued';  -- in rowid order
 CREATE INDEX IF NOT EXISTS outbox_partner ON outbox (partner, campaign, step);
+-- a campaign's message counts by step, channel, language, variant and status (engine stats, the campaign page),
+-- read from the index alone instead of decoding every message's JSON
+CREATE INDEX IF NOT EXISTS outbox_counts ON outbox (campaign, step, channel, json_extract(payload, '$.language'),
+    json_extract(payload, '$.variant'), status);
 CREATE INDEX IF NOT EXISTS outbox_claimed ON outbox (claimed_by) WHERE claimed_by IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS activities (

@@ -115,6 +115,9 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_waiting ON outbox (rowid) WHERE status = 'queued';
 CREATE INDEX IF NOT EXISTS outbox_partner ON outbox (partner, campaign, step);
+-- a campaign's message counts by step, channel, language, variant and status (engine stats, the campaign page)
+CREATE INDEX IF NOT EXISTS outbox_counts ON outbox (campaign, step, channel, (payload::jsonb ->> 'language'),
+    (payload::jsonb ->> 'variant'), status);
 
 CREATE TABLE IF NOT EXISTS activities (
     id           TEXT COLLATE "C" PRIMARY KEY,

@@ -38,9 +38,14 @@ _PEOPLE_COLUMNS = ("p.partner, m.origin, m.added_at, e.id, e.number, e.status, e
                    "e.started_at, e.finished_at, e.next_step, e.due_at")
 
 
-def _people(campaign: str, status: str | None) -> tuple[str, tuple]:
-    """The FROM and WHERE of a campaign's members and enrollees, each with their latest enrollment."""
-    sql = ("FROM (SELECT partner FROM members WHERE campaign = ? UNION SELECT partner FROM enrollments WHERE campaign = ?) p"
+_PEOPLE_IDS = "SELECT partner FROM members WHERE campaign = ? UNION SELECT partner FROM enrollments WHERE campaign = ?"
+
+
+def _people(campaign: str, status: str | None, page: str = "") -> tuple[str, tuple]:
+    """The FROM and WHERE of a campaign's members and enrollees, each with their latest
+    enrollment. Without a status, ``page`` (``ORDER BY 1 LIMIT ? OFFSET ?``) pages the ids before
+    the joins, so a page of 100 looks up 100 enrollments, not all of them."""
+    sql = (f"FROM ({_PEOPLE_IDS}{page}) p"
            " LEFT JOIN members m ON m.campaign = ? AND m.partner = p.partner"
            " LEFT JOIN enrollments e ON e.id = (SELECT max(x.id) FROM enrollments x WHERE x.campaign = ? AND x.partner = p.partner)")
     if status is None:
@@ -532,12 +537,19 @@ class SQLiteStore(Ledger, Outcomes):
         it (``member``: members not enrolled yet)."""
         keys = ("partner", "member_origin", "added_at", "id", "number", "status", "reason", "origin", "source",
                 "started_at", "finished_at", "next_step", "due_at")
-        where, params = _people(campaign, status)
-        rows = self.db.execute(f"SELECT {_PEOPLE_COLUMNS} {where} ORDER BY p.partner LIMIT ? OFFSET ?",
-                               (*params, limit, offset)).fetchall()
+        if status is None:
+            where, params = _people(campaign, None, " ORDER BY 1 LIMIT ? OFFSET ?")
+            params = (*params[:2], limit, offset, *params[2:])
+            rows = self.db.execute(f"SELECT {_PEOPLE_COLUMNS} {where} ORDER BY p.partner", params).fetchall()
+        else:
+            where, params = _people(campaign, status)
+            rows = self.db.execute(f"SELECT {_PEOPLE_COLUMNS} {where} ORDER BY p.partner LIMIT ? OFFSET ?",
+                                   (*params, limit, offset)).fetchall()
         return [dict(zip(keys, row)) for row in rows]
 
     def count_people(self, campaign: str, status: str | None) -> int:
+        if status is None:
+            return self._one(f"SELECT count(*) FROM ({_PEOPLE_IDS}) p", (campaign, campaign))
         where, params = _people(campaign, status)
         return self._one(f"SELECT count(*) {where}", params)
 

@@ -16,8 +16,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from campaigns.enrollment import Refused
+
+from .. import portal_links
 from ..api import Engine
-from ..errors import UnknownName
+from ..errors import ConfigError, UnknownName
+from ..links import Signer
 from ..events import read_events
 from ..ingest import record_events
 from ..operations import resolve_user
@@ -336,3 +340,23 @@ def _read_popup(engine: Engine, popup: str, body: ReadPopup, *, user: str, at) -
 @router.post("/popups/{popup}/read", summary="Mark a pop-up read for its partner")
 async def read_popup(request: Request, user: User, popup: str, body: ReadPopup | None = None) -> dict[str, Any]:
     return await _as(request, user, _read_popup, popup, body or ReadPopup())
+
+
+# --- the message center ------------------------------------------------------------------------
+
+
+def _portal_link(engine: Engine, partner: str, page: str | None, days: int, signer: Signer, *, user: str,
+                 at) -> dict[str, Any]:
+    resolve_user(engine.plan, user, "read")
+    try:
+        return portal_links.issue(engine, signer, partner, at=at, page=page, days=days)
+    except ConfigError as exc:  # no web.base_url: nothing the request could change
+        raise Refused(str(exc)) from None
+
+
+@router.get("/partners/{partner}/portal-link", summary="A signed, expiring link to the partner's message center")
+async def portal_link(request: Request, user: User, partner: str, page: str | None = None,
+                      days: Annotated[int, Query(ge=1, le=portal_links.MAX_DAYS)] = portal_links.DEFAULT_DAYS
+                      ) -> dict[str, Any]:
+    """``{"partner", "url", "expires"}``: a link for the portal's iframe (see docs/web.md)."""
+    return await _as(request, user, _portal_link, partner, page or None, days, _site(request).signer)

@@ -1,5 +1,5 @@
 """The ASGI application of ``engine serve``: FastAPI (its OpenAPI document comes from the same
-pydantic models the routes validate with) over the public routes and the API.
+pydantic models the routes validate with) over the public routes, the API and the pages.
 
 ``create_app`` takes everything from its arguments, so a test can serve a workspace with a
 fixed clock and no background tick, and tick it itself.
@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..clock import Clock, SystemClock
 from ..links import Signer
-from . import api, errors, public
+from . import api, campaign_pages, errors, pages, partner_pages, portal, public
 from .site import Site
 from .ticker import Ticker
 
@@ -46,8 +46,14 @@ def create_app(workspace: Path, signer: Signer, *, store: str | None = None, clo
     app.state.site = site
     app.state.ticker = ticker
     errors.install(app)
+    app.add_exception_handler(pages.LoginNeeded, pages.login_needed)
+    app.add_exception_handler(pages.FormRefused, pages.form_refused)
     app.include_router(public.router)
     app.include_router(api.router)
+    app.include_router(pages.router)
+    app.include_router(campaign_pages.router)
+    app.include_router(partner_pages.router)
+    app.include_router(portal.router)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     return app
 

@@ -731,6 +731,6 @@ def test_links_stay_inside_the_repository_and_exist(page: Path):
 @no_store
 def test_the_readme_links_the_reference_pages():
     text = read(ROOT / "README.md")
-    for page in ("language.md", "campaign-files.md", "cli.md", "journeys.md", "reliability.md", "web.md"):
+    for page in ("language.md", "campaign-files.md", "cli.md", "journeys.md", "reliability.md", "web.md", "pages.md"):
         assert f"(docs/{page})" in text
     assert "SPEC" not in text.replace("product specification", "")
