@@ -29,6 +29,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import revisions  # bench/revisions.py: --compare REV
+
 ROOT = Path(__file__).resolve().parents[1]
 TRANSPORTS = ("file", "smtp", "webhook")
 T0, T1 = "2026-07-01T09:00:00Z", "2026-07-01T11:00:00Z"
@@ -175,16 +177,9 @@ def main() -> None:
         sys.path.insert(0, os.getcwd())
         print(json.dumps(measure(args.one, args.messages)))
         return
-    trees = {"this tree": ROOT}
-    worktree = None
-    if args.compare:
-        worktree = Path(tempfile.mkdtemp(prefix="bench-rev-")) / "tree"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.compare],
-                       check=True, capture_output=True)
-        trees[args.compare] = worktree
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
-          f"{args.messages} messages a run, {args.runs} runs; cpus: {os.cpu_count()}")
-    try:
+    with revisions.trees(args.compare) as trees:
+        print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+              f"{args.messages} messages a run, {args.runs} runs; cpus: {os.cpu_count()}")
         for transport in args.transports.split(","):
             times: dict[str, list[float]] = {name: [] for name in trees}
             for _ in range(args.runs):
@@ -197,11 +192,6 @@ def main() -> None:
                       f"  {args.messages / medians[name]:,.0f} messages/s")
             if len(trees) == 2:
                 print(f"{transport:8} ratio (this tree / {args.compare}): {medians['this tree'] / medians[args.compare]:.2f}×")
-    finally:
-        if worktree is not None:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False,
-                           capture_output=True)
-
 
 if __name__ == "__main__":
     main()

@@ -73,8 +73,8 @@ def _occurrences(expression: str, after: datetime, until: datetime, tz: tzinfo,
         yield instant
 
 
-NEXT_FIRING_WITHIN = timedelta(days=10 * 366)
-LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=2)  # room for any zone's offset  # a cron's next firing is looked for this far ahead
+NEXT_FIRING_WITHIN = timedelta(days=10 * 366)  # a cron's next firing is looked for this far ahead
+LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=2)  # as far as it can be looked for (room for any zone's offset)
 
 
 def next_cron_firing(expression: str, after: datetime, tz: tzinfo, *, inclusive: bool = True,
