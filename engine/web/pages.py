@@ -96,7 +96,11 @@ async def form_fields(request: Request) -> dict[str, str]:
     """The fields of a POSTed form (``application/x-www-form-urlencoded``, the only kind our
     forms send; the app caps a body at 1 MiB); the first value of a repeated field."""
     body = (await request.body()).decode("utf-8", "replace")
-    return {key: values[0] for key, values in parse_qs(body, keep_blank_values=True, max_num_fields=100).items()}
+    try:
+        fields = parse_qs(body, keep_blank_values=True, max_num_fields=100)
+    except ValueError:  # more fields than any form of ours has: not one of ours (no CSRF token: refused)
+        return {}
+    return {key: values[0] for key, values in fields.items()}
 
 
 async def checked_form(request: Request, session: sessions.Session) -> dict[str, str]:

@@ -106,6 +106,9 @@ def test_pause_from_the_partner_page_and_a_post_without_the_token_is_refused(tmp
         assert forged.status_code == 403
         missing = client.post("/partners/p1/campaigns/welcome/pause")
         assert missing.status_code == 403
+        flooded = client.post("/partners/p1/campaigns/welcome/pause", content="&".join(f"f{n}=x" for n in range(500)),
+                              headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert flooded.status_code == 403
         assert site.engine.status(partner="p1")["enrollments"][0]["status"] == "active"
         done = client.post("/partners/p1/campaigns/welcome/pause", data={"csrf": csrf_of(page)})
         assert done.status_code == 303
