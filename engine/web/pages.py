@@ -12,7 +12,6 @@ Responses carry no-store, nosniff and a Content-Security-Policy with no scripts 
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
 
@@ -226,7 +225,3 @@ def login_needed(request: Request, exc: LoginNeeded) -> Response:
 def form_refused(request: Request, exc: FormRefused) -> Response:
     return render(request, "pages/refused.html", 403, session=None,
                   message=translator(language(request))("login.form_expired"))
-
-
-def now_of(request: Request) -> datetime:
-    return site_of(request).now()
