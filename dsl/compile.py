@@ -3,12 +3,16 @@
 The generated code is one ``def`` returning one Python expression. Where an operand is a
 literal, the common case is inline: ``partner.revenue >= 10000`` becomes
 
-    (_1 >= 10000 if type(_1 := p.get('revenue')) in _NUMBER else _at_least(_1, 10000, ctx))
+    (_1 >= 10000 if type(_1 := p.get('revenue')) in _NUMBER
+     else False if _1 is None else _at_least(_1, 10000, ctx))
 
-and every other case, including the unusual values on a fast path (null, a wrong type), calls
-the generic operators of :mod:`dsl.runtime`, which *are* the semantics. The fast paths are
-inlined special cases of them; the property tests check that the two agree on every input,
-against a reference interpreter written straight from SPEC §4.
+and so are the common built-in functions (``INLINE_FUNCTIONS``): ``contains(lower(x), "oy")``
+is ``'oy' in _1.lower()`` while x is a str. Every other case, including the unusual values on
+a fast path (a wrong type, a str subclass), calls the generic operators and functions of
+:mod:`dsl.runtime`, which *are* the semantics; null, the commonest of them, gets the constant
+the runtime gives for it, asked once at compile time. The fast paths are inlined special cases
+of the runtime; the property tests check that the two agree on every input, against a
+reference interpreter written straight from SPEC §4.
 
 No user text becomes code unescaped: ints, finite floats and strings go in as ``repr()``, other
 constants as the globals K0, K1, …, and field names only inside ``repr()`` strings.
@@ -20,13 +24,14 @@ runtime functions instead.
 from __future__ import annotations
 
 import math
-from datetime import date, timedelta
-from typing import Any, Callable, Mapping, Protocol
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Callable, Mapping, NamedTuple, Protocol
 
 from . import runtime
 from .functions import SIGNATURES
 from .nodes import BOOLEAN_OPS, COMPARISON_OPS, MAX_DEPTH, Attribute, Binary, Call, Index, ListExpr, Literal, Name, Node, Unary
-from .runtime import FUNCTIONS, Context
+from .runtime import FUNCTIONS, UTC, Context
 from .types import BOOL
 
 
@@ -144,9 +149,79 @@ _GUARDS = {
 _ORDERED = ("==", "!=", "<", "<=", ">", ">=")
 _FAST_COMPARISONS = {"number": _ORDERED, "string": _ORDERED, "date": _ORDERED, "duration": _ORDERED, "bool": ("==", "!=")}
 
-# Functions of one argument that are a method or builtin when the argument's class is right.
-_INLINE_CALLS = {"lower": ("string", "{}.lower()"), "upper": ("string", "{}.upper()"), "len": ("sized", "len({})")}
-_STRING_METHODS = {"starts_with": "startswith", "ends_with": "endswith"}
+
+@dataclass(frozen=True)
+class Inline:
+    """A built-in function as a Python expression, exact while its first argument is of the
+    class ``kind`` (a key of ``_GUARDS``)."""
+
+    kind: str
+    template: str  # {0}: the first argument's value; {1}: the second argument, a string literal
+    gives_string: bool = False  # the template's value is a str, so it needs no guard of its own
+
+
+INLINE_FUNCTIONS: dict[str, Inline] = {
+    "lower": Inline("string", "{0}.lower()", gives_string=True),
+    "upper": Inline("string", "{0}.upper()", gives_string=True),
+    "len": Inline("sized", "len({0})"),
+    "contains": Inline("string", "{1} in {0}"),
+    "starts_with": Inline("string", "{0}.startswith({1})"),
+    "ends_with": Inline("string", "{0}.endswith({1})"),
+    "matches": Inline("string", "{1}.search({0}) is not None"),  # {1}: the pattern, compiled once
+}
+"""The functions common in rulesets, inlined: a generic call costs at least two Python calls
+per record (the function of :mod:`dsl.runtime` and the helper it shares with its kind, plus
+``kind()`` of each argument), where the template is one method call or operator. The template
+is the function's own case for a first argument of its class; a call of a function of two
+arguments is inlined only when the second is a string literal (neither null nor of a wrong
+type, so the first argument's class alone decides), ``matches`` only when the pattern is a
+valid regular expression. Null gives the generic function's value on null, asked once at
+compile time (``_at_null``); everything else (another class, a str subclass) calls the generic
+function, which *is* the semantics:
+
+    contains(partner.company, "oy")  →  ('oy' in _1 if type(_1 := p.get('company')) is str
+                                          else False if _1 is None
+                                          else _fn_contains(p, ctx, _1, 'oy'))
+
+A call of ``lower`` or ``upper`` inside another inlined call or a comparison with a string
+literal shares the guard of its own argument: ``contains(lower(x), "oy")`` is
+``'oy' in _1.lower()`` when x is a str, else the two generic calls. ``coalesce`` is not a call
+at all in the generated code (see ``_Generator.coalesce``)."""
+
+_UNFOLDED = object()  # no constant for the null case: the generated code asks the runtime
+_SCRATCH_NOW = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _at_null(run: Callable[[Any, Context], Any], operand: Any) -> Any:
+    """``run(operand)``, the runtime's own value for an operand whose raw value is null (so the
+    operand is ``operand``, usually None), asked once at compile time: null is the commonest
+    value off a fast path (a missing field), and costs a generic call or two per record
+    otherwise. True, false or null; _UNFOLDED when the runtime warned or gave another value,
+    or the operand is _UNFOLDED."""
+    if operand is _UNFOLDED:
+        return _UNFOLDED
+    ctx = Context(now=_SCRATCH_NOW, tz=UTC)
+    value = run(operand, ctx)
+    return value if (value is None or value is True or value is False) and not ctx.warnings else _UNFOLDED
+
+
+class _Typed(NamedTuple):
+    """An operand's code split by the class of its value (see ``_Generator.typed``)."""
+
+    guard: str  # evaluates the operand once; true when its value is of the class asked for
+    value: str  # the operand's value when the guard holds
+    other: str  # its value when the guard does not hold
+    raw: str  # the temporary the guard tests
+    null: Any  # the operand's value when ``raw`` is null (or _UNFOLDED)
+
+
+class _InlinedCall(NamedTuple):
+    """A call of INLINE_FUNCTIONS, given (the code of) its first argument's value."""
+
+    fast: Callable[[str], str]  # the template
+    slow: Callable[[str], str]  # the generic call
+    run: Callable[[Any, Context], Any]  # the generic function itself, for the null case
+
 
 # Arithmetic with a small non-zero int never overflows a float nor divides by zero; `/` is
 # not inlined because a huge int divided by an int may not fit a float.
@@ -237,49 +312,81 @@ class _Generator:
         return f"{_OPERATORS[node.op]}({self.code(left)}, {self.code(right)}, ctx)"
 
     def guarded(self, operand: Node, op: str, literal: Literal, *, literal_right: bool) -> str:
-        """Python's own operator when the operand's class is the literal's, else the runtime's."""
-        t, k = self.temporary(), self.code(literal)
-        a, b = (t, k) if literal_right else (k, t)
-        guard = _GUARDS[literal.kind].format(f"{t} := {self.code(operand)}")
-        return f"({a} {op} {b} if {guard} else {_OPERATORS[op]}({a}, {b}, ctx))"
+        """Python's own operator when the operand's class is the literal's, else the runtime's.
+        (No literal here is a datetime, the one kind whose code is not its value.)"""
+        typed, k, run = self.typed(operand, literal.kind), self.code(literal), runtime.BINARY[op]
+        if literal_right:
+            fast, slow = f"{typed.value} {op} {k}", f"{_OPERATORS[op]}({typed.other}, {k}, ctx)"
+            return self.branches(typed, fast, slow, lambda v, ctx: run(v, literal.value, ctx))
+        fast, slow = f"{k} {op} {typed.value}", f"{_OPERATORS[op]}({k}, {typed.other}, ctx)"
+        return self.branches(typed, fast, slow, lambda v, ctx: run(literal.value, v, ctx))
 
     def set_lookup(self, item: Node, op: str, items: ListExpr) -> str:
         """``x in ["gold", "platinum"]``: a frozenset lookup when x is a string."""
         literals = [_folded(i) for i in items.items]
-        t = self.temporary()
-        found = self.constant(frozenset(i.value for i in literals))
-        listed = self.constant(tuple(i.value for i in literals))
-        guard = _GUARDS[literals[0].kind].format(f"{t} := {self.code(item)}")
-        return f"({t} {op} {found} if {guard} else {_OPERATORS[op]}({t}, {listed}, ctx))"
+        values = tuple(i.value for i in literals)
+        found, listed = self.constant(frozenset(values)), self.constant(values)
+        typed, run = self.typed(item, literals[0].kind), runtime.BINARY[op]
+        fast, slow = f"{typed.value} {op} {found}", f"{_OPERATORS[op]}({typed.other}, {listed}, ctx)"
+        return self.branches(typed, fast, slow, lambda v, ctx: run(v, values, ctx))
 
     def call(self, node: Call) -> str:
         name, args = node.function, node.args
         if name == "coalesce":
             return self.coalesce(args)
-        function = f"_fn_{name}"
-        if name in _INLINE_CALLS:
-            kind, fast = _INLINE_CALLS[name]
-            t = self.temporary()
-            guard = _GUARDS[kind].format(f"{t} := {self.code(args[0])}")
-            return f"({fast.format(t)} if {guard} else {function}(p, ctx, {t}))"
-        fast = self.text_test(name, _folded(args[1])) if len(args) == 2 else None
-        if fast:
-            t, pattern = self.temporary(), self.code(args[1])
-            guard = _GUARDS["string"].format(f"{t} := {self.code(args[0])}")
-            return f"({fast(t)} if {guard} else {function}(p, ctx, {t}, {pattern}))"
-        return f"{function}(p, ctx, " + ", ".join(self.code(a) for a in args) + ")"
+        inlined = self.inlined(node)
+        if inlined is None:
+            return f"_fn_{name}(p, ctx, " + ", ".join(self.code(a) for a in args) + ")"
+        typed = self.typed(args[0], INLINE_FUNCTIONS[name].kind)
+        return self.branches(typed, inlined.fast(typed.value), inlined.slow(typed.other), inlined.run)
 
-    def text_test(self, name: str, pattern: Node) -> Callable[[str], str] | None:
-        """``starts_with(x, "…")``, ``ends_with(x, "…")`` and ``matches(x, "…")`` as a string
-        method or a precompiled regex when x is a string."""
+    def inlined(self, node: Node) -> _InlinedCall | None:
+        """A call of INLINE_FUNCTIONS, unless its second argument is not a string literal (or
+        not a valid regular expression, for ``matches``)."""
+        if not isinstance(node, Call) or node.function not in INLINE_FUNCTIONS:
+            return None
+        name = node.function
+        template, function = INLINE_FUNCTIONS[name].template, FUNCTIONS[name]
+        if len(node.args) == 1:
+            return _InlinedCall(lambda value: template.format(value),
+                                lambda value: f"_fn_{name}(p, ctx, {value})",
+                                lambda value, ctx: function({}, ctx, value))
+        pattern = _folded(node.args[1])
         if not isinstance(pattern, Literal) or pattern.kind != "string":
             return None
-        if name in _STRING_METHODS:
-            return lambda t: f"{t}.{_STRING_METHODS[name]}({pattern.value!r})"
-        if name == "matches" and runtime.regex(pattern.value) is not None:
-            regex = self.constant(runtime.regex(pattern.value))
-            return lambda t: f"{regex}.search({t}) is not None"
-        return None
+        text = self.code(pattern)
+        if name == "matches" and runtime.regex(pattern.value) is None:
+            return None
+        second = self.constant(runtime.regex(pattern.value)) if name == "matches" else text
+        return _InlinedCall(lambda value: template.format(value, second),
+                            lambda value: f"_fn_{name}(p, ctx, {value}, {text})",
+                            lambda value, ctx: function({}, ctx, value, pattern.value))
+
+    def typed(self, node: Node, kind: str) -> _Typed:
+        """The node's code split by the class of its value: a guard that evaluates the node once
+        and is true when its value is of class ``kind`` (a key of ``_GUARDS``), and the code of
+        the value then and otherwise, each to be used once. Usually both are the temporary the
+        guard assigns, but a call of ``lower``/``upper`` for a string guard shares its argument's
+        guard: ``type(_1 := x) is str``, ``_1.lower()``, ``_fn_lower(p, ctx, _1)``."""
+        node = _folded(node)
+        function = INLINE_FUNCTIONS.get(node.function) if isinstance(node, Call) else None
+        if function is not None and function.gives_string and kind in ("string", "sized"):
+            inlined = self.inlined(node)
+            assert inlined is not None  # functions of one argument are always inlined
+            inner = self.typed(node.args[0], function.kind)  # type: ignore[union-attr]
+            return _Typed(inner.guard, inlined.fast(inner.value), inlined.slow(inner.other), inner.raw,
+                          _at_null(inlined.run, inner.null))
+        t = self.temporary()
+        return _Typed(_GUARDS[kind].format(f"{t} := {self.code(node)}"), t, t, t, None)
+
+    def branches(self, typed: _Typed, fast: str, slow: str, run: Callable[[Any, Context], Any]) -> str:
+        """``(fast if guard else slow)``, with the value for a null operand folded in between
+        when the runtime gives a constant for it (``run`` on the operand's null value):
+        ``(fast if guard else False if _1 is None else slow)``."""
+        null = _at_null(run, typed.null)
+        if null is _UNFOLDED:
+            return f"({fast} if {typed.guard} else {slow})"
+        return f"({fast} if {typed.guard} else {null!r} if {typed.raw} is None else {slow})"
 
     def coalesce(self, args: tuple[Node, ...]) -> str:
         """Lazily: the arguments after the first non-null one are not evaluated."""
