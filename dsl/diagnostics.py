@@ -7,7 +7,6 @@ the one exception type that user input can cause.
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from typing import Iterable, Literal
@@ -96,6 +95,8 @@ def did_you_mean(word: str, choices: Iterable[str], prefix: str = "") -> str:
 
 def closest(word: str, choices: Iterable[str], n: int = MAX_SUGGESTIONS) -> list[str]:
     """The names most like ``word`` (difflib's ratio), best first, ties in name order."""
+    import difflib  # only when a name is wrong: not at every start of the `engine` command
+
     matcher = difflib.SequenceMatcher()
     matcher.set_seq2(word)
     scored = []

@@ -19,25 +19,23 @@ import shutil
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from campaigns.enrollment import Operation
 from campaigns.workspace import load_workspace
 from dsl.diagnostics import SourceError, did_you_mean, error
 from dsl.source import Span
 
-from . import groups, operations, stats, views
-from .channels.file import read_lines, read_rows
 from .clock import Clock, SystemClock, aware, from_iso, iso, parse_every, parse_time
 from .compiled import CompiledWorkspace, compile_workspace, fingerprint
-from .delivery import offline_transports
 from .errors import UnknownName
-from .explain import explain_partner
 from .horizon import check_run, check_tick
-from .ingest import EventImport, import_events
 from .partners import PartnerBook
 from .store import Enrollment, Store, connect, store_location
 from .tick import TickReport, import_before_tick, tick
+
+if TYPE_CHECKING:  # the other methods import what they use, so that a tick imports none of it
+    from . import groups, operations
+    from .ingest import EventImport
 
 LAST_TICK = "tick.last"
 STORE_VARIABLE = "ENGINE_STORE"  # a store URL: overrides engine.yaml's store
@@ -121,6 +119,8 @@ class Engine:
     def _offline_transports(self, plan: CompiledWorkspace) -> dict:
         """What a simulation delivers through: made once per compiled workspace, not per tick."""
         if self._offline is None or self._offline[0] is not plan:
+            from .delivery import offline_transports
+
             self._offline = (plan, offline_transports(plan))
         return self._offline[1]
 
@@ -200,6 +200,9 @@ class Engine:
         the ``events`` or ``marketing`` role when engine.yaml lists users, and written to the
         audit log. Without one, the import is the program's own feed (a simulation, a test, a
         signed webhook), logged as ``engine``; the command line always names a user."""
+        from . import operations
+        from .ingest import import_events
+
         plan = self.plan
         who = operations.resolve_user(plan, user, "events.import") if user is not None else "engine"
         when = self.time(at)
@@ -208,12 +211,16 @@ class Engine:
     # --- operations ------------------------------------------------------------------------------
 
     def _operator(self, user: str | None, at: datetime | str | None) -> operations.Operator:
+        from . import operations
+
         plan = self.plan
         who, when = operations.resolve_user(plan, user), self.time(at)
         return operations.Operator(self.store, plan, self.read_partners(when), who, when)
 
     def start(self, campaign: str, partner: str, on: datetime | str | None = None, *, user: str | None = None,
               at: datetime | str | None = None) -> Enrollment:
+        from . import operations
+
         op = self._operator(user, at)
         begins = None
         if on is not None:
@@ -225,22 +232,34 @@ class Engine:
               at: datetime | str | None = None) -> list[Enrollment]:
         """Pause the partners' current enrollments in the campaign (or each of several
         campaigns): all of them or none."""
-        return operations.change(self._operator(user, at), Operation.PAUSE, campaign, _many(partners))
+        return self._change("PAUSE", campaign, partners, user, at)
 
     def resume(self, campaign: str | Sequence[str], partners: str | Sequence[str], *, user: str | None = None,
                at: datetime | str | None = None) -> list[Enrollment]:
-        return operations.change(self._operator(user, at), Operation.RESUME, campaign, _many(partners))
+        return self._change("RESUME", campaign, partners, user, at)
 
     def remove(self, campaign: str | Sequence[str], partners: str | Sequence[str], *, user: str | None = None,
                at: datetime | str | None = None) -> list[Enrollment]:
-        return operations.change(self._operator(user, at), Operation.REMOVE, campaign, _many(partners))
+        return self._change("REMOVE", campaign, partners, user, at)
+
+    def _change(self, operation: str, campaign: str | Sequence[str], partners: str | Sequence[str], user: str | None,
+                at: datetime | str | None) -> list[Enrollment]:
+        from campaigns.enrollment import Operation
+
+        from . import operations
+
+        return operations.change(self._operator(user, at), Operation[operation], campaign, _many(partners))
 
     def execute(self, campaign: str, *, user: str | None = None, at: datetime | str | None = None) -> TickReport:
         """Fire the campaign's trigger now, on demand, and run what falls due in it."""
+        from . import operations
+
         return operations.execute(self._operator(user, at), campaign)
 
     def startable(self, partner: str, at: datetime | str | None = None) -> list[dict[str, Any]]:
         """Every campaign, and whether the partner can be started in it now (why not, if not)."""
+        from . import operations
+
         when = self.time(at)
         reader = operations.Operator(self.store, self.plan, self.read_partners(when), "", when)
         return operations.startable(reader, partner)
@@ -248,16 +267,22 @@ class Engine:
     def members(self, campaign: str, *, status: str | None = None, page: int = 1,
                 per_page: int | None = None) -> dict[str, Any]:
         """The campaign's members and enrollees, a page at a time (``per_page`` default: 100)."""
+        from . import views
+
         if campaign not in self.plan.workspace.files and not self.store.campaign_number(campaign):
             raise UnknownName(f"unknown campaign '{campaign}'{did_you_mean(campaign, list(self.plan.workspace.files))}")
         return views.members(self.store, self.plan, campaign, status, page, per_page or views.PER_PAGE)
 
     def skip(self, campaign: str, step: str, partner: str, *, user: str | None = None,
              at: datetime | str | None = None) -> Enrollment:
+        from . import operations
+
         return operations.skip(self._operator(user, at), campaign, step, partner)
 
     def rerun(self, campaign: str, step: str, partner: str, *, user: str | None = None,
               at: datetime | str | None = None) -> str:
+        from . import operations
+
         return operations.rerun(self._operator(user, at), campaign, step, partner)
 
     def respond(self, target: str, response: str, *, answers: Mapping[str, str] | None = None,
@@ -265,22 +290,30 @@ class Engine:
                 at: datetime | str | None = None) -> operations.Answered:
         """Answer an activity (or a mailing: a sent email or SMS) with one of its step's
         responses; its follow-up campaign starts at once."""
+        from . import operations
+
         length = parse_every(duration) if isinstance(duration, str) else duration
         return operations.respond(self._operator(user, at), target, response, answers, length)
 
     def complete(self, activity: str, result: str, *, user: str | None = None,
                  at: datetime | str | None = None) -> dict:
         """Complete an activity that has no responses with a free result."""
+        from . import operations
+
         return operations.complete(self._operator(user, at), activity, result)
 
     def group(self, campaign: str, action: str, argument: str | None = None, *, dry_run: bool = False,
               user: str | None = None, at: datetime | str | None = None) -> "groups.GroupChange":
         """Change a campaign's target group (see engine.groups.ACTIONS); the next tick enrolls
         new members."""
+        from . import groups
+
         return groups.change(self._operator(user, at), campaign, action, argument, dry_run=dry_run)
 
     def draft(self, campaign: str, *, user: str | None = None, at: datetime | str | None = None) -> None:
         """Return a scheduled one-shot campaign to draft (until its file is edited)."""
+        from . import operations
+
         operations.draft(self._operator(user, at), campaign)
 
     def read_popup(self, popup_id: str, partner: str, *, user: str | None = None,
@@ -292,6 +325,8 @@ class Engine:
         or ``events`` role when engine.yaml lists users, and written to the audit log. Without
         one, it is the partner's own action (the partner portal's signed link), logged as
         ``partner:P``; the command line always names a user."""
+        from . import operations
+
         who = operations.resolve_user(self.plan, user, "popup.read") if user is not None else f"partner:{partner}"
         when = self.time(at)
         popup = self.store.popup(popup_id)
@@ -307,6 +342,8 @@ class Engine:
     # --- what happened -----------------------------------------------------------------------------
 
     def status(self, *, partner: str | None = None, campaign: str | None = None) -> dict[str, Any]:
+        from . import groups, operations, views
+
         if partner is not None:
             found = views.partner_campaigns(self.store, self.plan, partner)
             if campaign is not None:
@@ -321,6 +358,8 @@ class Engine:
         return views.all_campaigns(self.store, self.plan)
 
     def steps(self, campaign: str, partner: str, number: int | None = None) -> dict[str, Any] | None:
+        from . import views
+
         return views.enrollment_steps(self.store, self.plan, campaign, partner, number)
 
     def log(self, campaign: str | None = None) -> list[dict]:
@@ -333,9 +372,13 @@ class Engine:
 
     def sent(self, channel: str) -> list[dict]:
         """What the file transport wrote: the lines of .engine/outbox/<channel>.jsonl."""
+        from .channels.file import read_lines
+
         return read_lines(self.root / ".engine" / "outbox" / f"{channel}.jsonl")
 
     def letters(self, campaign: str, step: str) -> list[dict[str, str]]:
+        from .channels.file import read_rows
+
         return read_rows(self.root / ".engine" / "letters" / campaign / f"{step}.csv")
 
     def activities(self, campaign: str | None = None, partner: str | None = None, *, assignee: str | None = None,
@@ -347,6 +390,8 @@ class Engine:
 
     def consent(self, partner: str, at: datetime | str | None = None) -> dict[str, Any]:
         """The consent ledger of a partner (proof of consent) and what it means now per channel."""
+        from . import views
+
         return views.consent(self.store, self.plan, self.read_partners(at), partner, self.time(at))
 
     def popups(self, partner: str | None = None, *, page: str | None = None, unread: bool = False) -> list[dict]:
@@ -361,6 +406,8 @@ class Engine:
 
     def explain(self, campaign: str, partner: str, at: datetime | str | None = None) -> dict[str, Any]:
         """Why the partner is or is not in the campaign's audience, sub-expression by sub-expression."""
+        from .explain import explain_partner
+
         return explain_partner(self.store, self.plan, self.read_partners(at), campaign, partner, self.time(at))
 
     def alerts(self, campaign: str | None = None, *, open_only: bool = False) -> list[dict]:
@@ -369,6 +416,8 @@ class Engine:
 
     def stats(self, campaign: str, at: datetime | str | None = None, *, measure: bool = True) -> dict[str, Any]:
         """``engine stats``; without ``measure``, the In-Campaign % as the last tick measured it."""
+        from . import stats
+
         if campaign not in self.plan.workspace.files and self.store.campaign_number(campaign) is None:
             raise UnknownName(f"unknown campaign '{campaign}'{did_you_mean(campaign, list(self.plan.workspace.files))}")
         return stats.campaign_stats(self.store, self.plan, self.read_partners(at), campaign, self.time(at),

@@ -8,17 +8,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import sys
-import traceback
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-from campaigns.enrollment import Refused
-from dsl.diagnostics import SourceError
 from dsl.ids import first_surrogate, shown
 
 from .console import INPUT_ERROR, OK, REFUSED, USAGE_ERROR, print_diagnostics
 from .errors import ConfigError, StoreBusy, StoreError, UnknownName, UsageError
+
+if TYPE_CHECKING:
+    import sqlite3
+
+
+def _raised_by(module: str, name: str) -> type[BaseException] | tuple[()]:
+    """The exception class ``module.name`` for an ``except`` clause, or nothing to match when
+    that module was never imported (then nothing raised one): `engine --help` or `engine check`
+    need not import sqlite3, the diagnostics or the campaign model just to be ready to catch
+    their errors."""
+    found = sys.modules.get(module)
+    return getattr(found, name) if found is not None else ()
 
 
 
@@ -388,20 +396,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"engine: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
-    except Refused as exc:
+    except _raised_by("campaigns.enrollment", "Refused") as exc:
         print(f"engine: refused: {exc.message}", file=sys.stderr)
         return REFUSED
     except StoreBusy as exc:
         print(f"engine: refused: {exc}; try again", file=sys.stderr)
         return REFUSED
-    except sqlite3.Error as exc:  # the store's file failed under us (locked for too long, disk full, damaged)
+    except _raised_by("sqlite3", "Error") as exc:  # the store's file failed (locked too long, disk full, damaged)
         problem = store_failure(exc)
         print(f"engine: {'refused' if isinstance(problem, StoreBusy) else 'error'}: {problem}", file=sys.stderr)
         return REFUSED if isinstance(problem, StoreBusy) else INPUT_ERROR
     except (UnknownName, StoreError, ConfigError) as exc:
         print(f"engine: error: {exc}", file=sys.stderr)
         return INPUT_ERROR
-    except SourceError as exc:
+    except _raised_by("dsl.diagnostics", "SourceError") as exc:
         print_diagnostics(exc.diagnostics, sys.stderr)
         return INPUT_ERROR
     except KeyboardInterrupt:
@@ -411,6 +419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return OK
     except Exception as exc:  # a bug, not bad input: say so in one line, details on demand
         if os.environ.get("ENGINE_DEBUG"):
+            import traceback
+
             traceback.print_exc()
         print(f"engine: internal error: {type(exc).__name__}: {exc} (set ENGINE_DEBUG=1 for details)", file=sys.stderr)
         return INPUT_ERROR

@@ -23,7 +23,6 @@ from .clock import iso, parse_every
 from .console import INPUT_ERROR, OK, print_diagnostics
 from .errors import UnknownName, UsageError
 from .horizon import check_run
-from .operations import resolve_user
 from .report import TickReport
 
 
@@ -237,6 +236,8 @@ def cmd_events_import(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise UsageError(f"no such file: {args.file}")
+    from .operations import resolve_user
+
     with opened(args) as engine:
         user = resolve_user(engine.plan, args.user, "events.import")  # the events or marketing role
         result = engine.import_events(path, at=logical_time(engine, args.at, "--at"), user=user)
@@ -608,6 +609,8 @@ def cmd_portal_link(args: argparse.Namespace) -> int:
 
 
 def cmd_popup_read(args: argparse.Namespace) -> int:
+    from .operations import resolve_user
+
     with opened(args) as engine:
         user = resolve_user(engine.plan, args.user, "popup.read")  # the marketing or events role
         popup = engine.read_popup(args.popup, args.partner, user=user, at=logical_time(engine, args.at, "--at"))

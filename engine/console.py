@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from dsl.diagnostics import Diagnostic
+if TYPE_CHECKING:  # only for annotations: `engine --help` need not import the diagnostics
+    from dsl.diagnostics import Diagnostic
 
 OK, INPUT_ERROR, USAGE_ERROR, REFUSED = 0, 1, 2, 3
 

@@ -66,10 +66,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from zoneinfo import ZoneInfo
 
-from campaigns.audience import dedupe
 from campaigns.checklist import content_hash as file_content_hash
 from campaigns.enrollment import FinishReason, SkipReason, window_opens
 from campaigns.flow import END
@@ -82,11 +81,12 @@ from dsl.records import PartnerSource, read_partners
 from dsl.runtime import Context
 from dsl.source import Span
 
-from .links import links_for, signer
 from .clock import aware, from_iso, iso, maybe_iso
-from .compiled import CompiledCampaign, CompiledWorkspace, compile_workspace
 from .errors import UnknownName
-from .steps import Effects, Job, execute
+
+if TYPE_CHECKING:  # the dry run imports these when it runs: `engine check` reads only the passes (below)
+    from .compiled import CompiledCampaign, CompiledWorkspace
+    from .steps import Effects
 
 TESTED_FILE = ".tested.json"  # in campaigns/, committed with the campaign files
 DEFAULT_SAMPLE_SIZE = 5
@@ -186,6 +186,8 @@ def _load(root: Path, campaign_id: str) -> tuple[CompiledWorkspace, CompiledCamp
     if not file.ok:
         problems = [d for d in file.diagnostics if d.severity == "error"]
         raise SourceError(problems or [error(Span(str(file.path), 1, 1), f"campaign '{campaign_id}' cannot be loaded")])
+    from .compiled import compile_workspace
+
     plan = compile_workspace(workspace)
     return plan, plan.campaigns[campaign_id]
 
@@ -261,6 +263,8 @@ class _DryRun:
         if not audience.dedupe:
             return None
         if at not in self._kept:
+            from campaigns.audience import dedupe
+
             ctx = self.context(at)
             matching = [p for p in self.records if p.get(self.plan.id_field) is not None
                         and audience.matches(p, ctx, self.plan.groups)]
@@ -394,6 +398,9 @@ class _DryRun:
         if step.kind in ("email", "sms") and not compiled.campaign.transactional \
                 and not compiled.audience.consents(step.kind, partner, None, ctx):
             return _entry(step, due, "skipped", str(SkipReason.NO_CONSENT))
+        from .links import links_for, signer
+        from .steps import Job, execute
+
         job = Job(compiled.id, compiled.campaign, None, step, partner, pid, 0, 1, 1, due, compiled.tz,
                   plan.templates_dir, plan.settings, links=links_for(plan.settings.web, signer(plan.settings.web, offline=True)))
         effects = execute(job)
