@@ -28,13 +28,13 @@ Decisions where the SPEC is silent:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Iterable, Mapping
 
 from dsl.compile import Compiled, compile_expression
 from dsl.functions import inputs
+from dsl.ids import natural_key
 from dsl.nodes import Node
 from dsl.parser import parse
 from dsl.runtime import Context
@@ -197,12 +197,3 @@ def _comparable(value: object) -> str | None:
     if not isinstance(value, str) or not value.strip():
         return None
     return value.strip().casefold()
-
-
-_DIGITS = re.compile(r"(\d+)")
-
-
-def natural_key(partner_id: str) -> tuple:
-    """Sort ids as people read them: ``p2`` before ``p10``; the text breaks ties."""
-    parts = _DIGITS.split(partner_id)
-    return tuple(int(part) if i % 2 else part for i, part in enumerate(parts)), partner_id

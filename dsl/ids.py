@@ -153,3 +153,28 @@ def shown(text: str, limit: int = 60) -> str:
         else:
             out.append(f"\\u{ord(char):04x}" if ord(char) < 0x10000 else f"\\U{ord(char):08x}")
     return "'" + "".join(out) + ("…" if len(text) > limit else "") + "'"
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(partner_id: str) -> str:
+    """Sort ids as people read them: ``p2`` before ``p10``; the text breaks ties (``p01``
+    before ``p1``). A text, so that a database orders by it as Python does (its bytes, or
+    ``COLLATE "C"``): the store keeps it beside each partner and audiences come back in this
+    order from the SQL itself.
+
+    Each run of digits is its value with its length first (more digits: larger), each text
+    between them ends with U+0001 (a shorter text first), then U+0001 and the id itself: a
+    partner id holds no control character, so U+0001 sorts before whatever could follow."""
+    parts = _DIGITS.split(partner_id)
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            digits = str(int(part))
+            out.append(chr(0x20 + len(digits)) + digits)
+        else:
+            out.append(part + "\x01")
+    out.append("\x01")
+    out.append(partner_id)
+    return "".join(out)

@@ -27,6 +27,10 @@ jsonb containment ``@>`` and ``jsonb_array_length``), dates (``julianday`` / ``d
 arithmetic and ``to_char``), ISO text to microseconds (``strftime`` / ``extract(epoch ...)``)
 and numbers (next). The differences are the methods of ``_SQLite`` and ``_PostgreSQL``.
 
+**Columns.** ``to_sql(..., columns={field: column})`` reads the fields from typed columns
+(:mod:`dsl.sql_columns`: filled with what the record-reading SQL reads) instead of the record;
+a field without one (a list) raises :class:`NoColumn`.
+
 **Modules**, imports flowing one way: this one holds :func:`to_sql` and the compiler;
 :mod:`dsl.sql_sqlite` and :mod:`dsl.sql_postgresql` the dialects; :mod:`dsl.sql_dates` local
 days and instants found with Python's own arithmetic; :mod:`dsl.sql_values` what all of them
@@ -83,7 +87,11 @@ the query; a date or datetime field must be the import's ISO text, as it is cast
   (elapsed time, null out of range); ``date - date``; ``datetime - datetime``; unary minus.
 - ``len`` (strings, list fields, list literals), ``contains``, ``starts_with``, ``ends_with`` (on
   any text: see "Text" below),
-  ``coalesce``; ``lower``/``upper`` of enum fields (their values are mapped in Python);
+  ``coalesce``; ``lower``/``upper`` of enum fields (their values are mapped in Python), and on
+  SQLite of any text (SQLite calls Python's own ``str.lower``/``str.upper``, registered by
+  :func:`dsl.sql_sqlite.register_functions`); ``matches`` with a constant pattern: a plain text
+  (``"oy"``, ``"^Oy"``) as a substring or prefix test, any other pattern on SQLite by calling
+  Python's ``re.search``;
   ``days_since`` of dates; string and list-field indexing by a constant position.
 - A date compared with a constant datetime, and ``days_since(x)`` compared with a constant
   number (``days_since(partner.last_login) > 30``), for dates *and* datetimes in any timezone:
@@ -97,14 +105,15 @@ the query; a date or datetime field must be the import's ISO text, as it is cast
 **Unsupported** (:class:`Unsupported` is raised; the caller evaluates the expression in Python),
 on both dialects unless said:
 
-- ``matches`` (Python's ``re`` is neither SQLite's nor PostgreSQL's regular expressions), and
-  the functions that ask the store's facts: ``in_group``, ``in_campaign``,
+- ``matches`` with a pattern that depends on the partner or is invalid, and on PostgreSQL with a
+  pattern other than plain text (its regular expressions are not Python's ``re``); the
+  functions that ask the store's facts: ``in_group``, ``in_campaign``,
   ``was_in_campaign``, ``opened``, ``clicked``, ``bounced``, ``responded``, ``response``;
   ``event`` (no event in an audience).
-- ``lower``/``upper`` of anything but an enum field or a constant: SQLite folds ASCII only,
-  PostgreSQL follows the collation's locale tables (libc's or ICU's), Python all of Unicode by
-  its own database (``lower("Å")``, and even ASCII results: ``lower("K")`` (Kelvin sign) is
-  ``"k"``, ``upper("ß")`` is ``"SS"``).
+- On PostgreSQL, ``lower``/``upper`` of anything but an enum field or a constant: PostgreSQL
+  follows the collation's locale tables (libc's or ICU's), Python all of Unicode by its own
+  database (``lower("Å")``, and even ASCII results: ``lower("K")`` (Kelvin sign) is ``"k"``,
+  ``upper("ß")`` is ``"SS"``). (SQLite's own folds ASCII only, hence Python's there.)
 - A per-row date turned into an instant (its local midnight) in a timezone with DST: date vs
   datetime comparisons of two per-row values, ``date ± duration`` that is not whole days,
   ``date - datetime``. SQLite has no time zones; PostgreSQL has its own copy of the tz
@@ -140,7 +149,8 @@ problem). SQLite's JSON functions end a string at U+0000 (3.40), ``length()`` st
 U+0000 as the byte 0xFF, which UTF-8 never uses: a record whose JSON text holds the escape
 ``\\u0000`` (rare: ``instr`` finds out per row) is read with that escape made 0xFF; a constant
 with U+0000 is a 0xFF text parameter; ``length``, ``substr``, ``instr``, ``||``, ``=`` and
-``IN`` then count and compare as Python does, and an ordering puts U+0000 back first. Any other
+``IN`` then count and compare as Python does, and an ordering puts U+0000 back first; the
+Python functions SQLite calls get the text's bytes and read 0xFF as U+0000. Any other
 failure inside the compiler is a refusal too (``Unsupported.internal``): the tick goes on in
 Python.
 
@@ -160,40 +170,28 @@ import itertools
 import math
 import re
 from dataclasses import replace
-from datetime import date, datetime, time, tzinfo
+from datetime import datetime, time, tzinfo
 from typing import Any, Callable, Mapping
 
 from . import runtime
 from .compile import CompileError, compile_expression
 from .nodes import Attribute, Binary, Call, Index, ListExpr, Name, Node, Unary
 from .runtime import Context
-from .sql_dates import (
-    _MIN_DAY,
-    EMPTY,
-    _ambiguous,
-    _day_start,
-    _fixed_offset,
-    _intersect,
-    _local_range,
-    _micros,
-    _split,
-)
+from .sql_dates import _ambiguous, _fixed_offset
 from .sql_postgresql import _PostgreSQL
 from .sql_sqlite import _SQLite
+from .sql_time import Time
 from .sql_values import (
     _DOMAINS,
     _E,
-    _FLIP,
     _ORDERED_KINDS,
     _S,
     INT64,
-    MAX_US,
     MICROSECOND,
-    MIN_US,
-    NULL,
     NULL_E,
     UTC,
     Condition,
+    NoColumn,
     Unsupported,
     _bool,
     _comparable,
@@ -202,7 +200,7 @@ from .sql_values import (
 )
 from .types import Type
 
-__all__ = ["Condition", "Unsupported", "to_sql"]
+__all__ = ["Condition", "NoColumn", "Unsupported", "to_sql"]
 
 MAX_SQL = 200_000  # characters: larger conditions are refused rather than sent
 FACTS = ("in_group", "in_campaign", "was_in_campaign", "opened", "clicked", "bounced", "responded",
@@ -213,11 +211,13 @@ _COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
 _RESERVED = {"key", "value", "type", "atom", "id", "parent", "fullkey", "path", "json", "root"}
 
 def to_sql(node: Node, schema: Mapping[str, Type], *, now: datetime, tz: tzinfo, column: str = "data",
-           dialect: str = "sqlite") -> Condition:
+           dialect: str = "sqlite", columns: Mapping[str, str] | None = None) -> Condition:
     """The condition selecting the rows whose JSON record (in ``column``) makes the expression
     exactly ``true``, as ``compile_expression(node)(record, Context(now, tz))`` would.
     ``dialect`` is ``"sqlite"`` (``?`` placeholders, ``column`` JSON text) or ``"postgresql"``
-    (``%s`` placeholders as psycopg uses them, ``column`` of type ``jsonb``).
+    (``%s`` placeholders as psycopg uses them, ``column`` of type ``jsonb``). ``columns``
+    (field → column, from :func:`dsl.sql_columns.partner_layout`): the fields are read from
+    those columns instead, and a field without one is :class:`Unsupported`.
     Raises :class:`Unsupported` when that cannot be done exactly."""
     if dialect not in _DIALECTS:
         raise ValueError(f"unknown SQL dialect '{dialect}'")
@@ -226,14 +226,14 @@ def to_sql(node: Node, schema: Mapping[str, Type], *, now: datetime, tz: tzinfo,
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     try:
-        compiler = _Compiler(schema, now, tz, column, _DIALECTS[dialect])
+        compiler = _Compiler(schema, now, tz, column, _DIALECTS[dialect], columns)
         try:
             sql = compiler.condition(node)
         except RecursionError:
             raise Unsupported("the expression is nested too deeply for the SQL back end") from None
         if len(sql.text) > MAX_SQL:
             raise Unsupported("the SQL condition would be too large")
-        return compiler.dialect.finish(sql, column, compiler)
+        return compiler.dialect.finish(sql, (column, *(columns or {}).values()), compiler)
     except Unsupported:
         raise
     except Exception as exc:  # a bug here must not stop a tick: Python evaluates it instead
@@ -246,9 +246,14 @@ _DIALECTS = {"sqlite": _SQLite(), "postgresql": _PostgreSQL(), "postgres": _Post
 # --- The compiler ---------------------------------------------------------------------------
 
 
-class _Compiler:
-    def __init__(self, schema: Mapping[str, Type], now: datetime, tz: tzinfo, column: str, dialect):
+class _Compiler(Time):
+    """One expression at a time: each node to an :class:`_E` (its SQL and what is known of it).
+    The methods of time (dates, datetimes, durations) are in :mod:`dsl.sql_time`."""
+
+    def __init__(self, schema: Mapping[str, Type], now: datetime, tz: tzinfo, column: str, dialect,
+                 columns: Mapping[str, str] | None = None):
         self.dialect = dialect
+        self.columns = columns
         self.schema = schema
         self.now = now
         self.tz = tz
@@ -380,7 +385,12 @@ class _Compiler:
             raise Unsupported(f"the field '{name}' is not in the schema")
         path = self.dialect.path(name)
         kind = declared.kind
-        sql = self.dialect.field(self.column, path, kind)
+        if self.columns is None:
+            sql = self.dialect.field(self.column, path, kind)
+        elif name in self.columns:  # holding what dialect.field() reads (dsl.sql_columns)
+            sql = _S(self.columns[name], simple=True)
+        else:
+            raise NoColumn(f"the field '{name}' has no column")
         if kind in ("number", "bool", "date"):
             return _E(kind, sql)
         if kind == "string":
@@ -529,142 +539,6 @@ class _Compiler:
             return a.sql, b.sql, "text"
         return self.us(a, guard=False), self.us(b, guard=False), "micros"
 
-    def us(self, e: _E, *, guard: bool) -> _S:
-        """A date or datetime as epoch microseconds. A per-row date needs a fixed-offset zone;
-        ``guard``: null when its instant is outside the datetime range (Python's overflow)."""
-        if e.constant:
-            moment = e.const if e.kind == "datetime" else datetime.combine(e.const, time(), self.tz)
-            micros = _micros(moment)
-            if guard and not MIN_US <= micros <= MAX_US:
-                return NULL
-            return _p(micros)
-        if e.kind == "datetime":
-            if e.form == "us":
-                return e.sql
-            return self.dialect.iso_micros(self, e.sql)
-        if self.fixed is None:
-            raise Unsupported(f"a date's local midnight in {self.tz}, a timezone with DST, for every row")
-        offset = self.fixed // MICROSECOND
-        day = self.dialect.date_micros(e.sql, offset)
-        if not guard:
-            return day
-        return self.in_range(day)
-
-    def in_range(self, micros: _S) -> _S:
-        return self.let([micros], lambda p: _q(
-            "CASE WHEN {} BETWEEN {} AND {} THEN {} END", p[0], MIN_US, MAX_US, p[0]))
-
-    def date_against_constant(self, op: str, a: _E, b: _E) -> _E | None:
-        """A per-row date against a constant datetime: Python compares the date's local
-        midnight, a monotonic function of the date, so the dates where the comparison holds
-        are a range, found with the runtime's own comparison."""
-        if a.kind == "date" and not a.constant and b.kind == "datetime" and b.constant:
-            day, moment, date_left = a, b.const, True
-        elif b.kind == "date" and not b.constant and a.kind == "datetime" and a.constant:
-            day, moment, date_left = b, a.const, False
-        else:
-            return None
-        ctx = self.ctx
-
-        def test(operator: str) -> Callable[[date], bool]:
-            function = runtime.BINARY[operator]
-            return (lambda d: function(d, moment, ctx)) if date_left else (lambda d: function(moment, d, ctx))
-
-        if op in ("<", "<=", ">", ">="):
-            return self.date_interval(day, _split(test(op)), negate=False)
-        # equal: only the first date whose midnight is not before the moment can be
-        before = _split(lambda d: runtime.less(d, moment, ctx))
-        first = _MIN_DAY if before == EMPTY else before[1]
-        interval = EMPTY
-        if first is not None and runtime.equal(date.fromordinal(first), moment, ctx):
-            interval = (first, first + 1)
-        return self.date_interval(day, interval, negate=op == "!=")
-
-    def date_interval(self, day: _E, interval, *, negate: bool) -> _E:
-        """``day`` within the interval; ``negate``: not within it, or null (``!=``)."""
-        if interval == EMPTY:
-            return self.boolean(negate)
-        lo, hi = interval
-        if lo is not None and hi is not None and hi == lo + 1:
-            return self.bounded(day, [("=", date.fromordinal(lo).isoformat())], negate)
-        bounds = []
-        if lo is not None:
-            bounds.append((">=", date.fromordinal(lo).isoformat()))
-        if hi is not None:
-            bounds.append(("<", date.fromordinal(hi).isoformat()))
-        return self.bounded(day, bounds, negate)
-
-    def bounded(self, value: _E, bounds: list[tuple[str, Any]], negate: bool) -> _E:
-        """``value`` within the bounds (each ``(operator, constant)``); ``negate``: not within
-        them, or null. No bounds: any value but null."""
-
-        textual = value.kind == "date" or value.form == "iso"
-
-        def build(parts: list[_S]) -> _S:
-            v = parts[0]
-            if not bounds:
-                test = _q("({} IS NOT NULL)", v)
-            else:
-                tests = [self.dialect.order(op, v, bound, textual) for op, bound in bounds]
-                test = _q("(" + " AND ".join(["{}"] * len(tests)) + ")", *tests)
-            return _q("COALESCE(NOT {}, {})", test, self.dialect.true) if negate else test
-
-        sql = self.let([value.sql], build) if len(bounds) > 1 else build([value.sql])
-        return _bool(sql, value.nullable and bool(bounds) and not negate)
-
-    def days_since_comparison(self, node: Binary) -> _E | None:
-        """``days_since(x) <op> c`` with a constant number ``c``: days_since is a monotonic
-        step function of ``x``, so the comparison holds on a range of ``x`` (dates or
-        instants), whose ends are found with the runtime's own arithmetic."""
-        op, call, other = node.op, node.left, node.right
-        if not (isinstance(call, Call) and call.function == "days_since" and len(call.args) == 1):
-            op, call, other = _FLIP[op], node.right, node.left
-            if not (isinstance(call, Call) and call.function == "days_since" and len(call.args) == 1):
-                return None
-        if self.is_dynamic(other) or not self.is_dynamic(call):
-            return None
-        c = self.evaluate(other)
-        if runtime.kind(c) != "number" or (isinstance(c, float) and not math.isfinite(c)):
-            return None
-        argument = self.val(call.args[0])
-        if argument.kind not in ("date", "datetime"):
-            return None
-        today, ctx = self.ctx.today, self.ctx
-
-        def test(operator: str) -> Callable[[date], bool]:  # the comparison, for a local date
-            function = runtime.BINARY[operator]
-            return lambda d: function((today - d).days, c, ctx)
-
-        if op in ("<", "<=", ">", ">="):
-            interval, negate = _split(test(op)), False
-        else:
-            interval, negate = _intersect(_split(test("<=")), _split(test(">="))), op == "!="
-        if argument.kind == "date":
-            return self.date_interval(argument, interval, negate=negate)
-        return self.instant_interval(argument, interval, negate=negate)
-
-    def instant_interval(self, moment: _E, interval, *, negate: bool) -> _E:
-        """A datetime whose local date is within the interval of dates (and exists)."""
-        if interval == EMPTY:
-            return self.boolean(negate)
-        lo, hi = interval
-        start = _day_start(date.fromordinal(lo), self.tz) if lo is not None else None
-        end = _day_start(date.fromordinal(hi), self.tz) if hi is not None else None
-        first, last = _local_range(self.tz)
-        if first is not None and (start is None or start < first):
-            start = first
-        if last is not None and (end is None or end > last):
-            end = last
-        if start is not None and end is not None and start >= end:
-            return self.boolean(negate)
-        encode = (lambda t: t.isoformat()) if moment.form == "iso" else _micros
-        bounds = []
-        if start is not None:
-            bounds.append((">=", encode(start)))
-        if end is not None:
-            bounds.append(("<", encode(end)))
-        return self.bounded(moment, bounds, negate)
-
     # --- membership ---
 
     def membership(self, op: str, x: _E, container: _E) -> _E:
@@ -764,26 +638,14 @@ class _Compiler:
             return _E("duration", _q("({} - {})", self.us(a, guard=True), self.us(b, guard=True)))
         return NULL_E  # a surprise: null
 
-    def shift(self, moment: _E, by: _E, sign: int) -> _E:
-        """``moment ± by``: whole days keep a date a date; anything else is elapsed time."""
-        if moment.kind == "date":
-            if not by.constant:
-                raise Unsupported("a date plus a duration that is not constant")
-            delta = by.const * sign
-            if not delta.seconds and not delta.microseconds:
-                return _E("date", self.dialect.add_days(self, moment.sql, delta.days))
-        micros = self.us(moment, guard=True)
-        moved = _q(f"({{}} {'+' if sign > 0 else '-'} {{}})", micros, by.sql)
-        return _E("datetime", self.in_range(moved), form="us")
-
     # --- functions ---
 
     def call(self, node: Call) -> _E:
         name = node.function
         if name in FACTS:
             raise Unsupported(f"{name}() asks the store, not the record")
-        if name == "matches":
-            raise Unsupported("matches(): Python's regular expressions are not SQLite's")
+        if name == "matches" and len(node.args) == 2:
+            return self.matches(*node.args)
         if name == "coalesce":
             return self.coalesce([self.val(arg) for arg in node.args])
         if name == "contains" and len(node.args) == 2:
@@ -803,8 +665,8 @@ class _Compiler:
         if name in ("lower", "upper"):
             if arg.kind != "string":
                 return NULL_E
-            if arg.values is None:
-                raise Unsupported(f"{name}() of a string: SQLite changes the case of ASCII letters only")
+            if arg.values is None:  # Python's own mapping, where the dialect can call it
+                return _E("string", self.dialect.change_case(name, arg.sql), nul=arg.nul)
             mapped = {v: v.lower() if name == "lower" else v.upper() for v in sorted(arg.values)}
             cases = " ".join(["WHEN {} THEN {}"] * len(mapped))
             parts = [self.string(part).sql for pair in mapped.items() for part in pair]
@@ -826,6 +688,26 @@ class _Compiler:
                 raise Unsupported("days_since() of a datetime, other than compared with a constant number")
             return NULL_E
         raise Unsupported(f"the function {name}()")
+
+    def matches(self, text_node: Node, pattern_node: Node) -> _E:
+        """``re.search`` with a constant pattern: a plain one (``"oy"``, ``"^Oy"``) as a
+        substring or prefix test, any other one where the dialect can run Python's ``re``."""
+        if self.is_dynamic(pattern_node):
+            raise Unsupported("matches() with a pattern that depends on the partner")
+        pattern = self.evaluate(pattern_node)
+        text = self.val(text_node)
+        if pattern is None or text.kind == "null" or text.kind != "string" or not isinstance(pattern, str):
+            return self.boolean(False)  # null, or a surprise: false either way
+        if runtime.regex(pattern) is None:
+            raise Unsupported("matches() with an invalid pattern (Python warns)")
+        anchored, plain = _plain_pattern(pattern)
+        if plain is not None and anchored:
+            return _bool(self.let([text.sql, self.string(plain).sql],
+                                  lambda p: self.dialect.affix("starts_with", p[0], p[1])), True)
+        if plain is not None:
+            return self.membership("in", self.string(plain), text)
+        self.dialect.check_string(pattern)
+        return _bool(self.dialect.regex_search(pattern, text.sql), True)
 
     def coalesce(self, args: list[_E]) -> _E:
         useful = []
@@ -860,3 +742,16 @@ class _Compiler:
         return _E(kind, sql, nullable=all(a.nullable for a in useful), form=form, values=values,
                   numtype=numtypes.pop() if len(numtypes) == 1 else "", inf=any(a.inf for a in useful),
                   nan=any(a.nan for a in useful), nul=any(a.nul for a in useful))
+
+
+_REGEX_SPECIAL = frozenset(".^$*+?{}[]\\|()")
+
+
+def _plain_pattern(pattern: str) -> tuple[bool, str | None]:
+    """(anchored at the start, the text) of a pattern that is a plain text, ``^`` first or
+    not: ``re.search`` of it is a substring test (or a prefix test); (False, None) otherwise."""
+    anchored = pattern.startswith("^")
+    body = pattern[1:] if anchored else pattern
+    if any(c in _REGEX_SPECIAL for c in body):
+        return False, None
+    return anchored, body

@@ -48,7 +48,7 @@ class _PostgreSQL:
     false = _S("FALSE", simple=True)
     fence = " OFFSET 0"  # keeps the planner from copying a bound value into every use of it
 
-    def finish(self, sql: _S, column: str, compiler: _Compiler) -> Condition:
+    def finish(self, sql: _S, columns: tuple[str, ...], compiler: _Compiler | None) -> Condition:
         depth = deepest = 0
         for token in re.findall(r"[()]|\bCASE\b|\bEND\b", sql.text):
             depth += 1 if token in ("(", "CASE") else -1
@@ -61,6 +61,17 @@ class _PostgreSQL:
             text.append(f"%s::{_pg_type(value)}")
             text.append(piece)
         return Condition("".join(text), sql.params)
+
+    def column_type(self, kind: str) -> str:
+        """The type :meth:`field` reads the kind as: numbers exact, dates and datetimes as the
+        import's ISO text (the compiler compares and casts them as such)."""
+        return {"number": "numeric", "bool": "boolean"}.get(kind, "text")
+
+    def change_case(self, name: str, text: _S) -> _S:
+        raise Unsupported(f"{name}() of a string: PostgreSQL follows its collation's locale, not Python")
+
+    def regex_search(self, pattern: str, text: _S) -> _S:
+        raise Unsupported("matches(): PostgreSQL's regular expressions are not Python's")
 
     def check_name(self, name: str) -> None:
         _check_text(name, "a field name")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import runtime
 from .sql_values import _E, _S, FALSE, INT64, TRUE, Condition, Unsupported, _check_text, _p, _q
 
 if TYPE_CHECKING:
@@ -21,19 +24,24 @@ _TOO_BIG = ("parser stack overflow", "expression tree is too large", "too many s
             "too big", "too many columns")
 
 
-def _check_sqlite_accepts(sql: _S, column: str) -> None:
-    """Prepare the condition once on an empty table: SQLite's parser has a fixed stack and
-    limits on expression depth and parameters, so a very deep expression can give SQL that it
-    refuses. That is refused here (Unsupported); any other error would be a bug, and raises."""
-    table, _, name = column.rpartition(".")
+def _check_sqlite_accepts(sql: _S, columns: tuple[str, ...]) -> None:
+    """Prepare the condition once on an empty table of those columns: SQLite's parser has a
+    fixed stack and limits on expression depth and parameters, so a very deep expression can
+    give SQL that it refuses. That is refused here (Unsupported); any other error would be a
+    bug, and raises."""
+    table = columns[0].rpartition(".")[0]
+    names = tuple(column.rpartition(".")[2] for column in columns)
     scratch = _SCRATCH.__dict__.setdefault("tables", {})
-    if name not in scratch:
+    if names not in scratch:
+        if len(scratch) > 64:
+            scratch.clear()
         db = sqlite3.connect(":memory:")
-        db.execute(f"CREATE TABLE t ({name} TEXT)")
-        scratch[name] = db
+        register_functions(db)
+        db.execute(f"CREATE TABLE t ({', '.join(names)})")
+        scratch[names] = db
     try:
         alias = f"AS {table}" if table else ""
-        scratch[name].execute(f"SELECT 1 FROM t {alias} WHERE {sql.text}", sql.params)
+        scratch[names].execute(f"SELECT 1 FROM t {alias} WHERE {sql.text}", sql.params)
     except sqlite3.Error as exc:
         if any(reason in str(exc).lower() for reason in _TOO_BIG):
             raise Unsupported(f"SQLite refuses a condition this large ({exc})") from None
@@ -59,9 +67,13 @@ class _SQLite:
     int_limit = INT64  # beyond, SQLite's integers become floats
     fence = ""  # appended to a let() subquery
 
-    def finish(self, sql: _S, column: str, compiler: _Compiler) -> Condition:
-        _check_sqlite_accepts(sql, column)
+    def finish(self, sql: _S, columns: tuple[str, ...], compiler: _Compiler | None) -> Condition:
+        _check_sqlite_accepts(sql, columns)
         return Condition(sql.text, sql.params)
+
+    def column_type(self, kind: str) -> str:
+        """None: a column keeps each value as the record's JSON gave it (int or float, 1/0)."""
+        return ""
 
     def check_name(self, name: str) -> None:
         _check_text(name, "a field name")
@@ -99,6 +111,14 @@ class _SQLite:
 
     def number_constant(self, value: Any) -> _S:
         return _p(value if type(value) in (int, float) else float(value))
+
+    def change_case(self, name: str, text: _S) -> _S:
+        """``lower``/``upper`` by Python's own Unicode mapping: SQLite's maps ASCII only."""
+        return _q(f"CAST(engine_{name}(CAST({{}} AS BLOB)) AS TEXT)", text)
+
+    def regex_search(self, pattern: str, text: _S) -> _S:
+        """``re.search`` itself: SQLite has no regular expressions of its own."""
+        return _q("engine_matches({}, CAST({} AS BLOB))", _p(pattern.encode("utf-8")), text)
 
     def plain_in(self, constant: _E) -> bool:
         """Whether ``x IN (..., constant)`` compares x with it as the language does."""
@@ -203,3 +223,46 @@ def _nul_free(column: str) -> str:
     """The record's JSON text with each escaped backslash as the byte 0xFE and then each
     escaped U+0000 as the byte 0xFF (valid JSON still, as SQLite reads it: raw bytes in strings)."""
     return f"replace(replace({column}, '\\\\', {_FE}), {_JSON_NUL}, {_FF})"
+
+
+# --- Python's functions, called by SQLite ---------------------------------------------------
+# What no SQLite function does as Python does: case mapping of all of Unicode and Python's
+# regular expressions. The store registers them on its connections (register_functions), the
+# scratch databases above too. Text goes in as its bytes, where U+0000 is the byte 0xFF (see
+# below), and comes back the same way.
+
+
+def _text(value: bytes) -> str:
+    return value.replace(b"\xff", b"\0").decode("utf-8")
+
+
+def _case(method: Callable[[str], str]) -> Callable[[bytes | None], bytes | None]:
+    def change(value: bytes | None) -> bytes | None:
+        if value is None:
+            return None
+        return method(_text(value)).encode("utf-8").replace(b"\0", b"\xff")
+
+    return change
+
+
+@lru_cache(maxsize=256)
+def _pattern(pattern: bytes) -> re.Pattern:
+    return runtime.regex(pattern.decode("utf-8"))  # the compiler passes valid ones only
+
+
+def _matches(pattern: bytes, value: bytes | None) -> int | None:
+    if value is None:
+        return None
+    return int(_pattern(pattern).search(_text(value)) is not None)
+
+
+def calls_python(sql: str) -> bool:
+    """Whether a condition calls one of these: such parts are best evaluated last."""
+    return "engine_" in sql
+
+
+def register_functions(db: sqlite3.Connection) -> None:
+    """Make the functions the SQLite dialect calls known to ``db``."""
+    db.create_function("engine_lower", 1, _case(str.lower), deterministic=True)
+    db.create_function("engine_upper", 1, _case(str.upper), deterministic=True)
+    db.create_function("engine_matches", 2, _matches, deterministic=True)

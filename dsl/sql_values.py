@@ -26,6 +26,11 @@ class Unsupported(Exception):
         self.internal = internal
 
 
+class NoColumn(Unsupported):
+    """Compiling for typed columns (``to_sql(columns=...)``), a field that has none (a list):
+    the same expression can still be compiled over the record."""
+
+
 @dataclass(frozen=True)
 class Condition:
     """A SQL condition with placeholders (``?`` for SQLite, ``%s`` for PostgreSQL), and the

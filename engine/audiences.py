@@ -1,33 +1,46 @@
-"""Who is in a campaign's audience, asked of the store: pushed down as one SQL query when the
-expressions allow it, else evaluated in Python over the records, streamed.
+"""Who is in a campaign's audience, asked of the store: pushed down to SQL as far as the
+expressions allow, the rest evaluated in Python over the rows SQL returned.
 
 The audience (:class:`campaigns.audience.CompiledAudience`) is: any ruleset, or one of the
 campaign's static groups, less engine.yaml's exclude, ``audience.exclude`` and test contacts;
 then one partner per email or company (``dedupe``). Rulesets and exclusions go to the store as
 one condition made by the expression language's SQL back end (:mod:`dsl.sql`), so a million
 records are filtered where they live; group members (a list of ids) and dedupe (an order over
-the matching partners) are done here. When any ruleset or exclusion cannot be translated
-exactly (``matches``, ``in_campaign`` ...), the whole audience is evaluated by the Python back
-end instead, a chunk of records at a time: same answer, more time.
+the matching partners) are done here.
 
-The ids come back in natural order (``p2`` before ``p10``), whichever way they were found.
+**Where SQL reads.** The store keeps the schema's scalar fields in typed columns
+(:mod:`engine.store.columns`); a condition over them costs a fraction of one that decodes each
+JSON record. A condition reading a list field, or a store whose columns are not (yet) of this
+schema, reads the records instead.
+
+**Partial push-down.** A ruleset is split at its top-level ``and``: the parts SQL can express
+exactly go to SQL, the others (``in_campaign`` and the other facts, ``matches`` on PostgreSQL)
+stay in Python, which checks every row SQL returned against the whole audience. An exclusion
+goes to SQL only whole (SQL may only narrow the rows down). Parts that call Python from SQL
+(SQLite's ``lower``/``upper``/``matches``) come last, so that they run on the fewest rows.
+When nothing at all can go to SQL, the records are evaluated a chunk at a time.
+
+The ids come back in natural order (``p2`` before ``p10``): from the columns' own order when
+SQL found them all, else sorted here.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
 
 from campaigns.audience import dedupe, natural_key
+from dsl.nodes import Binary, Node
 from dsl.parser import parse
 from dsl.runtime import Context
-from dsl.sql import Unsupported, to_sql
-from dsl.types import BOOL
 
-from .compiled import CompiledCampaign, CompiledWorkspace, decoder
+from .compiled import CompiledCampaign, CompiledWorkspace, audience_schema, decoder, partner_layout
 from .partners import PartnerBook
 from .store import Store
+
+if TYPE_CHECKING:
+    from dsl.sql import Condition
 
 CHUNK = 5000
 TEST_CONTACT = parse("partner.test == true")
@@ -35,46 +48,94 @@ TEST_CONTACT = parse("partner.test == true")
 
 @dataclass(frozen=True)
 class Query:
-    """A campaign's rulesets-less-exclusions as one SQL condition and its parameters."""
+    """A campaign's rulesets-less-exclusions as one SQL condition and its parameters: over the
+    typed ``columns`` or the records; ``partial`` when Python must check the rows it selects."""
 
     sql: str
     params: tuple
+    columns: bool = False
+    partial: bool = False
 
 
-_TIMELESS: dict[tuple[int, str], tuple[object, Query | None]] = {}  # (audience, dialect) → its query
+_TIMELESS: dict[tuple, tuple[object, Query | None]] = {}  # (audience, dialect, over columns) → its query
 
 
 def pushed_down(store: Store, plan: CompiledWorkspace, compiled: CompiledCampaign, ctx: Context) -> Query | None:
     """The audience before groups and dedupe as one condition in the store's dialect, as of
-    ``ctx.now``; None when some ruleset or exclusion cannot be translated exactly. An audience
-    that reads no clock is translated once (every tick samples it again)."""
+    ``ctx.now``; None when SQL could narrow nothing down (a ruleset with no part it can
+    express). An audience that reads no clock is translated once (every tick samples it
+    again)."""
     audience = compiled.audience
+    layout = partner_layout(plan, store.dialect)
+    columns = store.has_partner_columns(layout)
     if "clock" in audience.inputs:
-        return _translate(store, plan, compiled, ctx)
-    key = (id(audience), store.dialect)
+        return _translate(store, plan, compiled, ctx, layout.names if columns else None)
+    key = (id(audience), store.dialect, columns)
     cached = _TIMELESS.get(key)
     if cached is None or cached[0] is not audience:  # the entry keeps its audience: an id is never reused meanwhile
         if len(_TIMELESS) > 256:
             _TIMELESS.clear()
-        cached = _TIMELESS[key] = (audience, _translate(store, plan, compiled, ctx))
+        query = _translate(store, plan, compiled, ctx, layout.names if columns else None)
+        cached = _TIMELESS[key] = (audience, query)
     return cached[1]
 
 
-def _translate(store: Store, plan: CompiledWorkspace, compiled: CompiledCampaign, ctx: Context) -> Query | None:
+def _translate(store: Store, plan: CompiledWorkspace, compiled: CompiledCampaign, ctx: Context,
+               columns: Mapping[str, str] | None) -> Query | None:
+    """Over the columns when every part that SQL can express has them, else over the records."""
+    from dsl.sql import NoColumn  # the translator is imported by the first audience that needs it
+
+    if columns is not None:
+        try:
+            return _condition(store, plan, compiled, ctx, columns)
+        except NoColumn:  # a list field: the records have it
+            pass
+    return _condition(store, plan, compiled, ctx, None)
+
+
+def _condition(store: Store, plan: CompiledWorkspace, compiled: CompiledCampaign, ctx: Context,
+               columns: Mapping[str, str] | None) -> Query | None:
+    from dsl.sql import NoColumn, Unsupported, to_sql
+    from dsl.sql_sqlite import calls_python
+
     audience = compiled.audience
-    schema = dict(plan.settings.partners.types())
-    schema.setdefault("test", BOOL)  # not declared: a JSONL record may still say "test": true
+    schema = audience_schema(plan)
+    partial = False
+
+    def sql(node: Node) -> Condition | None:
+        """The node as SQL, or None: Python decides it (NoColumn goes up: records, then)."""
+        nonlocal partial
+        try:
+            return to_sql(node, schema, now=ctx.now, tz=ctx.tz, dialect=store.dialect, columns=columns)
+        except NoColumn:
+            raise
+        except Unsupported:
+            partial = True
+            return None
+
+    rules = []
+    for _, ruleset in audience.ruleset_nodes:
+        parts = [part for part in map(sql, conjuncts(ruleset)) if part is not None]
+        parts.sort(key=lambda part: calls_python(part.sql))  # on the fewest rows
+        rules.append(parts)
     exclusions = [node for _, node in audience.exclusion_nodes]
     if not audience.include_test:
         exclusions.append(TEST_CONTACT)
-    try:
-        rules = [to_sql(node, schema, now=ctx.now, tz=ctx.tz, dialect=store.dialect) for _, node in audience.ruleset_nodes]
-        excluded = [to_sql(node, schema, now=ctx.now, tz=ctx.tz, dialect=store.dialect) for node in exclusions]
-    except Unsupported:
-        return None
-    included = " OR ".join(f"({rule.sql})" for rule in rules) or "1 = 0"
-    sql = f"({included})" + "".join(f" AND ({rule.sql}) IS NOT TRUE" for rule in excluded)
-    return Query(sql, tuple(p for rule in rules + excluded for p in rule.params))
+    excluded = [condition for condition in map(sql, exclusions) if condition is not None]
+    if any(not parts for parts in rules):
+        return None  # SQL would narrow nothing down: the records, a chunk at a time
+    included = " OR ".join("(" + " AND ".join(f"({p.sql})" for p in parts) + ")" for parts in rules)
+    text = f"({included or '1 = 0'})" + "".join(f" AND ({rule.sql}) IS NOT TRUE" for rule in excluded)
+    params = tuple(p for parts in rules for rule in parts for p in rule.params) + \
+        tuple(p for rule in excluded for p in rule.params)
+    return Query(text, params, columns=columns is not None, partial=partial)
+
+
+def conjuncts(node: Node) -> list[Node]:
+    """``a and b and c`` as [a, b, c]: the ruleset is true only where each of them is."""
+    if isinstance(node, Binary) and node.op == "and":
+        return conjuncts(node.left) + conjuncts(node.right)
+    return [node]
 
 
 def audience_ids(store: Store, plan: CompiledWorkspace, book: PartnerBook, compiled: CompiledCampaign, ctx: Context,
@@ -90,28 +151,38 @@ def audience_ids(store: Store, plan: CompiledWorkspace, book: PartnerBook, compi
         if taken is None:
             taken = store.partners_in(compiled.id, ("scheduled", "active", "paused"))
         already = list(book.get_many(taken).values())
-        records = _matching(store, plan, book, compiled, ctx, fields=(plan.id_field, *audience.dedupe))
-        kept = dedupe(records, audience.dedupe, plan.id_field, already)
+        query = pushed_down(store, plan, compiled, ctx)
+        records = _matching(store, plan, book, compiled, ctx, query, fields=(plan.id_field, *audience.dedupe))
+        kept = dedupe(records, audience.dedupe, plan.id_field, already)  # in natural order
         ids = [str(r[plan.id_field]) for r in kept]
         if not_in:
             left_out = store.partners_in(compiled.id, tuple(not_in))
             ids = [pid for pid in ids if pid not in left_out]
-        return sorted(ids, key=natural_key)
-    ids = {str(r[plan.id_field]) for r in _matching(store, plan, book, compiled, ctx, fields=(plan.id_field,),
-                                                     not_in=not_in)}
-    return sorted(ids, key=natural_key)
+        return ids
+    query = pushed_down(store, plan, compiled, ctx)
+    ids = [str(r[plan.id_field]) for r in _matching(store, plan, book, compiled, ctx, query,
+                                                     fields=(plan.id_field,), not_in=not_in)]
+    if query is not None and query.columns and not audience.groups:
+        return ids  # SQL gave them in natural order, once each
+    return sorted(set(ids), key=natural_key)
 
 
 def _matching(store: Store, plan: CompiledWorkspace, book: PartnerBook, compiled: CompiledCampaign, ctx: Context,
-              *, fields: Sequence[str], not_in: Sequence[str] = ()) -> Iterator[Mapping]:
+              query: Query | None, *, fields: Sequence[str], not_in: Sequence[str] = ()) -> Iterator[Mapping]:
     """The partners of the audience before dedupe, each as a record holding ``fields``."""
     audience = compiled.audience
-    query = pushed_down(store, plan, compiled, ctx)
     skip = (compiled.id, tuple(not_in)) if not_in else None
     if query is not None:
-        decode = decoder(plan.settings.partners.types()) if fields != (plan.id_field,) else None
-        for pid, data in store.partners_where(query.sql, query.params, with_data=decode is not None, not_in=skip):
-            yield _only(decode(data), fields) if decode else {plan.id_field: pid}
+        whole = query.partial or fields != (plan.id_field,)
+        decode = decoder(plan.settings.partners.types()) if whole else None
+        rows = store.partners_where(query.sql, query.params, with_data=whole, not_in=skip, columns=query.columns)
+        for pid, data in rows:
+            if decode is None:
+                yield {plan.id_field: pid}
+                continue
+            partner = decode(data)
+            if not query.partial or audience.matches(partner, ctx, plan.groups):
+                yield _only(partner, fields)
         members = {pid for group in audience.groups for pid in plan.groups.get(group, ())}
         if skip is not None and members:
             members -= store.partners_in(compiled.id, skip[1])

@@ -98,6 +98,46 @@ class CompiledWorkspace:
         return plan is not None and plan.campaign.exclusive
 
 
+def audience_schema(plan: CompiledWorkspace) -> dict[str, Type]:
+    """The partner schema as audiences read it: ``test`` is a bool even where undeclared (a
+    record may still say ``"test": true``)."""
+    from dsl.types import BOOL
+
+    schema = plan.settings.partners.types()
+    schema.setdefault("test", BOOL)
+    return schema
+
+
+def partner_layout(plan: CompiledWorkspace, dialect: str):
+    """The typed partner columns (:func:`dsl.sql_columns.partner_layout`) of the plan's schema."""
+    schema = audience_schema(plan)
+    return _layout(tuple(schema.items()), dialect)
+
+
+def compared_fields(plan: CompiledWorkspace) -> set[str]:
+    """The partner fields that the active campaigns' rulesets and exclusions (and engine.yaml's
+    exclude) compare with a constant: the store indexes their columns."""
+    from dsl.sql_columns import compared_fields
+
+    if plan.fingerprint not in _COMPARED:
+        if len(_COMPARED) > 64:
+            _COMPARED.clear()
+        nodes = [node for c in plan.campaigns.values() if c.campaign.active
+                 for _, node in c.audience.ruleset_nodes + c.audience.exclusion_nodes]
+        _COMPARED[plan.fingerprint] = frozenset(name for node in nodes for name in compared_fields(node))
+    return set(_COMPARED[plan.fingerprint])
+
+
+_COMPARED: dict[str, frozenset[str]] = {}  # by workspace fingerprint
+
+
+@functools.lru_cache(maxsize=16)
+def _layout(schema: tuple, dialect: str):
+    from dsl.sql_columns import partner_layout
+
+    return partner_layout(dict(schema), dialect)
+
+
 def compile_workspace(workspace: Workspace) -> CompiledWorkspace:
     settings = workspace.settings
     campaigns = {}

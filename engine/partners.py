@@ -26,7 +26,7 @@ from dsl.diagnostics import Diagnostic, error
 from dsl.records import PartnerReader
 from dsl.source import Span
 
-from .compiled import CompiledWorkspace, decoder, encode_partner, record_hash
+from .compiled import CompiledWorkspace, compared_fields, decoder, encode_partner, partner_layout, record_hash
 from .store import Conflict, Store
 
 STAT_KEY, CONTENT_KEY = "partners.stat", "partners.content"
@@ -65,6 +65,11 @@ def import_partners(store: Store, plan: CompiledWorkspace, at: datetime) -> Part
 
 def _import(store: Store, plan: CompiledWorkspace, at: datetime) -> PartnerImport:
     settings = plan.settings.partners
+    layout = partner_layout(plan, store.dialect)
+    if not store.has_partner_columns(layout):  # a new store, or the schema changed: once
+        with store.transaction():
+            store.partner_columns(layout)
+    store.index_partner_columns(layout, compared_fields(plan))
     path = plan.root / settings.source
     schema_key = repr(sorted((name, str(t)) for name, t in settings.types().items())) + settings.id
     try:
@@ -95,6 +100,7 @@ def _import(store: Store, plan: CompiledWorkspace, at: datetime) -> PartnerImpor
         with store.transaction():
             revision = store.upsert_partners(at, since)  # Conflict: nothing written
             if revision is not None:
+                store.partner_columns(layout, revision)
                 result.revision = revision
                 for pid, present in store.partner_changes(revision - 1):
                     (result.changed if present else result.removed).append(pid)

@@ -237,11 +237,14 @@ class PostgresStore(SQLiteStore):
 
     # --- differences of form -----------------------------------------------------------------
 
-    def partners_where(self, condition: str, params: Sequence[Any], **options: Any) -> Iterator[tuple[str, str | None]]:
-        """SQLiteStore's query, with a condition from :mod:`dsl.sql`'s PostgreSQL dialect: that is
-        written for psycopg (``%s`` placeholders, ``%%``), so it goes back to the ``?`` form the
-        adapter translates with the rest of the statement."""
-        return super().partners_where(_qmark(condition), params, **options)
+    def native(self, sql: str) -> str:
+        """A condition from :mod:`dsl.sql`'s PostgreSQL dialect is written for psycopg (``%s``
+        placeholders, ``%%``): back to the ``?`` form the adapter translates with the rest of
+        the statement."""
+        return _qmark(sql)
+
+    def _register_functions(self) -> None:
+        """None: the PostgreSQL dialect calls none of Python's."""
 
     def start_partner_import(self) -> int:
         """SQLiteStore's staging tables, with ``partners_import.data`` as jsonb like

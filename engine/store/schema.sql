@@ -14,7 +14,8 @@ CREATE TABLE IF NOT EXISTS partners (
     hash       TEXT NOT NULL,          -- of data: which records an import changed
     updated_at TEXT NOT NULL,
     removed_at TEXT,                   -- gone from the source since then
-    revision   INTEGER NOT NULL DEFAULT 0  -- the import that last added, changed or removed it
+    revision   INTEGER NOT NULL DEFAULT 0,  -- the import that last added, changed or removed it
+    sort_key   TEXT                    -- dsl.ids.natural_key(id): partner_columns is ordered by it
 );
 CREATE INDEX IF NOT EXISTS partners_revision ON partners (revision, id);
 

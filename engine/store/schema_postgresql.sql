@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS partners (
     hash       TEXT COLLATE "C" NOT NULL,
     updated_at TEXT COLLATE "C" NOT NULL,
     removed_at TEXT COLLATE "C",
-    revision   BIGINT NOT NULL DEFAULT 0
+    revision   BIGINT NOT NULL DEFAULT 0,
+    sort_key   TEXT COLLATE "C"
 );
 CREATE INDEX IF NOT EXISTS partners_revision ON partners (revision, id);
 
@@ -256,6 +257,7 @@ ALTER TABLE campaigns ADD COLUMN IF NOT EXISTS priority INTEGER NOT NULL DEFAULT
 ALTER TABLE enrollments ADD COLUMN IF NOT EXISTS priority INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE enrollments ADD COLUMN IF NOT EXISTS held TEXT COLLATE "C";
 ALTER TABLE popups ADD COLUMN IF NOT EXISTS variant TEXT COLLATE "C";
+ALTER TABLE partners ADD COLUMN IF NOT EXISTS sort_key TEXT COLLATE "C";
 DROP INDEX IF EXISTS enrollments_due;
 CREATE INDEX IF NOT EXISTS enrollments_due_order ON enrollments (due_at, priority DESC, campaign, id)
     WHERE status = 'active';

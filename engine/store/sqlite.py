@@ -21,13 +21,20 @@ import sqlite3
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
+
+from dsl.ids import natural_key
 
 from ..clock import from_iso, iso, maybe_from_iso, maybe_iso
 from ..errors import StoreBusy, StoreError
+from .columns import TABLE as COLUMNS
+from .columns import current, index, indexed, sync
 from .ledger import BUSY_TIMEOUT, Ledger
 from .outcomes import Outcomes
 from .records import ENROLLMENT_COLUMNS, Conflict, Enrollment, StepRun, chunks, stamp
+
+if TYPE_CHECKING:
+    from dsl.sql_columns import Layout
 
 SCHEMA = (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
 CURRENT = ("scheduled", "active", "paused")
@@ -55,6 +62,7 @@ def _people(campaign: str, status: str | None, page: str = "") -> tuple[str, tup
 
 class SQLiteStore(Ledger, Outcomes):
     dialect = "sqlite"
+    _functions = False  # registered on the connection (_register_functions)
 
     def __init__(self, path: Path):
         """Open the store at ``path``, creating it when there is no file. A file that is there
@@ -157,7 +165,8 @@ class SQLiteStore(Ledger, Outcomes):
         revision the import starts from (:meth:`upsert_partners` checks that it still is)."""
         self.end_partner_import()
         self.db.execute("CREATE TEMP TABLE partners_import_ids (line INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE)")
-        self.db.execute("CREATE TEMP TABLE partners_import (id TEXT NOT NULL, data TEXT NOT NULL, hash TEXT NOT NULL)")
+        self.db.execute("CREATE TEMP TABLE partners_import (id TEXT NOT NULL, data TEXT NOT NULL, hash TEXT NOT NULL,"
+                        " sort_key TEXT NOT NULL)")
         return self.partner_revision()
 
     def stage_partners(self, rows: Sequence[tuple[str, int, str | None, str | None]]) -> list[tuple[int, int]]:
@@ -183,8 +192,9 @@ class SQLiteStore(Ledger, Outcomes):
                 "SELECT p.id, p.hash FROM partners_import_ids s JOIN partners p ON p.id = s.id "
                 "WHERE s.line >= ? AND s.line <= ? AND p.removed_at IS NULL", (rows[0][1], rows[-1][1])))
             left_out = {index for index, _ in duplicates}
-            self.db.executemany("INSERT INTO partners_import (id, data, hash) VALUES (?, ?, ?)",
-                                [(pid, data, digest) for index, (pid, _, data, digest) in enumerate(rows)
+            self.db.executemany("INSERT INTO partners_import (id, data, hash, sort_key) VALUES (?, ?, ?, ?)",
+                                [(pid, data, digest, natural_key(pid)) for index, (pid, _, data, digest)
+                                 in enumerate(rows)
                                  if data is not None and known.get(pid) != digest and index not in left_out])
         return duplicates
 
@@ -198,10 +208,11 @@ class SQLiteStore(Ledger, Outcomes):
                 raise Conflict("another import changed the partners since this one began")
             revision, when = since + 1, iso(at)
             written = self.db.execute(
-                "INSERT INTO partners (id, data, hash, updated_at, removed_at, revision) "
-                "SELECT id, data, hash, ?, NULL, ? FROM partners_import WHERE true "
+                "INSERT INTO partners (id, data, hash, updated_at, removed_at, revision, sort_key) "
+                "SELECT id, data, hash, ?, NULL, ?, sort_key FROM partners_import WHERE true "
                 "ON CONFLICT (id) DO UPDATE SET data = excluded.data, hash = excluded.hash, "
-                "updated_at = excluded.updated_at, removed_at = NULL, revision = excluded.revision",
+                "updated_at = excluded.updated_at, removed_at = NULL, revision = excluded.revision, "
+                "sort_key = excluded.sort_key",
                 (when, revision)).rowcount
             removed = self.db.execute(
                 "UPDATE partners SET removed_at = ?, revision = ? WHERE removed_at IS NULL "
@@ -576,19 +587,57 @@ class SQLiteStore(Ledger, Outcomes):
     # --- audiences, pushed down ------------------------------------------------------------
 
     def partners_where(self, condition: str, params: Sequence[Any], *, with_data: bool = False,
-                       not_in: tuple[str, Sequence[str]] | None = None) -> Iterator[tuple[str, str | None]]:
+                       not_in: tuple[str, Sequence[str]] | None = None,
+                       columns: bool = False) -> Iterator[tuple[str, str | None]]:
         """(id, data JSON if asked) of the present partners meeting ``condition``: SQL that the
         expression language's SQL back end (:mod:`dsl.sql`) made over the ``data`` column, with
-        its parameters. ``not_in=(campaign, statuses)`` leaves out the partners with an
+        its parameters; with ``columns``, over the typed columns of :mod:`.columns`, and then
+        in natural order. ``not_in=(campaign, statuses)`` leaves out the partners with an
         enrollment of the campaign in one of those statuses (one index probe each)."""
-        sql = f"SELECT id, {'data' if with_data else 'NULL'} FROM partners WHERE removed_at IS NULL AND ({condition})"
+        self._register_functions()
+        data = "p.data" if with_data else "NULL"
+        if columns:
+            joined = " JOIN partners p ON p.id = c.id" if with_data else ""
+            sql = f"SELECT c.id, {data} FROM {COLUMNS} c{joined} WHERE ({self.native(condition)})"
+        else:
+            sql = f"SELECT p.id, {data} FROM partners p WHERE p.removed_at IS NULL AND ({self.native(condition)})"
         params = list(params)
         if not_in is not None:
             campaign, statuses = not_in
-            sql += (" AND NOT EXISTS (SELECT 1 FROM enrollments e WHERE e.partner = partners.id AND e.campaign = ?"
-                    f" AND e.status IN ({','.join('?' * len(statuses))}))")
+            sql += (f" AND NOT EXISTS (SELECT 1 FROM enrollments e WHERE e.partner = {'c' if columns else 'p'}.id"
+                    f" AND e.campaign = ? AND e.status IN ({','.join('?' * len(statuses))}))")
             params += [campaign, *statuses]
+        if columns:
+            sql += " ORDER BY c.key"
         yield from self.db.execute(sql, params)
+
+    def partner_columns(self, layout: Layout, revision: int | None = None) -> None:
+        """Bring the typed partner columns to ``layout`` (inside a transaction): see :mod:`.columns`."""
+        sync(self, layout, revision)
+
+    def has_partner_columns(self, layout: Layout) -> bool:
+        return current(self, layout)
+
+    def index_partner_columns(self, layout: Layout, fields: Iterable[str]) -> bool:
+        """Index the columns of these fields (and no others); False when nothing changed."""
+        if indexed(self, layout, fields):
+            return False
+        with self.transaction():
+            index(self, layout, fields)
+        return True
+
+    def native(self, sql: str) -> str:
+        """A condition as :mod:`dsl.sql` wrote it for this store, as its connection takes it."""
+        return sql
+
+    def _register_functions(self) -> None:
+        """The Python functions the SQLite dialect of :mod:`dsl.sql` calls (case mapping,
+        regular expressions), registered the first time an audience asks."""
+        if not self._functions:
+            from dsl.sql_sqlite import register_functions
+
+            register_functions(self.db)
+            self._functions = True
 
     def partners_finished(self, since: datetime, until: datetime, campaign: str | None = None) -> set[str]:
         """The partners with an enrollment (of ``campaign``, or of any) that finished or was

@@ -3,11 +3,14 @@ who may be contacted on which channel, and a run over every example campaign."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from campaigns.audience import compile_audience, dedupe, natural_key
 from campaigns.model import Campaign, Settings
@@ -128,6 +131,27 @@ def test_dedupe_in_select_runs_over_the_matching_partners_in_their_order() -> No
 def test_natural_order_of_ids() -> None:
     ids = ["p10", "p2", "p1", "a", "p01", "10", "9"]
     assert sorted(ids, key=natural_key) == ["9", "10", "a", "p01", "p1", "p2", "p10"]
+
+
+def _readable(partner_id: str) -> tuple:
+    """Natural order as people read it: each run of digits a number, the text between them
+    text; the id itself breaks ties."""
+    parts = re.split(r"(\d+)", partner_id)
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(parts)), partner_id
+
+
+partner_ids = st.text(st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\u2028\u2029"),
+                      min_size=1, max_size=12) \
+    | st.from_regex(r"[a-z]{0,2}0*[0-9]{0,4}[a-z٣]?[0-9]{0,3}", fullmatch=True).filter(bool)
+
+
+@given(st.lists(partner_ids, max_size=25))
+def test_the_natural_key_is_a_text_that_sorts_as_people_read_ids(ids: list[str]) -> None:
+    """The key is a text so that SQL orders by it (SQLite: its UTF-8 bytes; PostgreSQL:
+    COLLATE "C"): sorting by it, by its bytes, and by the readable tuple agree."""
+    expected = sorted(ids, key=_readable)
+    assert sorted(ids, key=natural_key) == expected
+    assert sorted(ids, key=lambda pid: natural_key(pid).encode("utf-8")) == expected
 
 
 # --- Consent --------------------------------------------------------------------------------------

@@ -306,6 +306,8 @@ def test_the_schema_has_the_tables_columns_and_indexes_of_sqlites(store_url):
     finally:
         store.close()
     got["outbox"].discard("rowid")  # SQLite's is implicit
+    got.pop("partner_columns", None)  # made by the partner import, of engine.yaml's fields (a reused store has one)
+    got_indexes = {name for name in got_indexes if not name.startswith("partner_columns_")}
     assert got == want
     assert got_indexes == want_indexes
     assert data_type == "jsonb"
