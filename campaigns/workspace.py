@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import gc
-import io
 from dataclasses import dataclass, field, replace
 from datetime import timedelta, tzinfo
 from pathlib import Path
@@ -24,7 +23,7 @@ from dsl.nodes import Name
 from dsl.parser import parse
 from dsl.diagnostics import Diagnostic, SourceError, did_you_mean, error, warning
 from dsl.ids import check_slug, shown
-from dsl.records import PartnerSource, read_partners
+from dsl.partner_check import PartnerCheck, check_partner_source
 from dsl.source import SourceText
 from dsl.types import BOOL, MAX_DURATION, MAX_DURATION_DAYS, Type, record
 from dsl.yamlload import Document, load_yaml
@@ -58,7 +57,7 @@ class Workspace:
     schema: dict[str, Type]
     files: dict[str, CampaignFile]
     groups: dict[str, Path]
-    partners: PartnerSource | None
+    partners: PartnerCheck | None  # what checking the partner source found; not its records
     diagnostics: list[Diagnostic]
 
     @property
@@ -193,25 +192,25 @@ def _check_settings_expressions(settings: Settings, scope: Scope) -> list[Diagno
 
 
 def _groups(root: Path, diagnostics: list[Diagnostic]) -> dict[str, Path]:
+    """The group files; only their header is read (a group may list every partner)."""
     groups: dict[str, Path] = {}
     for path in sorted(p for p in (root / "groups").glob("*.csv") if p.is_file()):
         groups[path.stem] = path
-        text = path.read_text(encoding="utf-8", errors="replace")
-        header = next(csv.reader(io.StringIO(text)), [])
+        with path.open(encoding="utf-8", errors="replace") as file:
+            header = next(csv.reader(file), [])
         if "id" not in [h.strip() for h in header]:
-            diagnostics.append(error(SourceText(str(path), text).span(0), "a group file needs an 'id' column"))
+            diagnostics.append(error(SourceText(str(path), "").span(0), "a group file needs an 'id' column"))
     return groups
 
 
-def _partners(root: Path, settings: Settings, diagnostics: list[Diagnostic]) -> PartnerSource | None:
+def _partners(root: Path, settings: Settings, diagnostics: list[Diagnostic]) -> PartnerCheck | None:
+    """The partner source checked as the import reads it, streaming: no record is kept."""
     path = root / settings.partners.source
     if not path.is_file():
         span = settings.partners.span("source") if settings.partners.document else SourceText(str(root / SETTINGS_FILE), "").span(0)
         diagnostics.append(error(span, f"partner source '{settings.partners.source}' not found"))
         return None
-    with path.open(encoding="utf-8", errors="replace", newline="") as file:  # as the import reads it: CR kept
-        text = file.read()
-    source = read_partners(str(path), text, settings.partners.types(), settings.partners.id, ZoneInfo(settings.timezone))
+    source = check_partner_source(str(path), settings.partners.types(), settings.partners.id, ZoneInfo(settings.timezone))
     diagnostics.extend(source.diagnostics)
     return source
 

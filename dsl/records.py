@@ -31,7 +31,8 @@ Decisions:
 - Streaming: :class:`PartnerReader` reads line by line (a generator) and keeps only the text of
   the current record, so the import reads a source of any size in bounded memory; it can leave
   the duplicate check (a set of every id) to its caller. :func:`read_partners` is that reader
-  over a text already loaded.
+  over a text already loaded. ``engine check`` keeps no record at all: it takes the well-formed
+  lines in bulk and hands the others to this reader (:mod:`dsl.partner_check`).
 """
 
 from __future__ import annotations
@@ -96,6 +97,9 @@ class PartnerReader:
         self.diagnostics: list[Diagnostic] = []
         self._first_line: dict[str, int] | None = {} if duplicates else None
         self._id_index = 0  # CSV: the id column, once the header is read
+        self._names: list[str] = []  # CSV: the header's names, stripped
+        self._columns: list[tuple[int, str, Callable[[Any], Any] | None, Type]] = []  # CSV: the columns read
+        self._last: tuple[int, str] = (0, "")  # CSV: the line and text of the last record read
 
     @property
     def ok(self) -> bool:
@@ -107,8 +111,12 @@ class PartnerReader:
         Never raises on any text."""
         lines = iter(lines)
         lowered = self.path.lower()
-        if lowered.endswith(".csv"):
-            yield from self._csv(lines)
+        if lowered.endswith(".csv"):  # the header, then the rows (one generator less on the way: this is per row)
+            records = _csv_records(self.path, lines, self.diagnostics)
+            if self._csv_header(records):
+                yield from self._csv_rows(records)
+                last, last_text = self._last
+                _check_unterminated(self.diagnostics, self.path, last_text, last)
         elif lowered.endswith(".jsonl"):
             yield from self._jsonl(lines)
         else:
@@ -129,21 +137,22 @@ class PartnerReader:
 
     # --- CSV -----------------------------------------------------------------------------------
 
-    def _csv(self, lines: Iterator[str]) -> Iterator[Row]:
+    def _csv_header(self, records: Iterator[tuple[int, list[str], str]]) -> bool:
+        """Read the header (the first record of ``records``) and plan the columns; False when
+        there is no header or no id column (reported: the rows cannot be read)."""
         path, fields, id_field, tz, diagnostics = self.path, self.fields, self.id_field, self.tz, self.diagnostics
-        records = _csv_records(path, lines, diagnostics)
         header = next(records, None)
         if header is None:
             message = f"the partner source has no header row (it needs an '{id_field}' column)"
             diagnostics.append(error(Span(path, 1, 1), message))
-            return
+            return False
         header_line, header_cells, header_text = header
         names = [cell.strip() for cell in header_cells]
         if id_field not in names:
             message = f"the header has no id column '{id_field}'{did_you_mean(id_field, names)}"
             diagnostics.append(error(Span(path, header_line, 1), message))
             _check_unterminated(diagnostics, path, header_text, header_line)
-            return
+            return False
 
         self._id_index = id_index = names.index(id_field)
         columns: list[tuple[int, str, Callable[[Any], Any] | None, Type]] = []  # None: keep the text
@@ -161,10 +170,18 @@ class PartnerReader:
                 columns.append((index, name, None, STRING))
             else:
                 columns.append((index, name, _converter(type_, tz), type_))
+        self._names, self._columns = names, columns
+        self._last = header_line, header_text
+        return True
 
+    def _csv_rows(self, records: Iterable[tuple[int, list[str], str]]) -> Iterator[Row]:
+        """The rows of ``records`` (after the header, as :meth:`_csv_header` planned them);
+        :attr:`_last` is the line and text of the last record read."""
+        path, id_field, tz, diagnostics = self.path, self.id_field, self.tz, self.diagnostics
+        names, columns, id_index = self._names, self._columns, self._id_index
         width = len(names)
         first_line = self._first_line
-        last, last_text = header_line, header_text
+        last, last_text = self._last
         for line, row, text in records:
             last, last_text = line, text
             problems: list[tuple[int, str]] | None = None
@@ -211,16 +228,16 @@ class PartnerReader:
                 if first_line is not None:
                     first_line[pid] = line
                 yield line, pid, record, text
-
-        _check_unterminated(diagnostics, path, last_text, last)
+        self._last = last, last_text
 
     # --- JSONL ---------------------------------------------------------------------------------
 
-    def _jsonl(self, lines: Iterator[str]) -> Iterator[Row]:
+    def _jsonl(self, lines: Iterable[str], number: int = 0) -> Iterator[Row]:
+        """``number``: the line number before the first of ``lines`` (a BOM is only looked for
+        on line 1)."""
         path, id_field, tz, diagnostics = self.path, self.id_field, self.tz, self.diagnostics
         plan = {name: (_converter(type_, tz), type_) for name, type_ in self.fields.items() if name != id_field}
         first_line = self._first_line
-        number = 0
         for line in lines:
             number += 1
             if line.endswith("\n"):
@@ -436,18 +453,19 @@ _BOOLS = {
 
 
 def _csv_records(
-    path: str, lines: Iterator[str], diagnostics: list[Diagnostic]
+    path: str, lines: Iterable[str], diagnostics: list[Diagnostic], first_line: int = 1
 ) -> Iterator[tuple[int, list[str], str]]:
     """(first physical line, cells, text) of each non-blank CSV record. A record may span lines
     (quoted line breaks); its text is the lines ``csv`` took for it (it never reads ahead), kept
     so that a problem in it can be located. What ``csv`` rejects is reported and skipped. Lines
-    end at line feeds only, as everywhere else in the project."""
+    end at line feeds only, as everywhere else in the project. ``first_line``: the number of the
+    first of ``lines`` (a BOM is only looked for on line 1), which starts a record."""
     taken: list[str] = []
 
     def feed() -> Iterator[str]:
         take = taken.append
         for text in lines:
-            if text.startswith("\ufeff"):  # a BOM from spreadsheet exports; editors do not show it
+            if text.startswith("\ufeff") and first_line == 1:  # a BOM from spreadsheet exports; editors do not show it
                 text = text[1:]
             take(text)
             yield text
@@ -457,7 +475,7 @@ def _csv_records(
             yield text
 
     reader = csv.reader(feed())
-    line = 1
+    line = first_line
     while True:
         try:
             row = next(reader)
@@ -469,7 +487,7 @@ def _csv_records(
         if row and not (len(row) == 1 and not row[0].strip()):
             yield line, row, taken[0] if len(taken) == 1 else "".join(taken)
         taken.clear()
-        line = reader.line_num + 1
+        line = first_line + reader.line_num
 
 
 def _csv_error(path: str, text: str, line: int, message: str) -> Diagnostic:
