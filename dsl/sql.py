@@ -706,6 +706,9 @@ class _Compiler(Time):
                                   lambda p: self.dialect.affix("starts_with", p[0], p[1])), True)
         if plain is not None:
             return self.membership("in", self.string(plain), text)
+        glob = _glob_pattern(pattern)
+        if glob is not None and self.dialect.name == "sqlite":
+            return _bool(_q("({} GLOB {})", text.sql, _p(glob)), True)
         self.dialect.check_string(pattern)
         return _bool(self.dialect.regex_search(pattern, text.sql), True)
 
@@ -745,6 +748,37 @@ class _Compiler(Time):
 
 
 _REGEX_SPECIAL = frozenset(".^$*+?{}[]\\|()")
+
+
+_GLOB_CLASS = re.compile(r"\[(\^?)((?:[A-Za-z0-9]-[A-Za-z0-9]|[A-Za-z0-9])+)\]")
+_GLOB_LITERAL = {"*": "[*]", "?": "[?]"}
+
+
+def _glob_pattern(pattern: str) -> str | None:
+    """The SQLite GLOB that matches exactly where ``re.search(pattern)`` finds something, for a
+    pattern of plain characters, escaped metacharacters and classes of ASCII letters and digits
+    (``^[a-m]``, ``@example\\.com``, ``[0-9][0-9]``); None for any other. Both compare code
+    points, ranges included; a class of ASCII letters and digits never takes U+0000 in Python
+    nor the 0xFF that spells it in SQLite (read there as U+FFFD, which no literal may be)."""
+    anchored = pattern.startswith("^")
+    i, out = (1 if anchored else 0), []
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "[":
+            found = _GLOB_CLASS.match(pattern, i)
+            if found is None or any(a > b for a, b in re.findall(r"(\w)-(\w)", found.group(2))):
+                return None
+            out.append(found.group(0))
+            i = found.end()
+        elif c == "\\" and i + 1 < len(pattern) and pattern[i + 1] in ".^$*+?{}|()-\\/@#&~=!<>,;:'\"%":
+            out.append(_GLOB_LITERAL.get(pattern[i + 1], pattern[i + 1]))
+            i += 2
+        elif c in _REGEX_SPECIAL or c in "\0\ufffd" or not c.isprintable():
+            return None
+        else:
+            out.append(c)
+            i += 1
+    return ("" if anchored else "*") + "".join(out) + "*"
 
 
 def _plain_pattern(pattern: str) -> tuple[bool, str | None]:

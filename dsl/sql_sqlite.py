@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sqlite3
 import threading
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import runtime
@@ -39,6 +39,7 @@ def _check_sqlite_accepts(sql: _S, columns: tuple[str, ...]) -> None:
         register_functions(db)
         db.execute(f"CREATE TABLE t ({', '.join(names)})")
         scratch[names] = db
+    register_patterns(scratch[names], sql.text)
     try:
         alias = f"AS {table}" if table else ""
         scratch[names].execute(f"SELECT 1 FROM t {alias} WHERE {sql.text}", sql.params)
@@ -117,8 +118,12 @@ class _SQLite:
         return _q(f"CAST(engine_{name}(CAST({{}} AS BLOB)) AS TEXT)", text)
 
     def regex_search(self, pattern: str, text: _S) -> _S:
-        """``re.search`` itself: SQLite has no regular expressions of its own."""
-        return _q("engine_matches({}, CAST({} AS BLOB))", _p(pattern.encode("utf-8")), text)
+        """``re.search`` itself, SQLite having no regular expressions of its own: a function of
+        the pattern's own (:func:`register_patterns`), given the text (as its bytes when it
+        holds U+0000, spelled 0xFF, which is not UTF-8)."""
+        name = pattern_function(pattern)
+        return _q(f"(CASE WHEN instr({{}}, {_FF}) > 0 THEN {name}_bytes(CAST({{}} AS BLOB)) ELSE {name}({{}}) END)",
+                  text, text, text)
 
     def plain_in(self, constant: _E) -> bool:
         """Whether ``x IN (..., constant)`` compares x with it as the language does."""
@@ -245,15 +250,29 @@ def _case(method: Callable[[str], str]) -> Callable[[bytes | None], bytes | None
     return change
 
 
-@lru_cache(maxsize=256)
-def _pattern(pattern: bytes) -> re.Pattern:
-    return runtime.regex(pattern.decode("utf-8"))  # the compiler passes valid ones only
+_PATTERNS: dict[str, str] = {}  # function name → the regular expression it searches for
+_NAMED = re.compile(r"\bengine_re_[0-9a-f]{16}\b")
 
 
-def _matches(pattern: bytes, value: bytes | None) -> int | None:
-    if value is None:
-        return None
-    return int(_pattern(pattern).search(_text(value)) is not None)
+def pattern_function(pattern: str) -> str:
+    """The name of the function that searches for ``pattern`` (valid: the compiler checked)."""
+    name = "engine_re_" + hashlib.sha256(pattern.encode("utf-8")).hexdigest()[:16]
+    _PATTERNS.setdefault(name, pattern)
+    return name
+
+
+def _search(pattern: str) -> tuple[Callable[[str | None], bool], Callable[[bytes | None], bool]]:
+    """Two functions per pattern, compiled once, for a text (a call costs the search and little
+    else) and for the bytes of one that holds U+0000 (0xFF there, which is not UTF-8)."""
+    search = runtime.regex(pattern).search
+
+    def found(value: str | None) -> bool:
+        return value is not None and search(value) is not None
+
+    def found_in_bytes(value: bytes | None) -> bool:
+        return value is not None and search(_text(value)) is not None
+
+    return found, found_in_bytes
 
 
 def calls_python(sql: str) -> bool:
@@ -262,7 +281,18 @@ def calls_python(sql: str) -> bool:
 
 
 def register_functions(db: sqlite3.Connection) -> None:
-    """Make the functions the SQLite dialect calls known to ``db``."""
+    """Make the functions the SQLite dialect calls known to ``db`` (those of patterns: see
+    :func:`register_patterns`)."""
     db.create_function("engine_lower", 1, _case(str.lower), deterministic=True)
     db.create_function("engine_upper", 1, _case(str.upper), deterministic=True)
-    db.create_function("engine_matches", 2, _matches, deterministic=True)
+
+
+def register_patterns(db: sqlite3.Connection, sql: str, known: set[str] | None = None) -> None:
+    """Make the pattern functions that ``sql`` calls known to ``db`` (``known``: those it has,
+    updated)."""
+    for name in set(_NAMED.findall(sql)) - (known or set()):
+        found, found_in_bytes = _search(_PATTERNS[name])
+        db.create_function(name, 1, found, deterministic=True)
+        db.create_function(f"{name}_bytes", 1, found_in_bytes, deterministic=True)
+        if known is not None:
+            known.add(name)

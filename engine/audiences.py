@@ -160,11 +160,12 @@ def audience_ids(store: Store, plan: CompiledWorkspace, book: PartnerBook, compi
             ids = [pid for pid in ids if pid not in left_out]
         return ids
     query = pushed_down(store, plan, compiled, ctx)
-    ids = [str(r[plan.id_field]) for r in _matching(store, plan, book, compiled, ctx, query,
-                                                     fields=(plan.id_field,), not_in=not_in)]
-    if query is not None and query.columns and not audience.groups:
-        return ids  # SQL gave them in natural order, once each
-    return sorted(set(ids), key=natural_key)
+    if query is not None and query.columns and not query.partial and not audience.groups:
+        skip = (compiled.id, tuple(not_in)) if not_in else None  # SQL gives them in natural order, once each
+        return [pid for pid, _ in store.partners_where(query.sql, query.params, not_in=skip, columns=True)]
+    ids = {str(r[plan.id_field]) for r in _matching(store, plan, book, compiled, ctx, query,
+                                                     fields=(plan.id_field,), not_in=not_in)}
+    return sorted(ids, key=natural_key)
 
 
 def _matching(store: Store, plan: CompiledWorkspace, book: PartnerBook, compiled: CompiledCampaign, ctx: Context,

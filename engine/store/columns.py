@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 TABLE = "partner_columns"
 LAYOUT_KEY = "partners.columns"  # meta: the layout the table was built for
 INDEXES_KEY = "partners.columns.indexes"  # meta: the columns that have an index, as JSON
+ANALYZED_KEY = "partners.columns.analyzed"  # meta: rows the table had at its last ANALYZE
 
 
 def current(store: SQLiteStore, layout: Layout) -> bool:
@@ -44,9 +45,12 @@ def sync(store: SQLiteStore, layout: Layout, revision: int | None = None) -> Non
     if not current(store, layout):
         _rebuild(store, layout)
     elif revision is not None:
-        store.db.execute(f"DELETE FROM {TABLE} WHERE key IN (SELECT sort_key FROM partners WHERE revision = ?)",
-                         (revision,))
-        _insert(store, layout, "revision = ? AND removed_at IS NULL", (revision,))
+        removed = store.db.execute(f"DELETE FROM {TABLE} WHERE key IN (SELECT sort_key FROM partners "
+                                   "WHERE revision = ?)", (revision,)).rowcount
+        written = _insert(store, layout, "revision = ? AND removed_at IS NULL", (revision,))
+        analyzed = int(store.meta(ANALYZED_KEY) or 0)
+        if max(removed, written) > max(1000, analyzed // 10):  # the planner's statistics are stale
+            _analyze(store)
 
 
 def _rebuild(store: SQLiteStore, layout: Layout) -> None:
@@ -57,7 +61,7 @@ def _rebuild(store: SQLiteStore, layout: Layout) -> None:
     suffix = " WITHOUT ROWID" if store.dialect == "sqlite" else ""
     store.db.execute(f"CREATE TABLE {TABLE} (key {text} PRIMARY KEY, id {text} NOT NULL{columns}){suffix}")
     _insert(store, layout, "removed_at IS NULL", ())
-    store.db.execute(f"ANALYZE {TABLE}")
+    _analyze(store)
     store.set_meta(LAYOUT_KEY, layout.key)
     store.set_meta(INDEXES_KEY, "[]")
 
@@ -79,7 +83,7 @@ def index(store: SQLiteStore, layout: Layout, fields: Iterable[str]) -> None:
         store.db.execute(f"DROP INDEX IF EXISTS {TABLE}_{name}")
     for name in wanted:
         store.db.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_{name} ON {TABLE} ({name})")
-    store.db.execute(f"ANALYZE {TABLE}")
+    _analyze(store)
     store.set_meta(INDEXES_KEY, json.dumps(wanted))
 
 
@@ -88,11 +92,18 @@ def _index_names(layout: Layout, fields: Iterable[str]) -> list[str]:
     return sorted(c.name for c in layout.columns if c.field in fields)
 
 
-def _insert(store: SQLiteStore, layout: Layout, where: str, params: tuple) -> None:
+def _insert(store: SQLiteStore, layout: Layout, where: str, params: tuple) -> int:
     names = "".join(f", {c.name}" for c in layout.columns)
     reads = "".join(f", {store.native(c.read)}" for c in layout.columns)
-    store.db.execute(f"INSERT INTO {TABLE} (key, id{names}) SELECT sort_key, id{reads} FROM partners WHERE {where}",
-                     (*(p for c in layout.columns for p in c.params), *params))
+    return store.db.execute(f"INSERT INTO {TABLE} (key, id{names}) SELECT sort_key, id{reads} FROM partners "
+                            f"WHERE {where}", (*(p for c in layout.columns for p in c.params), *params)).rowcount
+
+
+def _analyze(store: SQLiteStore) -> None:
+    """Fresh statistics: with them the planner scans where most rows match and takes an index
+    where few do (without, SQLite takes any index it can)."""
+    store.db.execute(f"ANALYZE {TABLE}")
+    store.set_meta(ANALYZED_KEY, str(store.db.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]))
 
 
 def _fill_sort_keys(store: SQLiteStore) -> None:

@@ -243,7 +243,7 @@ class PostgresStore(SQLiteStore):
         the statement."""
         return _qmark(sql)
 
-    def _register_functions(self) -> None:
+    def _register_functions(self, condition: str) -> None:
         """None: the PostgreSQL dialect calls none of Python's."""
 
     def start_partner_import(self) -> int:

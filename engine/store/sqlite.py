@@ -62,7 +62,7 @@ def _people(campaign: str, status: str | None, page: str = "") -> tuple[str, tup
 
 class SQLiteStore(Ledger, Outcomes):
     dialect = "sqlite"
-    _functions = False  # registered on the connection (_register_functions)
+    _functions: set[str] | None = None  # the pattern functions registered on the connection
 
     def __init__(self, path: Path):
         """Open the store at ``path``, creating it when there is no file. A file that is there
@@ -594,7 +594,7 @@ class SQLiteStore(Ledger, Outcomes):
         its parameters; with ``columns``, over the typed columns of :mod:`.columns`, and then
         in natural order. ``not_in=(campaign, statuses)`` leaves out the partners with an
         enrollment of the campaign in one of those statuses (one index probe each)."""
-        self._register_functions()
+        self._register_functions(condition)
         data = "p.data" if with_data else "NULL"
         if columns:
             joined = " JOIN partners p ON p.id = c.id" if with_data else ""
@@ -630,14 +630,17 @@ class SQLiteStore(Ledger, Outcomes):
         """A condition as :mod:`dsl.sql` wrote it for this store, as its connection takes it."""
         return sql
 
-    def _register_functions(self) -> None:
-        """The Python functions the SQLite dialect of :mod:`dsl.sql` calls (case mapping,
-        regular expressions), registered the first time an audience asks."""
-        if not self._functions:
-            from dsl.sql_sqlite import register_functions
+    def _register_functions(self, condition: str) -> None:
+        """The Python functions the SQLite dialect of :mod:`dsl.sql` calls (case mapping, one per
+        regular expression), registered the first time a condition calls them."""
+        if "engine_" not in condition:
+            return
+        from dsl.sql_sqlite import register_functions, register_patterns
 
+        if self._functions is None:
             register_functions(self.db)
-            self._functions = True
+            self._functions = set()
+        register_patterns(self.db, condition, self._functions)
 
     def partners_finished(self, since: datetime, until: datetime, campaign: str | None = None) -> set[str]:
         """The partners with an enrollment (of ``campaign``, or of any) that finished or was

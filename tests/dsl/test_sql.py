@@ -37,7 +37,7 @@ from dsl.parser import parse
 from dsl.runtime import Context
 from dsl.sql import Condition, Unsupported, to_sql
 from dsl.sql_columns import partner_layout
-from dsl.sql_sqlite import register_functions
+from dsl.sql_sqlite import register_functions, register_patterns
 from dsl.types import BOOL, DATE, DATETIME, NUMBER, STRING, enum, list_of
 from engine.compiled import decoder, encode_partner, record_hash
 from tests.dsl.test_compile import (
@@ -123,6 +123,7 @@ class Store:
         self.fill_columns()
 
     def select(self, condition: Condition, table: str = "partners") -> set[str]:
+        register_patterns(self.db, condition.sql)
         rows = self.db.execute(f"SELECT id FROM {table} WHERE {condition.sql}", condition.params)
         return {pid for (pid,) in rows}
 
@@ -479,9 +480,21 @@ def test_why_sqlite_calls_python_to_change_case() -> None:
     assert selected == python == {"p2", "p5"}
 
 
+@pytest.mark.parametrize("pattern, glob", [
+    ("^[a-m]", "[a-m]*"), ("@example\\.com", "*@example.com*"), ("[^a-z]x", "*[^a-z]x*"), ("x\\*", "*x[*]*"),
+    ("^[z-a]", None), ("a.b", None), ("\\d", None), ("[aå]", None), ("s$", None), ("a|b", None), ("\ufffd", None),
+])
+def test_simple_patterns_become_a_glob_on_sqlite(pattern: str, glob: str | None) -> None:
+    """GLOB compares code points like Python's re; only patterns whose every piece means the
+    same in both are translated (no `.`: GLOB's `?` also takes a line feed)."""
+    from dsl.sql import _glob_pattern
+
+    assert _glob_pattern(pattern) == glob
+
+
 @pytest.mark.parametrize("pattern, expected", [
     ("^A", {"p1"}), ("nn", {"p1"}), ("", {"p1", "p2", "p4", "p5"}), ("(?i)^å", {"p2"}), ("^[AÅ]", {"p1", "p2"}),
-    ("n$", {"p1"}), ("\\w", {"p1", "p2", "p5"}),
+    ("n$", {"p1"}), ("\\w", {"p1", "p2", "p5"}), ("^[A-Z]", {"p1"}), ("[^A-Za-z]", {"p2", "p5"}),
 ])
 def test_matches_is_python_re_search(pattern: str, expected: set, store: Store) -> None:
     try:
@@ -796,7 +809,8 @@ TYPED_LEAVES = {
 }
 
 
-PATTERNS = ["^A", "a", "", "^", "ss", "(?i)s", "[aå]", "\\d", "s$", ".", "^\u212a", "\u0000", "(", "a|b"]
+PATTERNS = ["^A", "a", "", "^", "ss", "(?i)s", "[aå]", "\\d", "s$", ".", "^\u212a", "\u0000", "(", "a|b", "^[a-m]",
+            "[^a-z]", "\\.", "\ufffd"]
 
 
 @lru_cache(maxsize=None)
