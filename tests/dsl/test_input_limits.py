@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import resource
 import shutil
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -141,11 +140,11 @@ def billion_laughs() -> str:
     return "name: T\nx:\n" + "".join(f"  {line}\n" for line in lines)
 
 
-def test_an_alias_bomb_is_refused_at_its_first_alias_quickly() -> None:
-    started = time.perf_counter()
+def test_an_alias_bomb_is_refused_at_its_first_alias() -> None:
+    """Refused where the first alias is (line 4), before anything is expanded: 10**10 values
+    would never finish (so no clock is needed to tell)."""
     with pytest.raises(SourceError) as caught:
         load_yaml("bomb.yaml", billion_laughs())
-    assert time.perf_counter() - started < 2
     (problem,) = caught.value.diagnostics
     assert (problem.span.line, problem.span.col) == (4, 12)
     assert problem.message.startswith(f"aliases (*a0) expand this file to more than {MAX_ALIAS_VALUES} repeated values")
@@ -264,7 +263,6 @@ def test_fmt_and_diff_refuse_the_bomb_without_expanding_it(tmp_path: Path, capsy
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text(billion_laughs())
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    started = time.perf_counter()
     assert main(["fmt", "--check", str(bomb)]) == 1
     out = capsys.readouterr()
     assert "bomb.yaml:4:12: error: aliases (*a0)" in out.out + out.err
@@ -273,7 +271,6 @@ def test_fmt_and_diff_refuse_the_bomb_without_expanding_it(tmp_path: Path, capsy
     assert main(["diff", str(plain), str(bomb)]) == 1
     out = capsys.readouterr()
     assert "bomb.yaml:4:12: error: aliases (*a0)" in out.out + out.err
-    assert time.perf_counter() - started < 5
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: no gigabytes
 
 
