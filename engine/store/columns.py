@@ -110,4 +110,9 @@ def _fill_sort_keys(store: SQLiteStore) -> None:
     """Partners imported before the store kept sort keys get theirs (once)."""
     missing = [pid for (pid,) in store.db.execute("SELECT id FROM partners WHERE sort_key IS NULL")]
     for chunk in chunks(missing, 10_000):
-        store.db.executemany("UPDATE partners SET sort_key = ? WHERE id = ?", [(natural_key(p), p) for p in chunk])
+        if store.dialect == "postgresql":  # one statement a chunk, not one a row
+            store.db.execute("UPDATE partners p SET sort_key = v.key FROM unnest(?::text[], ?::text[]) AS v(id, key) "
+                             "WHERE p.id = v.id", (chunk, [natural_key(p) for p in chunk]))
+        else:
+            store.db.executemany("UPDATE partners SET sort_key = ? WHERE id = ?",
+                                 [(natural_key(p), p) for p in chunk])

@@ -119,6 +119,23 @@ def test_a_schema_change_rebuilds_the_columns(tmp_path, make_engine):
             == _python(engine, compiled)
 
 
+def test_a_store_from_before_the_columns_gets_them_at_the_next_tick(tmp_path, make_engine):
+    """An older store: partners without sort keys, no columns table. The next tick builds it."""
+    rows = [partner(pid, revenue=str(i * 100)) for i, pid in enumerate(IDS)]
+    engine = make_engine(workspace(tmp_path, {"big": campaign(steps=HELLO, audience="big: partner.revenue >= 300")},
+                                   partners_csv(*rows)))
+    engine.tick()
+    with engine.store.transaction():
+        engine.store.db.execute(f"DROP TABLE {TABLE}")
+        engine.store.db.execute("UPDATE partners SET sort_key = NULL")
+        engine.store.db.execute("DELETE FROM meta WHERE key = ?", (LAYOUT_KEY,))
+    engine.clock.advance(timedelta(hours=1))
+    engine.tick()
+    _columns_hold_the_records(engine)
+    keys = dict(engine.store.db.execute("SELECT id, sort_key FROM partners").fetchall())
+    assert keys == {pid: natural_key(pid) for pid in IDS}
+
+
 def test_the_columns_that_rulesets_compare_get_an_index(tmp_path, make_engine):
     engine = make_engine(workspace(tmp_path, {"gold": campaign(
         steps=HELLO, audience='gold: partner.tier == "gold" and partner.revenue >= 100 and len(partner.name) > 1')},
