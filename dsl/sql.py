@@ -385,8 +385,12 @@ class _Compiler(Time):
             raise Unsupported(f"the field '{name}' is not in the schema")
         path = self.dialect.path(name)
         kind = declared.kind
+        column = None  # a list's record: this one's own column, or the partner's record
         if self.columns is None:
             sql = self.dialect.field(self.column, path, kind)
+        elif name in self.columns and kind == "list":  # a record of the list alone (dsl.sql_columns)
+            column = self.columns[name]
+            sql = self.dialect.field(column, path, kind)
         elif name in self.columns:  # holding what dialect.field() reads (dsl.sql_columns)
             sql = _S(self.columns[name], simple=True)
         else:
@@ -402,7 +406,7 @@ class _Compiler(Time):
         listed = declared.item.kind if declared.item is not None else None
         if kind == "list" and listed in ("string", "number", "enum"):
             item = "string" if declared.item.kind == "enum" else declared.item.kind
-            return _E("list", sql, path=path, item=item)
+            return _E("list", sql, path=path, item=item, column=column)
         raise Unsupported(f"fields of type {declared}")
 
     def index(self, node: Index) -> _E:
@@ -424,7 +428,7 @@ class _Compiler(Time):
                 return container.items[position] if 0 <= position < len(container.items) else NULL_E
             if position < 0:
                 return NULL_E
-            item = self.dialect.list_item(self.column, container.path, position, container.item)
+            item = self.dialect.list_item(container.column or self.column, container.path, position, container.item)
             return _E(container.item, item, nul=container.item == "string")
         if container.kind == "string":
             if position is None or position < 0:
@@ -557,7 +561,7 @@ class _Compiler(Time):
             return self.in_list(op, x, container.items)
         if not _comparable(x.kind, container.item):
             raise Unsupported(f"a {x.kind} in a list of {container.item}s")
-        column = self.column
+        column = container.column or self.column
 
         def build(parts: list[_S]) -> _S:
             item = parts[0]
@@ -678,7 +682,7 @@ class _Compiler(Time):
             if arg.kind == "list" and arg.items is not None:
                 return self.constant(len(arg.items))
             if arg.kind == "list":
-                return _E("number", self.dialect.list_length(self.column, arg.path), numtype="int")
+                return _E("number", self.dialect.list_length(arg.column or self.column, arg.path), numtype="int")
             return NULL_E
         if name == "days_since":
             if arg.kind == "date":

@@ -3,15 +3,17 @@ instead of the JSON record.
 
 A condition over the record decodes JSON in every row (``json_extract`` / ``->>``), three times
 for a three-clause ruleset; the same condition over plain columns costs a fifth of that. The
-store keeps one narrow table of the schema's scalar fields (:mod:`engine.store.columns`) and
+store keeps one narrow table of the schema's fields (:mod:`engine.store.columns`) and
 fills each column with *the very SQL* that reads that field from the record in this dialect
 (:attr:`Column.read`), so that a column holds exactly the value the record-reading condition
 would have computed: the compiler's semantics (nulls, numbers, U+0000, text order) stay what
 they are, and a condition is compiled for columns just by naming them
 (``to_sql(..., columns=layout.names)``).
 
-Lists stay in the record: a condition that reads a list field is compiled over the record, as
-before. The layout's :attr:`Layout.key` changes whenever a field is added, removed or retyped;
+A list field's column holds a record of that field alone (``{"tags": [...]}``): the list
+functions read it with the field's own path, exactly as they read the whole record. A field of
+an unknown type, or with a name no record path can hold, has no column: a condition reading it
+is compiled over the record (:class:`dsl.sql.NoColumn`). The layout's :attr:`Layout.key` changes whenever a field is added, removed or retyped;
 the store rebuilds the table when it sees another key.
 """
 
@@ -26,7 +28,7 @@ from typing import Mapping
 from .nodes import Attribute, Binary, Name, Node
 from .types import Type
 
-KINDS = ("string", "enum", "number", "bool", "date", "datetime")  # what gets a column
+KINDS = ("string", "enum", "number", "bool", "date", "datetime", "list")  # what gets a column
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,9 @@ def column_name(field: str, kind: str) -> str:
 
 
 def partner_layout(schema: Mapping[str, Type], dialect: str = "sqlite") -> Layout:
-    """A column for each scalar field of the schema, in the schema's order. A field whose name
-    no record path can hold in this dialect gets none (its conditions are compiled over the
-    record, or evaluated in Python)."""
+    """A column for each field of the schema (a list: a record of it alone), in the schema's
+    order. A field of an unknown type, or whose name no record path can hold in this dialect,
+    gets none (its conditions are compiled over the record, or evaluated in Python)."""
     from .sql import _DIALECTS  # the dialects live with the compiler
 
     spoken = _DIALECTS[dialect]
@@ -83,7 +85,10 @@ def partner_layout(schema: Mapping[str, Type], dialect: str = "sqlite") -> Layou
         except Exception:  # Unsupported: such a field is never pushed down
             continue
         name = column_name(field, declared.kind)
-        read = spoken.finish(spoken.field("data", spoken.path(field), declared.kind), ("data",), None)
+        if declared.kind == "list":  # a record of the list alone: read as the record is
+            read = spoken.finish(spoken.list_record("data", field, spoken.path(field)), ("data",), None)
+        else:
+            read = spoken.finish(spoken.field("data", spoken.path(field), declared.kind), ("data",), None)
         columns.append(Column(field, declared.kind, name, spoken.column_type(declared.kind), read.sql, read.params))
     return Layout(tuple(columns), spoken.name)
 

@@ -64,8 +64,14 @@ class _PostgreSQL:
 
     def column_type(self, kind: str) -> str:
         """The type :meth:`field` reads the kind as: numbers exact, dates and datetimes as the
-        import's ISO text (the compiler compares and casts them as such)."""
-        return {"number": "numeric", "bool": "boolean"}.get(kind, "text")
+        import's ISO text (the compiler compares and casts them as such); a list as a record
+        of it alone (:meth:`list_record`)."""
+        return {"number": "numeric", "bool": "boolean", "list": "jsonb"}.get(kind, "text")
+
+    def list_record(self, column: str, name: str, path: str) -> _S:
+        """A record of one list field alone (``{"tags": [...]}``), which the list functions
+        read with the field's own path."""
+        return _S(f"jsonb_build_object(?, {column} -> ?)", (name, path), simple=True)
 
     def change_case(self, name: str, text: _S) -> _S:
         raise Unsupported(f"{name}() of a string: PostgreSQL follows its collation's locale, not Python")

@@ -76,6 +76,11 @@ class _SQLite:
         """None: a column keeps each value as the record's JSON gave it (int or float, 1/0)."""
         return ""
 
+    def list_record(self, column: str, name: str, path: str) -> _S:
+        """A record of one list field alone (JSON text ``{"tags": [...]}``), which the list
+        functions read with the field's own path."""
+        return _S(f"json_object(?, json(json_extract({column}, ?)))", (name, path), simple=True)
+
     def check_name(self, name: str) -> None:
         _check_text(name, "a field name")
         if any(c in name for c in '"\\') or any(ord(c) < 0x20 for c in name):

@@ -105,6 +105,7 @@ class _E:
     const: Any = _NOT_CONSTANT
     values: frozenset | None = None  # a string that can only take these values (enum fields)
     path: str | None = None  # a list field: its JSON path
+    column: str | None = None  # a list field in a column of its own (a record of it alone): that column
     item: str | None = None  # a list field: the kind of its items
     items: tuple[_E, ...] | None = None  # a list literal: its items
     # numbers, for PostgreSQL: "int" or "float" when known (else either, per row), and whether

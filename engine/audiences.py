@@ -8,10 +8,10 @@ one condition made by the expression language's SQL back end (:mod:`dsl.sql`), s
 records are filtered where they live; group members (a list of ids) and dedupe (an order over
 the matching partners) are done here.
 
-**Where SQL reads.** The store keeps the schema's scalar fields in typed columns
+**Where SQL reads.** The store keeps the schema's fields in typed columns
 (:mod:`engine.store.columns`); a condition over them costs a fraction of one that decodes each
-JSON record. A condition reading a list field, or a store whose columns are not (yet) of this
-schema, reads the records instead.
+JSON record. A store whose columns are not (yet) of this schema, or a field without a column
+(of an unknown type), makes the condition read the records instead.
 
 **Partial push-down.** A ruleset is split at its top-level ``and``: the parts SQL can express
 exactly go to SQL, the others (``in_campaign`` and the other facts, ``matches`` on PostgreSQL)
@@ -88,7 +88,7 @@ def _translate(store: Store, plan: CompiledWorkspace, compiled: CompiledCampaign
     if columns is not None:
         try:
             return _condition(store, plan, compiled, ctx, columns)
-        except NoColumn:  # a list field: the records have it
+        except NoColumn:  # a field of an unknown type: the records have it
             pass
     return _condition(store, plan, compiled, ctx, None)
 

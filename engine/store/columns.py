@@ -1,7 +1,7 @@
-"""The partner schema's scalar fields in typed columns: what audiences are asked of.
+"""The partner schema's fields in typed columns: what audiences are asked of.
 
 ``partner_columns`` holds, for each present partner, its natural sort key (:func:`dsl.ids.
-natural_key`), its id and one column per scalar field of the partner schema
+natural_key`), its id and one column per field of the partner schema
 (:func:`dsl.sql_columns.partner_layout`). The JSON record in ``partners.data`` stays what
 templates, pages and the import read; this narrow table is what an audience's SQL scans: a
 column instead of decoding JSON in every row, and a table a third of the size. Its key orders
@@ -11,7 +11,7 @@ a sort.
 The import keeps it current (:func:`sync`, inside the import's transaction): the partners an
 import wrote or removed are replaced; a layout other than the one the table was built for (a
 field added, removed or retyped in engine.yaml) rebuilds it, which is one ``INSERT ... SELECT``.
-Until then, and for conditions that read a list field, audiences read the records instead.
+Until then audiences read the records instead.
 """
 
 from __future__ import annotations

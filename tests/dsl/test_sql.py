@@ -86,7 +86,7 @@ def d(text: str) -> date:
 
 class Store:
     """An in-memory SQLite database with the engine's own schema, partners stored as the
-    import stores them; and a table of the schema's scalar fields as typed columns, filled
+    import stores them; and a table of the schema's fields as typed columns, filled
     by the layout's own SQL (dsl/sql_columns.py) as the engine's store fills it."""
 
     dialect = "sqlite"
@@ -917,7 +917,7 @@ def agree(nodes: list[Node], partners: list[dict], now: datetime, tz, store: Sto
         assert store.select(condition) == expected, (node, condition)
         try:
             over_columns = store.to_sql(node, now=now, tz=tz, columns=store.layout.names)
-        except Unsupported:  # a list field: read from the record only
+        except Unsupported:  # a field without a column: read from the record only
             continue
         assert store.select(over_columns, "partner_columns") == expected, (node, over_columns)
     return supported

@@ -1,4 +1,4 @@
-"""The partner schema's scalar fields in typed columns (engine/store/columns.py), and audiences
+"""The partner schema's fields in typed columns (engine/store/columns.py), and audiences
 pushed down over them, in part or whole (engine/audiences.py). Each test runs on both stores.
 
 - The columns hold, for every present partner, exactly what the record-reading SQL reads,
