@@ -2,6 +2,7 @@
 
     python bench/scale.py [--partners 1000000] [--due 100000] [--repeat 5] [--runs 1]
                           [--postgres postgresql:///engine_test] [--pg-due 50000] [--workers 1,2,4]
+                          [--worker-runs 5] [--skip-big | --workers-only]
 
 Generates deterministic workspaces (bench/tick.py's generator: ids p000000…, tier, language,
 revenue, email) in a temporary directory and prints one table. Every phase runs in a fresh
@@ -17,7 +18,13 @@ process, so its peak resident set is its own:
                  `engine tick` runs against whole `engine check` runs of the same workspace
     all due      --due email steps through the file transport (a second workspace)
     workers      (with --postgres) --pg-due email steps split by 1, 2 and 4 `engine tick`
-                 processes on one PostgreSQL store; every message id must appear exactly once
+                 processes on one PostgreSQL store (whole processes: start-up, steps and
+                 delivery through the file transport); every message id must appear exactly
+                 once. The worker counts take turns run by run (--worker-runs of each), so a
+                 change in the machine's load falls on all of them; printed: the median and
+                 min–max of each, its ratio to one worker, the load average before and after,
+                 and whether the targets of issue 17 are met (one worker ≥ 8,000 steps/s, two
+                 ≥ 1.6× one, no step twice). --workers-only runs only this phase.
 
 PostgreSQL runs use a fresh schema per store (``?options=-csearch_path=...``), dropped at the end.
 """
@@ -107,7 +114,7 @@ def audience_worker(spec: dict[str, Any]) -> dict[str, Any]:
     times: dict[str, list[float]] = {"generated": [], "hand": [], "audience": []}
     sizes: dict[str, int] = {}
     for _ in range(spec["repeat"]):  # interleaved, so that caches and the machine treat them alike
-        for name, run in (("generated", lambda: [pid for pid, _ in store.partners_where(query.sql, query.params)]),
+        for name, run in (("generated", lambda: [pid for pid, _ in store.partners_where(query.sql, query.params, columns=query.columns)]),
                           ("hand", hand),
                           ("audience", lambda: audience_ids(store, plan, engine.book, compiled, ctx, taken=()))):
             start = time.perf_counter()
@@ -221,6 +228,69 @@ def workers_run(pristine: Path, tmp: Path, schemas: Schemas, count: int, workers
             "twice": len(lines) - len(set(lines)), "step_runs": runs}
 
 
+def sqlite_all_due(tmp: Path, due_count: int, runs_wanted: int) -> None:
+    due = tmp / "due"
+    make_workspace(due, due_count, first_wait=True)
+    runs = []
+    for run in range(runs_wanted):
+        root = tmp / f"due-{run}"
+        shutil.copytree(due, root)
+        expect("import", run_worker(root, [T0 - timedelta(hours=1)]))
+        expect("enroll", run_worker(root, [T0]), enrolled=due_count)
+        runs.append(run_worker(root, [T0 + timedelta(hours=1)]))
+        expect("all due", runs[-1], executed=due_count, delivered=due_count)
+    seconds = [r["seconds"][0] for r in runs]
+    line(f"SQLite: {due_count:,} email steps due (file transport)", seconds,
+         f"{due_count / statistics.median(seconds):,.0f} steps/s", max(r["peak_mb"] for r in runs))
+
+
+TARGET_ONE = 8_000  # steps/s of one worker (issue 17)
+TARGET_TWO = 1.6  # two workers' rate over one's
+
+
+def workers_phase(tmp: Path, schemas: Schemas, count: int, counts: list[int], runs: int) -> bool:
+    """The workers rows (see the module's docstring); True when a target or a check failed."""
+    pg_due = tmp / "pg-due"
+    make_workspace(pg_due, count, first_wait=True)
+    results: dict[int, list[dict[str, Any]]] = {w: [] for w in counts}
+    loads: dict[int, list[float]] = {w: [] for w in counts}
+    for run in range(runs):  # the counts take turns: 1, 2, 1, 2, ...
+        for workers in counts:
+            loads[workers].append(os.getloadavg()[0])
+            results[workers].append(workers_run(pg_due, tmp, schemas, count, workers, run))
+    rates: dict[int, float] = {}
+    failed = False
+    for workers in counts:
+        done = results[workers]
+        seconds = [r["seconds"] for r in done]
+        rates[workers] = rate = count / statistics.median(seconds)
+        twice = sum(r["twice"] for r in done)
+        wrong = [r for r in done if not r["executed"] == r["messages"] == r["step_runs"] == count]
+        failed |= bool(twice or wrong)
+        ratio = f" ({rate / rates[counts[0]]:.2f}× {counts[0]})" if workers != counts[0] else ""
+        line(f"PostgreSQL: {count:,} steps due, {workers} worker(s)", seconds,
+             f"{rate:,.0f} steps/s{ratio}, twice: {twice}" + (f" MISMATCH {wrong}" if wrong else ""))
+        print(f"{'':<52}steps/s {count / max(seconds):,.0f}–{count / min(seconds):,.0f}; load average "
+              f"{min(loads[workers]):.2f}–{max(loads[workers]):.2f} at the starts; split "
+              f"{[r['per_worker'] for r in done]}", flush=True)
+    print(f"load average after the phase: {os.getloadavg()[0]:.2f}")
+    if 1 in rates:
+        ok = rates[1] >= TARGET_ONE
+        failed |= not ok
+        print(f"target: one worker ≥ {TARGET_ONE:,} steps/s: {rates[1]:,.0f} {'PASS' if ok else 'FAIL'}")
+    if 1 in rates and 2 in rates:
+        ratio = rates[2] / rates[1]
+        ok = ratio >= TARGET_TWO
+        failed |= not ok
+        per_run = [a["seconds"] / b["seconds"] for a, b in zip(results[1], results[2])]
+        print(f"target: two workers ≥ {TARGET_TWO}× one: {ratio:.2f}× (run by run {min(per_run):.2f}–"
+              f"{max(per_run):.2f}×) {'PASS' if ok else 'FAIL'}")
+    wrong = any(r["twice"] or not r["executed"] == r["messages"] == r["step_runs"] == count
+                for done in results.values() for r in done)
+    print(f"check: every step once (message ids, step runs, reports): {'FAIL' if wrong else 'PASS'}")
+    return failed
+
+
 # --- printing ------------------------------------------------------------------------------------
 
 
@@ -242,8 +312,9 @@ def main() -> int:
                         help="a PostgreSQL database to measure too (default: $ENGINE_TEST_POSTGRES)")
     parser.add_argument("--pg-due", type=int, default=50_000, help="email steps due at once for the workers")
     parser.add_argument("--workers", default="1,2,4")
-    parser.add_argument("--worker-runs", type=int, default=3, help="runs of each worker count")
+    parser.add_argument("--worker-runs", type=int, default=5, help="runs of each worker count")
     parser.add_argument("--skip-big", action="store_true", help="leave out the N-partner phases")
+    parser.add_argument("--workers-only", action="store_true", help="only the PostgreSQL workers phase")
     parser.add_argument("--audience-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.audience_worker:
@@ -255,11 +326,14 @@ def main() -> int:
           f"SQLite {sqlite3.sqlite_version}")
     print("Each phase in a fresh process; peak RSS is that process's. Times: median, min–max, runs.\n")
     print(f"{'':<52}{'median':>11}  {'min–max':<21}{'runs':>4}  {'':<34}{'peak RSS':>9}")
+    if args.workers_only and not args.postgres:
+        parser.error("--workers-only needs --postgres (or $ENGINE_TEST_POSTGRES)")
+    failed = False
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(scratch)
         schemas = Schemas(args.postgres) if args.postgres else None
         try:
-            if not args.skip_big:
+            if not (args.skip_big or args.workers_only):
                 big = tmp / "big"
                 big_workspace(big, n)
                 pristine_big = tmp / "big-pristine"
@@ -289,39 +363,15 @@ def main() -> int:
                     line(f"PostgreSQL: import {n:,} partners", imported["seconds"],
                          f"{n / imported['seconds'][0]:,.0f} partners/s", imported["peak_mb"])
                     _audience_lines("PostgreSQL", run_audience(pristine_big, k, url), n)
-            due = tmp / "due"
-            make_workspace(due, args.due, first_wait=True)
-            runs = []
-            for run in range(args.runs):
-                root = tmp / f"due-{run}"
-                shutil.copytree(due, root)
-                expect("import", run_worker(root, [T0 - timedelta(hours=1)]))
-                expect("enroll", run_worker(root, [T0]), enrolled=args.due)
-                runs.append(run_worker(root, [T0 + timedelta(hours=1)]))
-                expect("all due", runs[-1], executed=args.due, delivered=args.due)
-            seconds = [r["seconds"][0] for r in runs]
-            line(f"SQLite: {args.due:,} email steps due (file transport)", seconds,
-                 f"{args.due / statistics.median(seconds):,.0f} steps/s", max(r["peak_mb"] for r in runs))
+            if not args.workers_only:
+                sqlite_all_due(tmp, args.due, args.runs)
             if schemas is not None:
-                pg_due = tmp / "pg-due"
-                make_workspace(pg_due, args.pg_due, first_wait=True)
-                single = None
-                for workers in [int(w) for w in args.workers.split(",")]:
-                    results = [workers_run(pg_due, tmp, schemas, args.pg_due, workers, run)
-                               for run in range(args.worker_runs)]
-                    seconds = [r["seconds"] for r in results]
-                    rate = args.pg_due / statistics.median(seconds)
-                    single = single or rate
-                    twice = sum(r["twice"] for r in results)
-                    wrong = [r for r in results if not r["executed"] == r["messages"] == r["step_runs"] == args.pg_due]
-                    line(f"PostgreSQL: {args.pg_due:,} steps due, {workers} worker(s)", seconds,
-                         f"{rate:,.0f} steps/s ({rate / single:.2f}×), twice: {twice}"
-                         + (f" MISMATCH {wrong}" if wrong else ""))
-                    print(f"{'':<52}split: {[r['per_worker'] for r in results]}", flush=True)
+                failed = workers_phase(tmp, schemas, args.pg_due, [int(w) for w in args.workers.split(",")],
+                                       args.worker_runs)
         finally:
             if schemas is not None:
                 schemas.drop()
-    return 0
+    return 1 if failed else 0
 
 
 def _audience_lines(store: str, result: dict[str, Any], n: int) -> None:

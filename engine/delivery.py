@@ -109,7 +109,11 @@ def deliver(store: Store, plan: CompiledWorkspace, at: datetime, using: Transpor
     result = Delivery(waiting=sorted(channel for channel, transport in using.items() if transport is None))
     result.reclaimed = store.reclaim_abandoned(at)
     for external in (False, True):
-        channels = [c for c, t in using.items() if t is not None and t.external == external]
+        group = {c: t for c, t in using.items() if t is not None and t.external == external}
+        channels = list(group)
+        if channels and store.LOCKS_MESSAGES and all(t.idempotent for t in group.values()):
+            _deliver_locked(store, using, channels, at, result)
+            continue
         while channels:
             batch = store.claim_messages(at, channels, EXTERNAL_BATCH if external else BATCH)
             if not batch:
@@ -118,9 +122,29 @@ def deliver(store: Store, plan: CompiledWorkspace, at: datetime, using: Transpor
     return result
 
 
-def _deliver_batch(store: Store, using: Transports, batch: list[Queued], at: datetime, result: Delivery) -> None:
+def _deliver_locked(store: Store, using: Transports, channels: list[str], at: datetime, result: Delivery) -> None:
+    """Idempotent transports on a server store: each batch is claimed by its rows' locks for one
+    transaction (:meth:`~engine.store.postgres.PostgresStore.lock_messages`), which hands it over
+    and records its outcomes; no claim is written (one row update a message less). A worker
+    killed meanwhile loses its transaction, and with it its locks: the batch waits again, and the
+    transport, which writes each id once, takes what it had already written as written."""
+    while True:
+        done = Delivery()
+        with store.delivering():
+            batch = store.lock_messages(at, channels, BATCH)
+            if batch:
+                _deliver_batch(store, using, batch, at, done, claimed=False)
+        if not batch:
+            return
+        result.sent, result.retry, result.failed = (result.sent + done.sent, result.retry + done.retry,
+                                                    result.failed + done.failed)  # counted once committed
+
+
+def _deliver_batch(store: Store, using: Transports, batch: list[Queued], at: datetime, result: Delivery,
+                   claimed: bool = True) -> None:
     """Hand a claimed batch over, channel by channel, recording each outcome as the transport
-    allows; whatever was not recorded (the store failed meanwhile) is released."""
+    allows; whatever was not recorded (the store failed meanwhile) is released (a batch held by
+    row locks, ``claimed=False``, has nothing to release)."""
     attempts = {m.id: m.attempts for m in batch}
     recorded: set[str] = set()
 
@@ -149,7 +173,7 @@ def _deliver_batch(store: Store, using: Transports, batch: list[Queued], at: dat
             record(pending)
     finally:
         left = [m.id for m in batch if m.id not in recorded]
-        if left:
+        if left and claimed:
             store.release_claims(left)
 
 

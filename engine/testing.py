@@ -151,6 +151,7 @@ class _Schemas:
         self.prefix = f"engine_test_{os.getpid()}_"
         self.free: list[str] = []
         self.made: list[str] = []
+        self.numbered = 0  # schemas named so far: a dropped one's name is not given again
         self.emptying: dict[str, str] = {}  # schema → the script that empties its tables
         for (schema,) in self.admin.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'engine#_test#_%' "
                                             "ESCAPE '#'").fetchall():
@@ -161,7 +162,8 @@ class _Schemas:
     def take(self) -> str:
         if self.free:
             return self.free.pop()
-        schema = f"{self.prefix}{len(self.made)}"
+        schema = f"{self.prefix}{self.numbered}"
+        self.numbered += 1
         self.admin.execute(f'CREATE SCHEMA "{schema}"')
         self.made.append(schema)
         return schema

@@ -25,6 +25,7 @@ from .clock import aware, from_iso, iso
 from .compiled import CompiledCampaign
 from .locks import snapshot
 from .store import Enrollment, Store
+from .store.records import Start
 from .tick_state import ENGINE_USER, Part, TickState
 
 if TYPE_CHECKING:
@@ -205,7 +206,7 @@ class Triggers(Part):
     def _enroll_all(self, compiled: CompiledCampaign, ids: list[str], at: datetime, source: str,
                     not_again_at: datetime | None = None) -> int:
         history = self.store.history(ids) if ids else {}
-        enrolled = 0
+        starts = []
         for pid in ids:
             past = history.get(pid, [])
             if not_again_at is not None and any(
@@ -214,8 +215,11 @@ class Triggers(Part):
                 continue
             if not eligible_for_trigger(compiled.id, compiled.campaign, self._past(past), at):
                 continue
-            if self._enroll(compiled, pid, at, Origin.TRIGGER, source):
-                enrolled += 1
+            next_step, due = compiled.flow.first(at, self.tz_of(compiled, pid))
+            number = 1 + max((e.number for e in past if e.campaign == compiled.id), default=0)
+            starts.append(Start(pid, number, next_step, due))
+        enrolled = len(self.store.add_enrollments(compiled.id, starts, origin=Origin.TRIGGER, source=source, at=at))
+        self.report.enrolled += enrolled
         if enrolled:
             self.store.log(at, ENGINE_USER, "enrolled", compiled.id, count=enrolled, origin="trigger", trigger=source)
         return enrolled

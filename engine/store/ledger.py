@@ -42,11 +42,11 @@ class Ledger:
     def add_messages(self, messages: Iterable[tuple[Mapping[str, Any], int, bool]]) -> None:
         """(record, enrollment, html) of messages to queue, in one statement."""
         payload = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(record, ensure_ascii=False), made once
-        self.db.executemany("INSERT INTO outbox (id, channel, enrollment, campaign, step, partner, at, payload, html) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        self.db.executemany("INSERT INTO outbox (id, channel, enrollment, campaign, step, partner, at, payload, html, "
+                            "language, variant) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             [(record["id"], record["channel"], enrollment_id, record["campaign"], record["step"],
-                              record["partner"], record["at"], payload(record), int(html))
-                             for record, enrollment_id, html in messages])
+                              record["partner"], record["at"], payload(record), int(html), _label(record, "language"),
+                              _label(record, "variant")) for record, enrollment_id, html in messages])
 
     # The delivery loop (engine.delivery) claims the messages it hands over: ``claimed_by`` names
     # the process, and only unclaimed messages are claimed, so two processes never hand one
@@ -54,6 +54,7 @@ class Ledger:
     # died are taken back by the next delivery (reclaim_abandoned).
 
     SKIP_LOCKED_ROWS = ""  # PostgreSQL: rows another claim is locking right now are passed over
+    LOCKS_MESSAGES = False  # PostgreSQL: an idempotent transport's batches are claimed by row locks (lock_messages)
 
     def claimer(self) -> str:
         """Who this store's claims belong to: the running process."""
@@ -223,8 +224,8 @@ class Ledger:
         """(step, channel, language, variant, delivery status, messages) of a campaign; the
         variant is the key of the step's variant the message carries, None for a step without."""
         return self.db.execute(
-            "SELECT step, channel, json_extract(payload, '$.language'), json_extract(payload, '$.variant'), "
-            "status, count(*) FROM outbox WHERE campaign = ? GROUP BY 1, 2, 3, 4, 5", (campaign,)).fetchall()
+            "SELECT step, channel, language, variant, status, count(*) FROM outbox WHERE campaign = ? "
+            "GROUP BY 1, 2, 3, 4, 5", (campaign,)).fetchall()
 
     def sent_between(self, since: datetime, until: datetime) -> dict[str, int]:
         """Messages sent, by campaign, of those due in [since, until] (the campaigns page's "sent
@@ -237,7 +238,7 @@ class Ledger:
         """(step, language, variant, event type, events, distinct partners) of a campaign's
         engagement events about messages that were sent; the language and the variant are those
         of the step's latest message to the partner."""
-        latest = ("(SELECT json_extract(o.payload, '$.{key}') FROM outbox o WHERE o.partner = e.partner "
+        latest = ("(SELECT o.{key} FROM outbox o WHERE o.partner = e.partner "
                   "AND o.campaign = e.campaign AND o.step = e.step ORDER BY o.at DESC, o.id DESC LIMIT 1)")
         return self.db.execute(
             f"SELECT e.step, coalesce({latest.format(key='language')}, 'default') AS language, "
@@ -467,3 +468,10 @@ class Ledger:
         cursor = self.db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ? "
                                  "AND (last_used_at IS NULL OR last_used_at < ?)", (iso(at), key_id, iso(at)))
         return cursor.rowcount == 1
+
+
+def _label(record: Mapping[str, Any], key: str) -> str | None:
+    """A message's language or variant as its outbox column holds it (for counting): text, as
+    written in the payload (a partner's language need not be a string)."""
+    value = record.get(key)
+    return value if value is None or isinstance(value, str) else json.dumps(value, ensure_ascii=False)

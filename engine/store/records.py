@@ -46,6 +46,17 @@ class Enrollment:
                    maybe_from_iso(due), maybe_from_iso(paused), version, maybe_from_iso(waiting), held)
 
 
+@dataclass(frozen=True)
+class Start:
+    """One enrollment of a batch that a trigger starts (:meth:`SQLiteStore.add_enrollments`): its
+    number is the partner's next in the campaign, counted by the caller from their history."""
+
+    partner: str
+    number: int
+    next_step: str | None
+    due_at: datetime | None
+
+
 ENROLLMENT_COLUMNS = ("id, campaign, partner, number, status, reason, origin, source, created_at, started_at, "
                        "finished_at, after_step, next_step, due_at, paused_at, version, waiting_since, held")
 

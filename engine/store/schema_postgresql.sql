@@ -116,9 +116,6 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_waiting ON outbox (rowid) WHERE status = 'queued';
 CREATE INDEX IF NOT EXISTS outbox_partner ON outbox (partner, campaign, step);
--- a campaign's message counts by step, channel, language, variant and status (engine stats, the campaign page)
-CREATE INDEX IF NOT EXISTS outbox_counts ON outbox (campaign, step, channel, (payload::jsonb ->> 'language'),
-    (payload::jsonb ->> 'variant'), status);
 
 CREATE TABLE IF NOT EXISTS activities (
     id           TEXT COLLATE "C" PRIMARY KEY,
@@ -249,6 +246,19 @@ CREATE TABLE IF NOT EXISTS api_keys (
 -- Columns added after a table's first version.
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_by TEXT COLLATE "C";
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_at TEXT COLLATE "C";
+-- a campaign's message counts by step, channel, language, variant and status (engine stats, the campaign
+-- page), read from the index alone. Its language and variant are copied from the payload when a message is
+-- queued: the index it replaces, on the payload's JSON, parsed every message again whenever its status
+-- changed (2.5x the time of marking a batch sent). A store from before gets them from its payloads, once.
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS language TEXT COLLATE "C";
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS variant TEXT COLLATE "C";
+DO $$ BEGIN
+    IF to_regclass('outbox_counts') IS NOT NULL THEN
+        UPDATE outbox SET language = payload::jsonb ->> 'language', variant = payload::jsonb ->> 'variant';
+        DROP INDEX outbox_counts;
+    END IF;
+END $$;
+CREATE INDEX IF NOT EXISTS outbox_tally ON outbox (campaign, step, channel, language, variant, status);
 CREATE INDEX IF NOT EXISTS outbox_claimed ON outbox (claimed_by) WHERE claimed_by IS NOT NULL;
 ALTER TABLE enrollments ADD COLUMN IF NOT EXISTS waiting_since TEXT COLLATE "C";
 CREATE INDEX IF NOT EXISTS enrollments_waiting ON enrollments (campaign, id)

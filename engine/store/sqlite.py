@@ -31,7 +31,7 @@ from .columns import TABLE as COLUMNS
 from .columns import current, index, indexed, sync
 from .ledger import BUSY_TIMEOUT, Ledger
 from .outcomes import Outcomes
-from .records import ENROLLMENT_COLUMNS, Conflict, Enrollment, StepRun, chunks, stamp
+from .records import ENROLLMENT_COLUMNS, Conflict, Enrollment, Start, StepRun, chunks, stamp
 
 if TYPE_CHECKING:
     from dsl.sql_columns import Layout
@@ -94,6 +94,7 @@ class SQLiteStore(Ledger, Outcomes):
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
                 _add_missing_columns(self.db)  # first: the schema's indexes may be on the new columns
+                _fill_added_columns(self.db)
                 self.db.executescript(SCHEMA)
             except sqlite3.DatabaseError as exc:
                 self.db.close()
@@ -375,13 +376,30 @@ class SQLiteStore(Ledger, Outcomes):
         process got there first: the unique index says so)."""
         number = (self._one("SELECT max(number) FROM enrollments WHERE campaign = ? AND partner = ?",
                             (campaign, partner)) or 0) + 1
+        return self._insert_enrollment(campaign, partner, number, status, origin, source, iso(created_at),
+                                       iso(started_at), next_step, maybe_iso(due_at))
+
+    def add_enrollments(self, campaign: str, starts: Sequence[Start], *, origin: str, source: str | None,
+                        at: datetime) -> set[str]:
+        """Active enrollments of one campaign, all started at ``at`` (a trigger's firing), each
+        numbered by the caller from the partner's history read in the same transaction: the
+        partners enrolled. A partner with a current enrollment (or whose number is taken:
+        another process got there first) is not."""
+        started = iso(at)
+        return {s.partner for s in starts
+                if self._insert_enrollment(campaign, s.partner, s.number, "active", origin, source, started, started,
+                                           s.next_step, maybe_iso(s.due_at)) is not None}
+
+    def _insert_enrollment(self, campaign: str, partner: str, number: int, status: str, origin: str,
+                           source: str | None, created_at: str, started_at: str, next_step: str | None,
+                           due_at: str | None) -> int | None:
         try:
             cursor = self.db.execute(
                 "INSERT INTO enrollments (campaign, partner, number, status, origin, source, created_at, started_at, "
                 "next_step, due_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
                 "coalesce((SELECT priority FROM campaigns WHERE id = ?), 0))",
-                (campaign, partner, number, status, origin, source, iso(created_at), iso(started_at),
-                 next_step, maybe_iso(due_at), campaign))
+                (campaign, partner, number, status, origin, source, created_at, started_at, next_step, due_at,
+                 campaign))
         except sqlite3.IntegrityError:
             return None
         return cursor.lastrowid
@@ -718,3 +736,13 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}{suffix}")
     finally:
         fresh.close()
+
+
+def _fill_added_columns(db: sqlite3.Connection) -> None:
+    """Added columns whose values a store from before holds elsewhere: the outbox's language and
+    variant, copied from each message's payload (once: the index they replace goes with it)."""
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'outbox_counts'").fetchone():
+        with db:
+            db.execute("UPDATE outbox SET language = json_extract(payload, '$.language'), "
+                       "variant = json_extract(payload, '$.variant')")
+            db.execute("DROP INDEX outbox_counts")

@@ -29,6 +29,7 @@ psycopg = pytest.importorskip("psycopg")
 from engine.api import Engine  # noqa: E402
 from engine.channels.file import read_lines  # noqa: E402
 from engine.cli import main  # noqa: E402
+from engine.errors import StoreContention  # noqa: E402
 from engine.store import Conflict  # noqa: E402
 from engine.store.postgres import PostgresStore, _translate  # noqa: E402
 from engine.store.sqlite import SCHEMA as SQLITE_SCHEMA  # noqa: E402
@@ -215,13 +216,18 @@ def test_an_exclusive_transaction_waits_for_batches_and_they_for_it(two):
     assert done.is_set() and a.enrollment(e.id).status == "paused"
 
 
+def queue_six_messages(store: PostgresStore) -> None:
+    """m0 … m5, waiting for the email transport."""
+    with store.transaction():
+        for i in range(6):
+            store.add_message({"id": f"m{i}", "channel": "email", "campaign": "c", "step": "s",
+                               "partner": f"p{i:02d}", "at": "2026-07-01T00:00:00Z"}, 1)
+
+
 @SERVER
 def test_two_workers_delivering_claim_different_messages(two):
     a, b, due = two
-    with a.transaction():
-        for i in range(6):
-            a.add_message({"id": f"m{i}", "channel": "email", "campaign": "c", "step": "s", "partner": f"p{i:02d}",
-                           "at": "2026-07-01T00:00:00Z"}, 1)
+    queue_six_messages(a)
     mine = a.claim_messages(due, ["email"], 4)
     theirs = b.claim_messages(due, ["email"], 10)
     assert [m.id for m in mine] == ["m0", "m1", "m2", "m3"] and [m.id for m in theirs] == ["m4", "m5"]
@@ -259,6 +265,101 @@ def test_a_refused_insert_leaves_the_transaction_usable(store_url):
             store.update_enrollment(e, status="active")  # the old version: lost
     finally:
         store.close()
+
+
+# --- a batch's statements (issue 17) -----------------------------------------------------------------
+
+
+def statements(store: PostgresStore) -> list[str]:
+    """The statements the store's connection runs from now on (their first three words)."""
+    seen: list[str] = []
+
+    class Counting(psycopg.Cursor):
+        def execute(self, query, *args, **kwargs):
+            seen.append(" ".join(str(query).split()[:3]))
+            return super().execute(query, *args, **kwargs)
+
+    store.conn.cursor_factory = Counting
+    return seen
+
+
+def count_rows(store: PostgresStore, table: str, where: str = "true") -> int:
+    return store.db.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()[0]
+
+
+@SERVER
+def test_a_batchs_compare_and_sets_are_one_statement_that_reads_and_the_commit_see(two):
+    a, _, due = two
+    later = due + timedelta(days=1)
+    seen = statements(a)
+    with a.transaction(exclusive=False):
+        claimed = a.due(due, ["c"], 20)
+        del seen[:]
+        moved = [a.update_enrollment(e, next_step="t", due_at=later) for e in claimed]
+        moved[0] = a.update_enrollment(moved[0], status="paused")  # the same row again: one change
+        with pytest.raises(Conflict):
+            a.update_enrollment(claimed[1], due_at=due)  # an old version, as a row would refuse it
+        assert seen == []  # held back until the next statement...
+        assert a.enrollment(claimed[0].id).status == "paused"  # ...which sees them
+        assert [s for s in seen if s.startswith("UPDATE")] == ["UPDATE enrollments SET"] * 2  # two shapes
+        assert moved[1].version == claimed[1].version + 1
+    rows = {e.id: e for e in a.enrollments_in("c")}
+    assert all(rows[e.id].due_at == later and rows[e.id].version == e.version for e in moved)
+    assert rows[claimed[0].id].status == "paused" and rows[claimed[0].id].next_step == "t"
+
+
+@SERVER
+def test_a_held_back_change_to_a_row_changed_meanwhile_rolls_the_batch_back(two):
+    a, _, due = two
+    with pytest.raises(StoreContention), a.transaction(exclusive=False):
+        [e] = a.due(due, ["c"], 1)
+        a.update_enrollment(e, due_at=due + timedelta(days=1))
+        a.conn.execute("UPDATE enrollments SET version = version + 1 WHERE id = %s", (e.id,))  # behind its back
+    assert a.enrollment(e.id).due_at == due  # nothing of the batch committed
+
+
+@SERVER
+def test_a_batchs_rows_are_inserted_in_one_statement_and_a_taken_key_refuses_them(two):
+    a, _, due = two
+    seen = statements(a)
+    rows = [(i, "s", 1, "executed", None, due, due, None) for i in range(1, 6)]
+    with a.transaction():
+        a.record_steps(rows)
+        a.record_sends([(f"p{i}", "email", due, i, "s", 1) for i in (1, 1, 2)])  # OR IGNORE: the same one twice
+    assert [s for s in seen if s.startswith("INSERT")] == ["INSERT INTO step_runs", "INSERT INTO sends"]
+    assert count_rows(a, "step_runs") == 5 and count_rows(a, "sends") == 2
+    with pytest.raises(sqlite3.IntegrityError), a.transaction():
+        a.record_steps([(9, "s", 1, "executed", None, due, due, None), rows[0]])
+    assert count_rows(a, "step_runs") == 5  # neither row: the batch did not commit
+
+
+@SERVER
+def test_idempotent_deliveries_claim_messages_by_row_locks_for_their_transaction(two):
+    a, b, due = two
+    queue_six_messages(a)
+    with a.delivering():
+        mine = a.lock_messages(due, ["email"], 4)
+        with b.delivering():
+            theirs = b.lock_messages(due, ["email"], 10)
+            b.record_outcomes([(m.id, "sent", None, due) for m in theirs], due)
+        assert [m.id for m in mine] == ["m0", "m1", "m2", "m3"] and [m.id for m in theirs] == ["m4", "m5"]
+    with pytest.raises(RuntimeError), a.delivering():
+        assert [m.id for m in a.lock_messages(due, ["email"], 10)] == ["m0", "m1", "m2", "m3"]
+        raise RuntimeError("a worker dies before recording its outcomes")
+    with b.delivering():  # the rows are free again, and nothing claims them in the table
+        assert [m.id for m in b.lock_messages(due, ["email"], 10)] == ["m0", "m1", "m2", "m3"]
+    assert count_rows(a, "outbox", "claimed_by IS NOT NULL") == 0
+
+
+@pytest.mark.no_store
+def test_a_long_in_list_is_one_array_unless_its_values_are_of_mixed_kinds():
+    query = _translate(f"SELECT a FROM t WHERE id IN ({', '.join('?' * 20)}) AND b NOT IN ({', '.join('?' * 16)}) "
+                       "AND c IN (?, ?)", "")
+    assert query.sql == "SELECT a FROM t WHERE id = ANY(%b) AND b <> ALL(%b) AND c IN (%s, %s)"
+    sql, params = query.bind([*range(20), *"abcdefghijklmnop", "x", "y"])
+    assert sql == query.sql and params == [list(range(20)), list("abcdefghijklmnop"), "x", "y"]
+    sql, params = query.bind([*range(19), 1.5, *"abcdefghijklmnop", "x", "y"])  # an int and a float: as written
+    assert sql.startswith("SELECT a FROM t WHERE id IN (%s, %s") and len(params) == 38
 
 
 # --- opening and the schema --------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from engine.api import Engine
 from engine.cli import main
 from tests.engine.test_tick import partner, partners_csv, workspace
 from tests.spec_assignment import spec_held_out
@@ -266,6 +267,28 @@ def test_step_rows_are_per_step_variant_and_language_with_the_variant_after_the_
         ("note", "popup", "en", "bold", 1, 0, 0, 0, 0, 0, 0, 1),
         ("reminder", "sms", "en", None, 1, 0, 0, 0, 0, 0, 0, 0),
     ]
+
+
+def test_a_store_from_before_the_outbox_labels_counts_its_messages_as_before(engine, store_url):
+    """An older store indexed the payload's JSON for these counts; opened now, it copies each
+    message's language and variant into their columns (once) and drops that index."""
+    fill_experiment(engine.store)
+    expected = engine.stats("exp")["steps"]
+    old_index = ("json_extract(payload, '$.language'), json_extract(payload, '$.variant')"
+                 if engine.store.dialect == "sqlite" else "(payload::jsonb ->> 'language'), (payload::jsonb ->> 'variant')")
+    with engine.store.transaction():  # as an earlier version of the engine left it
+        engine.store.db.execute("DROP INDEX outbox_tally")
+        engine.store.db.execute("UPDATE outbox SET language = NULL, variant = NULL")
+        engine.store.db.execute(f"CREATE INDEX outbox_counts ON outbox (campaign, step, channel, {old_index}, status)")
+        if engine.store.dialect == "postgresql":
+            engine.store.set_meta("schema.postgresql", "an earlier schema")
+    assert engine.stats("exp")["steps"] != expected  # (the columns are what is counted)
+    with Engine.open(engine.root, store=store_url) as reopened:
+        assert reopened.stats("exp")["steps"] == expected
+        indexes = {name for (name,) in reopened.store.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index'" if reopened.store.dialect == "sqlite"
+            else "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")}
+        assert "outbox_tally" in indexes and "outbox_counts" not in indexes
 
 
 def test_a_variant_nothing_was_sent_for_has_its_row(engine):
