@@ -524,7 +524,7 @@ class _Cursor:
         return self._cursor.fetchall()
 
     def __iter__(self) -> Iterator[tuple]:
-        return iter(self._cursor)
+        return iter(self._cursor.fetchall())  # (psycopg's own iteration is a Python call a row)
 
 
 class _Connection:
