@@ -1,12 +1,14 @@
 """How long does `engine check` take on a workspace of many partners, and how much memory (issue 17)?
 
-    python bench/check.py [--partners 1000000] [--runs 5] [--format csv|jsonl]
+    python bench/check.py [--partners 1000000] [--runs 5] [--format csv|jsonl] [--errors N]
 
 Builds the workspace of bench/tick.py's generator (engine.yaml, campaigns/bench.yaml and N
 partners: ids p000000…, name, email, language, tier, revenue, supplier_emails) in a temporary
 directory, then runs whole ``engine -w DIR check`` processes, one after the other, after one
 to warm up (Python may cache bytecode, as an installed engine does). ``--format jsonl`` writes
 the same partners as partners.jsonl (one JSON object a line, the numbers and booleans as JSON).
+``--errors N`` (CSV) makes the last N rows' revenue "n/a": `engine check` then reports N errors,
+each with its source line, and exits 1, which is what these runs expect.
 
 Prints the median and min–max wall time, the CPU time (what the wall time would be on an idle
 machine: `engine check` runs on one core), the peak resident set of each run (``ru_maxrss`` of
@@ -39,11 +41,21 @@ TARGET_SECONDS = 1.5
 TARGET_MB = 100.0
 
 
-def make(root: Path, count: int, form: str) -> None:
-    """bench/tick.py's workspace of ``count`` partners; as JSONL with ``form == "jsonl"``."""
+def make(root: Path, count: int, form: str, errors: int = 0) -> None:
+    """bench/tick.py's workspace of ``count`` partners; as JSONL with ``form == "jsonl"``; the
+    last ``errors`` rows with a revenue that is not a number."""
     from tick import make_workspace
 
     make_workspace(root, count, first_wait=True)
+    if errors:
+        source = root / "partners.csv"
+        lines = source.read_text(encoding="utf-8").splitlines()
+        column = lines[0].split(",").index("revenue")
+        for i in range(len(lines) - errors, len(lines)):
+            values = lines[i].split(",")
+            values[column] = "n/a"
+            lines[i] = ",".join(values)
+        source.write_text("\n".join(lines) + "\n", encoding="utf-8")
     if form == "jsonl":
         types = {"revenue": float, "supplier_emails": lambda v: v == "true"}
         source = root / "partners.csv"
@@ -60,8 +72,9 @@ def make(root: Path, count: int, form: str) -> None:
         settings.write_text(settings.read_text().replace("source: partners.csv", "source: partners.jsonl"))
 
 
-def build(root: Path, count: int, form: str) -> None:
-    command = [sys.executable, __file__, "--make", str(root), "--partners", str(count), "--format", form]
+def build(root: Path, count: int, form: str, errors: int) -> None:
+    command = [sys.executable, __file__, "--make", str(root), "--partners", str(count), "--format", form,
+               "--errors", str(errors)]
     subprocess.run(command, check=True)
 
 
@@ -92,10 +105,13 @@ def main() -> None:
     parser.add_argument("--partners", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    parser.add_argument("--errors", type=int, default=0, help="rows with a bad revenue at the end (CSV)")
     parser.add_argument("--make", metavar="DIR", help=argparse.SUPPRESS)  # the generating child
     args = parser.parse_args()
+    if args.errors and args.format != "csv":
+        parser.error("--errors is for --format csv")
     if args.make:
-        make(Path(args.make), args.partners, args.format)
+        make(Path(args.make), args.partners, args.format, args.errors)
         return
 
     from tick import revision
@@ -104,7 +120,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
         root = Path(tmp) / "workspace"
         start = time.perf_counter()
-        build(root, args.partners, args.format)
+        build(root, args.partners, args.format, args.errors)
         size = sum(p.stat().st_size for p in root.glob("partners.*"))
         print(f"engine check, {args.partners:,} partners ({args.format}, {size / 2**20:.0f} MB), {revision()}, "
               f"Python {platform.python_version()}, {os.cpu_count()} CPUs; generated in {time.perf_counter() - start:.1f} s")
@@ -117,8 +133,8 @@ def main() -> None:
             cpus.append(cpu)
             peaks.append(peak)
             print(f"  run {i + 1}: {wall:.3f} s (CPU {cpu:.3f} s), peak RSS {peak:.1f} MB, exit {code}: {last}")
-            if code != 0:
-                sys.exit(f"engine check failed (exit {code}): {last}")
+            if code != (1 if args.errors else 0):
+                sys.exit(f"engine check ended with exit {code}: {last}")
         print(f"load average after: {load()}")
     median, peak = statistics.median(seconds), max(peaks)
     time_ok, memory_ok = median <= TARGET_SECONDS, peak < TARGET_MB
