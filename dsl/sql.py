@@ -169,7 +169,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, time, tzinfo
 from typing import Any, Callable, Mapping
 
@@ -710,9 +710,9 @@ class _Compiler(Time):
                                   lambda p: self.dialect.affix("starts_with", p[0], p[1])), True)
         if plain is not None:
             return self.membership("in", self.string(plain), text)
-        glob = _glob_pattern(pattern)
-        if glob is not None and self.dialect.name == "sqlite":
-            return _bool(_q("({} GLOB {})", text.sql, _p(glob)), True)
+        simple = simple_pattern(pattern)
+        if simple is not None:
+            return _bool(self.dialect.simple_search(simple, text.sql), True)
         self.dialect.check_string(pattern)
         return _bool(self.dialect.regex_search(pattern, text.sql), True)
 
@@ -754,35 +754,64 @@ class _Compiler(Time):
 _REGEX_SPECIAL = frozenset(".^$*+?{}[]\\|()")
 
 
-_GLOB_CLASS = re.compile(r"\[(\^?)((?:[A-Za-z0-9]-[A-Za-z0-9]|[A-Za-z0-9])+)\]")
-_GLOB_LITERAL = {"*": "[*]", "?": "[?]"}
+_PATTERN_CLASS = re.compile(r"\[(\^?)((?:[A-Za-z0-9]-[A-Za-z0-9]|[A-Za-z0-9])+)\]")
 
 
-def _glob_pattern(pattern: str) -> str | None:
-    """The SQLite GLOB that matches exactly where ``re.search(pattern)`` finds something, for a
-    pattern of plain characters, escaped metacharacters and classes of ASCII letters and digits
-    (``^[a-m]``, ``@example\\.com``, ``[0-9][0-9]``); None for any other. Both compare code
-    points, ranges included; a class of ASCII letters and digits never takes U+0000 in Python
-    nor the 0xFF that spells it in SQLite (read there as U+FFFD, which no literal may be)."""
+@dataclass(frozen=True)
+class SimplePattern:
+    """A pattern of plain characters, escaped metacharacters and classes of ASCII letters and
+    digits (``^[a-m]``, ``@example\\.com``, ``[0-9][0-9]``), ``^`` first or not: one whose every
+    piece means the same in Python's ``re``, SQLite's GLOB and PostgreSQL's ``~``. Each compares
+    code points, ranges included (PostgreSQL's text as ``COLLATE "C"``); no piece takes a line
+    feed where another would not (there is no ``.``, ``$`` or class escape), nor U+0000 (not in
+    PostgreSQL's text; spelled 0xFF in SQLite's, read there as U+FFFD, which no literal may be)."""
+
+    anchored: bool
+    pieces: tuple[str, ...]  # a character, or a class such as "[^a-z0-9]"
+
+    def glob(self) -> str:
+        """SQLite's GLOB of it: true exactly where ``re.search`` finds something."""
+        body = "".join(_GLOB_LITERAL.get(p, p) for p in self.pieces)
+        return ("" if self.anchored else "*") + body + "*"
+
+    def posix(self) -> str:
+        """PostgreSQL's regular expression of it (``~``), every ASCII character but letters and
+        digits escaped (in its advanced syntax, a backslash before one of those is that
+        character; the metacharacters are all ASCII)."""
+        body = "".join("\\" + p if len(p) == 1 and p.isascii() and not p.isalnum() else p for p in self.pieces)
+        return ("^" if self.anchored else "") + body
+
+
+_GLOB_LITERAL = {"*": "[*]", "?": "[?]", "[": "[[]"}
+
+
+def simple_pattern(pattern: str) -> SimplePattern | None:
+    """The pattern's :class:`SimplePattern`, or None when it has anything else."""
     anchored = pattern.startswith("^")
-    i, out = (1 if anchored else 0), []
+    i, pieces = (1 if anchored else 0), []
     while i < len(pattern):
         c = pattern[i]
         if c == "[":
-            found = _GLOB_CLASS.match(pattern, i)
+            found = _PATTERN_CLASS.match(pattern, i)
             if found is None or any(a > b for a, b in re.findall(r"(\w)-(\w)", found.group(2))):
                 return None
-            out.append(found.group(0))
+            pieces.append(found.group(0))
             i = found.end()
         elif c == "\\" and i + 1 < len(pattern) and pattern[i + 1] in ".^$*+?{}|()-\\/@#&~=!<>,;:'\"%":
-            out.append(_GLOB_LITERAL.get(pattern[i + 1], pattern[i + 1]))
+            pieces.append(pattern[i + 1])
             i += 2
         elif c in _REGEX_SPECIAL or c in "\0\ufffd" or not c.isprintable():
             return None
         else:
-            out.append(c)
+            pieces.append(c)
             i += 1
-    return ("" if anchored else "*") + "".join(out) + "*"
+    return SimplePattern(anchored, tuple(pieces))
+
+
+def _glob_pattern(pattern: str) -> str | None:
+    """The SQLite GLOB of a :class:`SimplePattern`; None for any other pattern."""
+    simple = simple_pattern(pattern)
+    return simple.glob() if simple is not None else None
 
 
 def _plain_pattern(pattern: str) -> tuple[bool, str | None]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .sql_values import _E, _S, MICROSECOND, NULL, Condition, Unsupported, _check_text, _p, _q
 
 if TYPE_CHECKING:
-    from .sql import _Compiler
+    from .sql import SimplePattern, _Compiler
 
 
 # PostgreSQL's numbers. jsonb keeps a number as the exact decimal it was written as: an int as
@@ -76,8 +76,14 @@ class _PostgreSQL:
     def change_case(self, name: str, text: _S) -> _S:
         raise Unsupported(f"{name}() of a string: PostgreSQL follows its collation's locale, not Python")
 
+    def simple_search(self, pattern: "SimplePattern", text: _S) -> _S:
+        """``re.search`` of a pattern whose every piece means the same in PostgreSQL's regular
+        expressions (:class:`~dsl.sql.SimplePattern`), its ranges over code points."""
+        return _q('({} COLLATE "C" ~ {})', text, _p(pattern.posix()))
+
     def regex_search(self, pattern: str, text: _S) -> _S:
-        raise Unsupported("matches(): PostgreSQL's regular expressions are not Python's")
+        raise Unsupported("matches(): PostgreSQL's regular expressions are not Python's (`.` takes a line feed, "
+                          "`$` is only the end, classes follow the locale); only simple patterns are pushed down")
 
     def check_name(self, name: str) -> None:
         _check_text(name, "a field name")

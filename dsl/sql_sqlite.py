@@ -12,7 +12,7 @@ from . import runtime
 from .sql_values import _E, _S, FALSE, INT64, TRUE, Condition, Unsupported, _check_text, _p, _q
 
 if TYPE_CHECKING:
-    from .sql import _Compiler
+    from .sql import SimplePattern, _Compiler
 
 _ISO_TO_US = ("(CAST(strftime('%s', substr({}, 1, 19)) AS INTEGER) * 1000000"
               " + CASE WHEN substr({}, 20, 1) = '.' THEN CAST(substr({}, 21, 6) AS INTEGER) ELSE 0 END)")
@@ -121,6 +121,10 @@ class _SQLite:
     def change_case(self, name: str, text: _S) -> _S:
         """``lower``/``upper`` by Python's own Unicode mapping: SQLite's maps ASCII only."""
         return _q(f"CAST(engine_{name}(CAST({{}} AS BLOB)) AS TEXT)", text)
+
+    def simple_search(self, pattern: "SimplePattern", text: _S) -> _S:
+        """``re.search`` of a pattern GLOB can say (:class:`~dsl.sql.SimplePattern`)."""
+        return _q("({} GLOB {})", text, _p(pattern.glob()))
 
     def regex_search(self, pattern: str, text: _S) -> _S:
         """``re.search`` itself, SQLite having no regular expressions of its own: a function of

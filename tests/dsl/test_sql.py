@@ -35,7 +35,7 @@ from dsl.functions import SIGNATURES
 from dsl.nodes import Attribute, Binary, Call, Index, Literal, Name, Node, Unary
 from dsl.parser import parse
 from dsl.runtime import Context
-from dsl.sql import Condition, Unsupported, to_sql
+from dsl.sql import Condition, Unsupported, simple_pattern, to_sql
 from dsl.sql_columns import partner_layout
 from dsl.sql_sqlite import register_functions, register_patterns
 from dsl.types import BOOL, DATE, DATETIME, NUMBER, STRING, enum, list_of
@@ -492,6 +492,18 @@ def test_simple_patterns_become_a_glob_on_sqlite(pattern: str, glob: str | None)
     assert _glob_pattern(pattern) == glob
 
 
+@pytest.mark.parametrize("pattern, posix", [
+    ("^[a-m]", "^[a-m]"), ("@example\\.com", "\\@example\\.com"), ("[^a-z]x", "[^a-z]x"), ("x\\*", "x\\*"),
+    ("å b", "å\\ b"), ("a.b", None), ("s$", None),
+])
+def test_simple_patterns_become_a_regular_expression_on_postgresql(pattern: str, posix: str | None) -> None:
+    """The same patterns; every ASCII character but letters and digits escaped."""
+    from dsl.sql import simple_pattern
+
+    simple = simple_pattern(pattern)
+    assert (simple.posix() if simple else None) == posix
+
+
 @pytest.mark.parametrize("pattern, expected", [
     ("^A", {"p1"}), ("nn", {"p1"}), ("", {"p1", "p2", "p4", "p5"}), ("(?i)^å", {"p2"}), ("^[AÅ]", {"p1", "p2"}),
     ("n$", {"p1"}), ("\\w", {"p1", "p2", "p5"}), ("^[A-Z]", {"p1"}), ("[^A-Za-z]", {"p2", "p5"}),
@@ -500,7 +512,7 @@ def test_matches_is_python_re_search(pattern: str, expected: set, store: Store) 
     try:
         selected, python = both(f"matches(partner.name, {json.dumps(pattern)})", RECORDS, store)
     except Unsupported:
-        assert store.dialect == "postgresql"  # a pattern that is not plain text
+        assert store.dialect == "postgresql" and simple_pattern(pattern) is None  # not simple, nor plain
         return
     assert selected == python == expected
 
