@@ -425,14 +425,17 @@ class SQLiteStore(Ledger, Outcomes):
         ``until``, earliest first (at one instant: the higher campaign priority first, then by
         campaign id, SPEC §11): a range scan of the due index (in that order, so no sort),
         whatever the number of enrollments. Named explicitly: with the campaign condition,
-        SQLite would otherwise pick the campaign index and read every active row."""
+        SQLite would otherwise pick the campaign index and read every active row. The campaign
+        is compared as ``campaign || ''``, an expression no index serves: with one campaign,
+        SQLite reads ``IN (?)`` as ``campaign = ?`` and then sorts every row due at one instant
+        for each batch (a firing's 100,000 enrollments: 24 ms a batch, half the tick)."""
         if not campaigns:
             return []
         marks = ",".join("?" * len(campaigns))
         rows = self.db.execute(
             f"SELECT {ENROLLMENT_COLUMNS} FROM enrollments INDEXED BY enrollments_due_order "
             "WHERE status = 'active' AND due_at <= ? "
-            f"AND campaign IN ({marks}) ORDER BY due_at, priority DESC, campaign, id LIMIT ?",
+            f"AND campaign || '' IN ({marks}) ORDER BY due_at, priority DESC, campaign, id LIMIT ?",
             (iso(until), *campaigns, limit))
         return [Enrollment.from_row(r) for r in rows]
 

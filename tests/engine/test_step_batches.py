@@ -5,10 +5,14 @@ still sees the store as of its own due time, exactly as if it were asked about a
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
+
+import pytest
 
 from engine.api import Engine
 from engine.clock import FixedClock
+from engine.store import SQLiteStore
 
 ENGINE_YAML = """\
 timezone: UTC
@@ -90,3 +94,26 @@ def test_one_batch_of_steps_due_at_different_times_sees_each_consent_change_as_o
              if entry["action"].startswith("step.")]
     assert sorted(lines) == [("step.executed", 3), ("step.skipped", 2)]
     engine.close()
+
+
+@pytest.mark.no_store
+@pytest.mark.parametrize("campaigns", [["c"], ["c", "d"]])
+def test_the_due_steps_are_read_from_the_due_index_in_its_order_without_a_sort(tmp_path, campaigns):
+    """Whatever the number of enrollments due at one instant, a batch reads its first rows of
+    the due index: SQLite reads ``campaign IN (?)`` of one campaign as an equality, and with it
+    sorted every row due at that instant for each batch (quadratic in a firing's size)."""
+    store = SQLiteStore(tmp_path / "state.db")
+    at = datetime(2026, 7, 1, tzinfo=timezone.utc)
+    with store.transaction():
+        for i in range(3):
+            store.add_enrollment("c", f"p{i}", status="active", origin="trigger", source=None, created_at=at,
+                                 started_at=at, next_step="s", due_at=at)
+    seen: list[str] = []
+    store.db.set_trace_callback(seen.append)  # (the statements with their values written in)
+    found = store.due(at, campaigns, 2)
+    store.db.set_trace_callback(None)
+    [query] = [statement for statement in seen if "enrollments_due_order" in statement]
+    plan = " ".join(row[3] for row in store.db.execute("EXPLAIN QUERY PLAN " + query))
+    assert "USING INDEX enrollments_due_order" in plan and "TEMP B-TREE" not in plan, plan
+    assert [e.partner for e in found] == ["p0", "p1"]
+    store.close()
