@@ -730,15 +730,17 @@ def _translate(sql: str, lock_rows: str, many: bool = False) -> _Query:
         plain[i] = part
         if i % 2 == 0:  # outside quotes
             plain[i] = re.sub(r"\buser\b", '"user"', part.replace("?", "%s"))
-            pieces, at = [], 0
+            pieces, at, counted = [], 0, 0
             for match in _IN_LIST.finditer(part):  # x IN (?, ?, ...): x = ANY(one array), one statement text
-                index += part.count("?", at, match.start())
+                index += part.count("?", counted, match.start())
                 count = match.group(2).count("?")
                 if count >= LONG_IN_LIST:
                     lists.append((index, count))
                     pieces += [part[at:match.start()], " <> ALL(%b)" if match.group(1) else " = ANY(%b)"]
                     at = match.end()
                 index += count
+                counted = match.end()
+            index += part.count("?", counted)  # (every ``?`` of the part counts, after its last list too)
             part = "".join(pieces) + part[at:]
             part = re.sub(r"\buser\b", '"user"', part.replace("?", "%s"))
         parts[i] = part

@@ -371,6 +371,18 @@ def test_a_long_in_list_is_one_array_unless_its_values_are_of_mixed_kinds():
     assert sql.startswith("SELECT a FROM t WHERE id IN (%s, %s") and len(params) == 38
 
 
+@pytest.mark.no_store
+def test_a_long_in_list_gets_its_own_parameters_after_quoted_text_and_short_lists():
+    """The parameters before a long list are counted across quoted text and short lists (the
+    due query: ``status = 'active' AND due_at <= ? AND campaign || '' IN (...)``)."""
+    long = ", ".join("?" * 16)
+    query = _translate(f"SELECT a FROM t WHERE s = 'x' AND b <= ? AND c || '' IN (?, ?) AND d IN ({long}) "
+                       f"AND e IN (?) AND f IN ({long}) LIMIT ?", "")
+    ids, names = [f"i{n}" for n in range(16)], [f"n{n}" for n in range(16)]
+    sql, params = query.bind(["b", "c1", "c2", *ids, "e", *names, 9])
+    assert sql.count("= ANY(%b)") == 2 and params == ["b", "c1", "c2", ids, "e", names, 9]
+
+
 # --- opening and the schema --------------------------------------------------------------------------
 
 
