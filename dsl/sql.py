@@ -714,7 +714,7 @@ class _Compiler(Time):
         if simple is not None:
             return _bool(self.dialect.simple_search(simple, text.sql), True)
         self.dialect.check_string(pattern)
-        return _bool(self.dialect.regex_search(pattern, text.sql), True)
+        return _bool(self.dialect.regex_search(pattern, text.sql, anchored_prefix(pattern)), True)
 
     def coalesce(self, args: list[_E]) -> _E:
         useful = []
@@ -788,24 +788,72 @@ _GLOB_LITERAL = {"*": "[*]", "?": "[?]", "[": "[[]"}
 def simple_pattern(pattern: str) -> SimplePattern | None:
     """The pattern's :class:`SimplePattern`, or None when it has anything else."""
     anchored = pattern.startswith("^")
-    i, pieces = (1 if anchored else 0), []
+    pieces, end = _simple_pieces(pattern, 1 if anchored else 0)
+    return SimplePattern(anchored, tuple(pieces)) if end == len(pattern) else None
+
+
+def anchored_prefix(pattern: str) -> SimplePattern | None:
+    """What every text the pattern finds something in starts with, for a pattern that starts
+    with ``^`` and has no ``|`` outside a group: its first pieces as far as they are those of a
+    :class:`SimplePattern` (the last one left out when a ``*``, ``?`` or ``{`` may repeat it no
+    times). None when there is no such start. Testing it first (a GLOB, which SQLite answers
+    itself) spares ``re.search`` the rows it rules out."""
+    if not pattern.startswith("^") or _alternates(pattern):
+        return None
+    pieces, end = _simple_pieces(pattern, 1)
+    if end < len(pattern) and pattern[end] in "*?{" and pieces:
+        pieces.pop()  # may occur no times
+    return SimplePattern(True, tuple(pieces)) if pieces else None
+
+
+def _simple_pieces(pattern: str, i: int) -> tuple[list[str], int]:
+    """The pieces of a :class:`SimplePattern` from ``pattern[i]`` on, as far as there are such
+    pieces, and where they stop."""
+    pieces = []
     while i < len(pattern):
         c = pattern[i]
         if c == "[":
             found = _PATTERN_CLASS.match(pattern, i)
             if found is None or any(a > b for a, b in re.findall(r"(\w)-(\w)", found.group(2))):
-                return None
+                break
             pieces.append(found.group(0))
             i = found.end()
         elif c == "\\" and i + 1 < len(pattern) and pattern[i + 1] in ".^$*+?{}|()-\\/@#&~=!<>,;:'\"%":
             pieces.append(pattern[i + 1])
             i += 2
         elif c in _REGEX_SPECIAL or c in "\0\ufffd" or not c.isprintable():
-            return None
+            break
         else:
             pieces.append(c)
             i += 1
-    return SimplePattern(anchored, tuple(pieces))
+    return pieces, i
+
+
+def _alternates(pattern: str) -> bool:
+    """Whether the pattern has a ``|`` outside any group (escapes and classes read as
+    ``re`` reads them; a class may begin with ``]``)."""
+    depth, i = 0, 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "[":
+            i += 1
+            if i < len(pattern) and pattern[i] == "^":
+                i += 1
+            if i < len(pattern) and pattern[i] == "]":
+                i += 1
+            while i < len(pattern) and pattern[i] != "]":
+                i += 2 if pattern[i] == "\\" else 1
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            return True
+        i += 1
+    return False
 
 
 def _glob_pattern(pattern: str) -> str | None:

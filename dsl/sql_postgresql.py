@@ -81,7 +81,7 @@ class _PostgreSQL:
         expressions (:class:`~dsl.sql.SimplePattern`), its ranges over code points."""
         return _q('({} COLLATE "C" ~ {})', text, _p(pattern.posix()))
 
-    def regex_search(self, pattern: str, text: _S) -> _S:
+    def regex_search(self, pattern: str, text: _S, prefix: "SimplePattern | None" = None) -> _S:
         raise Unsupported("matches(): PostgreSQL's regular expressions are not Python's (`.` takes a line feed, "
                           "`$` is only the end, classes follow the locale); only simple patterns are pushed down")
 

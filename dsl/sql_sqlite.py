@@ -126,13 +126,16 @@ class _SQLite:
         """``re.search`` of a pattern GLOB can say (:class:`~dsl.sql.SimplePattern`)."""
         return _q("({} GLOB {})", text, _p(pattern.glob()))
 
-    def regex_search(self, pattern: str, text: _S) -> _S:
+    def regex_search(self, pattern: str, text: _S, prefix: "SimplePattern | None" = None) -> _S:
         """``re.search`` itself, SQLite having no regular expressions of its own: a function of
         the pattern's own (:func:`register_patterns`), given the text (as its bytes when it
-        holds U+0000, spelled 0xFF, which is not UTF-8)."""
+        holds U+0000, spelled 0xFF, which is not UTF-8). With the ``prefix`` every match starts
+        with (:func:`~dsl.sql.anchored_prefix`), its GLOB first: Python is called only on the
+        rows it lets through."""
         name = pattern_function(pattern)
-        return _q(f"(CASE WHEN instr({{}}, {_FF}) > 0 THEN {name}_bytes(CAST({{}} AS BLOB)) ELSE {name}({{}}) END)",
-                  text, text, text)
+        search = _q(f"(CASE WHEN instr({{}}, {_FF}) > 0 THEN {name}_bytes(CAST({{}} AS BLOB)) ELSE {name}({{}}) END)",
+                    text, text, text)
+        return search if prefix is None else _q("({} AND {})", self.simple_search(prefix, text), search)
 
     def plain_in(self, constant: _E) -> bool:
         """Whether ``x IN (..., constant)`` compares x with it as the language does."""

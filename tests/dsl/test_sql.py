@@ -504,6 +504,44 @@ def test_simple_patterns_become_a_regular_expression_on_postgresql(pattern: str,
     assert (simple.posix() if simple else None) == posix
 
 
+@pytest.mark.parametrize("pattern, prefix", [
+    ("^[a-m][a-z]*\\.[0-9]+@", "[a-m]*"), ("^ab+c", "ab*"), ("^ab*c", "a*"), ("^ab?", "a*"), ("^a\\.b{2}", "a.*"),
+    ("^ann(a|e)", "ann*"), ("^x\\d", "x*"), ("^a|b", None), ("^(a)|b", None), ("^[|]a|b", None), ("^(a|b)c", None),
+    ("a^", None), ("^\\d", None), ("^[z-a]b", None), ("^[]a]b|c", None), ("^[^]|]x", None),
+])
+def test_a_pattern_anchored_at_the_start_has_a_prefix_every_match_starts_with(pattern: str, prefix: str | None):
+    from dsl.sql import anchored_prefix
+
+    found = anchored_prefix(pattern)
+    assert (found.glob() if found else None) == prefix
+
+
+REGEX_PIECES = st.sampled_from(["a", "b", ".", "\\.", "[ab]", "[^a]", "*", "+", "?", "{0,1}", "{2}", "|", "(", ")",
+                                "(?:", "\\d", "$", "\\", "[]a]", "[^]|]", "{", "*?", "]"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=st.lists(REGEX_PIECES, max_size=7).map("".join),
+       texts=st.lists(st.text(alphabet="ab.|1\n\x00é", max_size=6), min_size=1, max_size=8))
+def test_every_text_a_pattern_finds_something_in_starts_with_its_prefix(body: str, texts: list[str]) -> None:
+    """The prefix is a necessary condition: SQLite's GLOB of it holds for every text that
+    ``re.search`` finds the pattern in (so testing it first never loses a match)."""
+    from dsl.sql import anchored_prefix
+
+    pattern = "^" + body
+    try:
+        compiled = re.compile(pattern)
+    except re.error:
+        return
+    prefix = anchored_prefix(pattern)
+    if prefix is None:
+        return
+    db = sqlite3.connect(":memory:")
+    for text in texts:
+        if compiled.search(text):
+            assert db.execute("SELECT ? GLOB ?", (text, prefix.glob())).fetchone()[0] == 1, (pattern, text)
+
+
 @pytest.mark.parametrize("pattern, expected", [
     ("^A", {"p1"}), ("nn", {"p1"}), ("", {"p1", "p2", "p4", "p5"}), ("(?i)^å", {"p2"}), ("^[AÅ]", {"p1", "p2"}),
     ("n$", {"p1"}), ("\\w", {"p1", "p2", "p5"}), ("^[A-Z]", {"p1"}), ("[^A-Za-z]", {"p2", "p5"}),
@@ -822,7 +860,7 @@ TYPED_LEAVES = {
 
 
 PATTERNS = ["^A", "a", "", "^", "ss", "(?i)s", "[aå]", "\\d", "s$", ".", "^\u212a", "\u0000", "(", "a|b", "^[a-m]",
-            "[^a-z]", "\\.", "\ufffd"]
+            "[^a-z]", "\\.", "\ufffd", "^[A-Za-m][a-z]*n", "^a+s?", "^an(n|d)"]
 
 
 @lru_cache(maxsize=None)
