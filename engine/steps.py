@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -38,8 +37,8 @@ from campaigns.model import Activity, Campaign, Email, Letter, Popup, Settings, 
 from campaigns.policy import Hold, assign, is_message, weights
 from dsl.templates import TemplateError, render_file, render_inline
 
-from .clock import iso
 from .links import Links, decorate
+from .store.records import stamp
 
 DEFAULT_LANGUAGE = "default"
 LETTER_COLUMNS = ("id", "campaign", "step", "partner", "at", "language", "body")
@@ -86,7 +85,6 @@ class Job:
         return self.campaign.transactional
 
 
-@lru_cache(maxsize=1024)
 def message_id(campaign: str, partner: str, number: int, step: str, run: int) -> str:
     """``campaign:partner:n:step:run``. Campaign and step ids never hold ``:`` (dsl.ids), so the
     id splits one way (:func:`message_parts`): two messages never share an id."""
@@ -101,7 +99,7 @@ def message_parts(message: str) -> tuple[str, str, int, str, int]:
 
 
 def _stamp(at: datetime) -> str:
-    return iso(at)  # the steps of a batch are mostly due at the same few times
+    return stamp(at)  # the steps of a batch are mostly due at the same few times (remembered)
 
 
 @dataclass
