@@ -745,7 +745,12 @@ def _fill_added_columns(db: sqlite3.Connection) -> None:
     """Added columns whose values a store from before holds elsewhere: the outbox's language and
     variant, copied from each message's payload (once: the index they replace goes with it)."""
     if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'outbox_counts'").fetchone():
-        with db:
+        db.execute("BEGIN IMMEDIATE")  # (the connection commits each statement by itself otherwise)
+        try:
             db.execute("UPDATE outbox SET language = json_extract(payload, '$.language'), "
                        "variant = json_extract(payload, '$.variant')")
             db.execute("DROP INDEX outbox_counts")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
