@@ -782,7 +782,7 @@ class SimplePattern:
         return ("^" if self.anchored else "") + body
 
 
-_GLOB_LITERAL = {"*": "[*]", "?": "[?]", "[": "[[]"}
+_GLOB_LITERAL = {"*": "[*]", "?": "[?]"}  # (a "[" is never a piece: it begins a class)
 
 
 def simple_pattern(pattern: str) -> SimplePattern | None:

@@ -94,7 +94,7 @@ from psycopg.types.string import TextLoader
 
 from ..clock import SystemClock, iso, maybe_iso
 from ..errors import StoreContention, StoreError
-from .records import Conflict, Enrollment, Queued, Start, chunks, stamp
+from .records import Conflict, Enrollment, Queued, Start, chunks, stamp, stored
 from .sqlite import SQLiteStore
 
 SCHEMA = (Path(__file__).parent / "schema_postgresql.sql").read_text(encoding="utf-8")
@@ -314,7 +314,7 @@ class PostgresStore(SQLiteStore):
                     f"AS v(id, expected, version, {names}) WHERE enrollments.id = ANY(%b::bigint[]) "
                     "AND enrollments.id = v.id AND enrollments.version = v.expected",
                     [ids, [held[0] for _, held in rows], [held[1] for _, held in rows],
-                     *[[_text(held[2][c]) for _, held in rows] for c in columns], ids]).rowcount
+                     *[[stored(held[2][c]) for _, held in rows] for c in columns], ids]).rowcount
             if updated != len(rows):
                 raise StoreContention(f"the PostgreSQL store changed {len(rows) - updated} enrollment(s) this "
                                       "batch had claimed")
@@ -470,10 +470,6 @@ def failure(exc: psycopg.OperationalError) -> StoreError:
     return StoreError(f"the PostgreSQL store failed: {first_line(exc)}")
 
 
-def _text(value: Any) -> Any:
-    return stamp(value) if isinstance(value, datetime) else value
-
-
 
 def first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
@@ -558,12 +554,16 @@ class _Connection:
         finally:
             self._outside = False
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
+    def _ready(self) -> None:
+        """Before a statement in the store's transaction: its BEGIN, then its held-back writes."""
         if not self._outside:
             if self.before_next is not None:
                 self.before_next()
             if self.pending is not None:
                 self.pending()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
+        self._ready()
         query = _translate(sql, self._lock_rows)
         cursor = self.conn.cursor()
         try:
@@ -583,11 +583,7 @@ class _Connection:
         rows = [tuple(params) for params in seq_of_params]
         if not rows:
             return _Cursor(self.conn.cursor(), rowcount=0)
-        if not self._outside:
-            if self.before_next is not None:
-                self.before_next()
-            if self.pending is not None:
-                self.pending()
+        self._ready()
         bulk = _bulk_insert(sql)
         if bulk is not None and len(rows) > 1:
             return self._insert_rows(*bulk, rows)
@@ -642,11 +638,7 @@ class _Connection:
 
     def execute_psycopg(self, sql: str, params: Sequence[Any]) -> _Cursor:
         """A statement in psycopg's own form (``%s``, ``%b``), untranslated."""
-        if not self._outside:
-            if self.before_next is not None:
-                self.before_next()
-            if self.pending is not None:
-                self.pending()
+        self._ready()
         cursor = self.conn.cursor()
         try:
             cursor.execute(sql, params)  # type: ignore[arg-type]
@@ -725,11 +717,15 @@ def _translate(sql: str, lock_rows: str, many: bool = False) -> _Query:
     parts = _QUOTED.split(text.rstrip().rstrip(";"))
     plain, lists = list(parts), []
     index = 0  # of the next ``?``
+
+    def words(part: str) -> str:  # PostgreSQL's placeholders, and its reserved word quoted
+        return re.sub(r"\buser\b", '"user"', part.replace("?", "%s"))
+
     for i, part in enumerate(parts):
         part = part.replace("%", "%%")
         plain[i] = part
         if i % 2 == 0:  # outside quotes
-            plain[i] = re.sub(r"\buser\b", '"user"', part.replace("?", "%s"))
+            plain[i] = words(part)
             pieces, at, counted = [], 0, 0
             for match in _IN_LIST.finditer(part):  # x IN (?, ?, ...): x = ANY(one array), one statement text
                 index += part.count("?", counted, match.start())
@@ -741,8 +737,7 @@ def _translate(sql: str, lock_rows: str, many: bool = False) -> _Query:
                 index += count
                 counted = match.end()
             index += part.count("?", counted)  # (every ``?`` of the part counts, after its last list too)
-            part = "".join(pieces) + part[at:]
-            part = re.sub(r"\buser\b", '"user"', part.replace("?", "%s"))
+            part = words("".join(pieces) + part[at:])
         parts[i] = part
     if not lists:
         return _Query("".join(plain) + suffix, strict, returning)

@@ -100,6 +100,11 @@ def stamp(at: datetime) -> str:
     return text
 
 
+def stored(value: Any) -> Any:
+    """A value as a column holds it: a time as its :func:`stamp`, anything else as it is."""
+    return stamp(value) if isinstance(value, datetime) else value
+
+
 def chunks(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start:start + size]

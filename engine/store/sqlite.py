@@ -31,7 +31,7 @@ from .columns import TABLE as COLUMNS
 from .columns import current, index, indexed, sync
 from .ledger import BUSY_TIMEOUT, Ledger
 from .outcomes import Outcomes
-from .records import ENROLLMENT_COLUMNS, Conflict, Enrollment, Start, StepRun, chunks, stamp
+from .records import ENROLLMENT_COLUMNS, Conflict, Enrollment, Start, StepRun, chunks, stamp, stored
 
 if TYPE_CHECKING:
     from dsl.sql_columns import Layout
@@ -412,7 +412,7 @@ class SQLiteStore(Ledger, Outcomes):
             changes.setdefault("waiting_since", None)
             changes.setdefault("held", None)
         columns = ", ".join(f"{name} = ?" for name in changes)
-        params = [stamp(value) if isinstance(value, datetime) else value for value in changes.values()]
+        params = [stored(value) for value in changes.values()]
         cursor = self.db.execute(
             f"UPDATE enrollments SET {columns}, version = version + 1 WHERE id = ? AND version = ?",
             (*params, e.id, e.version))
