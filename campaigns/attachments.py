@@ -48,7 +48,7 @@ from dsl.diagnostics import Diagnostic, did_you_mean, error
 from dsl.ids import shown
 
 if TYPE_CHECKING:
-    from .model import Campaign, Settings
+    from .shapes import Campaign, Settings
 
 MAX_FILES = 10
 MAX_BYTES = 10 * 1024 * 1024  # per message, all attachments together

@@ -36,11 +36,10 @@ from dsl.compile import Compiled, compile_expression
 from dsl.functions import inputs
 from dsl.ids import natural_key
 from dsl.nodes import Node
-from dsl.parser import parse
 from dsl.runtime import Context
 from dsl.types import BOOL
 
-from .model import Campaign, Settings
+from .shapes import Campaign, Settings
 
 GATED_CHANNELS = ("email", "sms")
 INACTIVE_CONTACT = "inactive contact"  # the exclusion of partners whose `active` field is false
@@ -137,6 +136,8 @@ def excludes_inactive(campaign: Campaign, settings: Settings) -> bool:
 
 def compile_audience(campaign: Campaign, settings: Settings) -> CompiledAudience:
     """Parse and compile every expression the audience needs, once per campaign."""
+    from dsl.parser import parse  # (lark: not for an audience read from the plan cache)
+
     audience = campaign.audience
     exclusions = [("exclude (engine.yaml)", settings.exclude), ("audience.exclude", audience.exclude)]
     if excludes_inactive(campaign, settings):
@@ -158,6 +159,8 @@ def compile_audience(campaign: Campaign, settings: Settings) -> CompiledAudience
 
 
 def _compile(text: str) -> Compiled:
+    from dsl.parser import parse
+
     return compile_expression(parse(text))
 
 

@@ -29,7 +29,7 @@ from typing import Mapping
 from dsl.diagnostics import Diagnostic, error, warning
 from dsl.source import Span
 
-from .model import Campaign
+from .shapes import Campaign
 from .workspace import CampaignFile, Workspace
 
 DRAFT_HINT = "or set `active: false` while it is a draft"

@@ -38,7 +38,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Iterable
 
-from .model import Campaign, Until, Wait, Window
+from .shapes import Campaign, Until, Wait, Window
 
 UTC = timezone.utc
 

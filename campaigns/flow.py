@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from .enrollment import next_due
-from .model import END, Branch, Campaign, Located, Split, Step, Wait, WaitFor
+from .shapes import END, Branch, Campaign, Located, Split, Step, Wait, WaitFor
 
 POSITION_KINDS = ("email", "sms", "popup", "activity", "letter", "branch", "split", "wait_for")
 CHOICE_KINDS = ("branch", "split")  # positions that choose where to go, and send nothing
@@ -201,12 +201,8 @@ class Flow:
 
 
 def flow_of(campaign: Campaign) -> Flow:
-    """The campaign's flow, built once per model (models are immutable)."""
-    private = campaign.__pydantic_private__
-    flow = private.get("_flow")
-    if flow is None:
-        flow = private["_flow"] = Flow(campaign)
-    return flow
+    """The campaign's flow, built once per campaign (parts are immutable: ``campaign.flow``)."""
+    return campaign.flow
 
 
 def position_after(campaign: Campaign, step_id: str | None, due: datetime, tz: tzinfo) -> tuple[str | None, datetime]:

@@ -4,6 +4,11 @@ Pydantic models validate the shape of the files; :func:`build` turns a loaded YA
 into a model and every validation problem into a diagnostic at the right line and column.
 Every model remembers where it came from: ``model.span("field")``.
 
+Each model's first base is its part in :mod:`campaigns.shapes`, which holds what the engine does
+with it (``step.kind``, ``campaign.action_steps``) and is what the runtime names: a workspace
+read back from the plan cache is made of those parts, without pydantic. Fields and their rules
+are written here, once.
+
 Expressions and templates are kept as text here; :mod:`campaigns.workspace` checks them
 against the partner schema, where the names they may use are known.
 """
@@ -12,7 +17,6 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta
-from functools import cached_property
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -31,47 +35,23 @@ from pydantic import (
 )
 
 from dsl.ids import check_slug, shown
-from dsl.parser import parse_duration
-from dsl.source import Span
-from dsl.types import check_date, check_duration, parse_field_type
-from dsl.yamlload import Document
+from dsl.types import check_date, check_duration, parse_duration
 
-STEP_KINDS = ("email", "sms", "popup", "activity", "letter")
-END = "end"  # the jump target that finishes an enrollment
-ACTIVITY_KINDS = ("call", "meeting", "survey", "work_order", "task")
+from . import shapes
+from .shapes import ACTIVITY_KINDS, DEFAULT_RESULTS, END, MESSAGE_KINDS, STEP_KINDS, WEEKDAYS  # noqa: F401 - theirs too
+
 MAX_RESPONSES = 5
 _CLOCK = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])")
 
 
-class Located(BaseModel):
-    """A model that knows the document and path it was built from."""
+class Located(shapes.Located, BaseModel):
+    """A model that knows the document and path it was built from (``model.span("field")``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-    _document: Document | None = PrivateAttr(default=None)
+    # defer_build: validators are built when a file is first validated, not at import (a plan
+    # read from the cache validates nothing: engine.plan_cache)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
+    _document: Any = PrivateAttr(default=None)  # a Document; from the plan cache, one read when asked
     _path: tuple = PrivateAttr(default=())
-
-    def span(self, field: str | None = None) -> Span:
-        """Where this model (or one of its fields, by name or alias) is written."""
-        if self._document is None:
-            return Span("<memory>", 0, 0)
-        if field is None:
-            return self._document.span(self._path)
-        info = type(self).model_fields.get(field)
-        key = info.alias if info is not None and info.alias else field
-        return self._document.span(self._path + (key,))
-
-    def key_span(self, field: str) -> Span:
-        info = type(self).model_fields.get(field)
-        key = info.alias if info is not None and info.alias else field
-        return self._document.key_span(self._path + (key,)) if self._document else Span("<memory>", 0, 0)
-
-    @property
-    def document(self) -> Document | None:
-        return self._document
-
-    @property
-    def path(self) -> tuple:
-        return self._path
 
 
 # --- Small value types -------------------------------------------------------------------------
@@ -156,52 +136,21 @@ Timezone = Annotated[str, BeforeValidator(lambda v: _timezone(v) if isinstance(v
 # --- engine.yaml -------------------------------------------------------------------------------
 
 
-class PartnerSettings(Located):
+class PartnerSettings(shapes.PartnerSettings, Located):
     source: str = "partners.csv"
     id: str = "id"
     timezone_field: str | None = Field(
         default=None, description="a string field holding the partner's IANA timezone: their local times use it")
     fields: dict[str, Any] = Field(default_factory=dict, description="field name: string | number | int | bool | date | datetime | list[string] | list[number] | list[int] | {enum: [...]}")
 
-    def types(self) -> dict:
-        """The schema as :class:`dsl.types.Type` values, the id field included as a string. A
-        field of an unknown type is ``any``: its expressions raise no second error. Worked out
-        once (every tick asks); the caller gets its own copy."""
-        return dict(self._types)
 
-    @cached_property
-    def _types(self) -> dict:
-        from dsl.types import ANY, STRING
-
-        schema = {}
-        for name, spec in self.fields.items():
-            try:
-                schema[name] = parse_field_type(spec)
-            except ValueError:  # reported by type_problems()
-                schema[name] = ANY
-        schema.setdefault(self.id, STRING)
-        return schema
-
-    def type_problems(self) -> dict[str, str]:
-        """Each field whose type is unknown, and why. Not a validator: a failed validator drops
-        the whole ``fields`` mapping, and every field would become unknown; the workspace
-        reports each at its own type instead."""
-        problems = {}
-        for name, spec in self.fields.items():
-            try:
-                parse_field_type(spec, name)
-            except ValueError as exc:
-                problems[name] = str(exc)
-        return problems
-
-
-class ConsentSettings(Located):
+class ConsentSettings(shapes.ConsentSettings, Located):
     email: Expression | None = None
     sms: Expression | None = None
     terms_opt_in: list[Literal["email", "sms"]] = Field(default_factory=list)
 
 
-class Channel(Located):
+class Channel(shapes.Channel, Located):
     transport: Literal["file", "smtp", "webhook"] = "file"
     host: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
@@ -221,7 +170,7 @@ class Channel(Located):
         return self
 
 
-class Channels(Located):
+class Channels(shapes.Channels, Located):
     email: Channel = Field(default_factory=Channel)
     sms: Channel = Field(default_factory=Channel)
 
@@ -232,7 +181,7 @@ class Channels(Located):
         return self
 
 
-class User(Located):
+class User(shapes.User, Located):
     roles: list[Literal["marketing", "events", "viewer"]] = Field(default_factory=list)
 
 
@@ -261,7 +210,7 @@ Origin = Annotated[str, AfterValidator(_origin),
                                    "examples": ["https://portal.example.com"]})]
 
 
-class Web(Located):
+class Web(shapes.Web, Located):
     """engine.yaml's ``web``: the public address of ``engine serve`` and what links messages carry."""
 
     base_url: Annotated[str, AfterValidator(_base_url)] | None = Field(
@@ -276,10 +225,7 @@ class Web(Located):
                                           "e.g. https://portal.example.com (none: it may not be framed)")
 
 
-DEFAULT_RESULTS = ("successful", "unsuccessful", "postponed", "failed")  # what a response may record, by default
-
-
-class Settings(Located):
+class Settings(shapes.Settings, Located):
     """engine.yaml: the workspace's settings."""
 
     timezone: Timezone = "UTC"
@@ -299,7 +245,7 @@ class Settings(Located):
 # --- campaigns/*.yaml --------------------------------------------------------------------------
 
 
-class Window(Located):
+class Window(shapes.Window, Located):
     start: BoundedDate | None = None
     end: BoundedDate | None = None
 
@@ -310,7 +256,7 @@ class Window(Located):
         return self
 
 
-class Audience(Located):
+class Audience(shapes.Audience, Located):
     rulesets: dict[str, Expression] = Field(default_factory=dict, description="a partner matches if ANY ruleset matches")
     groups: list[str] = Field(default_factory=list, description="static target groups (groups/NAME.csv)")
     exclude: Expression | None = None
@@ -319,7 +265,7 @@ class Audience(Located):
     include_inactive: bool = Field(False, description="also partners whose `active` field is false (when the partner schema has one)")
 
 
-class Trigger(Located):
+class Trigger(shapes.Trigger, Located):
     audience: bool | None = None
     at: BoundedDatetime | None = None
     cron: str | None = None
@@ -354,15 +300,8 @@ class Trigger(Located):
             raise ValueError("'when' is only allowed with an event trigger")
         return self
 
-    @property
-    def kind(self) -> str | None:
-        for k in ("audience", "at", "cron", "event"):
-            if getattr(self, k) not in (None, False):
-                return k
-        return None
 
-
-class Response(Located):
+class Response(shapes.Response, Located):
     result: str = Field(description="one of engine.yaml's results (default: successful, unsuccessful, postponed, failed)")
     follow_up: str | None = None
     goto: str | None = Field(default=None, description="a later step of this campaign (or end) to move the enrollment to")
@@ -392,19 +331,19 @@ def _weights(options: dict) -> dict:
 Weight = Annotated[int, Field(ge=0, le=1_000_000, description="a whole number; the share is weight / the sum of the weights")]
 
 
-class EmailTranslation(Located):
+class EmailTranslation(shapes.EmailTranslation, Located):
     subject: TemplateText | None = None
     template: str | None = None
     body: TemplateText | None = None
 
 
-class EmailVersion(EmailTranslation):
+class EmailVersion(shapes.EmailVersion, EmailTranslation):
     """One variant of an email step: its weight, and what it says differently."""
 
     weight: Weight
 
 
-class Email(Located):
+class Email(shapes.Email, Located):
     subject: TemplateText
     template: str | None = None
     body: TemplateText | None = None
@@ -424,16 +363,16 @@ class Email(Located):
         return self
 
 
-class SmsTranslation(Located):
+class SmsTranslation(shapes.SmsTranslation, Located):
     text: TemplateText
 
 
-class SmsVersion(Located):
+class SmsVersion(shapes.SmsVersion, Located):
     weight: Weight
     text: TemplateText | None = None
 
 
-class Sms(Located):
+class Sms(shapes.Sms, Located):
     text: TemplateText
     translations: dict[str, SmsTranslation] = Field(default_factory=dict)
     variants: Annotated[dict[str, SmsVersion], AfterValidator(_weights)] = Field(
@@ -441,16 +380,16 @@ class Sms(Located):
     responses: Responses = Field(default_factory=dict)
 
 
-class PopupTranslation(Located):
+class PopupTranslation(shapes.PopupTranslation, Located):
     title: TemplateText | None = None
     body: TemplateText | None = None
 
 
-class PopupVersion(PopupTranslation):
+class PopupVersion(shapes.PopupVersion, PopupTranslation):
     weight: Weight
 
 
-class Popup(Located):
+class Popup(shapes.Popup, Located):
     pages: list[str] = Field(min_length=1)
     title: TemplateText
     body: TemplateText
@@ -459,13 +398,13 @@ class Popup(Located):
         default_factory=dict, description="an experiment: each variant overrides title or body")
 
 
-class Question(Located):
+class Question(shapes.Question, Located):
     id: str
     text: str
     answers: list[str] = Field(default_factory=list)
 
 
-class Activity(Located):
+class Activity(shapes.Activity, Located):
     kind: Literal["call", "meeting", "survey", "work_order", "task"]
     assignee: TemplateText | None = None
     subject: TemplateText | None = None
@@ -483,12 +422,12 @@ class Activity(Located):
         return self
 
 
-class LetterVersion(Located):
+class LetterVersion(shapes.LetterVersion, Located):
     weight: Weight
     template: str | None = None
 
 
-class Letter(Located):
+class Letter(shapes.Letter, Located):
     template: str
     variants: Annotated[dict[str, LetterVersion], AfterValidator(_weights)] = Field(
         default_factory=dict, description="an experiment: each variant may use another template")
@@ -517,7 +456,7 @@ OldIds = Annotated[tuple[str, ...], BeforeValidator(_old_ids),
 Target = Annotated[str, Field(description="a later step id of this campaign, or end")]
 
 
-class Step(Located):
+class Step(shapes.Step, Located):
     """A step that does something: exactly one of email, sms, popup, activity, letter."""
 
     id: StepId
@@ -537,16 +476,8 @@ class Step(Located):
             raise ValueError(f"a step needs exactly one of {', '.join(STEP_KINDS)} (found {found})")
         return self
 
-    @property
-    def kind(self) -> str:
-        return next(k for k in STEP_KINDS if getattr(self, k) is not None)
 
-    @property
-    def action(self) -> Email | Sms | Popup | Activity | Letter:
-        return getattr(self, self.kind)
-
-
-class Until(Located):
+class Until(shapes.Until, Located):
     until: str
 
     @field_validator("until")
@@ -557,7 +488,7 @@ class Until(Located):
         return value
 
 
-class WaitFor(Located):
+class WaitFor(shapes.WaitFor, Located):
     """``wait: {for: EXPR, at_most: 3d}``: until a tick sees EXPR hold, at most that long."""
 
     for_: Expression = Field(alias="for", description="the condition that ends the wait at the first tick it holds")
@@ -570,7 +501,7 @@ def _wait_tag(value: Any) -> str:
     return "duration"
 
 
-class Wait(Located):
+class Wait(shapes.Wait, Located):
     """A pause between steps: a duration, until a local time, or until a condition holds."""
 
     id: StepId | None = None
@@ -594,7 +525,7 @@ class Wait(Located):
         return self
 
 
-class Case(Located):
+class Case(shapes.Case, Located):
     """One case of a branch: ``{when: EXPR, goto: STEP}``, or the last one, ``{else: STEP}``."""
 
     when: Expression | None = None
@@ -609,12 +540,8 @@ class Case(Located):
             raise ValueError("a branch case needs 'when' and 'goto' (or is the last one, 'else: STEP')")
         return self
 
-    @property
-    def target(self) -> str:
-        return self.else_ if self.else_ is not None else self.goto  # type: ignore[return-value]
 
-
-class Branch(Located):
+class Branch(shapes.Branch, Located):
     """``branch``: the first case whose ``when`` holds at the step's due time wins; none: the next step."""
 
     id: StepId
@@ -629,28 +556,20 @@ class Branch(Located):
                 raise ValueError("'else' is the last case of a branch")
         return cases
 
-    @property
-    def kind(self) -> str:
-        return "branch"
 
-
-class SplitPath(Located):
+class SplitPath(shapes.SplitPath, Located):
     """One path of a split: its weight, and where it goes (none: on with the next step)."""
 
     weight: Weight
     goto: Target | None = None
 
 
-class Split(Located):
+class Split(shapes.Split, Located):
     """``split``: partners divided between paths by weight, by the same hash as variants."""
 
     id: StepId
     renamed_from: OldIds = ()
     split: Annotated[dict[str, SplitPath], AfterValidator(_weights)] = Field(min_length=1)
-
-    @property
-    def kind(self) -> str:
-        return "split"
 
 
 def _step_tag(value: Any) -> str:
@@ -668,7 +587,6 @@ AnyStep = Annotated[
 ]
 
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
@@ -684,7 +602,7 @@ def _send_days(days: list[str]) -> list[str]:
 SendDays = Annotated[list[Weekday], AfterValidator(_send_days)]
 
 
-class QuietHours(Located):
+class QuietHours(shapes.QuietHours, Located):
     """Partner-local hours in which no message goes out: ``{from: "21:00", to: "08:00"}`` is
     overnight (from 21:00 until 08:00 the next morning); equal times are no quiet hours."""
 
@@ -699,7 +617,7 @@ class QuietHours(Located):
         return value
 
 
-class Cap(Located):
+class Cap(shapes.Cap, Located):
     """At most ``max`` messages of a channel to one partner in any ``per``, across campaigns."""
 
     max: int = Field(ge=1, le=1_000_000)
@@ -713,10 +631,7 @@ class Cap(Located):
         return value
 
 
-MESSAGE_KINDS = ("email", "sms", "popup", "letter")  # the steps that are messages: capped, held out, kept quiet
-
-
-class Policies(Located):
+class Policies(shapes.Policies, Located):
     """engine.yaml's ``policies``: what every campaign's messages obey (a campaign may override
     quiet hours and send days, and a transactional campaign ignores them all)."""
 
@@ -728,7 +643,7 @@ class Policies(Located):
     send_days: SendDays | None = None
 
 
-class Goal(Located):
+class Goal(shapes.Goal, Located):
     """What counts as converted: an expression that comes to hold, or an event."""
 
     when: Expression | None = None
@@ -751,7 +666,7 @@ class Goal(Located):
         return self
 
 
-class Monitor(Located):
+class Monitor(shapes.Monitor, Located):
     in_campaign_min: Percentage = 90.0
     alert: list[str] = Field(default_factory=list)
 
@@ -761,7 +676,7 @@ class Monitor(Located):
         return [value] if isinstance(value, str) else value
 
 
-class Campaign(Located):
+class Campaign(shapes.Campaign, Located):
     """One campaign file. The file name (without .yaml) is the campaign's id."""
 
     name: str | None = None
@@ -812,10 +727,3 @@ class Campaign(Located):
             return parse_duration(value)  # a duration, or why it is too long
         shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else value
         raise ValueError(f"previously_treated is exclude, include or a duration such as 30d, not '{shown}'")
-
-    @property
-    def action_steps(self) -> list[Step]:
-        return [s for s in self.steps if isinstance(s, Step)]
-
-
-Settings.model_rebuild()

@@ -35,7 +35,7 @@ from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Mapping, Sequence
 
 from .enrollment import local_instants, duration_text
-from .model import MESSAGE_KINDS, WEEKDAYS, Cap, Campaign, Policies, QuietHours
+from .shapes import MESSAGE_KINDS, WEEKDAYS, Cap, Campaign, Policies, QuietHours
 
 HOLDOUT = "holdout"  # the step name of the holdout's hash
 HOLDOUT_BUCKETS = 10_000

@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import gc
-from dataclasses import dataclass, field, replace
-from datetime import timedelta, tzinfo
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Iterable, Iterator
 from zoneinfo import ZoneInfo
@@ -31,55 +31,10 @@ from dsl.yamlload import Document, load_yaml
 from .attachments import check_attachments
 from .flow import END, Flow, Jump, Node, flow_of
 from .building import build, salvage
+from .loaded import CampaignFile, Workspace  # what loading gives (also read from the plan cache)
 from .model import Branch, Campaign, Email, Located, Popup, Settings, Sms, Step, Wait, WaitFor
 
 SETTINGS_FILE = "engine.yaml"
-
-
-@dataclass
-class CampaignFile:
-    """One file of campaigns/: its id, what was loaded, and what is wrong with it."""
-
-    id: str
-    path: Path
-    campaign: Campaign | None = None
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.campaign is not None and not any(d.severity == "error" for d in self.diagnostics)
-
-
-@dataclass
-class Workspace:
-    root: Path
-    settings: Settings
-    schema: dict[str, Type]
-    files: dict[str, CampaignFile]
-    groups: dict[str, Path]
-    partners: PartnerCheck | None  # what checking the partner source found; not its records
-    diagnostics: list[Diagnostic]
-
-    @property
-    def campaigns(self) -> dict[str, Campaign]:
-        """The campaigns that may run: those whose file has no errors."""
-        return {cid: f.campaign for cid, f in self.files.items() if f.ok and f.campaign is not None}
-
-    @property
-    def errors(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if d.severity == "error"]
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    @property
-    def tz(self) -> tzinfo:
-        return ZoneInfo(self.settings.timezone)
-
-    @property
-    def templates_dir(self) -> Path:
-        return self.root / "templates"
 
 
 def find_root(path: Path) -> Path | None:

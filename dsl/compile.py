@@ -424,12 +424,30 @@ def _generate(node: Node) -> Compiled:
     source = f"def evaluate(p, ctx):\n    return {generator.code(node)}\n"
     if not returns_bool(node):
         source += f"\n\ndef test(p, ctx):\n    return {generator.truth(node)}\n"
-    namespace: dict[str, Any] = {**_HELPERS, **generator.constants}
+    return from_source(source, generator.constants)
+
+
+def from_source(source: str, constants: Mapping[str, Any]) -> Compiled:
+    """The function of generated code: what :func:`_generate` makes, and what a pickled
+    compiled expression (:func:`reduce_compiled`) is made again from, without the parser."""
+    namespace: dict[str, Any] = {**_HELPERS, **constants}
     exec(compile(source, "<expression>", "exec"), namespace)
     evaluate = namespace["evaluate"]
     evaluate.test = namespace.get("test", evaluate)
     evaluate.source = source
+    evaluate.constants = dict(constants)
     return evaluate
+
+
+def reduce_compiled(value: Any) -> tuple | None:
+    """How to pickle a compiled expression (a function, which pickle cannot store), for
+    ``Pickler.reducer_override``: made again from its generated code and constants, or from
+    its tree when closures evaluate it; None for anything else."""
+    if not callable(value) or not hasattr(value, "test") or not hasattr(value, "source"):
+        return None
+    if value.source is not None:
+        return from_source, (value.source, value.constants)
+    return compile_closures, (value.node,)
 
 
 # --- Closures -------------------------------------------------------------------------------
@@ -449,6 +467,7 @@ def compile_closures(node: Node) -> Compiled:
 
     compiled.test = lambda partner, ctx: evaluate(partner, ctx) is True  # type: ignore[attr-defined]
     compiled.source = None  # type: ignore[attr-defined]
+    compiled.node = node  # type: ignore[attr-defined]
     return compiled  # type: ignore[return-value]
 
 

@@ -7,7 +7,7 @@ came from: pass the expression's :class:`~dsl.source.ScalarText` as ``where``.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,9 +18,8 @@ from .diagnostics import SourceError, error
 from .ids import describe, first_surrogate
 from .nodes import MAX_DEPTH, Attribute, Binary, Call, Index, ListExpr, Literal, Name, Node, Unary, too_deep
 from .source import ScalarText, SourceText
-from .types import DURATION_LIMIT, MAX_DURATION
+from .types import duration_of, parse_duration  # noqa: F401 - parse_duration: the language's, kept here too
 
-_UNIT_MINUTES = {"m": 1, "h": 60, "d": 24 * 60, "w": 7 * 24 * 60}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "b": "\b", "f": "\f", "/": "/", "\\": "\\", "'": "'", '"': '"'}
 # A surrogate pair written as two escapes (as JSON does) is one character; a lone one is refused.
 _ESCAPE = re.compile(r"\\(u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.)")
@@ -61,7 +60,7 @@ def _literal_value(token: Token) -> tuple[str, object]:
         return "null", None
     if kind == "DURATION":
         try:
-            return "duration", _bounded_duration(text[:-1], text[-1])
+            return "duration", duration_of(text[:-1], text[-1])
         except ValueError as exc:
             raise _Problem(str(exc), token.start_pos, token.end_pos) from None
     try:
@@ -72,19 +71,6 @@ def _literal_value(token: Token) -> tuple[str, object]:
     except ValueError:
         raise _Problem(f"invalid {kind.lower()} '{text}'", token.start_pos, token.end_pos) from None
     return kind.lower(), value  # its range is the checker's (dsl.types.check_date)
-
-
-def _bounded_duration(count: str, unit: str) -> timedelta:
-    """``count`` units as a timedelta; ValueError naming the limit when it is longer than a
-    campaign may wait (checked before timedelta, which overflows on absurd counts)."""
-    digits = count.lstrip("0") or "0"
-    minutes = int(digits) * _UNIT_MINUTES[unit] if len(digits) <= 12 else None
-    if minutes is None or minutes > _MAX_MINUTES:
-        raise ValueError(f"{count}{unit} is too long: {DURATION_LIMIT}")
-    return timedelta(minutes=minutes)
-
-
-_MAX_MINUTES = MAX_DURATION // timedelta(minutes=1)
 
 
 def _unescape(body: str, offset: int) -> str:
@@ -204,18 +190,6 @@ def _expected(names) -> str:
     if not described or len(described) > 6:
         return ""
     return "; expected " + (described[0] if len(described) == 1 else "one of " + ", ".join(described))
-
-
-_DURATION = re.compile(r"([0-9]+)([mhdw])")
-
-
-def parse_duration(text: str) -> timedelta:
-    """``15m``, ``12h``, ``3d`` or ``2w``, as in expressions, at most 100 years; ValueError
-    (with the reason) otherwise."""
-    match = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
-    if not match:
-        raise ValueError(f"'{text}' is not a duration such as 30m, 12h, 3d or 2w")
-    return _bounded_duration(match.group(1), match.group(2))
 
 
 def inline(text: str, path: str = "<expression>") -> ScalarText:

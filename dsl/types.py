@@ -46,6 +46,31 @@ def check_duration(value: timedelta) -> str | None:
     return DURATION_LIMIT
 
 
+_UNIT_MINUTES = {"m": 1, "h": 60, "d": 24 * 60, "w": 7 * 24 * 60}
+_MAX_MINUTES = MAX_DURATION // timedelta(minutes=1)
+_DURATION = re.compile(r"([0-9]+)([mhdw])")
+
+
+def duration_of(count: str, unit: str) -> timedelta:
+    """``count`` units (digits; m, h, d or w) as a timedelta; ValueError naming the limit when it
+    is longer than a campaign may wait (checked before timedelta, which overflows on absurd
+    counts)."""
+    digits = count.lstrip("0") or "0"
+    minutes = int(digits) * _UNIT_MINUTES[unit] if len(digits) <= 12 else None
+    if minutes is None or minutes > _MAX_MINUTES:
+        raise ValueError(f"{count}{unit} is too long: {DURATION_LIMIT}")
+    return timedelta(minutes=minutes)
+
+
+def parse_duration(text: str) -> timedelta:
+    """``15m``, ``12h``, ``3d`` or ``2w``, as in expressions, at most 100 years; ValueError
+    (with the reason) otherwise."""
+    match = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
+    if not match:
+        raise ValueError(f"'{text}' is not a duration such as 30m, 12h, 3d or 2w")
+    return duration_of(match.group(1), match.group(2))
+
+
 @dataclass(frozen=True)
 class Type:
     """``kind`` is string, number, bool, date, datetime, duration, null, ``list``, ``enum`` (a string with fixed values),

@@ -21,7 +21,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from campaigns.workspace import load_workspace
 from dsl.diagnostics import SourceError, did_you_mean, error
 from dsl.source import Span
 
@@ -29,6 +28,7 @@ from .clock import Clock, SystemClock, aware, from_iso, iso, parse_every, parse_
 from .compiled import CompiledWorkspace, compile_workspace, fingerprint
 from .errors import UnknownName
 from .horizon import check_run, check_tick
+from .plan_cache import cached_plan
 from .partners import PartnerBook
 from .store import Enrollment, Store, connect, store_location
 from .tick import TickReport, import_before_tick, tick
@@ -427,6 +427,12 @@ class Engine:
 def load_plan(root: Path) -> CompiledWorkspace:
     if not (root / "engine.yaml").is_file():
         raise SourceError([error(Span(str(root / "engine.yaml"), 1, 1), f"no engine.yaml in {root}: not a workspace")])
+    return cached_plan(root, _load_plan)
+
+
+def _load_plan(root: Path) -> CompiledWorkspace:
+    from campaigns.workspace import load_workspace
+
     workspace = load_workspace(root, check_partners=False)
     settings_errors = [d for d in workspace.errors if Path(d.span.path).name == "engine.yaml"]
     if settings_errors:

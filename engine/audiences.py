@@ -31,8 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
 
 from campaigns.audience import dedupe, natural_key
-from dsl.nodes import Binary, Node
-from dsl.parser import parse
+from dsl.nodes import Attribute, Binary, Literal, Name, Node
 from dsl.runtime import Context
 
 from .compiled import CompiledCampaign, CompiledWorkspace, audience_schema, decoder, partner_layout
@@ -43,7 +42,7 @@ if TYPE_CHECKING:
     from dsl.sql import Condition
 
 CHUNK = 5000
-TEST_CONTACT = parse("partner.test == true")
+TEST_CONTACT = Binary("==", Attribute(Name("partner"), "test"), Literal("bool", True, "true"))  # partner.test == true
 
 
 @dataclass(frozen=True)

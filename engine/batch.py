@@ -7,7 +7,7 @@ from bisect import insort
 from datetime import datetime, tzinfo
 from typing import Mapping
 
-from campaigns.model import Cap
+from campaigns.shapes import Cap
 from campaigns.policy import sends_in, window_of
 
 from .compiled import CompiledCampaign, CompiledWorkspace

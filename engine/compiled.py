@@ -17,11 +17,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from campaigns.audience import CompiledAudience, compile_audience
 from campaigns.flow import Flow, flow_of
-from campaigns.model import Branch, Campaign, Step, Until, Wait
+from campaigns.shapes import Branch, Campaign, Step, Until, Wait
 from campaigns.policy import NO_RULES, Rules, rules_for
-from campaigns.workspace import Workspace
+from campaigns.loaded import Workspace
 from dsl.compile import Compiled, compile_expression
-from dsl.parser import parse
 from dsl.types import Type
 
 
@@ -185,6 +184,8 @@ def _file_hash(path: Path) -> str:
 
 
 def _compile(text: str | None) -> Compiled | None:
+    from dsl.parser import parse  # (lark: not for a plan read from the cache)
+
     return compile_expression(parse(text)) if text else None
 
 
@@ -202,7 +203,7 @@ def fingerprint(root: Path) -> str:
     source, which is imported by content): cheap enough to ask before every tick, so read
     with ``os.scandir`` (a tenth of what ``Path.glob`` costs)."""
     parts, prefix = [], len(os.path.join(root, ""))
-    for path in _loaded_files(root):
+    for path in loaded_files(root):
         try:
             stat = os.stat(path)
         except OSError:
@@ -211,7 +212,7 @@ def fingerprint(root: Path) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def _loaded_files(root: Path) -> Iterator[str]:
+def loaded_files(root: Path) -> Iterator[str]:
     """engine.yaml, campaigns/*.yaml (and .yml), everything under templates/ (directories too:
     their times change when a file comes or goes) and groups/*.csv, in a fixed order."""
     yield os.path.join(root, "engine.yaml")

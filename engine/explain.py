@@ -55,7 +55,7 @@ from typing import Any, Mapping
 from campaigns.audience import GATED_CHANNELS, INACTIVE_CONTACT, INACTIVE_RULE, excludes_inactive
 from campaigns.enrollment import PastEnrollment, SkipReason, eligible_for_trigger, window_opens
 from campaigns.flow import Node
-from campaigns.model import Located
+from campaigns.shapes import Located
 from campaigns.policy import (HOLDOUT, HOLDOUT_BUCKETS, assign, bucket, cap_allows, cap_detail, is_message,
                               sending_hold, weights, window_of)
 from dsl.diagnostics import did_you_mean

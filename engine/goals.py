@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from campaigns.enrollment import FinishReason
-from campaigns.model import Goal
+from campaigns.shapes import Goal
 
 from .advance import Advance
 from .compiled import CompiledCampaign

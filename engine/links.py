@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from campaigns.model import Web
+from campaigns.shapes import Web
 
 from .errors import ConfigError
 

@@ -14,7 +14,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Mapping
 
-from campaigns.model import Campaign
+from campaigns.shapes import Campaign
 from dsl.diagnostics import Diagnostic, error
 
 LOCKED_PARTS = ("audience", "trigger", "steps")

@@ -74,7 +74,7 @@ from typing import Any
 
 from campaigns.audience import natural_key
 from campaigns.enrollment import PastEnrollment, SkipReason, eligible_for_trigger, window_opens
-from campaigns.model import Split, Step
+from campaigns.shapes import Split, Step
 from campaigns.policy import assign, held_out, is_message, weights
 from campaigns.schedule import at_fire_time, next_cron_firing
 from dsl.records import read_partners

@@ -53,7 +53,7 @@ from typing import Any, Iterable
 
 from campaigns.experiment import (Group, conversion_pct, lift_pct, number_text, p_text, pct_text, plain_words,
                                   two_proportion_p_value)
-from campaigns.model import Campaign
+from campaigns.shapes import Campaign
 from campaigns.policy import held_out
 
 from .compiled import CompiledCampaign, CompiledWorkspace

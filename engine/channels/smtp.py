@@ -34,7 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator, Mapping, Sequence
 
 from campaigns.attachments import AttachmentError, read_attachment
-from campaigns.model import Channel
+from campaigns.shapes import Channel
 
 from . import FAILED, RETRY, SENT, Outcome, Outgoing
 

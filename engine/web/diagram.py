@@ -27,7 +27,7 @@ from typing import Any
 from markupsafe import Markup
 
 from campaigns.flow import CHOICE_KINDS, Jump, Node, flow_of
-from campaigns.model import END, Campaign, Split, Step, Until, Wait, WaitFor
+from campaigns.shapes import END, Campaign, Split, Step, Until, Wait, WaitFor
 from dsl.explain import duration_text  # as `engine explain` writes a wait's at_most
 
 MARGIN, WIDTH, GAP = 16, 240, 34  # page margin, widest box, room for the arrow between two boxes

@@ -58,6 +58,18 @@ def test_a_tick_imports_neither_the_other_commands_nor_the_web(workspace):
     assert loaded(modules, NOT_FOR_A_TICK) == []
 
 
+def test_a_tick_on_files_it_has_seen_reads_its_plan_from_the_cache(workspace):
+    """No YAML, no expression parser, no jinja2, no pydantic: the plan comes from
+    .engine/plan.pickle (engine.plan_cache), made of campaigns.shapes, and no step renders."""
+    imported("-w", str(workspace), "tick", "--at", "2026-07-01T09:00:00Z", cwd=workspace)  # the work; .engine/
+    imported("-w", str(workspace), "tick", "--at", "2026-07-01T09:00:00Z", cwd=workspace)  # keeps the plan
+    modules = imported("-w", str(workspace), "tick", "--at", "2026-07-01T09:00:00Z", cwd=workspace)
+    assert (workspace / ".engine" / "plan.pickle").is_file()
+    assert loaded(modules, ("yaml", "lark", "jinja2", "dsl.yamlload", "dsl.parser", "dsl.checker", "dsl.templates",
+                            "dsl.template_check", "dsl.template_render", "campaigns.workspace",
+                            "campaigns.model", "pydantic", "pydantic_core")) == []
+
+
 def test_check_imports_neither_the_runtime_nor_the_dry_run(workspace):
     modules = imported("-w", str(workspace), "check", cwd=workspace)
     assert "engine.files" in modules
