@@ -18,11 +18,12 @@ end ``done`` and one JSON line of the run's totals. With BARRIER (a path) it wai
 
 SLOW makes the windows a kill (or another process) should hit wider and visible: a marker line,
 then a sleep, where the engine is inside its store transactions: an event import (``event``), a
-partner import (``partners``), the campaign rows a tick adds (``campaign``), an enrollment
-(``enroll``), a step run (``step``), marking messages delivered (``mark``: before the commit);
+partner import (``partners``), the campaign rows a tick adds (``campaign``), an enrollment or a
+firing's enrollments (``enroll``), a batch's step runs (``step``), marking messages delivered
+(``mark``: before the commit);
 and around each file delivery: ``append`` (the messages are committed, not yet in the file),
 ``appended`` (in the file, not yet marked delivered). SLOW is seconds (0: none): S for the
-imports, deliveries and marking, S/4 for each campaign, enrollment and step; or MARKER=S,... for
+imports, deliveries and marking, S/4 for each campaign, enrollment and step batch; or MARKER=S,... for
 those markers only. Timing only: the engine's own code runs unchanged.
 """
 
@@ -39,13 +40,13 @@ from engine.clock import from_iso, iso, parse_every  # noqa: E402
 from engine.store.sqlite import SQLiteStore  # noqa: E402
 
 START, UNTIL = "2026-07-01T00:00", "2026-08-01T00:00"
-MARKERS = {  # marker: (SQLiteStore method, share of SLOW)
-    "event": ("add_event", 1 / 4),
-    "partners": ("upsert_partners", 1),
-    "campaign": ("add_campaign", 1 / 4),
-    "enroll": ("add_enrollment", 1 / 4),
-    "step": ("record_step", 1 / 4),
-    "mark": ("record_outcomes", 1),
+MARKERS = {  # marker: (the store methods, share of SLOW)
+    "event": (("add_event",), 1 / 4),
+    "partners": (("upsert_partners",), 1),
+    "campaign": (("add_campaign",), 1 / 4),
+    "enroll": (("add_enrollment", "add_enrollments"), 1 / 4),  # one, or a firing's
+    "step": (("record_steps",), 1 / 4),  # a batch's step runs (record_step is one of them)
+    "mark": (("record_outcomes",), 1),
 }
 
 
@@ -68,19 +69,33 @@ def pauses(slow: str) -> dict[str, float]:
     return found
 
 
+def stores() -> list[type]:
+    """The store classes whose methods get markers (PostgreSQL's writes some its own way)."""
+    try:
+        from engine.store.postgres import PostgresStore
+    except ImportError:  # no psycopg: SQLite only
+        return [SQLiteStore]
+    return [SQLiteStore, PostgresStore]
+
+
 def slow_down(pause: dict[str, float]) -> None:
     """Marker + sleep at the places where a kill is most interesting (see the docstring)."""
-    for marker, (name, _) in MARKERS.items():
-        if marker in pause:
-            real = getattr(SQLiteStore, name)
+    for marker, (names, _) in MARKERS.items():
+        if marker not in pause:
+            continue
+        for store in stores():
+            for name in names:
+                if store is not SQLiteStore and name not in vars(store):
+                    continue  # PostgreSQL's inherits SQLite's, marked already
+                real = getattr(store, name)
 
-            def inside(*args, _real=real, _marker=marker, **kwargs):
-                say(_marker)
-                result = _real(*args, **kwargs)
-                time.sleep(pause[_marker])  # after the write, before the caller's commit
-                return result
+                def inside(*args, _real=real, _marker=marker, **kwargs):
+                    say(_marker)
+                    result = _real(*args, **kwargs)
+                    time.sleep(pause[_marker])  # after the write, before the caller's commit
+                    return result
 
-            setattr(SQLiteStore, name, inside)
+                setattr(store, name, inside)
     if "append" in pause or "appended" in pause:
         for name in ("append_once", "append_rows_once"):
             real = getattr(engine.channels.file, name)  # FileTransport looks the name up at each call
