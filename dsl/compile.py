@@ -23,6 +23,7 @@ runtime functions instead.
 
 from __future__ import annotations
 
+import marshal
 import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -428,25 +429,37 @@ def _generate(node: Node) -> Compiled:
 
 
 def from_source(source: str, constants: Mapping[str, Any]) -> Compiled:
-    """The function of generated code: what :func:`_generate` makes, and what a pickled
-    compiled expression (:func:`reduce_compiled`) is made again from, without the parser."""
+    """The function of generated code: what :func:`_generate` makes."""
+    return _defined(source, compile(source, "<expression>", "exec"), constants)
+
+
+def from_code(source: str, code: bytes, constants: Mapping[str, Any]) -> Compiled:
+    """The same from Python's compiled form of ``source`` (``marshal``: of this very Python,
+    which a pickle of it must check), what a pickled compiled expression is made again from
+    (:func:`reduce_compiled`): neither the parser nor Python's compiler runs again."""
+    return _defined(source, marshal.loads(code), constants)
+
+
+def _defined(source: str, code: Any, constants: Mapping[str, Any]) -> Compiled:
     namespace: dict[str, Any] = {**_HELPERS, **constants}
-    exec(compile(source, "<expression>", "exec"), namespace)
+    exec(code, namespace)
     evaluate = namespace["evaluate"]
     evaluate.test = namespace.get("test", evaluate)
     evaluate.source = source
+    evaluate.code = code
     evaluate.constants = dict(constants)
     return evaluate
 
 
 def reduce_compiled(value: Any) -> tuple | None:
     """How to pickle a compiled expression (a function, which pickle cannot store), for
-    ``Pickler.reducer_override``: made again from its generated code and constants, or from
-    its tree when closures evaluate it; None for anything else."""
+    ``Pickler.reducer_override``: made again from its compiled code and constants, or from its
+    tree when closures evaluate it; None for anything else. The code is ``marshal``'s, which
+    only the same Python version reads: engine.plan_cache keys its file by that version."""
     if not callable(value) or not hasattr(value, "test") or not hasattr(value, "source"):
         return None
     if value.source is not None:
-        return from_source, (value.source, value.constants)
+        return from_code, (value.source, marshal.dumps(value.code), value.constants)
     return compile_closures, (value.node,)
 
 

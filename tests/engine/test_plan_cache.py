@@ -257,3 +257,26 @@ def test_the_bundled_workspaces_can_be_cached(tmp_path, workspace):
     (root / ".engine").mkdir()
     load_plan(root)
     assert (root / ".engine" / plan_cache.NAME).exists()
+
+
+@pytest.mark.parametrize("text", ['partner.tier in ["gold", "platinum"] and partner.revenue >= 100000',
+                                  'matches(partner.email, "^[a-m]") or partner.joined_at < 2020-01-01T09:00',
+                                  "not " * 250 + "(partner.revenue >= 1)"])
+def test_a_compiled_expression_is_stored_as_its_code_or_its_tree(text):
+    """Generated code goes into the cache compiled (marshal), so neither lark nor Python's
+    compiler runs on a hit; an expression too deep for Python's compiler (evaluated by closures)
+    goes in as its tree."""
+    from dsl.compile import compile_expression
+    from dsl.parser import parse
+    from dsl.runtime import Context
+
+    compiled = compile_expression(parse(text))
+    assert (compiled.source is None) == text.startswith("not ")  # too deep for Python's compiler
+    again = pickle.loads(plan_cache._dumps({"rule": compiled}))["rule"]
+    assert again.source == compiled.source
+    ctx = Context(now=datetime(2026, 7, 1, 9, tzinfo=timezone.utc), tz=timezone.utc)
+    partners = [{"tier": "gold", "revenue": 200000, "email": "ann@example.com"},
+                {"tier": "silver", "revenue": 0, "email": "zed@example.com", "joined_at": datetime(2019, 1, 1)},
+                {}]
+    assert [again(p, ctx) for p in partners] == [compiled(p, ctx) for p in partners]
+    assert [again.test(p, ctx) for p in partners] == [compiled.test(p, ctx) for p in partners]
