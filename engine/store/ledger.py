@@ -54,7 +54,7 @@ class Ledger:
     # died are taken back by the next delivery (reclaim_abandoned).
 
     SKIP_LOCKED_ROWS = ""  # PostgreSQL: rows another claim is locking right now are passed over
-    LOCKS_MESSAGES = False  # PostgreSQL: an idempotent transport's batches are claimed by row locks (lock_messages)
+    LOCKS_MESSAGES = True  # an idempotent transport's batches are held by their delivery transaction (lock_messages)
 
     def claimer(self) -> str:
         """Who this store's claims belong to: the running process."""
@@ -78,6 +78,24 @@ class Ledger:
             (self.claimer(), iso(SystemClock().now()), *channels, iso(at), limit)).fetchall()
         return [Queued(mid, channel, json.loads(payload), bool(html), attempts)
                 for _, mid, channel, payload, html, attempts in sorted(rows)]
+
+    def lock_messages(self, at: datetime, channels: Sequence[str], limit: int) -> list[Queued]:
+        """The messages :meth:`claim_messages` would claim, held instead by the transaction
+        (:meth:`delivering`) that hands them to an idempotent transport and records their
+        outcomes (engine.delivery), so no claim is written (a row update a message less). On
+        SQLite that transaction holds the store's write lock: no other process claims or
+        delivers until it ends. A process killed meanwhile leaves it rolled back: the batch
+        waits again, and the transport, which writes each id once, takes what it had already
+        written as written. (PostgreSQL locks the batch's rows instead: its own method.)"""
+        if not channels:
+            return []
+        marks = ",".join("?" * len(channels))
+        rows = self.db.execute(
+            "SELECT id, channel, payload, html, attempts FROM outbox INDEXED BY outbox_waiting WHERE status = 'queued' "
+            f"AND claimed_by IS NULL AND channel IN ({marks}) AND (next_attempt IS NULL OR next_attempt <= ?) "
+            "ORDER BY rowid LIMIT ?", (*channels, iso(at), limit)).fetchall()
+        return [Queued(mid, channel, json.loads(payload), bool(html), attempts)
+                for mid, channel, payload, html, attempts in rows]
 
     def release_claims(self, ids: Sequence[str]) -> None:
         """Give back claimed messages that were not handed over (queued as they were)."""
