@@ -4,7 +4,8 @@ issue 17's start-up).
 
 It is one file, ``.engine/plan.pickle`` in the workspace, rewritten after every load that
 missed it, where ``.engine/`` exists: a command that keeps no state there (``engine test``, a
-review) does not create it for the cache. It is used only when everything it was made from is the same:
+review) does not create it for the cache. It is used only when everything it was made from is
+the same:
 
 - the engine's own code (the size and time of every module of ``dsl``, ``campaigns`` and
   ``engine``) and Python's version;
@@ -141,11 +142,11 @@ def _unpickled(file: Any) -> Any:
 
 
 def _write(path: Path, key: bytes, plan: "CompiledWorkspace") -> None:
+    if not path.parent.is_dir():  # a workspace without state of its own (engine test, a review) gets none
+        return
     try:
         data = _dumps({"plan": plan, "attachments": _attachments(plan)})
     except Exception:  # something in this plan cannot be pickled: it is simply not kept
-        return
-    if not path.parent.is_dir():  # a workspace without state of its own (engine test, a review) gets none
         return
     temporary = path.with_name(f"{NAME}.{os.getpid()}.tmp")
     try:
