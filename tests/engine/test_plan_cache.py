@@ -245,19 +245,26 @@ def test_a_plan_that_cannot_be_pickled_is_not_kept(root, monkeypatch):
     assert list((root / ".engine").glob("*.tmp")) == []
 
 
-@pytest.mark.parametrize("workspace", ["examples", "examples/broken"])
-def test_the_bundled_workspaces_can_be_cached(tmp_path, workspace):
-    """Nothing in their plans falls back to no cache (a closure the pickler does not know)."""
-    source = EXAMPLES.parent / workspace
-    root = Path(shutil.copytree(source, tmp_path / "ws", ignore=shutil.ignore_patterns(".engine")))
-    try:
-        plan = _load_plan(root)
-    except Exception:  # examples/broken: engine.yaml itself may be what is broken
-        pytest.skip("engine.yaml has errors: no plan to cache")
+def test_the_bundled_workspace_can_be_cached(tmp_path):
+    """Nothing in its plan falls back to no cache (a closure the pickler does not know)."""
+    root = Path(shutil.copytree(EXAMPLES, tmp_path / "ws", ignore=shutil.ignore_patterns(".engine")))
+    plan = _load_plan(root)
     plan_cache._dumps({"plan": plan, "attachments": plan_cache._attachments(plan)})
     (root / ".engine").mkdir()
     load_plan(root)
     assert (root / ".engine" / plan_cache.NAME).exists()
+
+
+def test_a_workspace_whose_settings_are_broken_is_refused_every_time_and_never_cached(tmp_path):
+    """examples/broken: engine.yaml has an error, so there is no plan to keep."""
+    from dsl.diagnostics import SourceError
+
+    root = Path(shutil.copytree(EXAMPLES / "broken", tmp_path / "ws", ignore=shutil.ignore_patterns(".engine")))
+    (root / ".engine").mkdir()
+    for _ in range(2):
+        with pytest.raises(SourceError, match="engine.yaml"):
+            load_plan(root)
+    assert list((root / ".engine").iterdir()) == []
 
 
 @pytest.mark.parametrize("text", ['partner.tier in ["gold", "platinum"] and partner.revenue >= 100000',
