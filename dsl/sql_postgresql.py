@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from .sql_values import _E, _S, MICROSECOND, NULL, Condition, Unsupported, _check_text, _p, _q
 
 if TYPE_CHECKING:
-    from .sql import SimplePattern, _Compiler
+    from .sql import _Compiler
+    from .sql_patterns import SimplePattern
 
 
 # PostgreSQL's numbers. jsonb keeps a number as the exact decimal it was written as: an int as
@@ -78,7 +79,7 @@ class _PostgreSQL:
 
     def simple_search(self, pattern: "SimplePattern", text: _S) -> _S:
         """``re.search`` of a pattern whose every piece means the same in PostgreSQL's regular
-        expressions (:class:`~dsl.sql.SimplePattern`), its ranges over code points."""
+        expressions (:class:`~dsl.sql_patterns.SimplePattern`), its ranges over code points."""
         return _q('({} COLLATE "C" ~ {})', text, _p(pattern.posix()))
 
     def regex_search(self, pattern: str, text: _S, prefix: "SimplePattern | None" = None) -> _S:

@@ -12,7 +12,8 @@ from . import runtime
 from .sql_values import _E, _S, FALSE, INT64, TRUE, Condition, Unsupported, _check_text, _p, _q
 
 if TYPE_CHECKING:
-    from .sql import SimplePattern, _Compiler
+    from .sql import _Compiler
+    from .sql_patterns import SimplePattern
 
 _ISO_TO_US = ("(CAST(strftime('%s', substr({}, 1, 19)) AS INTEGER) * 1000000"
               " + CASE WHEN substr({}, 20, 1) = '.' THEN CAST(substr({}, 21, 6) AS INTEGER) ELSE 0 END)")
@@ -123,14 +124,14 @@ class _SQLite:
         return _q(f"CAST(engine_{name}(CAST({{}} AS BLOB)) AS TEXT)", text)
 
     def simple_search(self, pattern: "SimplePattern", text: _S) -> _S:
-        """``re.search`` of a pattern GLOB can say (:class:`~dsl.sql.SimplePattern`)."""
+        """``re.search`` of a pattern GLOB can say (:class:`~dsl.sql_patterns.SimplePattern`)."""
         return _q("({} GLOB {})", text, _p(pattern.glob()))
 
     def regex_search(self, pattern: str, text: _S, prefix: "SimplePattern | None" = None) -> _S:
         """``re.search`` itself, SQLite having no regular expressions of its own: a function of
         the pattern's own (:func:`register_patterns`), given the text (as its bytes when it
         holds U+0000, spelled 0xFF, which is not UTF-8). With the ``prefix`` every match starts
-        with (:func:`~dsl.sql.anchored_prefix`), its GLOB first: Python is called only on the
+        with (:func:`~dsl.sql_patterns.anchored_prefix`), its GLOB first: Python is called only on the
         rows it lets through."""
         name = pattern_function(pattern)
         search = _q(f"(CASE WHEN instr({{}}, {_FF}) > 0 THEN {name}_bytes(CAST({{}} AS BLOB)) ELSE {name}({{}}) END)",

@@ -35,7 +35,8 @@ from dsl.functions import SIGNATURES
 from dsl.nodes import Attribute, Binary, Call, Index, Literal, Name, Node, Unary
 from dsl.parser import parse
 from dsl.runtime import Context
-from dsl.sql import Condition, Unsupported, simple_pattern, to_sql
+from dsl.sql import Condition, Unsupported, to_sql
+from dsl.sql_patterns import simple_pattern
 from dsl.sql_columns import partner_layout
 from dsl.sql_sqlite import register_functions, register_patterns
 from dsl.types import BOOL, DATE, DATETIME, NUMBER, STRING, enum, list_of
@@ -487,9 +488,9 @@ def test_why_sqlite_calls_python_to_change_case() -> None:
 def test_simple_patterns_become_a_glob_on_sqlite(pattern: str, glob: str | None) -> None:
     """GLOB compares code points like Python's re; only patterns whose every piece means the
     same in both are translated (no `.`: GLOB's `?` also takes a line feed)."""
-    from dsl.sql import _glob_pattern
+    from dsl.sql_patterns import glob_pattern
 
-    assert _glob_pattern(pattern) == glob
+    assert glob_pattern(pattern) == glob
 
 
 @pytest.mark.parametrize("pattern, posix", [
@@ -498,7 +499,6 @@ def test_simple_patterns_become_a_glob_on_sqlite(pattern: str, glob: str | None)
 ])
 def test_simple_patterns_become_a_regular_expression_on_postgresql(pattern: str, posix: str | None) -> None:
     """The same patterns; every ASCII character but letters and digits escaped."""
-    from dsl.sql import simple_pattern
 
     simple = simple_pattern(pattern)
     assert (simple.posix() if simple else None) == posix
@@ -510,7 +510,7 @@ def test_simple_patterns_become_a_regular_expression_on_postgresql(pattern: str,
     ("a^", None), ("^\\d", None), ("^[z-a]b", None), ("^[]a]b|c", None), ("^[^]|]x", None),
 ])
 def test_a_pattern_anchored_at_the_start_has_a_prefix_every_match_starts_with(pattern: str, prefix: str | None):
-    from dsl.sql import anchored_prefix
+    from dsl.sql_patterns import anchored_prefix
 
     found = anchored_prefix(pattern)
     assert (found.glob() if found else None) == prefix
@@ -526,7 +526,7 @@ REGEX_PIECES = st.sampled_from(["a", "b", ".", "\\.", "[ab]", "[^a]", "*", "+", 
 def test_every_text_a_pattern_finds_something_in_starts_with_its_prefix(body: str, texts: list[str]) -> None:
     """The prefix is a necessary condition: SQLite's GLOB of it holds for every text that
     ``re.search`` finds the pattern in (so testing it first never loses a match)."""
-    from dsl.sql import anchored_prefix
+    from dsl.sql_patterns import anchored_prefix
 
     pattern = "^" + body
     try:
