@@ -28,8 +28,8 @@ from .clock import Clock, SystemClock, aware, from_iso, iso, parse_every, parse_
 from .compiled import CompiledWorkspace, compile_workspace, fingerprint
 from .errors import UnknownName
 from .horizon import check_run, check_tick
-from .plan_cache import cached_plan
 from .partners import PartnerBook
+from .plan_cache import cached_plan
 from .store import Enrollment, Store, connect, store_location
 from .tick import TickReport, import_before_tick, tick
 
