@@ -26,6 +26,7 @@ may write it, the rule that Python's own ``__pycache__`` lives by; it is written
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import hashlib
@@ -156,14 +157,8 @@ def _write(path: Path, key: bytes, plan: "CompiledWorkspace") -> None:
             file.write(data)
         os.replace(temporary, path)  # a reader sees the old file or the new one, never half
     except OSError:
-        _remove(temporary)
-
-
-def _remove(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
 
 
 def _dumps(entry: dict) -> bytes:

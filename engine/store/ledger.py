@@ -64,20 +64,15 @@ class Ledger:
         return process_alive(claimer)
 
     def claim_messages(self, at: datetime, channels: Sequence[str], limit: int) -> list[Queued]:
-        """Claim for this process up to ``limit`` unclaimed messages of these channels that wait
-        for their transport and are due for an attempt at ``at``, oldest first (read in the
-        order of the index of waiting messages, so SQLite does not sort them for each batch)."""
+        """Claim for this process up to ``limit`` of the messages that wait (:meth:`_waiting`)."""
         if not channels:
             return []
-        marks = ",".join("?" * len(channels))
+        waiting, params = self._waiting(at, channels, limit)
         rows = self.db.execute(
-            "UPDATE outbox SET claimed_by = ?, claimed_at = ? WHERE rowid IN ("
-            f"SELECT rowid FROM outbox INDEXED BY outbox_waiting WHERE status = 'queued' AND claimed_by IS NULL "
-            f"AND channel IN ({marks}) AND (next_attempt IS NULL OR next_attempt <= ?) ORDER BY rowid LIMIT ?"
-            f"{self.SKIP_LOCKED_ROWS}) RETURNING rowid, id, channel, payload, html, attempts",
-            (self.claimer(), iso(SystemClock().now()), *channels, iso(at), limit)).fetchall()
-        return [Queued(mid, channel, json.loads(payload), bool(html), attempts)
-                for _, mid, channel, payload, html, attempts in sorted(rows)]
+            f"UPDATE outbox SET claimed_by = ?, claimed_at = ? WHERE rowid IN ({waiting}{self.SKIP_LOCKED_ROWS}) "
+            "RETURNING rowid, id, channel, payload, html, attempts",
+            (self.claimer(), iso(SystemClock().now()), *params)).fetchall()
+        return queued(row[1:] for row in sorted(rows))
 
     def lock_messages(self, at: datetime, channels: Sequence[str], limit: int) -> list[Queued]:
         """The messages :meth:`claim_messages` would claim, held instead by the transaction
@@ -89,13 +84,20 @@ class Ledger:
         written as written. (PostgreSQL locks the batch's rows instead: its own method.)"""
         if not channels:
             return []
+        waiting, params = self._waiting(at, channels, limit)
+        return queued(self.db.execute(f"SELECT id, channel, payload, html, attempts FROM outbox WHERE rowid IN "
+                                      f"({waiting}) ORDER BY rowid", params).fetchall())
+
+    @staticmethod
+    def _waiting(at: datetime, channels: Sequence[str], limit: int) -> tuple[str, tuple]:
+        """The rowids of up to ``limit`` unclaimed messages of these channels that wait for
+        their transport and are due for an attempt at ``at``, oldest first (read in the order
+        of the index of waiting messages, so SQLite does not sort them for each batch): the
+        query and its parameters."""
         marks = ",".join("?" * len(channels))
-        rows = self.db.execute(
-            "SELECT id, channel, payload, html, attempts FROM outbox INDEXED BY outbox_waiting WHERE status = 'queued' "
-            f"AND claimed_by IS NULL AND channel IN ({marks}) AND (next_attempt IS NULL OR next_attempt <= ?) "
-            "ORDER BY rowid LIMIT ?", (*channels, iso(at), limit)).fetchall()
-        return [Queued(mid, channel, json.loads(payload), bool(html), attempts)
-                for mid, channel, payload, html, attempts in rows]
+        return ("SELECT rowid FROM outbox INDEXED BY outbox_waiting WHERE status = 'queued' AND claimed_by IS NULL "
+                f"AND channel IN ({marks}) AND (next_attempt IS NULL OR next_attempt <= ?) ORDER BY rowid LIMIT ?",
+                (*channels, iso(at), limit))
 
     def release_claims(self, ids: Sequence[str]) -> None:
         """Give back claimed messages that were not handed over (queued as they were)."""
@@ -493,3 +495,9 @@ def _label(record: Mapping[str, Any], key: str) -> str | None:
     written in the payload (a partner's language need not be a string)."""
     value = record.get(key)
     return value if value is None or isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def queued(rows: Iterable[tuple]) -> list[Queued]:
+    """Messages to hand over, from their outbox rows (id, channel, payload, html, attempts)."""
+    return [Queued(mid, channel, json.loads(payload), bool(html), attempts)
+            for mid, channel, payload, html, attempts in rows]

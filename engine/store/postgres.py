@@ -78,7 +78,6 @@ exists): several stores share a database as several schemas
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import sqlite3
 from contextlib import contextmanager
@@ -94,6 +93,7 @@ from psycopg.types.string import TextLoader
 
 from ..clock import SystemClock, iso, maybe_iso
 from ..errors import StoreContention, StoreError
+from .ledger import queued
 from .records import Conflict, Enrollment, Queued, Start, chunks, stamp, stored
 from .sqlite import SQLiteStore
 
@@ -330,8 +330,7 @@ class PostgresStore(SQLiteStore):
             "AND (next_attempt IS NULL OR next_attempt <= ?) ORDER BY rowid LIMIT ? FOR UPDATE SKIP LOCKED)) "
             "RETURNING rowid, id, channel, payload, html, attempts",
             (self.claimer(), iso(SystemClock().now()), list(channels), iso(at), limit)).fetchall()
-        return [Queued(mid, channel, json.loads(payload), bool(html), attempts)
-                for _, mid, channel, payload, html, attempts in sorted(rows)]
+        return queued(row[1:] for row in sorted(rows))
 
     LOCKS_MESSAGES = True
 
@@ -341,11 +340,10 @@ class PostgresStore(SQLiteStore):
         records their outcomes (engine.delivery): rows another worker holds are passed over."""
         with self._planner("enable_sort"):
             rows = self.db.execute(
-                "SELECT rowid, id, channel, payload, html, attempts FROM outbox WHERE status = 'queued' "
+                "SELECT id, channel, payload, html, attempts FROM outbox WHERE status = 'queued' "
                 "AND claimed_by IS NULL AND channel = ANY(?) AND (next_attempt IS NULL OR next_attempt <= ?) "
                 "ORDER BY rowid LIMIT ? FOR UPDATE SKIP LOCKED", (list(channels), iso(at), limit)).fetchall()
-        return [Queued(mid, channel, json.loads(payload), bool(html), attempts)
-                for _, mid, channel, payload, html, attempts in rows]
+        return queued(rows)
 
     def record_outcomes(self, outcomes: Sequence[tuple[str, str, str | None, datetime]], at: datetime) -> None:
         """Ledger's, the messages sent (nearly all) in one statement, their ids as one array."""
