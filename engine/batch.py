@@ -10,9 +10,12 @@ from typing import Mapping
 from campaigns.shapes import Cap
 from campaigns.policy import sends_in, window_of
 
+from .channels import Outgoing
 from .compiled import CompiledCampaign, CompiledWorkspace
+from .delivery import Handover
 from .steps import Effects
 from .store import Enrollment, Store
+from .store.records import payload_text
 
 
 def record_effects(store: Store, e: Enrollment, step_id: str, run: int, effects: Effects, due: datetime | None,
@@ -28,13 +31,18 @@ class StepBatch:
     the rules ask the store about each step (has it run already, the partner's consent ledger,
     a hard bounce of the address) is asked for all of them in one query each
     (:meth:`prefetch`); a question not asked in advance goes to the store when it comes. The
-    step runs and outbox rows they produce are written in one statement each (:meth:`write`)."""
+    step runs and outbox rows they produce are written in one statement each (:meth:`write`).
+
+    Messages for the channels in ``local`` (whose transport is local and idempotent) are recorded
+    sent at ``at`` with a handover that lists them (engine.delivery): :attr:`handover`, for the
+    caller to hand over once the transaction commits."""
 
     GATED = ("email", "sms")  # the channels the consent ledger speaks for
     ADDRESS_FIELDS = {"email": "email", "sms": "phone"}  # the partner field a channel's messages go to
 
-    def __init__(self, store: Store):
-        self.store = store
+    def __init__(self, store: Store, local: frozenset[str] = frozenset(), at: datetime | None = None):
+        self.store, self.local, self.at = store, local, at
+        self.handover: Handover | None = None
         self._sent: dict[tuple[str, str], tuple[datetime, datetime, list[datetime]]] = {}  # (partner, channel) →
         # the sends known in an interval of due times: (after, before, sorted due times)
         self._sends: list[tuple] = []
@@ -187,7 +195,21 @@ class StepBatch:
         if self._steps:
             self.store.record_steps(self._steps)
         if self._messages:
-            self.store.add_messages(self._messages)
+            handed = [m for m in self._messages if m[0]["channel"] in self.local] if self.at is not None else []
+            queued = [m for m in self._messages if m[0]["channel"] not in self.local] if handed else self._messages
+            if queued:
+                self.store.add_messages(queued)
+            if handed:
+                self._hand_over(handed)
         if self._sends:
             self.store.record_sends(self._sends)
         self._steps, self._messages, self._sends = [], [], []
+
+    def _hand_over(self, messages: list[tuple[Mapping, int, bool]]) -> None:
+        assert self.at is not None and self.handover is None
+        texts = [payload_text(record) for record, _, _ in messages]
+        self.store.add_messages(messages, sent_at=self.at, payloads=texts)
+        ids = [record["id"] for record, _, _ in messages]
+        self.handover = Handover(self.store.add_handover(ids, self.at),
+                                 [Outgoing(record["id"], record["channel"], record, html, text)
+                                  for (record, _, html), text in zip(messages, texts)])

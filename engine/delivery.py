@@ -27,6 +27,14 @@ repeat is the one message in flight at that instant (the server took it, the sto
 recorded it yet): it goes again with the same ``Message-ID`` / ``Idempotency-Key``, which is
 what those headers are for. The file transport writes each id once whatever it is asked, so
 its outcomes are recorded a batch at a time.
+
+**Handed over at commit.** A batch of due steps records the messages it makes for a local,
+idempotent transport (the files) as ``sent`` in its own transaction, with a *handover* that lists
+them, and writes them to their files as soon as it commits (:func:`hand_over_committed`): no
+second reading of the outbox, no second write of each row. A handover is ended once its messages
+are in their files. One that a killed process left is finished by the next delivery, before
+anything else (:func:`deliver`); the files take what was already written as written. A message
+the transport could not take after all is queued again (or failed) as its first attempt.
 """
 
 from __future__ import annotations
@@ -50,6 +58,15 @@ BATCH = 1000  # messages claimed at a time for the file transport
 EXTERNAL_BATCH = 100  # and for a transport that reaches another system (claims held shorter)
 
 Transports = Mapping[str, Transport | None]
+
+
+@dataclass(frozen=True)
+class Handover:
+    """Messages a step batch recorded as sent to a local transport, listed in the store as
+    ``id`` until they are in their files."""
+
+    id: int
+    messages: list[Outgoing]
 
 
 @dataclass
@@ -108,6 +125,7 @@ def deliver(store: Store, plan: CompiledWorkspace, at: datetime, using: Transpor
     using = transports(plan) if using is None else using
     result = Delivery(waiting=sorted(channel for channel, transport in using.items() if transport is None))
     result.reclaimed = store.reclaim_abandoned(at)
+    _finish_handovers(store, plan, using, at, result)
     for external in (False, True):
         group = {c: t for c, t in using.items() if t is not None and t.external == external}
         channels = list(group)
@@ -120,6 +138,68 @@ def deliver(store: Store, plan: CompiledWorkspace, at: datetime, using: Transpor
                 break
             _deliver_batch(store, using, batch, at, result)
     return result
+
+
+def local_channels(using: Transports) -> frozenset[str]:
+    """The channels whose transport is local and idempotent (the files): their messages are
+    handed over as their step batch commits."""
+    return frozenset(channel for channel, transport in using.items()
+                     if transport is not None and transport.idempotent and not transport.external)
+
+
+def hand_over_committed(store: Store, using: Transports, handover: Handover, at: datetime) -> Delivery:
+    """Write a committed handover's messages to their transports and end it; a message that was
+    not taken is queued again or failed. Counted here only if this process ended the handover
+    (another may have finished it first, after a kill it took for this process's)."""
+    outcomes = _hand_over_all(using, handover.messages)
+    failed = [(o.id, o.status, o.error, at + backoff(1)) for o in outcomes if o.status != SENT]
+    with store.delivering():
+        ended = store.end_handover(handover.id)
+        if ended and failed:
+            store.undo_handover(failed)
+    return _counted(outcomes) if ended else Delivery()
+
+
+def _finish_handovers(store: Store, plan: CompiledWorkspace, using: Transports, at: datetime,
+                      result: Delivery) -> None:
+    """The handovers a killed process left, each written and ended in one transaction that holds
+    it. Their messages go to their channel's local transport, or to the workspace's files if
+    the channel has none now (they were recorded sent to the files)."""
+    files = None
+    while True:
+        with store.delivering():
+            left = store.left_handover()
+            if left is None:
+                return
+            handover, messages = left
+            if any(not _local(using.get(m.channel)) for m in messages):
+                files = files or _files(plan)
+            chosen = {m.channel: using.get(m.channel) if _local(using.get(m.channel)) else files for m in messages}
+            outgoing = [Outgoing(m.id, m.channel, m.record, m.html) for m in messages]
+            outcomes = _hand_over_all(chosen, outgoing)
+            store.undo_handover([(o.id, o.status, o.error, at + backoff(1)) for o in outcomes if o.status != SENT])
+            store.end_handover(handover)
+        done = _counted(outcomes)
+        result.sent, result.retry, result.failed = (result.sent + done.sent, result.retry + done.retry,
+                                                    result.failed + done.failed)
+
+
+def _local(transport: Transport | None) -> bool:
+    return transport is not None and transport.idempotent and not transport.external
+
+
+def _hand_over_all(using: Mapping[str, Transport | None], messages: list[Outgoing]) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    for channel, group in groupby(sorted(messages, key=lambda m: m.channel), key=lambda m: m.channel):
+        transport = using[channel]
+        assert transport is not None
+        outcomes += hand_over(transport, list(group))
+    return outcomes
+
+
+def _counted(outcomes: list[Outcome]) -> Delivery:
+    counted = Counter(o.status for o in outcomes)
+    return Delivery(sent=counted[SENT], retry=counted[RETRY], failed=counted[FAILED])
 
 
 def _deliver_locked(store: Store, using: Transports, channels: list[str], at: datetime, result: Delivery) -> None:
@@ -209,5 +289,5 @@ def _outcome_of(message: Outgoing, exc: Exception) -> Outcome:
 
 TransportFactory = Callable[[CompiledWorkspace], Mapping[str, Transport | None]]
 
-__all__ = ["Delivery", "Outgoing", "TransportFactory", "backoff", "deliver", "hand_over", "offline_transports",
-           "transports"]
+__all__ = ["Delivery", "Handover", "Outgoing", "TransportFactory", "backoff", "deliver", "hand_over",
+           "hand_over_committed", "local_channels", "offline_transports", "transports"]

@@ -56,12 +56,13 @@ import random
 import time
 from collections import Counter
 from datetime import datetime
+from functools import cached_property
 
 from .advance import Advance
 from .batch import StepBatch, record_effects
 from .clock import aware
 from .compiled import CompiledCampaign, CompiledWorkspace
-from .delivery import Transports, deliver
+from .delivery import Delivery, Transports, deliver, hand_over_committed, local_channels, transports
 from .errors import StoreContention
 from .facts import StoreFacts
 from .goals import Goals
@@ -173,14 +174,26 @@ class Tick(Part):
         self.report.alerts += check_monitors(self.store, self.plan, self.book, self.running, self.at, moved=moved)
         self._deliver()
 
+    @cached_property
+    def transports(self) -> Transports:
+        return transports(self.plan) if self.using is None else self.using
+
+    @cached_property
+    def local_channels(self) -> frozenset[str]:
+        """The channels whose messages a batch hands over as it commits (engine.delivery)."""
+        return local_channels(self.transports)
+
     def _deliver(self) -> None:
-        done = deliver(self.store, self.plan, self.at, self.using)
-        self.report.delivered += done.sent
-        self.report.retried += done.retry
-        self.report.undeliverable += done.failed
+        done = deliver(self.store, self.plan, self.at, self.transports)
+        self._count_delivery(done)
         for channel in done.waiting:
             self.report.warnings.append(f"{channel} messages wait in the outbox: engine.yaml gives the {channel} "
                                         "channel no transport that can send them")
+
+    def _count_delivery(self, done: Delivery) -> None:
+        self.report.delivered += done.sent
+        self.report.retried += done.retry
+        self.report.undeliverable += done.failed
 
     def catch_up(self, campaign_id: str, partner_id: str) -> None:
         """Execute the partner's steps in the campaign that fell due before the tick's time, in
@@ -273,12 +286,13 @@ class Tick(Part):
         transaction per batch, which asks the store about all its steps at once and writes
         their step runs and messages at once (:class:`StepBatch`)."""
         while True:
-            with self.unit(), self.store.transaction(exclusive=False):
+            handover = None
+            with self.unit() as unit, self.store.transaction(exclusive=False):
                 batch = self.store.due(until, self.running, BATCH)
                 if not batch:
                     return
                 partners = self.book.get_many({e.partner for e in batch})
-                steps = StepBatch(self.store)
+                steps = StepBatch(self.store, self.local_channels, self.at)
                 steps.prefetch(self.plan, batch, partners)
                 counts: Counter = Counter()
                 earliest_new = None
@@ -293,6 +307,9 @@ class Tick(Part):
                 steps.write()
                 for (cid, step, status), n in sorted(counts.items()):
                     self._log_batch(cid, step, status, n)
+                handover = steps.handover
+            if handover is not None and not unit.failed:  # committed: to the files now
+                self._count_delivery(hand_over_committed(self.store, self.transports, handover, self.at))
             for cid, why in list(self.halted.items()):
                 self.stop(CampaignFailed(cid, RuntimeError(why)))
             self.halted.clear()

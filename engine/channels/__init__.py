@@ -28,6 +28,7 @@ class Outgoing:
     channel: str  # email | sms | letter
     record: Mapping[str, Any]
     html: bool = False
+    encoded: str | None = None  # the record as the outbox keeps it (compact JSON), when at hand
 
 
 @dataclass(frozen=True)

@@ -85,9 +85,24 @@ def append_once(path: Path, records: Sequence[Mapping[str, Any]], key: str = "id
 
     Returns the ids actually written, in order. See the module docstring for the contract.
     """
-    path = Path(path)
     batch = _unique(records, key)
     encoded = [(rid, _json_line(rec)) for rid, rec in batch]  # encode all before touching the file
+    return _append_lines(Path(path), encoded, key)
+
+
+def append_encoded_once(path: Path, lines: Sequence[tuple[str, str]], key: str = "id") -> list[str]:
+    """:func:`append_once` of records already encoded, each as one line of JSON (no newline in
+    it, as JSON encoders write it): (id, text) pairs, the id being the record's ``key``."""
+    seen: set[str] = set()
+    encoded = []
+    for rid, text in lines:
+        if rid not in seen:
+            seen.add(rid)
+            encoded.append((rid, (text + "\n").encode("utf-8")))
+    return _append_lines(Path(path), encoded, key)
+
+
+def _append_lines(path: Path, encoded: list[tuple[str, bytes]], key: str) -> list[str]:
     return _append(path, encoded, lambda tail, start: _scan_jsonl(path, tail, start, key), header=None)
 
 
@@ -397,18 +412,21 @@ class FileTransport:
         self.outbox, self.letters, self.letter_columns = outbox, letters, tuple(letter_columns)
 
     def send(self, batch: Sequence[Outgoing]) -> Iterator[Outcome]:
-        files: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}  # (channel,) or ("letter", campaign, step)
+        files: dict[tuple[str, ...], list[Outgoing]] = {}  # (channel,) or ("letter", campaign, step)
         for message in batch:
             record = message.record
             key = ("letter", record["campaign"], record["step"]) if message.channel == "letter" else (message.channel,)
-            files.setdefault(key, []).append(record)
-        for key, records in files.items():
+            files.setdefault(key, []).append(message)
+        for key, messages in files.items():
             if key[0] == "letter":
                 path = self.letters / key[1] / f"{key[2]}.csv"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                append_rows_once(path, self.letter_columns, records)
+                append_rows_once(path, self.letter_columns, [m.record for m in messages])
             else:
                 path = self.outbox / f"{key[0]}.jsonl"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                append_once(path, records)
+                if all(m.encoded is not None for m in messages):
+                    append_encoded_once(path, [(str(m.id), m.encoded) for m in messages])
+                else:
+                    append_once(path, [m.record for m in messages])
         return iter([Outcome(message.id, SENT) for message in batch])

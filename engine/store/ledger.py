@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..clock import SystemClock, from_iso, iso, maybe_iso
 from .processes import process_alive, this_process
-from .records import Queued, chunks, stamp
+from .records import Queued, chunks, payload_text, stamp
 
 BUSY_TIMEOUT = 60.0  # seconds a statement waits for another process's write lock before "busy"
 TOUCH_WAIT = 0.25  # seconds recording a key's last use waits for a write lock before giving up
@@ -39,14 +39,61 @@ class Ledger:
     def add_message(self, record: Mapping[str, Any], enrollment_id: int, html: bool = False) -> None:
         self.add_messages([(record, enrollment_id, html)])
 
-    def add_messages(self, messages: Iterable[tuple[Mapping[str, Any], int, bool]]) -> None:
-        """(record, enrollment, html) of messages to queue, in one statement."""
-        payload = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(record, ensure_ascii=False), made once
-        self.db.executemany("INSERT INTO outbox (id, channel, enrollment, campaign, step, partner, at, payload, html, "
-                            "language, variant) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    def add_messages(self, messages: Iterable[tuple[Mapping[str, Any], int, bool]], sent_at: datetime | None = None,
+                     payloads: Sequence[str] | None = None) -> None:
+        """(record, enrollment, html) of messages to queue, in one statement (``payloads``: their
+        records as :func:`payload_text` made them, when the caller has them). With ``sent_at``
+        they are recorded sent at that time instead, in their first attempt: messages a local
+        transport takes as their transaction commits, which :meth:`add_handover` lists."""
+        messages = list(messages)
+        texts = payloads if payloads is not None else [payload_text(record) for record, _, _ in messages]
+        columns, extra = "", ()
+        if sent_at is not None:
+            columns, extra = ", status, attempts, delivered_at", ("sent", 1, stamp(sent_at))
+        self.db.executemany(f"INSERT INTO outbox (id, channel, enrollment, campaign, step, partner, at, payload, html, "
+                            f"language, variant{columns}) VALUES ({', '.join('?' * (11 + len(extra)))})",
                             [(record["id"], record["channel"], enrollment_id, record["campaign"], record["step"],
-                              record["partner"], record["at"], payload(record), int(html), _label(record, "language"),
-                              _label(record, "variant")) for record, enrollment_id, html in messages])
+                              record["partner"], record["at"], text, int(html), _label(record, "language"),
+                              _label(record, "variant"), *extra)
+                             for (record, enrollment_id, html), text in zip(messages, texts)])
+
+    # Handovers (engine.handover): the messages a step batch recorded sent to a local transport,
+    # listed in the batch's transaction until they are in their files.
+
+    def add_handover(self, ids: Sequence[str], at: datetime) -> int:
+        """List these messages as recorded sent at ``at`` but not yet in their files."""
+        return self.db.execute("INSERT INTO handovers (at, messages) VALUES (?, ?)",
+                               (iso(at), json.dumps(list(ids), ensure_ascii=False))).lastrowid
+
+    def end_handover(self, handover: int) -> bool:
+        """The handover is done (its messages are in their files); whether it was still listed
+        (another process finishing a killed one's may have ended it first)."""
+        return self.db.execute("DELETE FROM handovers WHERE id = ?", (handover,)).rowcount == 1
+
+    def left_handover(self) -> tuple[int, list[Queued]] | None:
+        """The oldest handover still listed, with its messages, held for the caller's
+        :meth:`delivering` transaction (on SQLite by the write lock; PostgreSQL locks the row
+        and passes over those another process holds)."""
+        row = self.db.execute(f"SELECT id, messages FROM handovers ORDER BY id LIMIT 1{self.SKIP_LOCKED_ROWS}"
+                              ).fetchone()
+        if row is None:
+            return None
+        ids = json.loads(row[1])
+        found: dict[str, Queued] = {}
+        for chunk in chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            found.update((m.id, m) for m in queued(self.db.execute(
+                f"SELECT id, channel, payload, html, attempts FROM outbox WHERE id IN ({marks})", chunk)))
+        return row[0], [found[mid] for mid in ids if mid in found]
+
+    def undo_handover(self, outcomes: Sequence[tuple[str, str, str | None, datetime]]) -> None:
+        """Messages of a handover that their transport did not take after all (id, retry |
+        failed, error, when to try again): queued again, or failed, as their first attempt."""
+        self.db.executemany("UPDATE outbox SET status = 'queued', delivered_at = NULL, last_error = ?, "
+                            "next_attempt = ? WHERE id = ?",
+                            [(error, iso(retry), mid) for mid, status, error, retry in outcomes if status == "retry"])
+        self.db.executemany("UPDATE outbox SET status = 'failed', delivered_at = NULL, last_error = ? WHERE id = ?",
+                            [(error, mid) for mid, status, error, _ in outcomes if status == "failed"])
 
     # The delivery loop (engine.delivery) claims the messages it hands over: ``claimed_by`` names
     # the process, and only unclaimed messages are claimed, so two processes never hand one

@@ -105,7 +105,8 @@ CONNECT_TIMEOUT = 10  # seconds
 EXCLUSIVE, STEPS, DELIVERY = "exclusive", "steps", "delivery"
 SKIP_LOCKED, WAIT = " FOR UPDATE SKIP LOCKED", " FOR UPDATE"
 # Tables whose rows an INTEGER PRIMARY KEY numbers in SQLite: what ``lastrowid`` is, here.
-ROW_KEYS = {"enrollments": "id", "responses": "seq", "alerts": "seq", "log": "seq", "consent": "seq"}
+ROW_KEYS = {"enrollments": "id", "responses": "seq", "alerts": "seq", "log": "seq", "consent": "seq",
+            "handovers": "id"}
 # What a batch of due steps writes, many rows at a time: ``executemany`` of a plain INSERT into
 # one of these is one statement (a COPY, or INSERT ... SELECT FROM unnest of an array per column).
 BULK_TABLES = frozenset({"step_runs", "outbox", "sends"})

@@ -3,6 +3,7 @@ compare-and-set raises, and two helpers every table's code uses."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterator, Mapping, Sequence
@@ -81,6 +82,11 @@ class Queued:
     record: dict
     html: bool
     attempts: int
+
+
+payload_text = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+"""A message's record as the outbox keeps it: compact JSON, the very text of its line in the
+file transport's ``<channel>.jsonl`` (which writes it as it is, not encoded again)."""
 
 
 class Conflict(Exception):

@@ -119,6 +119,15 @@ CREATE INDEX IF NOT EXISTS outbox_partner ON outbox (partner, campaign, step);
 CREATE INDEX IF NOT EXISTS outbox_tally ON outbox (campaign, step, channel, language, variant, status);
 CREATE INDEX IF NOT EXISTS outbox_claimed ON outbox (claimed_by) WHERE claimed_by IS NOT NULL;
 
+-- Messages a step batch recorded as sent to a local transport (the files) in its own transaction,
+-- listed until they are in their files (engine.handover): what a killed process left is written
+-- by the next delivery.
+CREATE TABLE IF NOT EXISTS handovers (
+    id       INTEGER PRIMARY KEY,
+    at       TEXT NOT NULL,                  -- the tick's time (the messages' delivered_at)
+    messages TEXT NOT NULL                   -- JSON: the outbox ids
+);
+
 CREATE TABLE IF NOT EXISTS activities (
     id           TEXT PRIMARY KEY,
     enrollment   INTEGER NOT NULL,

@@ -20,7 +20,7 @@ SLOW makes the windows a kill (or another process) should hit wider and visible:
 then a sleep, where the engine is inside its store transactions: an event import (``event``), a
 partner import (``partners``), the campaign rows a tick adds (``campaign``), an enrollment or a
 firing's enrollments (``enroll``), a batch's step runs (``step``), marking messages delivered
-(``mark``: before the commit);
+or ending a handover (``mark``: before the commit);
 and around each file delivery: ``append`` (the messages are committed, not yet in the file),
 ``appended`` (in the file, not yet marked delivered). SLOW is seconds (0: none): S for the
 imports, deliveries and marking, S/4 for each campaign, enrollment and step batch; or MARKER=S,... for
@@ -46,7 +46,7 @@ MARKERS = {  # marker: (the store methods, share of SLOW)
     "campaign": (("add_campaign",), 1 / 4),
     "enroll": (("add_enrollment", "add_enrollments"), 1 / 4),  # one, or a firing's
     "step": (("record_steps",), 1 / 4),  # a batch's step runs (record_step is one of them)
-    "mark": (("record_outcomes",), 1),
+    "mark": (("record_outcomes", "end_handover"), 1),  # a delivery's outcomes, or a handover's end
 }
 
 
@@ -97,7 +97,7 @@ def slow_down(pause: dict[str, float]) -> None:
 
                 setattr(store, name, inside)
     if "append" in pause or "appended" in pause:
-        for name in ("append_once", "append_rows_once"):
+        for name in ("append_once", "append_encoded_once", "append_rows_once"):
             real = getattr(engine.channels.file, name)  # FileTransport looks the name up at each call
 
             def around(*args, _real=real, **kwargs):

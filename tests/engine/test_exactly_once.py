@@ -314,7 +314,7 @@ class Landing:
     last_marker: str | None = None  # the worker's last marker line: what it was doing
     committed: int = 0  # messages in the store's outbox
     not_in_file: list[str] = field(default_factory=list)  # committed, not (yet) in a file
-    unmarked: list[str] = field(default_factory=list)  # in a file, not marked delivered
+    unmarked: list[str] = field(default_factory=list)  # in a file, not marked delivered (or its handover not ended)
     torn: list[str] = field(default_factory=list)  # files ending with a partial record
 
     def kind(self) -> str:
@@ -392,10 +392,12 @@ def attempt(root: Path, worker: Worker, kill: Kill, rng: random.Random, n: int) 
             last = db.execute("SELECT value FROM meta WHERE key = 'tick.last'").fetchone()
             landing.last_tick = last[0] if last else None
             outbox = dict(db.execute("SELECT id, delivered_at FROM outbox").fetchall())
+            handed = {mid for (ids,) in db.execute("SELECT messages FROM handovers") for mid in json.loads(ids)} \
+                if "handovers" in tables else set()  # recorded sent, maybe not in their files yet
             written = file_ids(root)
             landing.committed = len(outbox)
             landing.not_in_file = sorted(set(outbox) - set(written))
-            landing.unmarked = sorted(i for i in written if outbox.get(i, "") is None)
+            landing.unmarked = sorted(i for i in written if outbox.get(i, "") is None or i in handed)
             assert set(written) <= set(outbox), "a file holds a message the store never committed"
             assert max(written.values(), default=1) == 1, f"written twice: {written.most_common(3)}"
     return landing
