@@ -14,6 +14,7 @@ test can edit a campaign between two ticks.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -76,9 +77,14 @@ class Engine:
 
     @property
     def store(self) -> Store:
+        """The store, opened at first use. A process that opens it keeps runtime state beside
+        the workspace (``.engine/``: the compiled workspace's cache, the file outbox), even
+        when the store is elsewhere (PostgreSQL): the folder is made then, where it can be."""
         if self._store is None:
             assert self._store_location is not None
             self._store = connect(self._store_location)
+            with contextlib.suppress(OSError):  # (a read-only checkout goes without the cache)
+                (self.root / ".engine").mkdir(exist_ok=True)
         return self._store
 
     def close(self) -> None:

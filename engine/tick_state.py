@@ -36,7 +36,7 @@ class TickState:
         self.running: list[str] = []  # campaigns that run: loaded without errors, active, not held back
         self.since: dict[str, datetime | None] = {}  # campaign → the tick that last saw it switch on
         self.halted: dict[str, str] = {}  # campaign → why it stops after the batch in progress
-        self.failing_time: Counter = Counter()  # campaign → seconds its failed steps took
+        self.failing_time: Counter = Counter()  # campaign → CPU seconds its failed steps took
         self.numbers: dict[str, int | None] = {}  # campaign → its number in the store
 
     # --- a campaign that fails at run time fails alone ---------------------------------------
