@@ -24,8 +24,10 @@ class Outcomes:
     # --- frequency caps ----------------------------------------------------------------------
 
     def record_sends(self, rows: Iterable[tuple[str, str, datetime, int, str, int]]) -> None:
-        """(partner, channel, due_at, enrollment, step, run) of executed message steps, in one statement."""
-        self.db.executemany("INSERT OR IGNORE INTO sends (partner, channel, due_at, enrollment, step, run) "
+        """(partner, channel, due_at, enrollment, step, run) of executed message steps, in one
+        statement (a COPY on PostgreSQL). A plain insert: a step run is written once, in the same
+        transaction as its send (the key of step_runs refuses a second one), so its send is new."""
+        self.db.executemany("INSERT INTO sends (partner, channel, due_at, enrollment, step, run) "
                             "VALUES (?, ?, ?, ?, ?, ?)",
                             [(p, c, stamp(due), e, s, r) for p, c, due, e, s, r in rows])
 

@@ -19,9 +19,9 @@ index: ``sqlite3.IntegrityError``               inserted raises :class:`Integrit
 ``x IN (?, ?, ...)``, 16 or more, all text or   ``x = ANY(%b)``: one array (binary), one
 all integers                                    statement text whatever the count
 ``executemany`` of a plain INSERT into          a binary ``COPY`` in a savepoint (IntegrityError
-``step_runs`` or ``outbox``                     for a taken key, the transaction usable)
+``step_runs``, ``outbox`` or ``sends``          for a taken key, the transaction usable)
 ``executemany`` of ``INSERT OR IGNORE`` into    one ``INSERT ... SELECT * FROM unnest(%b, ...)``
-``sends``                                       (an array per column, typed as the table's)
+one of those                                    (an array per column, typed as the table's)
 ``json_extract(col, '$.key')``                  ``(col::jsonb ->> 'key')``
 scalar ``min(a, b)``                            ``least(a, b)`` (a bare column in an upsert:
                                                 the table's, ``least(t.a, excluded.a)``)
@@ -51,7 +51,7 @@ Only what means something else on a server is written here:
   for each batch.
 - **A batch's writes.** Its compare-and-sets on the enrollments it claimed are held back and
   sent as one UPDATE (:meth:`update_enrollment`) just before its next statement, so a read sees
-  them; its step runs and messages are one COPY each, its sends one INSERT (the adapter). A
+  them; its step runs, messages and sends are one COPY each (the adapter). A
   batch of 500 steps is about 20 round trips, whatever it does per step (was one per step and
   more).
 - **Delivery.** Messages are claimed as on SQLite (:meth:`claim_messages`: one statement, which
@@ -599,12 +599,11 @@ class _Connection:
     def _insert_rows(self, table: str, columns: tuple[str, ...], strict: bool, rows: list[tuple]) -> _Cursor:
         """``executemany`` of a plain INSERT (:func:`_bulk_insert`) as one statement.
 
-        A plain INSERT (step runs, messages) is a binary ``COPY``: psycopg writes its rows in C,
+        A plain INSERT (step runs, messages, sends) is a binary ``COPY``: psycopg writes its rows in C,
         where it dumps an array element by element in Python (2.4× the time for 500 messages).
         It runs in a savepoint: a row whose key is taken refuses them all with IntegrityError,
         as SQLite's executemany would have at that row (either way the batch does not commit),
-        and the transaction stays usable. An ``INSERT OR IGNORE`` (sends), which COPY cannot
-        say, is one ``INSERT ... SELECT * FROM unnest(...)`` of an array per column, skipping
+        and the transaction stays usable. An ``INSERT OR IGNORE``, which COPY cannot say, is one ``INSERT ... SELECT * FROM unnest(...)`` of an array per column, skipping
         the rows whose key is taken."""
         types = self._types.get(table)
         if types is None:

@@ -329,9 +329,12 @@ def test_a_batchs_rows_are_one_copy_or_insert_and_a_taken_key_refuses_them(two):
     rows = [(i, "s", 1, "executed", None, due, due, None) for i in range(1, 6)]
     with a.transaction():
         a.record_steps(rows)
-        a.record_sends([(f"p{i}", "email", due, i, "s", 1) for i in (1, 1, 2)])  # OR IGNORE: the same one twice
-    assert [s for s in seen if s.startswith(("INSERT", "COPY"))] == ["COPY step_runs (enrollment,", "INSERT INTO sends"]
+        a.record_sends([(f"p{i}", "email", due, i, "s", 1) for i in (1, 2)])
+    assert [s for s in seen if s.startswith(("INSERT", "COPY"))] == ["COPY step_runs (enrollment,", "COPY sends (partner,"]
     assert count_rows(a, "step_runs") == 5 and count_rows(a, "sends") == 2
+    with pytest.raises(sqlite3.IntegrityError), a.transaction():  # a send is a step run's: never twice
+        a.record_sends([(f"p{i}", "email", due, i, "s", 1) for i in (3, 1)])
+    assert count_rows(a, "sends") == 2
     with pytest.raises(sqlite3.IntegrityError), a.transaction():
         a.record_steps([(9, "s", 1, "executed", None, due, due, None), rows[0]])
     assert count_rows(a, "step_runs") == 5  # neither row: the batch did not commit
