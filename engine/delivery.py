@@ -163,8 +163,9 @@ def hand_over_committed(store: Store, using: Transports, handover: Handover, at:
 def _finish_handovers(store: Store, plan: CompiledWorkspace, using: Transports, at: datetime,
                       result: Delivery) -> None:
     """The handovers a killed process left, each written and ended in one transaction that holds
-    it. Their messages go to their channel's local transport, or to the workspace's files if
-    the channel has none now (they were recorded sent to the files)."""
+    it, and logged (``delivery.handover``). Their messages go to their channel's local
+    transport, or to the workspace's files if the channel has none now (they were recorded sent
+    to the files)."""
     files = None
     while True:
         with store.delivering():
@@ -178,7 +179,8 @@ def _finish_handovers(store: Store, plan: CompiledWorkspace, using: Transports, 
             outgoing = [Outgoing(m.id, m.channel, m.record, m.html) for m in messages]
             outcomes = _hand_over_all(chosen, outgoing)
             store.undo_handover([(o.id, o.status, o.error, at + backoff(1)) for o in outcomes if o.status != SENT])
-            store.end_handover(handover)
+            if store.end_handover(handover):
+                store.log(at, "engine", "delivery.handover", count=len(messages))
         done = _counted(outcomes)
         result.sent, result.retry, result.failed = (result.sent + done.sent, result.retry + done.retry,
                                                     result.failed + done.failed)

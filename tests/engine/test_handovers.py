@@ -76,6 +76,7 @@ def test_a_handover_left_by_a_killed_process_is_written_by_the_next_delivery(tmp
     assert (again.executed, again.delivered) == (0, 3)
     assert handovers(engine) == []
     assert sorted(file_lines(engine)) == sorted(payloads(engine).values())
+    assert [e["detail"]["count"] for e in engine.log() if e["action"] == "delivery.handover"] == [3]
     # the process that 'died' comes back to its handover: already ended, nothing written or counted twice
     late = hand_over_committed(engine.store, tick_module.transports(engine.plan), kept[0], engine.time(T0))
     assert late.sent == 0 and len(file_lines(engine)) == 3
