@@ -187,3 +187,20 @@ def test_every_refused_operation_exits_3_and_changes_nothing(capsys, ws, argv, m
     assert code == 3, err
     assert err.startswith("engine: refused: ") and message in err and err.count("\n") == 1
     assert _dump(ws) == before
+
+
+def test_a_command_that_opens_the_store_keeps_the_compiled_workspace_for_the_next(capsys, ws, monkeypatch):
+    """On either store (PostgreSQL's lives elsewhere), the first command that opens the store
+    makes .engine/; the next process then reads the compiled workspace from its cache."""
+    from engine import api
+
+    assert not (ws / ".engine").exists()
+    code, _, err = run(capsys, "-w", str(ws), "status", "--json")
+    assert code == 0, err
+    assert (ws / ".engine").is_dir()
+    run(capsys, "-w", str(ws), "status", "--json")  # loads the files (a miss), keeps the plan
+    loads: list[Path] = []
+    monkeypatch.setattr(api, "_load_plan", lambda root: loads.append(root) or pytest.fail("loaded again"))
+    code, _, err = run(capsys, "-w", str(ws), "status", "--json")
+    assert code == 0, err
+    assert loads == []
