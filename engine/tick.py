@@ -12,8 +12,10 @@
     deliver the outbox
 
 The parts: this module keeps the order above and the transactions things run in;
-engine.triggers says who is enrolled when, engine.advance how one enrollment moves through its
-campaign's flow; engine.tick_state is what they share (store, plan, time, report, the running
+engine.campaign_sync says which campaigns run, engine.exits which enrollments a changed record
+ends, engine.triggers who is enrolled when, engine.advance how one enrollment moves through its
+campaign's flow, engine.delivery how messages reach their transports; engine.tick_state is what
+they share (store, plan, time, report, the running
 campaigns, and the units of work whose counts roll back with their transaction).
 
 Steps execute *as of their due time*: that time is the expression's ``now``, the template's
@@ -60,14 +62,15 @@ from functools import cached_property
 
 from .advance import Advance
 from .batch import StepBatch, record_effects
+from .campaign_sync import sync_campaigns
 from .clock import aware
 from .compiled import CompiledCampaign, CompiledWorkspace
 from .delivery import Delivery, Transports, deliver, hand_over_committed, local_channels, transports
 from .errors import StoreContention
+from .exits import Exits, exits_revision
 from .facts import StoreFacts
 from .goals import Goals
 from .links import links_for, require_signer
-from .locks import lock_error
 from .membership import leave_static_groups
 from .monitor import check_monitors
 from .partners import PartnerBook, PartnerImport, import_partners
@@ -80,7 +83,6 @@ from .triggers import Triggers
 __all__ = ["Tick", "StoreFacts", "TickReport", "record_effects", "tick"]
 
 BATCH = 500
-EXITS_CHECKED = "exits.revision"  # meta key: the partner revision whose changes exits were checked for
 CONTENTION_ATTEMPTS = 5  # runs of a tick that another worker's deadlock may cut short
 
 
@@ -90,18 +92,6 @@ def tick(store: Store, plan: CompiledWorkspace, book: PartnerBook, at: datetime,
     configures). ``offline`` (a simulation) signs the links in messages with a key no server
     accepts, so it needs no secret."""
     return Tick(store, plan, book, aware(at), using, offline=offline).run()
-
-
-def exits_revision(store: Store) -> int:
-    """The partner revision whose changes the exit checks have seen; a store that has none yet
-    starts from the revision it has now (before the coming import)."""
-    raw = store.meta(EXITS_CHECKED)
-    if raw is not None:
-        return int(raw)
-    with store.transaction():
-        revision = store.partner_revision()
-        store.set_meta(EXITS_CHECKED, str(revision))
-    return revision
 
 
 def import_before_tick(store: Store, plan: CompiledWorkspace, at: datetime) -> PartnerImport:
@@ -117,7 +107,8 @@ class Tick(Part):
     """One tick: the order of things (see the module's docstring), the transactions they run in,
     and the operations' way in (:meth:`catch_up`, :meth:`effects`, :meth:`jump`). Who is enrolled
     is :class:`~engine.triggers.Triggers`' business, how an enrollment moves on
-    :class:`~engine.advance.Advance`'s."""
+    :class:`~engine.advance.Advance`'s, which exits a changed record triggers
+    :class:`~engine.exits.Exits`'."""
 
     def __init__(self, store: Store, plan: CompiledWorkspace, book: PartnerBook, at: datetime,
                  using: Transports | None = None, *, offline: bool = False):
@@ -128,6 +119,7 @@ class Tick(Part):
         self.advance = Advance(self.state)
         self.goals = Goals(self.state, self.advance)
         self.triggers = Triggers(self.state, self.goals)
+        self.exits = Exits(self.state, self.advance)
 
     def run(self) -> TickReport:
         """The tick. A deadlock or serialization failure on a server store (another worker got in
@@ -150,8 +142,8 @@ class Tick(Part):
         imported = import_partners(self.store, self.plan, self.at)
         self.report.diagnostics += imported.diagnostics
         self.book.refresh()
-        self._sync_campaigns()
-        self._check_exits(exits_checked)
+        sync_campaigns(self.state)
+        self.exits.check(exits_checked)
         fired_at = None
         while True:
             upcoming = self.triggers.next_occurrence()
@@ -216,70 +208,6 @@ class Tick(Part):
                 break  # nothing moved (another process has it): do not spin
         for (cid, step, status), n in sorted(counts.items()):
             self._log_batch(cid, step, status, n, partner_id)
-
-    def _sync_campaigns(self) -> None:
-        """Record new campaigns and switches on or off; hold back drafts and locked campaigns
-        whose steps or audience were edited (the others run)."""
-        held: set[str] = set()
-        with self.store.transaction():
-            known = self.store.campaign_rows()  # inside: another tick may be adding them right now
-            locks = self.store.locks()
-            priorities = self.store.priorities()
-            for cid, compiled in self.plan.campaigns.items():
-                campaign = compiled.campaign
-                if cid not in known:
-                    self.store.add_campaign(cid, campaign.name, campaign.active, self.at)
-                elif known[cid][1] != campaign.active:
-                    self.store.set_campaign_active(cid, campaign.name, campaign.active, self.at)
-                    if campaign.active:
-                        self.store.resume_overdue(cid, self.at)
-                    self.store.log(self.at, ENGINE_USER, "campaign.activated" if campaign.active else "campaign.deactivated",
-                                   cid)
-                draft = known[cid][3] if cid in known else None
-                if draft is not None and draft == compiled.content_hash:
-                    held.add(cid)
-                elif draft is not None:  # edited since it returned to draft: scheduled again from now
-                    self.store.set_draft(cid, None, self.at)
-                    self.store.log(self.at, ENGINE_USER, "campaign.scheduled", cid)
-                if priorities.get(cid, 0) != campaign.priority:
-                    self.store.set_priority(cid, campaign.priority)
-                if cid in locks:
-                    problem = lock_error(cid, campaign, *locks[cid])
-                    if problem is not None:
-                        self.report.diagnostics.append(problem)
-                        held.add(cid)
-        self.since.clear()
-        self.since.update((cid, row[2]) for cid, row in self.store.campaign_rows().items())
-        self.running[:] = sorted(cid for cid, c in self.plan.campaigns.items() if c.active and cid not in held)
-
-    def _check_exits(self, since: int) -> None:
-        """Exits of the partners whose records changed since revision ``since`` (this tick's
-        import, and any an earlier tick imported but was killed before it checked); the
-        revision checked is recorded only after the check, so a kill repeats it, never skips it."""
-        revision = self.store.partner_revision()
-        if revision == since:
-            return
-        watched = {cid for cid in self.running
-                   if self.plan.campaigns[cid].exit_when is not None or self.plan.campaigns[cid].campaign.exit_on_audience_loss}
-        if watched:
-            for chunk in _chunks(list(self.store.partners_changed_since(since)), BATCH):
-                while not self._check_exits_of(chunk, watched & set(self.running)):
-                    pass  # a campaign failed: the chunk again, without it
-        with self.store.transaction():
-            self.store.set_meta(EXITS_CHECKED, str(revision))
-
-    def _check_exits_of(self, chunk: list[str], watched: set[str]) -> bool:
-        """Whether the chunk was done (not rolled back because a campaign failed)."""
-        with self.unit() as unit, self.store.transaction():
-            partners = self.book.get_many(chunk)
-            for pid, enrollments in self.store.history(chunk).items():
-                for e in enrollments:
-                    if e.campaign in watched and e.status == "active" and pid in partners:
-                        with self.as_campaign(e.campaign):
-                            reason = self.advance.exit_reason(self.plan.campaigns[e.campaign], e, partners[pid], self.at)
-                        if reason is not None:
-                            self.advance.finish(e, reason, self.at)
-        return not unit.failed
 
     def _run_steps(self, until: datetime) -> None:
         """Execute every step due at or before ``until``, earliest first, in batches: one
@@ -352,7 +280,7 @@ class Tick(Part):
         what that makes due in the campaign runs now and is delivered; the other campaigns are
         left to the next tick. The caller has checked that the campaign may run now."""
         self._deliver()
-        self._sync_campaigns()
+        sync_campaigns(self.state)
         if campaign_id in self.running:
             self.running[:] = [campaign_id]
             self.triggers.execute(self.plan.campaigns[campaign_id])
@@ -369,8 +297,3 @@ class Tick(Part):
              reason, *, inclusive: bool = False) -> Enrollment | None:
         """Move an enrollment to ``target`` at ``at`` (:meth:`Advance.jump`), in the caller's transaction."""
         return self.advance.jump(compiled, e, origin, target, at, tz, reason, inclusive=inclusive)
-
-
-def _chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

@@ -62,7 +62,8 @@ def method(*places: tuple[str, str, str]) -> tuple[type, str]:
 
 
 ASK_WAIT = (("engine.advance", "Advance", "holds"), ("engine.tick", "Tick", "_holds"))  # a wait-for's condition
-CHECK_EXITS = (("engine.tick", "Tick", "_check_exits"), ("engine.advance", "Advance", "check_exits"))
+CHECK_EXITS = (("engine.exits", "Exits", "check"), ("engine.tick", "Tick", "_check_exits"),
+               ("engine.advance", "Advance", "check_exits"))
 OWN = {"steps": ((SQLiteStore, "record_steps"), 1 / 4), "respond": ((SQLiteStore, "add_response"), 1),
        "waits": (ASK_WAIT, 1 / 4)}
 ALL = {**{m: share for m, (_, share) in TICK_MARKERS.items()}, "append": 1, "appended": 1,
