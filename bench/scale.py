@@ -23,7 +23,8 @@ process, so its peak resident set is its own:
                  once. The worker counts take turns run by run (--worker-runs of each), so a
                  change in the machine's load falls on all of them; printed: the median and
                  min–max of each, its ratio to one worker, the load average before and after,
-                 and whether the targets of issue 17 are met (one worker ≥ 8,000 steps/s, two
+                 the machine's speed (a fixed Python loop's CPU time before each run), and
+                 whether the targets of issue 17 are met (one worker ≥ 8,000 steps/s, two
                  ≥ 1.6× one, no step twice). --workers-only runs only this phase.
 
 PostgreSQL runs use a fresh schema per store (``?options=-csearch_path=...``), dropped at the end.
@@ -244,6 +245,17 @@ def sqlite_all_due(tmp: Path, due_count: int, runs_wanted: int) -> None:
          f"{due_count / statistics.median(seconds):,.0f} steps/s", max(r["peak_mb"] for r in runs))
 
 
+def calibration() -> float:
+    """CPU seconds of a fixed pure-Python loop, median of three: this machine's speed drifts by a
+    fifth from minute to minute, and this says at what speed the rows beside it were measured."""
+    times = []
+    for _ in range(3):
+        start = time.process_time()
+        sum(i * i for i in range(300_000))
+        times.append(time.process_time() - start)
+    return statistics.median(times)
+
+
 TARGET_ONE = 8_000  # steps/s of one worker (issue 17)
 TARGET_TWO = 1.6  # two workers' rate over one's
 
@@ -254,10 +266,14 @@ def workers_phase(tmp: Path, schemas: Schemas, count: int, counts: list[int], ru
     make_workspace(pg_due, count, first_wait=True)
     results: dict[int, list[dict[str, Any]]] = {w: [] for w in counts}
     loads: dict[int, list[float]] = {w: [] for w in counts}
+    speed: list[float] = []
     for run in range(runs):  # the counts take turns: 1, 2, 1, 2, ...
         for workers in counts:
             loads[workers].append(os.getloadavg()[0])
+            speed.append(calibration())
             results[workers].append(workers_run(pg_due, tmp, schemas, count, workers, run))
+    print(f"the machine's speed: a fixed Python loop took {statistics.median(speed) * 1000:.0f} ms of CPU "
+          f"({min(speed) * 1000:.0f}–{max(speed) * 1000:.0f}) before the runs; compare runs of similar speed", flush=True)
     rates: dict[int, float] = {}
     failed = False
     for workers in counts:
