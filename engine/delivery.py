@@ -77,6 +77,10 @@ class Delivery:
     reclaimed: int = 0  # messages a process that died had claimed, handed over again
     waiting: list[str] = field(default_factory=list)  # channels whose transport cannot run
 
+    def add(self, other: "Delivery") -> None:
+        """Count another delivery's outcomes in this one."""
+        self.sent, self.retry, self.failed = self.sent + other.sent, self.retry + other.retry, self.failed + other.failed
+
     def to_json(self) -> dict[str, int]:
         return {"sent": self.sent, "retry": self.retry, "failed": self.failed}
 
@@ -143,8 +147,7 @@ def deliver(store: Store, plan: CompiledWorkspace, at: datetime, using: Transpor
 def local_channels(using: Transports) -> frozenset[str]:
     """The channels whose transport is local and idempotent (the files): their messages are
     handed over as their step batch commits."""
-    return frozenset(channel for channel, transport in using.items()
-                     if transport is not None and transport.idempotent and not transport.external)
+    return frozenset(channel for channel, transport in using.items() if _local(transport))
 
 
 def hand_over_committed(store: Store, using: Transports, handover: Handover, at: datetime) -> Delivery:
@@ -152,11 +155,10 @@ def hand_over_committed(store: Store, using: Transports, handover: Handover, at:
     not taken is queued again or failed. Counted here only if this process ended the handover
     (another may have finished it first, after a kill it took for this process's)."""
     outcomes = _hand_over_all(using, handover.messages)
-    failed = [(o.id, o.status, o.error, at + backoff(1)) for o in outcomes if o.status != SENT]
     with store.delivering():
         ended = store.end_handover(handover.id)
-        if ended and failed:
-            store.undo_handover(failed)
+        if ended:
+            store.undo_handover(_not_taken(outcomes, at))
     return _counted(outcomes) if ended else Delivery()
 
 
@@ -173,17 +175,15 @@ def _finish_handovers(store: Store, plan: CompiledWorkspace, using: Transports, 
             if left is None:
                 return
             handover, messages = left
-            if any(not _local(using.get(m.channel)) for m in messages):
-                files = files or _files(plan)
-            chosen = {m.channel: using.get(m.channel) if _local(using.get(m.channel)) else files for m in messages}
-            outgoing = [Outgoing(m.id, m.channel, m.record, m.html) for m in messages]
-            outcomes = _hand_over_all(chosen, outgoing)
-            store.undo_handover([(o.id, o.status, o.error, at + backoff(1)) for o in outcomes if o.status != SENT])
+            chosen: dict[str, Transport | None] = {}
+            for channel in {m.channel for m in messages}:
+                transport = using.get(channel)
+                chosen[channel] = transport if _local(transport) else (files := files or _files(plan))
+            outcomes = _hand_over_all(chosen, [Outgoing(m.id, m.channel, m.record, m.html) for m in messages])
+            store.undo_handover(_not_taken(outcomes, at))
             if store.end_handover(handover):
                 store.log(at, "engine", "delivery.handover", count=len(messages))
-        done = _counted(outcomes)
-        result.sent, result.retry, result.failed = (result.sent + done.sent, result.retry + done.retry,
-                                                    result.failed + done.failed)
+        result.add(_counted(outcomes))
 
 
 def _local(transport: Transport | None) -> bool:
@@ -197,6 +197,12 @@ def _hand_over_all(using: Mapping[str, Transport | None], messages: list[Outgoin
         assert transport is not None
         outcomes += hand_over(transport, list(group))
     return outcomes
+
+
+def _not_taken(outcomes: list[Outcome], at: datetime) -> list[tuple[str, str, str | None, datetime]]:
+    """The outcomes of a handover's messages the transport did not take, as undo_handover wants
+    them: each its first failed attempt."""
+    return [(o.id, o.status, o.error, at + backoff(1)) for o in outcomes if o.status != SENT]
 
 
 def _counted(outcomes: list[Outcome]) -> Delivery:
@@ -218,8 +224,7 @@ def _deliver_locked(store: Store, using: Transports, channels: list[str], at: da
                 _deliver_batch(store, using, batch, at, done, claimed=False)
         if not batch:
             return
-        result.sent, result.retry, result.failed = (result.sent + done.sent, result.retry + done.retry,
-                                                    result.failed + done.failed)  # counted once committed
+        result.add(done)  # counted once committed
 
 
 def _deliver_batch(store: Store, using: Transports, batch: list[Queued], at: datetime, result: Delivery,

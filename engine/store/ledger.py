@@ -57,7 +57,7 @@ class Ledger:
                               _label(record, "variant"), *extra)
                              for (record, enrollment_id, html), text in zip(messages, texts)])
 
-    # Handovers (engine.handover): the messages a step batch recorded sent to a local transport,
+    # Handovers (engine.delivery): the messages a step batch recorded sent to a local transport,
     # listed in the batch's transaction until they are in their files.
 
     def add_handover(self, ids: Sequence[str], at: datetime) -> int:

@@ -120,7 +120,7 @@ CREATE INDEX IF NOT EXISTS outbox_tally ON outbox (campaign, step, channel, lang
 CREATE INDEX IF NOT EXISTS outbox_claimed ON outbox (claimed_by) WHERE claimed_by IS NOT NULL;
 
 -- Messages a step batch recorded as sent to a local transport (the files) in its own transaction,
--- listed until they are in their files (engine.handover): what a killed process left is written
+-- listed until they are in their files (engine.delivery): what a killed process left is written
 -- by the next delivery.
 CREATE TABLE IF NOT EXISTS handovers (
     id       INTEGER PRIMARY KEY,
